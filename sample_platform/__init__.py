@@ -1,0 +1,1 @@
+"""The sample betting platform: bets with idempotency keys, a double-entry ledger, settlement and an outbox."""

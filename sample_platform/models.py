@@ -1,0 +1,186 @@
+"""Tables of the sample platform. Money is integer minor units; odds are decimal strings; times are UTC.
+
+Schema changes go through the Alembic migrations in `sample_platform/migrations/`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import BigInteger, CheckConstraint, Column, DateTime, ForeignKey, Index, Integer, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+# BIGINT on PostgreSQL; INTEGER on SQLite, where only INTEGER PRIMARY KEY is an autoincrementing rowid.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def _utc_column(*, nullable: bool = False, index: bool = False) -> Column:
+    return Column(DateTime(timezone=True), nullable=nullable, index=index)
+
+
+def _money_column(*, default: int | None = None) -> Column:
+    return Column(BigInteger(), nullable=False, server_default=None if default is None else str(default))
+
+
+class LedgerAccountKind(StrEnum):
+    WALLET = "wallet"  # what the player can bet with; never below zero
+    HELD = "held"  # stakes of the player's open bets; never below zero
+    RECEIVABLE = "receivable"  # what the player owes after a resettlement took back more than the wallet held
+    HOUSE = "house"  # the operator's book: takes lost stakes, pays winnings
+    EXTERNAL = "external"  # the world outside: deposits come from here
+
+
+class BetStatus(StrEnum):
+    OPEN = "open"
+    WON = "won"
+    LOST = "lost"
+    VOID = "void"
+
+
+class MarketStatus(StrEnum):
+    OPEN = "open"
+    SETTLING = "settling"
+    SETTLED = "settled"
+
+
+class Account(SQLModel, table=True):
+    __tablename__ = "accounts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(max_length=64, unique=True, index=True)
+    token_hash: str = Field(max_length=64, unique=True, index=True)
+    created_at: datetime = Field(sa_column=_utc_column())
+
+
+class LedgerAccount(SQLModel, table=True):
+    __tablename__ = "ledger_accounts"
+    __table_args__ = (
+        UniqueConstraint("owner_account_id", "kind", name="uq_ledger_accounts_owner_kind"),
+        CheckConstraint(
+            "kind NOT IN ('wallet', 'held') OR balance_minor >= 0", name="ck_ledger_accounts_player_non_negative"
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    owner_account_id: int | None = Field(default=None, foreign_key="accounts.id", index=True)
+    kind: str = Field(max_length=16)
+    # A cached running balance, always equal to the sum of this account's postings (checked by
+    # `ledger.check_invariants`); kept so that the non-negative rule is one guarded UPDATE.
+    balance_minor: int = Field(default=0, sa_column=_money_column(default=0))
+
+
+class LedgerTransaction(SQLModel, table=True):
+    __tablename__ = "ledger_transactions"
+
+    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True))
+    kind: str = Field(max_length=32)
+    bet_id: int | None = Field(default=None, foreign_key="bets.id", index=True)
+    reverses_id: int | None = Field(default=None, sa_column=Column(BigInteger(), ForeignKey("ledger_transactions.id")))
+    created_at: datetime = Field(sa_column=_utc_column())
+
+
+class Posting(SQLModel, table=True):
+    __tablename__ = "postings"
+
+    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True))
+    transaction_id: int = Field(
+        sa_column=Column(BigInteger(), ForeignKey("ledger_transactions.id"), nullable=False, index=True)
+    )
+    ledger_account_id: int = Field(foreign_key="ledger_accounts.id", index=True)
+    amount_minor: int = Field(sa_column=_money_column())
+
+
+class Market(SQLModel, table=True):
+    __tablename__ = "markets"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=200)
+    status: str = Field(default=MarketStatus.OPEN, max_length=16)
+    price_version: int = Field(default=1)
+    # Bumped each time the result changes; a bet settled under an older version is resettled.
+    result_version: int = Field(default=0)
+    winner_selection_id: int | None = Field(default=None)
+    void: bool = Field(default=False)
+    created_at: datetime = Field(sa_column=_utc_column())
+
+
+class Selection(SQLModel, table=True):
+    __tablename__ = "selections"
+
+    id: int | None = Field(default=None, primary_key=True)
+    market_id: int = Field(foreign_key="markets.id", index=True)
+    name: str = Field(max_length=200)
+    odds: str = Field(max_length=16)
+    # Sum over open bets of (potential payout - stake): what the house loses if this selection wins.
+    liability_minor: int = Field(default=0, sa_column=_money_column(default=0))
+
+
+class PriceChange(SQLModel, table=True):
+    __tablename__ = "price_changes"
+
+    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True))
+    market_id: int = Field(foreign_key="markets.id", index=True)
+    price_version: int
+    selection_id: int = Field(foreign_key="selections.id")
+    odds: str = Field(max_length=16)
+    changed_at: datetime = Field(sa_column=_utc_column())
+
+
+class Bet(SQLModel, table=True):
+    __tablename__ = "bets"
+    __table_args__ = (
+        CheckConstraint("stake_minor > 0", name="ck_bets_stake_positive"),
+        Index("ix_bets_market_status", "market_id", "status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="accounts.id", index=True)
+    market_id: int = Field(foreign_key="markets.id")
+    selection_id: int = Field(foreign_key="selections.id")
+    stake_minor: int = Field(sa_column=_money_column())
+    odds: str = Field(max_length=16)  # bound at commit
+    requested_odds: str = Field(max_length=16)
+    price_version: int  # the market's price version at commit
+    potential_payout_minor: int = Field(sa_column=_money_column())
+    status: str = Field(default=BetStatus.OPEN, max_length=8)
+    settlement_version: int = Field(default=0)  # the market result version this bet is settled under
+    settlement_transaction_id: int | None = Field(default=None, sa_column=Column(BigInteger(), nullable=True))
+    placed_at: datetime = Field(sa_column=_utc_column())
+    settled_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+
+
+class IdempotencyKey(SQLModel, table=True):
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("account_id", "key", name="uq_idempotency_keys_account_key"),)
+
+    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True))
+    account_id: int = Field(foreign_key="accounts.id")
+    key: str = Field(max_length=255)
+    request_hash: str = Field(max_length=64)
+    state: str = Field(max_length=16)  # in_flight | completed
+    owner: str = Field(max_length=36)  # the attempt holding the key while in flight
+    response_status: int | None = None
+    response_body: str | None = Field(default=None, sa_column=Column(Text(), nullable=True))
+    created_at: datetime = Field(sa_column=_utc_column())
+    locked_until: datetime = Field(sa_column=_utc_column())
+    expires_at: datetime = Field(sa_column=_utc_column(index=True))
+
+
+class OutboxEvent(SQLModel, table=True):
+    __tablename__ = "outbox_events"
+
+    seq: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True))
+    event_id: str = Field(max_length=36, unique=True)
+    aggregate_type: str = Field(max_length=32)
+    aggregate_id: str = Field(max_length=64)
+    event_type: str = Field(max_length=64)
+    payload: str = Field(sa_column=Column(Text(), nullable=False))
+    created_at: datetime = Field(sa_column=_utc_column())
+
+
+class OutboxCursor(SQLModel, table=True):
+    __tablename__ = "outbox_cursors"
+
+    name: str = Field(primary_key=True, max_length=64)
+    last_seq: int = Field(default=0, sa_column=Column(BigInteger(), nullable=False, server_default="0"))

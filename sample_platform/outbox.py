@@ -1,0 +1,226 @@
+"""Transactional outbox: money changes write an event in their own transaction; a relay delivers them.
+
+    write_event(conn, aggregate_type="bet", aggregate_id="42", event_type="bet.placed", payload={...})
+    OutboxRelay(engine, JsonlSink(Path("var/outbox.jsonl"))).relay_once()
+
+Commit order: on PostgreSQL every writer takes one transaction-scoped advisory lock just before it
+inserts its events, so sequence numbers are handed out in commit order and a row can never commit
+behind a higher sequence number the relay has already passed. SQLite writers are serialised by
+`BEGIN IMMEDIATE`, which gives the same guarantee.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from sqlalchemy import Connection, Engine, func, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from controlplane.clock import as_utc, utcnow
+from controlplane.storage import reader
+from sample_platform.models import OutboxCursor, OutboxEvent
+
+log = logging.getLogger(__name__)
+events_t = OutboxEvent.__table__
+cursors_t = OutboxCursor.__table__
+
+# pg_advisory_xact_lock key for "outbox writers" (any fixed 64-bit number; 'OUTBOX' in ASCII).
+OUTBOX_LOCK_KEY = 0x4F5554424F58
+
+
+def canonical_json(payload: Any) -> str:
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class PendingEvent:
+    aggregate_type: str
+    aggregate_id: str | int
+    event_type: str
+    payload: dict[str, Any]
+
+
+def write_event(
+    conn: Connection, *, aggregate_type: str, aggregate_id: str | int, event_type: str, payload: dict[str, Any]
+) -> str:
+    """Add an event to the caller's open transaction; it is delivered only if that transaction commits.
+
+    Call it as the transaction's last write (or gather events and use `write_events`): on PostgreSQL
+    it takes the outbox lock, and a writer holding it must not wait for other row locks.
+    """
+    return write_events(conn, [PendingEvent(aggregate_type, aggregate_id, event_type, payload)])[0]
+
+
+def write_events(conn: Connection, events: list[PendingEvent]) -> list[str]:
+    if not events:
+        return []
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": OUTBOX_LOCK_KEY})
+    now = utcnow()
+    rows = [
+        {
+            "event_id": str(uuid.uuid4()),
+            "aggregate_type": e.aggregate_type,
+            "aggregate_id": str(e.aggregate_id),
+            "event_type": e.event_type,
+            "payload": canonical_json(e.payload),
+            "created_at": now,
+        }
+        for e in events
+    ]
+    conn.execute(events_t.insert(), rows)
+    return [row["event_id"] for row in rows]
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    seq: int
+    event_id: str
+    aggregate_type: str
+    aggregate_id: str
+    event_type: str
+    payload: dict[str, Any]
+    created_at: str
+
+    def to_json(self) -> str:
+        return canonical_json(self.__dict__)
+
+
+class OutboxSink(Protocol):
+    """Where the relay delivers. Must tolerate re-delivery: deduplicate by `event_id`."""
+
+    def deliver(self, messages: list[OutboxMessage]) -> None: ...
+
+
+class JsonlSink:
+    """Appends events as JSON lines and fsyncs; skips event ids it has already written.
+
+    A crash between the write and the relay's cursor update re-delivers a batch; ids already in
+    the file are skipped, and `read_jsonl_events` deduplicates again on read.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._seen = {m.event_id for m in read_jsonl_events(self.path, dedupe=False)}
+        self._lock = threading.Lock()
+
+    def deliver(self, messages: list[OutboxMessage]) -> None:
+        with self._lock:
+            fresh = [m for m in messages if m.event_id not in self._seen]
+            if not fresh:
+                return
+            with self.path.open("a", encoding="utf-8") as fh:
+                fh.write("".join(m.to_json() + "\n" for m in fresh))
+                fh.flush()
+                os.fsync(fh.fileno())
+            self._seen.update(m.event_id for m in fresh)
+
+
+def read_jsonl_events(path: Path, *, dedupe: bool = True) -> list[OutboxMessage]:
+    """Events in a JSON-lines sink file, in delivery order; a torn last line (crash mid-write) is ignored."""
+    if not Path(path).exists():
+        return []
+    out: list[OutboxMessage] = []
+    seen: set[str] = set()
+    with Path(path).open(encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                message = OutboxMessage(**json.loads(line))
+            except (ValueError, TypeError):
+                continue
+            if dedupe and message.event_id in seen:
+                continue
+            seen.add(message.event_id)
+            out.append(message)
+    return out
+
+
+class OutboxRelay:
+    """Delivers outbox events in sequence (= commit) order, at least once, to one sink.
+
+    Its position is a row in `outbox_cursors`, advanced only after the sink accepted a batch.
+    """
+
+    def __init__(self, engine: Engine, sink: OutboxSink, *, name: str = "default", batch_size: int = 500) -> None:
+        self.engine = engine
+        self.sink = sink
+        self.name = name
+        self.batch_size = batch_size
+        self._ensure_cursor()
+
+    def _ensure_cursor(self) -> None:
+        dialect_insert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
+        with self.engine.begin() as conn:
+            conn.execute(dialect_insert(cursors_t).values(name=self.name, last_seq=0).on_conflict_do_nothing())
+
+    def position(self) -> int:
+        with reader(self.engine).connect() as conn:
+            return conn.execute(select(cursors_t.c.last_seq).where(cursors_t.c.name == self.name)).scalar_one()
+
+    def pending(self) -> int:
+        """Events committed but not yet delivered."""
+        with reader(self.engine).connect() as conn:
+            last = select(cursors_t.c.last_seq).where(cursors_t.c.name == self.name).scalar_subquery()
+            return conn.execute(select(func.count()).select_from(events_t).where(events_t.c.seq > last)).scalar_one()
+
+    def relay_once(self) -> int:
+        """Deliver one batch; returns how many events it delivered."""
+        with reader(self.engine).connect() as conn:
+            last = conn.execute(select(cursors_t.c.last_seq).where(cursors_t.c.name == self.name)).scalar_one()
+            rows = conn.execute(
+                select(events_t).where(events_t.c.seq > last).order_by(events_t.c.seq).limit(self.batch_size)
+            ).all()
+        if not rows:
+            return 0
+        messages = [
+            OutboxMessage(
+                seq=row.seq,
+                event_id=row.event_id,
+                aggregate_type=row.aggregate_type,
+                aggregate_id=row.aggregate_id,
+                event_type=row.event_type,
+                payload=json.loads(row.payload),
+                created_at=as_utc(row.created_at).isoformat(),
+            )
+            for row in rows
+        ]
+        self.sink.deliver(messages)
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(cursors_t)
+                .where(cursors_t.c.name == self.name, cursors_t.c.last_seq < messages[-1].seq)
+                .values(last_seq=messages[-1].seq)
+            )
+        return len(messages)
+
+    def drain(self) -> int:
+        total = 0
+        while delivered := self.relay_once():
+            total += delivered
+        return total
+
+    def run(self, stop: threading.Event, interval: float) -> None:
+        """Relay until `stop` is set; a failing sink or database is retried, never fatal."""
+        while not stop.is_set():
+            try:
+                delivered = self.relay_once()
+            except Exception:
+                log.exception("outbox relay round failed; retrying")
+                delivered = 0
+            if delivered < self.batch_size:
+                stop.wait(interval)
+
+
+def all_event_ids(engine: Engine) -> Iterable[str]:
+    with reader(engine).connect() as conn:
+        return [row[0] for row in conn.execute(select(events_t.c.event_id).order_by(events_t.c.seq))]

@@ -1,0 +1,43 @@
+"""Run the platform's HTTP server in a background thread (for the demo, tests and benchmarks).
+
+    with PlatformServer(settings, engine) as server:
+        httpx.get(f"{server.url}/v1/health")
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import uvicorn
+from sqlalchemy import Engine
+
+from controlplane.settings import Settings
+from sample_platform.api import create_app
+
+
+class PlatformServer:
+    def __init__(
+        self, settings: Settings, engine: Engine, *, host: str = "127.0.0.1", port: int = 0, run_background: bool = True
+    ) -> None:
+        app = create_app(settings, engine=engine, run_background=run_background)
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.app = app
+        self._thread = threading.Thread(target=self.server.run, name="platform-server", daemon=True)
+        self.url = ""
+
+    def __enter__(self) -> "PlatformServer":
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the platform server did not start")
+            time.sleep(0.01)
+        host, port = self.server.servers[0].sockets[0].getsockname()[:2]
+        self.url = f"http://{host}:{port}"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self._thread.join(timeout=30)
