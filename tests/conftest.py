@@ -1,0 +1,115 @@
+"""Fixtures: every database-touching test runs on SQLite and, where a server is configured, PostgreSQL.
+
+PostgreSQL: set CONTROLPLANE_TEST_POSTGRES_URL (CI does). Each test gets its own schema, dropped
+afterwards. With CONTROLPLANE_TEST_REQUIRE_POSTGRES=1 an unreachable server fails the run.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+
+from controlplane.settings import Settings
+from controlplane.storage import make_engine
+from sample_platform.client import PlatformClient
+from sample_platform.db import migrate
+from sample_platform.server import PlatformServer
+
+ADMIN_TOKEN = "test-admin-token"
+POSTGRES_URL = os.environ.get("CONTROLPLANE_TEST_POSTGRES_URL", "")
+REQUIRE_POSTGRES = os.environ.get("CONTROLPLANE_TEST_REQUIRE_POSTGRES") == "1"
+
+
+def _libpq_dsn(url: str) -> str:
+    parsed = make_url(url)
+    return parsed.set(drivername="postgresql", query={}).render_as_string(hide_password=False)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'platform.db'}"
+        return
+    if not POSTGRES_URL:
+        if REQUIRE_POSTGRES:
+            pytest.fail("CONTROLPLANE_TEST_REQUIRE_POSTGRES=1 but CONTROLPLANE_TEST_POSTGRES_URL is not set")
+        pytest.skip("set CONTROLPLANE_TEST_POSTGRES_URL to run the PostgreSQL cases")
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    try:
+        with psycopg.connect(_libpq_dsn(POSTGRES_URL), autocommit=True) as conn:
+            conn.execute(f'CREATE SCHEMA "{schema}"')
+    except psycopg.OperationalError as exc:
+        if REQUIRE_POSTGRES:
+            pytest.fail(f"PostgreSQL at {POSTGRES_URL} is unreachable: {exc}")
+        pytest.skip(f"PostgreSQL unreachable: {exc}")
+    url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(_libpq_dsn(POSTGRES_URL), autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        environment="test",
+        database_url=database_url,
+        admin_token=ADMIN_TOKEN,
+        outbox_sink_path=tmp_path / "outbox.jsonl",
+        outbox_relay_interval_seconds=0.05,
+    )
+
+
+@pytest.fixture
+def engine(settings: Settings) -> Iterator[Engine]:
+    engine = make_engine(settings.database_url, busy_timeout_ms=settings.db_busy_timeout_ms)
+    migrate(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def server(settings: Settings, engine: Engine) -> Iterator[PlatformServer]:
+    with PlatformServer(settings, engine) as running:
+        yield running
+
+
+@pytest.fixture
+def client(server: PlatformServer) -> Iterator[PlatformClient]:
+    with PlatformClient(server.url, admin_token=ADMIN_TOKEN) as c:
+        yield c
+
+
+@pytest.fixture
+def funded_player(client: PlatformClient) -> dict:
+    """A player with 100.00 in the wallet."""
+    account = client.create_account(f"p-{uuid.uuid4().hex[:10]}")
+    client.deposit(account["id"], 10_000)
+    return account
+
+
+@pytest.fixture
+def market(client: PlatformClient) -> dict:
+    return client.create_market("Derby", [("Home", "2.50"), ("Draw", "3.20"), ("Away", "2.80")])
+
+
+def bet_body(market: dict, *, selection: int = 0, stake: int = 500, **overrides: object) -> dict:
+    sel = market["selections"][selection]
+    body = {
+        "market_id": market["id"],
+        "selection_id": sel["id"],
+        "stake_minor": stake,
+        "odds": sel["odds"],
+        "price_version": market["price_version"],
+        "accept_price_change": "none",
+    }
+    body.update(overrides)
+    return body
