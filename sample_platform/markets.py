@@ -250,6 +250,18 @@ def _settle_batch(engine: Engine, market_id: int, batch_size: int, report: Settl
         if not bets:
             return False
         house = ledger.system_account(conn, LedgerAccountKind.HOUSE)
+        # Lock every ledger account the batch will touch up front, in ascending id order, the
+        # order bet placement and deposits use too: otherwise a batch that reaches one player's
+        # wallet after that player's held account can deadlock with a bet being placed.
+        conn.execute(
+            select(ledger.accounts_t.c.id)
+            .where(
+                ledger.accounts_t.c.owner_account_id.in_({bet.account_id for bet in bets})
+                | (ledger.accounts_t.c.id == house)
+            )
+            .order_by(ledger.accounts_t.c.id)
+            .with_for_update()
+        ).all()
         now = utcnow()
         events: list[PendingEvent] = []
         for bet in bets:

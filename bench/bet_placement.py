@@ -1,0 +1,875 @@
+"""Benchmark: bet placement throughput and latency under open-model load, on SQLite and PostgreSQL.
+
+    .venv/bin/python bench/bet_placement.py                       # default ladder, both databases
+    .venv/bin/python bench/bet_placement.py --rates 50,100 --duration 3 --databases sqlite
+    .venv/bin/python bench/bet_placement.py --format json > result.json
+
+For each database the platform server is started in its own process (`controlplane platform serve`),
+players, deposits and markets are set up through the API, and then `POST /v1/bets` is offered at
+each rate of the ladder, followed by `GET /v1/health` (which never touches the database: the
+framework's own ceiling) at the same rate, and a closed-loop health run to find that ceiling.
+
+Open model: request i is due at t0 + i/rate whatever happened to the earlier ones, and its latency
+is measured from that *scheduled* time to its completion. A server (or load generator) that falls
+behind therefore shows up in the latency instead of silently lowering the offered load
+(no coordinated omission). Only 201 responses count as accepted bets; everything else is reported
+by status code (timeouts and transport errors by name). Latency percentiles are nearest-rank over
+every recorded sample of the step.
+
+The "lag" column is how late the load generator itself started a request after its scheduled time,
+and "cli cpu%"/"srv cpu%" are the CPU used by this process and by the server during the step
+(100% = one core): a lag or cli cpu% near its limit means the generator, not the server, was the
+bottleneck.
+
+PostgreSQL: a fresh schema is created in the database of --postgres-url (default
+$CONTROLPLANE_TEST_POSTGRES_URL, else postgresql+psycopg://postgres@127.0.0.1:5432/test), the
+server migrates it at start, and it is dropped at the end. If PostgreSQL is unreachable, that part
+is skipped with a note.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import random
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from sample_platform.client import PlatformClient  # noqa: E402
+
+DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+DEFAULT_RATES = "50,100,200,400"
+STAKE_MINOR = 100
+DEPOSIT_MINOR = 10**10
+SERVER_ENV = {
+    "CONTROLPLANE_MAX_LIABILITY_MINOR": "10000000000",
+    "CONTROLPLANE_MAX_STAKE_MINOR": "1000000",
+}
+GENERATOR_BOUND = 0.9  # client CPU (fraction of a core) above which the load generator is the bottleneck
+CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------- stats
+
+
+def percentile(sorted_values: list[float], p: float) -> float | None:
+    """Nearest-rank percentile of an already sorted list (None when there are no samples)."""
+    if not sorted_values:
+        return None
+    rank = max(1, math.ceil(p / 100 * len(sorted_values)))
+    return sorted_values[min(rank, len(sorted_values)) - 1]
+
+
+def summarise_ms(values: list[float]) -> dict[str, float | None]:
+    ordered = sorted(values)
+    out: dict[str, float | None] = {"n": len(ordered)}  # type: ignore[dict-item]
+    for p in (50, 95, 99):
+        v = percentile(ordered, p)
+        out[f"p{p}_ms"] = None if v is None else round(v * 1000, 2)
+    out["max_ms"] = round(ordered[-1] * 1000, 2) if ordered else None
+    return out
+
+
+@dataclass
+class StepResult:
+    endpoint: str
+    mode: str  # "open" or "closed"
+    rate_offered: float | None
+    duration_s: float
+    sent: int = 0
+    ok: int = 0  # 201 for bets, 200 for health
+    window_s: float = 0.0
+    statuses: Counter = field(default_factory=Counter)
+    ok_latencies: list[float] = field(default_factory=list)
+    all_latencies: list[float] = field(default_factory=list)
+    send_lags: list[float] = field(default_factory=list)
+    samples: dict[str, list[str]] = field(default_factory=dict)
+    client_cpu: float | None = None  # fraction of one core
+    server_cpu: float | None = None  # fraction of one core
+    server_cpu_s: float | None = None  # CPU seconds the server process used during the step
+    settle_s: float | None = None  # how long the server took afterwards to answer health promptly again
+
+    @property
+    def server_cpu_ms_per_request(self) -> float | None:
+        if self.server_cpu_s is None or not self.sent:
+            return None
+        return self.server_cpu_s * 1000 / self.sent
+
+    @property
+    def ok_per_s(self) -> float:
+        return self.ok / self.window_s if self.window_s > 0 else 0.0
+
+    def errors(self) -> dict[str, int]:
+        good = "201" if self.endpoint == "bets" else "200"
+        return {k: v for k, v in sorted(self.statuses.items()) if k != good}
+
+    def as_dict(self) -> dict[str, Any]:
+        lag = summarise_ms(self.send_lags)
+        return {
+            "endpoint": self.endpoint,
+            "mode": self.mode,
+            "rate_offered": self.rate_offered,
+            "duration_s": self.duration_s,
+            "sent": self.sent,
+            "ok": self.ok,
+            "window_s": round(self.window_s, 3),
+            "ok_per_s": round(self.ok_per_s, 2),
+            "latency_ok": summarise_ms(self.ok_latencies),
+            "latency_all": summarise_ms(self.all_latencies),
+            "send_lag_p99_ms": lag["p99_ms"],
+            "send_lag_max_ms": lag["max_ms"],
+            "statuses": dict(sorted(self.statuses.items())),
+            "errors": self.errors(),
+            "error_samples": self.samples,
+            "client_cpu_pct": None if self.client_cpu is None else round(self.client_cpu * 100, 1),
+            "server_cpu_pct": None if self.server_cpu is None else round(self.server_cpu * 100, 1),
+            "server_cpu_ms_per_request": _round(self.server_cpu_ms_per_request, 3),
+            "settle_s": _round(self.settle_s, 2),
+            "generator_bound": self.client_cpu is not None and self.client_cpu >= GENERATOR_BOUND,
+        }
+
+
+# ---------------------------------------------------------------------------------------- server
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def controlplane_executable() -> str:
+    candidates = [Path(sys.executable).parent / "controlplane", REPO / ".venv" / "bin" / "controlplane"]
+    for candidate in candidates:
+        if candidate.exists():
+            return str(candidate)
+    found = shutil.which("controlplane")
+    if found:
+        return found
+    raise SystemExit("cannot find the `controlplane` command; install the project (pip install -e .) first")
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """User+system CPU seconds of a process (all its threads), from /proc; None where unavailable."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+class Server:
+    """`controlplane platform serve` in its own process, on a free port."""
+
+    def __init__(self, database_url: str, workdir: Path, admin_token: str) -> None:
+        self.database_url = database_url
+        self.workdir = workdir
+        self.admin_token = admin_token
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = workdir / "server.log"
+        self.proc: subprocess.Popen | None = None
+        self._log_file = None
+
+    def start(self, timeout: float = 60.0) -> None:
+        env = dict(os.environ)
+        env.pop("CONTROLPLANE_DATABASE_URL", None)
+        env.update(SERVER_ENV)
+        env["CONTROLPLANE_ADMIN_TOKEN"] = self.admin_token
+        env["CONTROLPLANE_OUTBOX_SINK_PATH"] = str(self.workdir / "outbox.jsonl")
+        cmd = [
+            controlplane_executable(),
+            "platform",
+            "serve",
+            "--port",
+            str(self.port),
+            "--database-url",
+            self.database_url,
+        ]
+        self._log_file = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            cmd, cwd=self.workdir, env=env, stdout=self._log_file, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the server exited with {self.proc.returncode} at start:\n{self.log_tail()}")
+            try:
+                if httpx.get(f"{self.url}/v1/health", timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not answer /v1/health within {timeout:.0f} s:\n{self.log_tail()}")
+            time.sleep(0.1)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def cpu_seconds(self) -> float | None:
+        return process_cpu_seconds(self.proc.pid) if self.alive() else None  # type: ignore[union-attr]
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=15)
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+
+# ---------------------------------------------------------------------------------------- setup
+
+
+@dataclass
+class Fixture:
+    players: list[str]  # bearer tokens
+    selections: list[tuple[int, int, str, int]]  # (market_id, selection_id, odds, price_version)
+
+
+def setup_fixture(url: str, admin_token: str, *, players: int, markets: int, selections: int) -> Fixture:
+    tokens: list[str] = []
+    picks: list[tuple[int, int, str, int]] = []
+    run = secrets.token_hex(3)
+    rng = random.Random(7)
+    with PlatformClient(url, admin_token=admin_token) as client:
+        for i in range(players):
+            account = client.create_account(f"bench_{run}_{i}")
+            client.deposit(account["id"], DEPOSIT_MINOR)
+            tokens.append(account["token"])
+        for m in range(markets):
+            sels = [(f"runner {s + 1}", f"{rng.uniform(1.2, 12):.2f}") for s in range(selections)]
+            created = client.create_market(f"bench market {run} {m + 1}", sels)
+            market = client.market(created["id"])  # the current prices, as a player would read them
+            for sel in market["selections"]:
+                picks.append((market["id"], sel["id"], sel["odds"], market["price_version"]))
+    return Fixture(tokens, picks)
+
+
+# ---------------------------------------------------------------------------------------- load
+
+RequestSpec = tuple[str, str, dict[str, str], Any]  # method, path, headers, json body
+
+
+def bet_request_factory(fixture: Fixture, seed: int) -> Callable[[int], RequestSpec]:
+    rng = random.Random(seed)
+
+    def make(_i: int) -> RequestSpec:
+        token = rng.choice(fixture.players)
+        market_id, selection_id, odds, price_version = rng.choice(fixture.selections)
+        headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": f'"{uuid.uuid4()}"'}
+        body = {
+            "market_id": market_id,
+            "selection_id": selection_id,
+            "stake_minor": STAKE_MINOR,
+            "odds": odds,
+            "price_version": price_version,
+            "accept_price_change": "any",
+        }
+        return "POST", "/v1/bets", headers, body
+
+    return make
+
+
+def health_request(_i: int) -> RequestSpec:
+    return "GET", "/v1/health", {}, None
+
+
+async def _send(
+    client: httpx.AsyncClient, spec: RequestSpec, scheduled: float, timeout: float, result: StepResult
+) -> float:
+    """Send one request; record latency from `scheduled`; return the completion time."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    result.send_lags.append(max(0.0, started - scheduled))
+    method, path, headers, body = spec
+    remaining = max(0.001, scheduled + timeout - started)
+    try:
+        response = await asyncio.wait_for(client.request(method, path, headers=headers, json=body), remaining)
+        key = str(response.status_code)
+        detail = response.text
+    except asyncio.TimeoutError:
+        key, detail = "timeout", f"no response within {timeout:.0f} s of the scheduled send"
+    except httpx.HTTPError as exc:
+        key, detail = f"error:{type(exc).__name__}", str(exc)
+    done = loop.time()
+    latency = done - scheduled
+    result.statuses[key] += 1
+    result.all_latencies.append(latency)
+    good = "201" if result.endpoint == "bets" else "200"
+    if key == good:
+        result.ok += 1
+        result.ok_latencies.append(latency)
+    else:
+        samples = result.samples.setdefault(key, [])
+        if len(samples) < 3:
+            samples.append(detail[:500])
+    return done
+
+
+async def open_step(
+    client: httpx.AsyncClient,
+    *,
+    endpoint: str,
+    rate: float,
+    duration: float,
+    make: Callable[[int], RequestSpec],
+    timeout: float,
+    server: Server,
+) -> StepResult:
+    """Send round(rate*duration) requests at t0 + i/rate, regardless of earlier responses."""
+    result = StepResult(endpoint=endpoint, mode="open", rate_offered=rate, duration_s=duration)
+    loop = asyncio.get_running_loop()
+    count = max(1, round(rate * duration))
+    specs = [make(i) for i in range(count)]  # built up front so building them costs no send time
+    cpu0, srv0, wall0 = time.process_time(), server.cpu_seconds(), loop.time()
+    t0 = loop.time() + 0.05
+    tasks: list[asyncio.Task] = []
+    for i, spec in enumerate(specs):
+        scheduled = t0 + i / rate
+        delay = scheduled - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(_send(client, spec, scheduled, timeout, result)))
+        result.sent += 1
+    finished = await asyncio.gather(*tasks)
+    end = max([t0 + duration, *finished])
+    result.window_s = end - t0
+    _cpu(result, cpu0, srv0, wall0, loop.time(), server)
+    return result
+
+
+async def settle(client: httpx.AsyncClient, limit: float, fast: float = 0.05) -> float:
+    """Wait until the server answers GET /v1/health within `fast` s three times in a row (at most `limit` s).
+
+    Requests that the generator gave up on may still be running in the server's thread pool; without
+    this, their backlog would be charged to the next step."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    streak = 0
+    while streak < 3 and loop.time() - start < limit:
+        t = loop.time()
+        try:
+            response = await client.get("/v1/health", timeout=max(0.1, limit - (t - start)))
+            streak = streak + 1 if response.status_code == 200 and loop.time() - t < fast else 0
+        except httpx.HTTPError:
+            streak = 0
+        if streak < 3:
+            await asyncio.sleep(0.02 if streak else 0.1)
+    return loop.time() - start
+
+
+async def closed_step(
+    client: httpx.AsyncClient, *, concurrency: int, duration: float, timeout: float, server: Server
+) -> StepResult:
+    """`concurrency` workers each sending GET /v1/health back to back: the most the pair can do."""
+    result = StepResult(endpoint="health", mode="closed", rate_offered=None, duration_s=duration)
+    loop = asyncio.get_running_loop()
+    cpu0, srv0, wall0 = time.process_time(), server.cpu_seconds(), loop.time()
+    t0 = loop.time()
+    stop_at = t0 + duration
+
+    async def worker() -> float:
+        last = t0
+        while loop.time() < stop_at:
+            result.sent += 1
+            last = await _send(client, health_request(0), loop.time(), timeout, result)
+        return last
+
+    finished = await asyncio.gather(*(worker() for _ in range(concurrency)))
+    result.window_s = max([stop_at, *finished]) - t0
+    _cpu(result, cpu0, srv0, wall0, loop.time(), server)
+    return result
+
+
+def _cpu(result: StepResult, cpu0: float, srv0: float | None, wall0: float, wall1: float, server: Server) -> None:
+    wall = max(wall1 - wall0, 1e-9)
+    result.client_cpu = (time.process_time() - cpu0) / wall
+    srv1 = server.cpu_seconds()
+    if srv0 is not None and srv1 is not None:
+        result.server_cpu_s = srv1 - srv0
+        result.server_cpu = result.server_cpu_s / wall
+
+
+async def run_load(server: Server, fixture: Fixture, args: argparse.Namespace) -> dict[str, Any]:
+    limits = httpx.Limits(max_connections=args.max_connections, max_keepalive_connections=args.max_connections)
+    timeout = httpx.Timeout(args.timeout)
+    out: dict[str, Any] = {"bets": [], "health": [], "health_ceiling": None}
+    async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=timeout) as client:
+        # Warm-up (not recorded): open some connections, touch the code paths and the database.
+        warm_bets = StepResult(endpoint="bets", mode="warmup", rate_offered=None, duration_s=0)
+        warm_health = StepResult(endpoint="health", mode="warmup", rate_offered=None, duration_s=0)
+        make_warm = bet_request_factory(fixture, seed=1)
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(_send(client, make_warm(i), loop.time(), args.timeout, warm_bets) for i in range(20)))
+        await asyncio.gather(
+            *(_send(client, health_request(i), loop.time(), args.timeout, warm_health) for i in range(50))
+        )
+        for warm in (warm_bets, warm_health):
+            if warm.errors():
+                log(f"  warm-up {warm.endpoint} answers: {dict(warm.statuses)}; samples: {warm.samples}")
+        for n, rate in enumerate(args.rates):
+            if not server.alive():
+                log("  the server has exited; stopping this database's run")
+                break
+            bets = await open_step(
+                client,
+                endpoint="bets",
+                rate=rate,
+                duration=args.duration,
+                make=bet_request_factory(fixture, seed=100 + n),
+                timeout=args.timeout,
+                server=server,
+            )
+            out["bets"].append(bets)
+            bets.settle_s = await settle(client, args.settle)
+            log(
+                f"  bets   @ {rate:>6g}/s: sent {bets.sent}, accepted {bets.ok_per_s:.1f}/s, "
+                f"p99 {_fmt(summarise_ms(bets.ok_latencies)['p99_ms'])} ms, errors {bets.errors() or '-'}"
+            )
+            health = await open_step(
+                client,
+                endpoint="health",
+                rate=rate,
+                duration=args.duration,
+                make=health_request,
+                timeout=args.timeout,
+                server=server,
+            )
+            out["health"].append(health)
+            health.settle_s = await settle(client, args.settle)
+            log(
+                f"  health @ {rate:>6g}/s: sent {health.sent}, ok {health.ok_per_s:.1f}/s, "
+                f"p99 {_fmt(summarise_ms(health.ok_latencies)['p99_ms'])} ms, errors {health.errors() or '-'}"
+            )
+        if args.ceiling_duration > 0 and server.alive():
+            ceiling = await closed_step(
+                client,
+                concurrency=args.health_concurrency,
+                duration=args.ceiling_duration,
+                timeout=args.timeout,
+                server=server,
+            )
+            out["health_ceiling"] = ceiling
+            log(f"  health ceiling ({args.health_concurrency} in flight): {ceiling.ok_per_s:.1f} req/s")
+    return out
+
+
+# ---------------------------------------------------------------------------------------- databases
+
+
+def sqlite_target(workdir: Path) -> str:
+    return f"sqlite:///{workdir / 'bench.db'}"
+
+
+class PostgresSchema:
+    """A fresh schema in the target database, dropped on exit."""
+
+    def __init__(self, base_url: str) -> None:
+        from sqlalchemy.engine import make_url
+
+        from controlplane.storage import normalise_url
+
+        self.base = make_url(normalise_url(base_url))
+        self.schema = f"bench_{secrets.token_hex(4)}"
+        self.engine = None
+
+    def __enter__(self) -> str:
+        from sqlalchemy import create_engine, text
+
+        admin_url = self.base.update_query_dict({"connect_timeout": "5"})
+        self.engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+        with self.engine.connect() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{self.schema}"'))
+        url = self.base.update_query_dict({"options": f"-csearch_path={self.schema}"})
+        return url.render_as_string(hide_password=False)
+
+    def __exit__(self, *exc: object) -> None:
+        from sqlalchemy import text
+
+        if self.engine is None:
+            return
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE'))
+        finally:
+            self.engine.dispose()
+
+
+def postgres_reachable(base_url: str) -> str | None:
+    """None when PostgreSQL answers; else why not."""
+    try:
+        from sqlalchemy import create_engine, text
+        from sqlalchemy.engine import make_url
+
+        from controlplane.storage import normalise_url
+
+        url = make_url(normalise_url(base_url)).update_query_dict({"connect_timeout": "5"})
+        engine = create_engine(url)
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        finally:
+            engine.dispose()
+    except Exception as exc:  # noqa: BLE001 - any failure means "skip PostgreSQL"
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    return None
+
+
+def bench_database(label: str, database_url: str, workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    admin_token = secrets.token_urlsafe(24)
+    server = Server(database_url, workdir, admin_token)
+    log(f"[{label}] starting the server on {server.url}")
+    started = time.monotonic()
+    try:
+        server.start()
+        log(f"[{label}] server up in {time.monotonic() - started:.1f} s; setting up players and markets")
+        fixture = setup_fixture(
+            server.url, admin_token, players=args.players, markets=args.markets, selections=args.selections
+        )
+        log(f"[{label}] {len(fixture.players)} players, {len(fixture.selections)} selections; running the ladder")
+        load = asyncio.run(run_load(server, fixture, args))
+        exit_code = None if server.alive() else server.proc.returncode  # type: ignore[union-attr]
+    finally:
+        server.stop()
+        if args.server_log_dir is not None:
+            args.server_log_dir.mkdir(parents=True, exist_ok=True)
+            target = args.server_log_dir / f"server-{label.lower()}.log"
+            shutil.copyfile(server.log_path, target)
+            log(f"[{label}] server log copied to {target}")
+    tail = server.log_tail(200)
+    return {
+        "database": label,
+        "database_url": _redact(database_url),
+        "players": len(fixture.players),
+        "selections": len(fixture.selections),
+        "bets": [s.as_dict() for s in load["bets"]],
+        "health": [s.as_dict() for s in load["health"]],
+        "health_ceiling": load["health_ceiling"].as_dict() if load["health_ceiling"] else None,
+        "server_exited_during_run": exit_code,
+        "server_log_tail": tail,
+    }
+
+
+def _redact(url: str) -> str:
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001
+        return url
+
+
+# ---------------------------------------------------------------------------------------- report
+
+
+def _fmt(value: float | None, spec: str = ".1f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _errors_text(errors: dict[str, int]) -> str:
+    return ", ".join(f"{k}:{v}" for k, v in errors.items()) or "-"
+
+
+def _step_header(ok_label: str) -> str:
+    return (
+        f"{'rate/s':>7} {'sent':>6} {ok_label:>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8} "
+        f"{'lag p99':>8} {'cli cpu%':>8} {'srv cpu%':>8} {'srv ms/req':>10} {'drain s':>7}  errors"
+    )
+
+
+def _step_row(s: dict[str, Any]) -> str:
+    lat = s["latency_ok"]
+    rate = "closed" if s["rate_offered"] is None else format(s["rate_offered"], "g")
+    flag = "*" if s["generator_bound"] else " "
+    return (
+        f"{rate:>7} {s['sent']:>6} {s['ok_per_s']:>8.1f} {_fmt(lat['p50_ms']):>8} "
+        f"{_fmt(lat['p95_ms']):>8} {_fmt(lat['p99_ms']):>8} {_fmt(lat['max_ms']):>8} "
+        f"{_fmt(s['send_lag_p99_ms']):>8} {_fmt(s['client_cpu_pct'], '.0f'):>7}{flag} "
+        f"{_fmt(s['server_cpu_pct'], '.0f'):>8} {_fmt(s['server_cpu_ms_per_request'], '.2f'):>10} "
+        f"{_fmt(s.get('settle_s')):>7}  "
+        f"{_errors_text(s['errors'])}"
+    )
+
+
+def render_text(report: dict[str, Any]) -> str:
+    lines: list[str] = []
+    cfg = report["config"]
+    lines.append(
+        f"bet placement benchmark: rates {', '.join(format(r, 'g') for r in cfg['rates'])} req/s, "
+        f"{cfg['duration_s']:g} s per step, deadline {cfg['timeout_s']:g} s, stake {STAKE_MINOR} minor units, "
+        f"{cfg['cpus']} CPUs"
+    )
+    lines.append(
+        "open model: request i is due at t0 + i/rate; latency is from its scheduled send time to completion; "
+        "accepted = HTTP 201 only; percentiles over the step's successful responses"
+    )
+    lines.append(
+        "lag = how late the generator started a request; cli/srv cpu% = this process / the server process "
+        "(100 = one core; PostgreSQL's own CPU is not in srv); srv ms/req = server CPU per request sent; "
+        "drain = wait after the step until health answered in < 50 ms again; * = generator-bound (cli cpu >= 90%)"
+    )
+    any_generator_bound = False
+    for db in report["databases"]:
+        lines.append("")
+        if db.get("skipped"):
+            lines.append(f"== {db['database']}: SKIPPED ({db['skipped']})")
+            continue
+        if db.get("failed"):
+            lines.append(f"== {db['database']}  ({db['database_url']}): FAILED: {db['failed']}")
+            continue
+        lines.append(
+            f"== {db['database']}  ({db['database_url']}; {db['players']} players, {db['selections']} selections)"
+        )
+        lines.append("POST /v1/bets")
+        lines.append(_step_header("acc/s"))
+        lines.extend(_step_row(s) for s in db["bets"])
+        lines.append("GET /v1/health (same rates; then the closed-loop ceiling)")
+        lines.append(_step_header("ok/s"))
+        lines.extend(_step_row(s) for s in db["health"])
+        c = db["health_ceiling"]
+        if c:
+            lines.append(_step_row(c) + f"   <- ceiling: {cfg['health_concurrency']} in flight, {c['duration_s']:g} s")
+        any_generator_bound |= any(s["generator_bound"] for s in [*db["bets"], *db["health"], *([c] if c else [])])
+        lines.append("ratio: accepted bets/s / health req/s at the same offered rate")
+        lines.append(
+            f"{'rate/s':>7} {'bets/s':>8} {'health/s':>9} {'ratio':>7}  {'bets p99':>9} {'health p99':>10} "
+            f"{'srv cpu ms/req bets : health':>29}"
+        )
+        for r in db["ratios"]:
+            lines.append(
+                f"{r['rate_offered']:>7g} {r['bets_per_s']:>8.1f} {r['health_per_s']:>9.1f} "
+                f"{_fmt(r['ratio'], '.3f'):>7}  {_fmt(r['bets_p99_ms']):>9} {_fmt(r['health_p99_ms']):>10} "
+                f"{_fmt(r['bets_srv_cpu_ms'], '.2f'):>14} : {_fmt(r['health_srv_cpu_ms'], '.2f'):<12}"
+            )
+        if db.get("peak"):
+            p = db["peak"]
+            lines.append(
+                f"peak: {p['bets_per_s']:.1f} accepted bets/s (at {p['at_rate']:g}/s offered) / health ceiling "
+                f"{_fmt(p['health_ceiling_per_s'])} req/s = {_fmt(p['ratio'], '.3f')}"
+                + (" (ceiling is generator-bound: a lower bound)" if c and c["generator_bound"] else "")
+            )
+            if p.get("cpu_ratio") is not None:
+                lines.append(
+                    f"server CPU per request: bets {p['bets_srv_cpu_ms']:.2f} ms, health {p['health_srv_cpu_ms']:.2f} ms "
+                    f"-> a CPU-bound server would place ~{p['cpu_ratio']:.3f} bets per health request "
+                    f"(~{p['cpu_bound_bets_per_s']:.0f} bets/s on one core)"
+                )
+        for kind in ("bets", "health"):
+            for s in db[kind]:
+                for status, samples in s["error_samples"].items():
+                    lines.append(f"  {kind} @ {s['rate_offered']:g}/s {status} e.g.: {samples[0][:300]}")
+        if db.get("server_exited_during_run") is not None:
+            lines.append(f"  the server EXITED during the run with code {db['server_exited_during_run']}")
+        if db.get("server_log_excerpt"):
+            lines.append("  server log (warnings/errors, last lines):")
+            lines.extend(f"    {line[:300]}" for line in db["server_log_excerpt"])
+    if any_generator_bound:
+        lines.append("")
+        lines.append(
+            "* the load generator used >= 90% of a core in that step: the figure is what this single Python "
+            "process could drive, not the server's limit"
+        )
+    return "\n".join(lines)
+
+
+def _median(values: list[float]) -> float | None:
+    ordered = sorted(values)
+    return percentile(ordered, 50)
+
+
+def add_ratios(db: dict[str, Any]) -> None:
+    ratios = []
+    for b, h in zip(db["bets"], db["health"]):
+        ratios.append(
+            {
+                "rate_offered": b["rate_offered"],
+                "bets_per_s": b["ok_per_s"],
+                "health_per_s": h["ok_per_s"],
+                "ratio": round(b["ok_per_s"] / h["ok_per_s"], 4) if h["ok_per_s"] else None,
+                "bets_p99_ms": b["latency_ok"]["p99_ms"],
+                "health_p99_ms": h["latency_ok"]["p99_ms"],
+                "bets_srv_cpu_ms": b["server_cpu_ms_per_request"],
+                "health_srv_cpu_ms": h["server_cpu_ms_per_request"],
+            }
+        )
+    db["ratios"] = ratios
+    if db["bets"]:
+        best = max(db["bets"], key=lambda s: s["ok_per_s"])
+        ceiling = db["health_ceiling"]["ok_per_s"] if db["health_ceiling"] else None
+        peak: dict[str, Any] = {
+            "bets_per_s": best["ok_per_s"],
+            "at_rate": best["rate_offered"],
+            "health_ceiling_per_s": ceiling,
+            "ratio": round(best["ok_per_s"] / ceiling, 4) if ceiling else None,
+        }
+        # Server CPU per request, the median over the steps (the lowest rates are noisy; the figure is stable).
+        bets_cpu = _median([s["server_cpu_ms_per_request"] for s in db["bets"] if s["server_cpu_ms_per_request"]])
+        health_steps = [*db["health"], *([db["health_ceiling"]] if db["health_ceiling"] else [])]
+        health_cpu = _median([s["server_cpu_ms_per_request"] for s in health_steps if s["server_cpu_ms_per_request"]])
+        if bets_cpu and health_cpu:
+            peak.update(
+                bets_srv_cpu_ms=round(bets_cpu, 3),
+                health_srv_cpu_ms=round(health_cpu, 3),
+                cpu_ratio=round(health_cpu / bets_cpu, 4),
+                cpu_bound_bets_per_s=round(1000 / bets_cpu, 1),
+            )
+        db["peak"] = peak
+    excerpt = [
+        line
+        for line in db.get("server_log_tail", "").splitlines()
+        if any(word in line for word in ("ERROR", "WARNING", "Traceback", "Error", "error"))
+    ]
+    db["server_log_excerpt"] = excerpt[-15:]
+
+
+# ---------------------------------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--rates", default=DEFAULT_RATES, help=f"offered rates, req/s (default {DEFAULT_RATES})")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per step (default 5)")
+    parser.add_argument(
+        "--databases", default="sqlite,postgres", help="which databases: sqlite, postgres or both (default both)"
+    )
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get("CONTROLPLANE_TEST_POSTGRES_URL") or DEFAULT_POSTGRES_URL,
+        help="PostgreSQL database to create the scratch schema in\n"
+        f"(default $CONTROLPLANE_TEST_POSTGRES_URL, else {DEFAULT_POSTGRES_URL})",
+    )
+    parser.add_argument("--players", type=int, default=50, help="player accounts (default 50)")
+    parser.add_argument("--markets", type=int, default=5, help="markets (default 5)")
+    parser.add_argument("--selections", type=int, default=10, help="selections per market (default 10)")
+    parser.add_argument("--timeout", type=float, default=10.0, help="per-request deadline from its scheduled time, s")
+    parser.add_argument("--max-connections", type=int, default=512, help="client connection pool (default 512)")
+    parser.add_argument(
+        "--health-concurrency", type=int, default=32, help="in-flight requests of the health ceiling run (default 32)"
+    )
+    parser.add_argument(
+        "--ceiling-duration", type=float, default=None, help="seconds of the health ceiling run (default --duration; 0 = skip)"
+    )
+    parser.add_argument(
+        "--settle", type=float, default=30.0, help="most seconds to wait between steps for the server to drain (default 30)"
+    )
+    parser.add_argument("--server-log-dir", type=Path, default=None, help="copy each server's log into this folder")
+    parser.add_argument("--format", choices=("text", "json"), default="text")
+    args = parser.parse_args(argv)
+    try:
+        args.rates = [float(r) for r in args.rates.split(",") if r.strip()]
+    except ValueError:
+        parser.error("--rates must be a comma-separated list of numbers, e.g. 50,100,200")
+    if not args.rates or any(r <= 0 for r in args.rates):
+        parser.error("--rates must be positive numbers")
+    if args.duration <= 0:
+        parser.error("--duration must be positive")
+    if args.ceiling_duration is None:
+        args.ceiling_duration = args.duration
+    args.databases = [d.strip().lower() for d in args.databases.split(",") if d.strip()]
+    unknown = set(args.databases) - {"sqlite", "postgres", "postgresql"}
+    if unknown:
+        parser.error(f"unknown database(s) {sorted(unknown)}; use sqlite and/or postgres")
+    if min(args.players, args.markets) < 1 or args.selections < 2:
+        parser.error("--players and --markets must be at least 1, --selections at least 2")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.monotonic()
+    report: dict[str, Any] = {
+        "config": {
+            "rates": args.rates,
+            "duration_s": args.duration,
+            "timeout_s": args.timeout,
+            "players": args.players,
+            "markets": args.markets,
+            "selections_per_market": args.selections,
+            "max_connections": args.max_connections,
+            "health_concurrency": args.health_concurrency,
+            "stake_minor": STAKE_MINOR,
+            "cpus": os.cpu_count(),
+            "python": sys.version.split()[0],
+            "httpx": httpx.__version__,
+        },
+        "databases": [],
+    }
+    for name in args.databases:
+        with tempfile.TemporaryDirectory(prefix="bench-bets-") as tmp:
+            workdir = Path(tmp)
+            if name == "sqlite":
+                label = "SQLite"
+                try:
+                    db = bench_database(label, sqlite_target(workdir), workdir, args)
+                except Exception as exc:  # noqa: BLE001 - report and go on with the other database
+                    db = {"database": label, "database_url": sqlite_target(workdir), "failed": repr(exc)}
+            else:
+                label = "PostgreSQL"
+                why = postgres_reachable(args.postgres_url)
+                if why is not None:
+                    note = f"PostgreSQL at {_redact(args.postgres_url)} is unreachable ({why})"
+                    log(f"[{label}] skipped: {note}")
+                    report["databases"].append({"database": label, "skipped": note})
+                    continue
+                try:
+                    with PostgresSchema(args.postgres_url) as url:
+                        db = bench_database(label, url, workdir, args)
+                except Exception as exc:  # noqa: BLE001
+                    db = {"database": label, "database_url": _redact(args.postgres_url), "failed": repr(exc)}
+            if not db.get("failed"):
+                add_ratios(db)
+            else:
+                log(f"[{label}] failed: {db['failed']}")
+            report["databases"].append(db)
+    report["elapsed_s"] = round(time.monotonic() - started, 1)
+    if args.format == "json":
+        print(json.dumps(report, indent=2))
+    else:
+        print(render_text(report))
+        print(f"\n(total run time {report['elapsed_s']:.0f} s)")
+    return 1 if any(db.get("failed") for db in report["databases"]) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
