@@ -434,13 +434,19 @@ def _cpu(result: StepResult, cpu0: float, srv0: float | None, wall0: float, wall
 async def run_load(server: Server, fixture: Fixture, args: argparse.Namespace) -> dict[str, Any]:
     limits = httpx.Limits(max_connections=args.max_connections, max_keepalive_connections=args.max_connections)
     timeout = httpx.Timeout(args.timeout)
+
+    def new_client() -> httpx.AsyncClient:
+        # A fresh client (and connection pool) per step: no connection, stale or busy, leaks from one step
+        # into the next.
+        return httpx.AsyncClient(base_url=server.url, limits=limits, timeout=timeout)
+
     out: dict[str, Any] = {"bets": [], "health": [], "health_ceiling": None}
-    async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=timeout) as client:
-        # Warm-up (not recorded): open some connections, touch the code paths and the database.
+    loop = asyncio.get_running_loop()
+    async with new_client() as client:
+        # Warm-up (not recorded): touch the code paths and the database.
         warm_bets = StepResult(endpoint="bets", mode="warmup", rate_offered=None, duration_s=0)
         warm_health = StepResult(endpoint="health", mode="warmup", rate_offered=None, duration_s=0)
         make_warm = bet_request_factory(fixture, seed=1)
-        loop = asyncio.get_running_loop()
         await asyncio.gather(*(_send(client, make_warm(i), loop.time(), args.timeout, warm_bets) for i in range(20)))
         await asyncio.gather(
             *(_send(client, health_request(i), loop.time(), args.timeout, warm_health) for i in range(50))
@@ -448,41 +454,33 @@ async def run_load(server: Server, fixture: Fixture, args: argparse.Namespace) -
         for warm in (warm_bets, warm_health):
             if warm.errors():
                 log(f"  warm-up {warm.endpoint} answers: {dict(warm.statuses)}; samples: {warm.samples}")
-        for n, rate in enumerate(args.rates):
+    for n, rate in enumerate(args.rates):
+        for endpoint in ("bets", "health"):
             if not server.alive():
                 log("  the server has exited; stopping this database's run")
-                break
-            bets = await open_step(
-                client,
-                endpoint="bets",
-                rate=rate,
-                duration=args.duration,
-                make=bet_request_factory(fixture, seed=100 + n),
-                timeout=args.timeout,
-                server=server,
-            )
-            out["bets"].append(bets)
-            bets.settle_s = await settle(client, args.settle)
+                return out
+            make = bet_request_factory(fixture, seed=100 + n) if endpoint == "bets" else health_request
+            async with new_client() as client:
+                step = await open_step(
+                    client,
+                    endpoint=endpoint,
+                    rate=rate,
+                    duration=args.duration,
+                    make=make,
+                    timeout=args.timeout,
+                    server=server,
+                )
+                step.settle_s = await settle(client, args.settle)
+            out[endpoint].append(step)
+            lat = summarise_ms(step.ok_latencies)
             log(
-                f"  bets   @ {rate:>6g}/s: sent {bets.sent}, accepted {bets.ok_per_s:.1f}/s, "
-                f"p99 {_fmt(summarise_ms(bets.ok_latencies)['p99_ms'])} ms, errors {bets.errors() or '-'}"
+                f"  {endpoint:<6} @ {rate:>6g}/s: sent {step.sent}, ok {step.ok_per_s:.1f}/s, "
+                f"p50 {_fmt(lat['p50_ms'])} ms, p99 {_fmt(lat['p99_ms'])} ms, errors {step.errors() or '-'}, "
+                f"cli cpu {_fmt(step.client_cpu and step.client_cpu * 100, '.0f')}%, "
+                f"srv cpu {_fmt(step.server_cpu and step.server_cpu * 100, '.0f')}%, drained in {step.settle_s:.1f} s"
             )
-            health = await open_step(
-                client,
-                endpoint="health",
-                rate=rate,
-                duration=args.duration,
-                make=health_request,
-                timeout=args.timeout,
-                server=server,
-            )
-            out["health"].append(health)
-            health.settle_s = await settle(client, args.settle)
-            log(
-                f"  health @ {rate:>6g}/s: sent {health.sent}, ok {health.ok_per_s:.1f}/s, "
-                f"p99 {_fmt(summarise_ms(health.ok_latencies)['p99_ms'])} ms, errors {health.errors() or '-'}"
-            )
-        if args.ceiling_duration > 0 and server.alive():
+    if args.ceiling_duration > 0 and server.alive():
+        async with new_client() as client:
             ceiling = await closed_step(
                 client,
                 concurrency=args.health_concurrency,
@@ -490,8 +488,12 @@ async def run_load(server: Server, fixture: Fixture, args: argparse.Namespace) -
                 timeout=args.timeout,
                 server=server,
             )
-            out["health_ceiling"] = ceiling
-            log(f"  health ceiling ({args.health_concurrency} in flight): {ceiling.ok_per_s:.1f} req/s")
+        out["health_ceiling"] = ceiling
+        log(
+            f"  health ceiling ({args.health_concurrency} in flight): {ceiling.ok_per_s:.1f} req/s, "
+            f"cli cpu {_fmt(ceiling.client_cpu and ceiling.client_cpu * 100, '.0f')}%, "
+            f"srv cpu {_fmt(ceiling.server_cpu and ceiling.server_cpu * 100, '.0f')}%"
+        )
     return out
 
 
