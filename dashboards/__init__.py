@@ -1,0 +1,1 @@
+"""Dashboard pages, one per role; they draw what the domain packages compute."""
