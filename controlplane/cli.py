@@ -5,6 +5,7 @@ Exit codes for checks meant for cron: 0 ok, 1 warning, 2 critical, 3 unknown or 
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated
 
@@ -93,7 +94,12 @@ def demo(
     """Run the platform on SQLite, place a few hundred bets with retries and price moves, settle, summarise."""
     from controlplane.demo import run_demo
 
-    settings = load_settings(database_url=database_url or "sqlite:///./var/demo.db")
+
+    # The demo starts from a clean slate, so it keeps its own database and sink apart from `serve`'s.
+    settings = load_settings(
+        database_url=database_url or "sqlite:///./var/demo.db",
+        outbox_sink_path=None if "CONTROLPLANE_OUTBOX_SINK_PATH" in os.environ else "var/demo-outbox.jsonl",
+    )
     summary = run_demo(settings, bets=bets, out=typer.echo)
     raise typer.Exit(EXIT_OK if summary.ledger_ok else EXIT_CRITICAL)
 
