@@ -45,9 +45,10 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 
@@ -66,6 +67,7 @@ SERVER_ENV = {
     "CONTROLPLANE_MAX_STAKE_MINOR": "1000000",
 }
 GENERATOR_BOUND = 0.9  # client CPU (fraction of a core) above which the load generator is the bottleneck
+CLIENT_MAX_CONNECTIONS = [512]  # set from --max-connections, for messages
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -104,7 +106,8 @@ class StepResult:
     mode: str  # "open" or "closed"
     rate_offered: float | None
     duration_s: float
-    sent: int = 0
+    sent: int = 0  # requests issued on schedule
+    on_wire: int = 0  # of which the client actually transmitted (not still queued for a connection)
     ok: int = 0  # 201 for bets, 200 for health
     window_s: float = 0.0
     statuses: Counter = field(default_factory=Counter)
@@ -115,13 +118,15 @@ class StepResult:
     client_cpu: float | None = None  # fraction of one core
     server_cpu: float | None = None  # fraction of one core
     server_cpu_s: float | None = None  # CPU seconds the server process used during the step
-    settle_s: float | None = None  # how long the server took afterwards to answer health promptly again
+    host_busy: float | None = None  # fraction of all the machine's cores busy (generator+server+database+rest)
+    settle_s: float | None = None  # how long the server took afterwards to be idle again
+    server_placed: int | None = None  # bets the server committed for this step (from the database)
 
     @property
     def server_cpu_ms_per_request(self) -> float | None:
-        if self.server_cpu_s is None or not self.sent:
+        if self.server_cpu_s is None or not self.on_wire:
             return None
-        return self.server_cpu_s * 1000 / self.sent
+        return self.server_cpu_s * 1000 / self.on_wire
 
     @property
     def ok_per_s(self) -> float:
@@ -139,6 +144,7 @@ class StepResult:
             "rate_offered": self.rate_offered,
             "duration_s": self.duration_s,
             "sent": self.sent,
+            "on_wire": self.on_wire,
             "ok": self.ok,
             "window_s": round(self.window_s, 3),
             "ok_per_s": round(self.ok_per_s, 2),
@@ -151,8 +157,10 @@ class StepResult:
             "error_samples": self.samples,
             "client_cpu_pct": None if self.client_cpu is None else round(self.client_cpu * 100, 1),
             "server_cpu_pct": None if self.server_cpu is None else round(self.server_cpu * 100, 1),
+            "host_busy_pct": None if self.host_busy is None else round(self.host_busy * 100, 1),
             "server_cpu_ms_per_request": _round(self.server_cpu_ms_per_request, 3),
             "settle_s": _round(self.settle_s, 2),
+            "server_placed": self.server_placed,
             "generator_bound": self.client_cpu is not None and self.client_cpu >= GENERATOR_BOUND,
         }
 
@@ -175,6 +183,26 @@ def controlplane_executable() -> str:
     if found:
         return found
     raise SystemExit("cannot find the `controlplane` command; install the project (pip install -e .) first")
+
+
+def host_cpu_ticks() -> tuple[int, int] | None:
+    """(total, idle incl. iowait) jiffies of the whole machine, from /proc/stat; None where unavailable."""
+    try:
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return sum(values[:8]), values[3] + values[4]
+
+
+def host_busy_over(seconds: float) -> float | None:
+    """Share of the machine's cores busy during the next `seconds` (what else is running)."""
+    before = host_cpu_ticks()
+    time.sleep(seconds)
+    after = host_cpu_ticks()
+    if before is None or after is None or after[0] <= before[0]:
+        return None
+    return 1 - (after[1] - before[1]) / (after[0] - before[0])
 
 
 def process_cpu_seconds(pid: int) -> float | None:
@@ -324,16 +352,32 @@ async def _send(
     result.send_lags.append(max(0.0, started - scheduled))
     method, path, headers, body = spec
     remaining = max(0.001, scheduled + timeout - started)
+    on_wire = False
+
+    async def trace(event: str, _info: dict) -> None:
+        nonlocal on_wire
+        if event.endswith("send_request_headers.started"):
+            on_wire = True
+
+    request = client.request(method, path, headers=headers, json=body, extensions={"trace": trace})
     try:
-        response = await asyncio.wait_for(client.request(method, path, headers=headers, json=body), remaining)
+        response = await asyncio.wait_for(request, remaining)
         key = str(response.status_code)
         detail = response.text
-    except asyncio.TimeoutError:
-        key, detail = "timeout", f"no response within {timeout:.0f} s of the scheduled send"
+    except TimeoutError:
+        if on_wire:
+            key, detail = "timeout", f"no response within {timeout:g} s of the scheduled send"
+        else:
+            key = "timeout-unsent"
+            detail = (
+                f"still waiting for one of the client's {CLIENT_MAX_CONNECTIONS[0]} connections {timeout:g} s "
+                "after the scheduled send: never reached the server"
+            )
     except httpx.HTTPError as exc:
         key, detail = f"error:{type(exc).__name__}", str(exc)
     done = loop.time()
     latency = done - scheduled
+    result.on_wire += on_wire
     result.statuses[key] += 1
     result.all_latencies.append(latency)
     good = "201" if result.endpoint == "bets" else "200"
@@ -362,7 +406,7 @@ async def open_step(
     loop = asyncio.get_running_loop()
     count = max(1, round(rate * duration))
     specs = [make(i) for i in range(count)]  # built up front so building them costs no send time
-    cpu0, srv0, wall0 = time.process_time(), server.cpu_seconds(), loop.time()
+    cpu0, srv0, wall0, host0 = time.process_time(), server.cpu_seconds(), loop.time(), host_cpu_ticks()
     t0 = loop.time() + 0.05
     tasks: list[asyncio.Task] = []
     for i, spec in enumerate(specs):
@@ -375,27 +419,70 @@ async def open_step(
     finished = await asyncio.gather(*tasks)
     end = max([t0 + duration, *finished])
     result.window_s = end - t0
-    _cpu(result, cpu0, srv0, wall0, loop.time(), server)
+    _cpu(result, cpu0, srv0, wall0, loop.time(), server, host0)
     return result
 
 
-async def settle(client: httpx.AsyncClient, limit: float, fast: float = 0.05) -> float:
-    """Wait until the server answers GET /v1/health within `fast` s three times in a row (at most `limit` s).
+class BetCounter:
+    """Counts the bets table directly, to see what the server committed (including for requests the
+    generator had already given up on)."""
 
-    Requests that the generator gave up on may still be running in the server's thread pool; without
-    this, their backlog would be charged to the next step."""
+    def __init__(self, database_url: str) -> None:
+        from controlplane.storage import make_engine, reader
+
+        self.engine = make_engine(database_url, pool_size=1)
+        self.reader = reader(self.engine)
+
+    def count(self) -> int | None:
+        from sqlalchemy import func, select
+
+        from sample_platform.models import Bet
+
+        try:
+            with self.reader.connect() as conn:
+                return conn.execute(select(func.count()).select_from(Bet.__table__)).scalar_one()
+        except Exception as exc:  # a failed count must not stop the benchmark
+            log(f"  (could not count bets: {type(exc).__name__}: {exc})")
+            return None
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+async def settle(
+    client: httpx.AsyncClient,
+    limit: float,
+    server: Server,
+    counter: BetCounter | None = None,
+    fast: float = 0.05,
+    quiet_cpu: float = 0.2,
+) -> float:
+    """Wait until the server is idle again (at most `limit` s): three checks in a row, 0.2 s apart, in which
+    GET /v1/health answers within `fast` s, the server used under `quiet_cpu` of a core and (with a
+    counter) no new bet was committed.
+
+    Requests that the generator gave up on may still be running in the server; without this, their
+    backlog would be charged to the next step."""
     loop = asyncio.get_running_loop()
     start = loop.time()
     streak = 0
+    last_cpu, last_t = server.cpu_seconds(), loop.time()
+    last_count = counter.count() if counter else None
     while streak < 3 and loop.time() - start < limit:
+        await asyncio.sleep(0.2)
         t = loop.time()
         try:
             response = await client.get("/v1/health", timeout=max(0.1, limit - (t - start)))
-            streak = streak + 1 if response.status_code == 200 and loop.time() - t < fast else 0
+            healthy = response.status_code == 200 and loop.time() - t < fast
         except httpx.HTTPError:
-            streak = 0
-        if streak < 3:
-            await asyncio.sleep(0.02 if streak else 0.1)
+            healthy = False
+        cpu, now = server.cpu_seconds(), loop.time()
+        idle = cpu is None or last_cpu is None or (cpu - last_cpu) / max(now - last_t, 1e-6) < quiet_cpu
+        last_cpu, last_t = cpu, now
+        count = counter.count() if counter else None
+        still = count == last_count
+        last_count = count
+        streak = streak + 1 if healthy and idle and still else 0
     return loop.time() - start
 
 
@@ -405,7 +492,7 @@ async def closed_step(
     """`concurrency` workers each sending GET /v1/health back to back: the most the pair can do."""
     result = StepResult(endpoint="health", mode="closed", rate_offered=None, duration_s=duration)
     loop = asyncio.get_running_loop()
-    cpu0, srv0, wall0 = time.process_time(), server.cpu_seconds(), loop.time()
+    cpu0, srv0, wall0, host0 = time.process_time(), server.cpu_seconds(), loop.time(), host_cpu_ticks()
     t0 = loop.time()
     stop_at = t0 + duration
 
@@ -418,11 +505,22 @@ async def closed_step(
 
     finished = await asyncio.gather(*(worker() for _ in range(concurrency)))
     result.window_s = max([stop_at, *finished]) - t0
-    _cpu(result, cpu0, srv0, wall0, loop.time(), server)
+    _cpu(result, cpu0, srv0, wall0, loop.time(), server, host0)
     return result
 
 
-def _cpu(result: StepResult, cpu0: float, srv0: float | None, wall0: float, wall1: float, server: Server) -> None:
+def _cpu(
+    result: StepResult,
+    cpu0: float,
+    srv0: float | None,
+    wall0: float,
+    wall1: float,
+    server: Server,
+    host0: tuple[int, int] | None,
+) -> None:
+    host1 = host_cpu_ticks()
+    if host0 is not None and host1 is not None and host1[0] > host0[0]:
+        result.host_busy = 1 - (host1[1] - host0[1]) / (host1[0] - host0[0])
     wall = max(wall1 - wall0, 1e-9)
     result.client_cpu = (time.process_time() - cpu0) / wall
     srv1 = server.cpu_seconds()
@@ -431,7 +529,9 @@ def _cpu(result: StepResult, cpu0: float, srv0: float | None, wall0: float, wall
         result.server_cpu = result.server_cpu_s / wall
 
 
-async def run_load(server: Server, fixture: Fixture, args: argparse.Namespace) -> dict[str, Any]:
+async def run_load(
+    server: Server, fixture: Fixture, args: argparse.Namespace, counter: BetCounter | None = None
+) -> dict[str, Any]:
     limits = httpx.Limits(max_connections=args.max_connections, max_keepalive_connections=args.max_connections)
     timeout = httpx.Timeout(args.timeout)
 
@@ -460,6 +560,7 @@ async def run_load(server: Server, fixture: Fixture, args: argparse.Namespace) -
                 log("  the server has exited; stopping this database's run")
                 return out
             make = bet_request_factory(fixture, seed=100 + n) if endpoint == "bets" else health_request
+            before = counter.count() if counter and endpoint == "bets" else None
             async with new_client() as client:
                 step = await open_step(
                     client,
@@ -470,13 +571,17 @@ async def run_load(server: Server, fixture: Fixture, args: argparse.Namespace) -
                     timeout=args.timeout,
                     server=server,
                 )
-                step.settle_s = await settle(client, args.settle)
+                step.settle_s = await settle(client, args.settle, server, counter)
+            if before is not None and counter is not None:
+                after = counter.count()
+                step.server_placed = None if after is None else after - before
             out[endpoint].append(step)
             lat = summarise_ms(step.ok_latencies)
             log(
                 f"  {endpoint:<6} @ {rate:>6g}/s: sent {step.sent}, ok {step.ok_per_s:.1f}/s, "
                 f"p50 {_fmt(lat['p50_ms'])} ms, p99 {_fmt(lat['p99_ms'])} ms, errors {step.errors() or '-'}, "
-                f"cli cpu {_fmt(step.client_cpu and step.client_cpu * 100, '.0f')}%, "
+                + (f"committed {step.server_placed}, " if step.server_placed is not None else "")
+                + f"cli cpu {_fmt(step.client_cpu and step.client_cpu * 100, '.0f')}%, "
                 f"srv cpu {_fmt(step.server_cpu and step.server_cpu * 100, '.0f')}%, drained in {step.settle_s:.1f} s"
             )
     if args.ceiling_duration > 0 and server.alive():
@@ -553,7 +658,7 @@ def postgres_reachable(base_url: str) -> str | None:
                 conn.execute(text("SELECT 1"))
         finally:
             engine.dispose()
-    except Exception as exc:  # noqa: BLE001 - any failure means "skip PostgreSQL"
+    except Exception as exc:  # any failure means "skip PostgreSQL"
         return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
     return None
 
@@ -570,7 +675,11 @@ def bench_database(label: str, database_url: str, workdir: Path, args: argparse.
             server.url, admin_token, players=args.players, markets=args.markets, selections=args.selections
         )
         log(f"[{label}] {len(fixture.players)} players, {len(fixture.selections)} selections; running the ladder")
-        load = asyncio.run(run_load(server, fixture, args))
+        counter = BetCounter(database_url)
+        try:
+            load = asyncio.run(run_load(server, fixture, args, counter))
+        finally:
+            counter.close()
         exit_code = None if server.alive() else server.proc.returncode  # type: ignore[union-attr]
     finally:
         server.stop()
@@ -598,7 +707,7 @@ def _redact(url: str) -> str:
         from sqlalchemy.engine import make_url
 
         return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001
+    except Exception:
         return url
 
 
@@ -615,8 +724,9 @@ def _errors_text(errors: dict[str, int]) -> str:
 
 def _step_header(ok_label: str) -> str:
     return (
-        f"{'rate/s':>7} {'sent':>6} {ok_label:>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8} "
-        f"{'lag p99':>8} {'cli cpu%':>8} {'srv cpu%':>8} {'srv ms/req':>10} {'drain s':>7}  errors"
+        f"{'rate/s':>7} {'sent':>6} {'wire':>6} {'commit':>6} {ok_label:>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
+        f"{'max ms':>8} "
+        f"{'lag p99':>8} {'cli cpu%':>8} {'srv cpu%':>8} {'host%':>6} {'srv ms/req':>10} {'drain s':>7}  errors"
     )
 
 
@@ -625,10 +735,11 @@ def _step_row(s: dict[str, Any]) -> str:
     rate = "closed" if s["rate_offered"] is None else format(s["rate_offered"], "g")
     flag = "*" if s["generator_bound"] else " "
     return (
-        f"{rate:>7} {s['sent']:>6} {s['ok_per_s']:>8.1f} {_fmt(lat['p50_ms']):>8} "
-        f"{_fmt(lat['p95_ms']):>8} {_fmt(lat['p99_ms']):>8} {_fmt(lat['max_ms']):>8} "
+        f"{rate:>7} {s['sent']:>6} {s['on_wire']:>6} {_fmt(s['server_placed'], 'd'):>6} {s['ok_per_s']:>8.1f} "
+        f"{_fmt(lat['p50_ms']):>8} {_fmt(lat['p95_ms']):>8} {_fmt(lat['p99_ms']):>8} {_fmt(lat['max_ms']):>8} "
         f"{_fmt(s['send_lag_p99_ms']):>8} {_fmt(s['client_cpu_pct'], '.0f'):>7}{flag} "
-        f"{_fmt(s['server_cpu_pct'], '.0f'):>8} {_fmt(s['server_cpu_ms_per_request'], '.2f'):>10} "
+        f"{_fmt(s['server_cpu_pct'], '.0f'):>8} {_fmt(s['host_busy_pct'], '.0f'):>6} "
+        f"{_fmt(s['server_cpu_ms_per_request'], '.2f'):>10} "
         f"{_fmt(s.get('settle_s')):>7}  "
         f"{_errors_text(s['errors'])}"
     )
@@ -640,16 +751,20 @@ def render_text(report: dict[str, Any]) -> str:
     lines.append(
         f"bet placement benchmark: rates {', '.join(format(r, 'g') for r in cfg['rates'])} req/s, "
         f"{cfg['duration_s']:g} s per step, deadline {cfg['timeout_s']:g} s, stake {STAKE_MINOR} minor units, "
-        f"{cfg['cpus']} CPUs"
+        f"{cfg['cpus']} CPUs, machine {_fmt(cfg.get('host_busy_before_pct'), '.0f')}% busy before the start"
     )
     lines.append(
         "open model: request i is due at t0 + i/rate; latency is from its scheduled send time to completion; "
-        "accepted = HTTP 201 only; percentiles over the step's successful responses"
+        "accepted = HTTP 201 only; percentiles over the step's successful responses; "
+        "wire = of those sent on schedule, how many the client put on a connection (the rest waited in its pool); "
+        "commit = bets the server committed for the step (counted in the database, incl. answers nobody waited for)"
     )
     lines.append(
         "lag = how late the generator started a request; cli/srv cpu% = this process / the server process "
-        "(100 = one core; PostgreSQL's own CPU is not in srv); srv ms/req = server CPU per request sent; "
-        "drain = wait after the step until health answered in < 50 ms again; * = generator-bound (cli cpu >= 90%)"
+        "(100 = one core; PostgreSQL's own CPU is not in srv); "
+        "host% = share of all the machine's cores busy (generator, server and database share them); "
+        "srv ms/req = server CPU per request it received; "
+        "drain = wait after the step until the server was idle again; * = generator-bound (cli cpu >= 90%)"
     )
     any_generator_bound = False
     for db in report["databases"]:
@@ -693,7 +808,8 @@ def render_text(report: dict[str, Any]) -> str:
             )
             if p.get("cpu_ratio") is not None:
                 lines.append(
-                    f"server CPU per request: bets {p['bets_srv_cpu_ms']:.2f} ms, health {p['health_srv_cpu_ms']:.2f} ms "
+                    f"server CPU per request: bets {p['bets_srv_cpu_ms']:.2f} ms, "
+                    f"health {p['health_srv_cpu_ms']:.2f} ms "
                     f"-> a CPU-bound server would place ~{p['cpu_ratio']:.3f} bets per health request "
                     f"(~{p['cpu_bound_bets_per_s']:.0f} bets/s on one core)"
                 )
@@ -722,7 +838,7 @@ def _median(values: list[float]) -> float | None:
 
 def add_ratios(db: dict[str, Any]) -> None:
     ratios = []
-    for b, h in zip(db["bets"], db["health"]):
+    for b, h in zip(db["bets"], db["health"], strict=False):
         ratios.append(
             {
                 "rate_offered": b["rate_offered"],
@@ -769,7 +885,9 @@ def add_ratios(db: dict[str, Any]) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--rates", default=DEFAULT_RATES, help=f"offered rates, req/s (default {DEFAULT_RATES})")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per step (default 5)")
     parser.add_argument(
@@ -790,10 +908,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--health-concurrency", type=int, default=32, help="in-flight requests of the health ceiling run (default 32)"
     )
     parser.add_argument(
-        "--ceiling-duration", type=float, default=None, help="seconds of the health ceiling run (default --duration; 0 = skip)"
+        "--ceiling-duration",
+        type=float,
+        default=None,
+        help="seconds of the health ceiling run (default --duration; 0 = skip)",
     )
     parser.add_argument(
-        "--settle", type=float, default=30.0, help="most seconds to wait between steps for the server to drain (default 30)"
+        "--settle",
+        type=float,
+        default=30.0,
+        help="most seconds to wait between steps for the server to drain (default 30)",
     )
     parser.add_argument("--server-log-dir", type=Path, default=None, help="copy each server's log into this folder")
     parser.add_argument("--format", choices=("text", "json"), default="text")
@@ -819,6 +943,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    CLIENT_MAX_CONNECTIONS[0] = args.max_connections
     started = time.monotonic()
     report: dict[str, Any] = {
         "config": {
@@ -837,6 +962,13 @@ def main(argv: list[str] | None = None) -> int:
         },
         "databases": [],
     }
+    baseline = host_busy_over(1.0)
+    report["config"]["host_busy_before_pct"] = None if baseline is None else round(baseline * 100, 1)
+    if baseline is not None and baseline > 0.15:
+        log(
+            f"warning: the machine was already {baseline * 100:.0f}% busy before the benchmark started "
+            "(other processes); the figures will be noisy"
+        )
     for name in args.databases:
         with tempfile.TemporaryDirectory(prefix="bench-bets-") as tmp:
             workdir = Path(tmp)
@@ -844,7 +976,7 @@ def main(argv: list[str] | None = None) -> int:
                 label = "SQLite"
                 try:
                     db = bench_database(label, sqlite_target(workdir), workdir, args)
-                except Exception as exc:  # noqa: BLE001 - report and go on with the other database
+                except Exception as exc:  # report it and go on with the other database
                     db = {"database": label, "database_url": sqlite_target(workdir), "failed": repr(exc)}
             else:
                 label = "PostgreSQL"
@@ -857,7 +989,7 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     with PostgresSchema(args.postgres_url) as url:
                         db = bench_database(label, url, workdir, args)
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     db = {"database": label, "database_url": _redact(args.postgres_url), "failed": repr(exc)}
             if not db.get("failed"):
                 add_ratios(db)
