@@ -19,6 +19,7 @@ from fastapi import Depends, FastAPI, Header, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, field_validator
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
+from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -155,7 +156,11 @@ def parse_body(model: type[ModelT], body: Any) -> ModelT:
 
 
 async def json_body(request: Request) -> Any:
-    raw = await request.body()
+    try:
+        raw = await request.body()
+    except ClientDisconnect as exc:
+        # Nobody will read the answer; end the request quietly instead of as a server error.
+        raise Problem(400, "client-disconnected", "Client disconnected", "the client went away mid-request") from exc
     try:
         return json.loads(raw, parse_float=Decimal)
     except ValueError as exc:
@@ -356,18 +361,22 @@ def create_app(
             price_version=req.price_version,
             accept_price_change=req.accept_price_change,
         )
+        stored: dict[str, str] = {}
+
+        def remember_response(view: dict) -> None:
+            stored["text"] = json.dumps(view, separators=(",", ":"))
+            if not complete_key(conn, claim, status=201, body=stored["text"]):
+                raise Problem(
+                    409,
+                    "idempotency-key-in-flight",
+                    "Request with this Idempotency-Key is in flight",
+                    "another request took over this Idempotency-Key; retry to get its response",
+                    headers={"Retry-After": "1"},
+                )
+
         try:
             with engine.begin() as conn:
-                view = place_bet(conn, account_id=account_id, order=order, limits=limits)
-                text = json.dumps(view, separators=(",", ":"))
-                if not complete_key(conn, claim, status=201, body=text):
-                    raise Problem(
-                        409,
-                        "idempotency-key-in-flight",
-                        "Request with this Idempotency-Key is in flight",
-                        "another request took over this Idempotency-Key; retry to get its response",
-                        headers={"Retry-After": "1"},
-                    )
+                place_bet(conn, account_id=account_id, order=order, limits=limits, before_outbox=remember_response)
         except Problem as problem:
             # Refusals that a retry cannot change are remembered under the key; the rest are released.
             if problem.status == 422:
@@ -379,7 +388,7 @@ def create_app(
         except BaseException:
             release_key(engine, claim)
             raise
-        return Response(text, status_code=201, media_type="application/json")
+        return Response(stored["text"], status_code=201, media_type="application/json")
 
     @app.get("/v1/bets/{bet_id}", tags=["player"])
     def get_bet(bet_id: int, account_id: Annotated[int, Depends(player)]) -> dict:

@@ -9,6 +9,7 @@ when it is at least the requested one, `"any"` takes whatever is current.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
@@ -45,8 +46,19 @@ class RiskLimits:
     max_liability_minor: int
 
 
-def place_bet(conn: Connection, *, account_id: int, order: BetOrder, limits: RiskLimits) -> dict:
-    """Place a bet inside the caller's transaction; raises Problem (and the caller rolls back) on refusal."""
+def place_bet(
+    conn: Connection,
+    *,
+    account_id: int,
+    order: BetOrder,
+    limits: RiskLimits,
+    before_outbox: Callable[[dict], None] | None = None,
+) -> dict:
+    """Place a bet inside the caller's transaction; raises Problem (and the caller rolls back) on refusal.
+
+    `before_outbox(view)` runs in the same transaction just before the outbox event is written, which
+    is the transaction's last write: on PostgreSQL the outbox lock is then held only until commit.
+    """
     market = conn.execute(
         select(markets_t).where(markets_t.c.id == order.market_id).with_for_update(read=True)
     ).one_or_none()
@@ -134,6 +146,21 @@ def place_bet(conn: Connection, *, account_id: int, order: BetOrder, limits: Ris
         postings=[(accounts.wallet, -order.stake_minor), (accounts.held, order.stake_minor)],
         bet_id=bet_id,
     )
+    view = {
+        "id": bet_id,
+        "status": BetStatus.OPEN.value,
+        "market_id": market.id,
+        "selection_id": selection.id,
+        "stake_minor": order.stake_minor,
+        "odds": selection.odds,
+        "requested_odds": format_odds(order.odds),
+        "price_version": market.price_version,
+        "potential_payout_minor": payout,
+        "placed_at": now.isoformat(),
+        "settled_at": None,
+    }
+    if before_outbox is not None:
+        before_outbox(view)
     write_event(
         conn,
         aggregate_type="bet",
@@ -151,7 +178,7 @@ def place_bet(conn: Connection, *, account_id: int, order: BetOrder, limits: Ris
             "transaction_id": txn_id,
         },
     )
-    return bet_view(conn, bet_id, account_id=account_id, with_ledger=False)
+    return view
 
 
 def bet_view(conn: Connection, bet_id: int, *, account_id: int, with_ledger: bool = True) -> dict:

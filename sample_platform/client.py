@@ -54,11 +54,8 @@ class PlatformClient:
         return self._ok(self.http.post("/v1/accounts", json={"username": username}, headers=self._admin()))
 
     def deposit(self, account_id: int, amount_minor: int) -> dict:
-        return self._ok(
-            self.http.post(
-                "/v1/admin/deposit", json={"account_id": account_id, "amount_minor": amount_minor}, headers=self._admin()
-            )
-        )
+        body = {"account_id": account_id, "amount_minor": amount_minor}
+        return self._ok(self.http.post("/v1/admin/deposit", json=body, headers=self._admin()))
 
     def create_market(self, name: str, selections: list[tuple[str, str]]) -> dict:
         body = {"name": name, "selections": [{"name": n, "odds": o} for n, o in selections]}

@@ -27,7 +27,7 @@ class PlatformServer:
         self._thread = threading.Thread(target=self.server.run, name="platform-server", daemon=True)
         self.url = ""
 
-    def __enter__(self) -> "PlatformServer":
+    def __enter__(self) -> PlatformServer:
         self._thread.start()
         deadline = time.monotonic() + 30
         while not self.server.started:

@@ -7,7 +7,9 @@ import uuid
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from controlplane.storage import reader
 from sample_platform.ledger import check_ledger
