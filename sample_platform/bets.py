@@ -56,8 +56,8 @@ def place_bet(
 ) -> dict:
     """Place a bet inside the caller's transaction; raises Problem (and the caller rolls back) on refusal.
 
-    `before_outbox(view)` runs in the same transaction just before the outbox event is written, which
-    is the transaction's last write: on PostgreSQL the outbox lock is then held only until commit.
+    `before_outbox(view)` runs in the same transaction, after the bet is written and before its
+    outbox event: the API stores the idempotent response there, so both commit (or not) together.
     """
     market = conn.execute(
         select(markets_t).where(markets_t.c.id == order.market_id).with_for_update(read=True)

@@ -51,6 +51,22 @@ class Account(SQLModel, table=True):
     username: str = Field(max_length=64, unique=True, index=True)
     token_hash: str = Field(max_length=64, unique=True, index=True)
     created_at: datetime = Field(sa_column=_utc_column())
+    # scrypt$<log2 n>$<r>$<p>$<salt b64>$<hash b64>; NULL: the account cannot log in with a password.
+    password_hash: str | None = Field(default=None, max_length=200)
+    failed_logins: int = Field(default=0, sa_column=Column(Integer(), nullable=False, server_default="0"))
+    locked_until: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+
+
+class LoginSession(SQLModel, table=True):
+    """A short-lived bearer token issued by POST /v1/login; only its hash is stored."""
+
+    __tablename__ = "login_sessions"
+
+    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True))
+    account_id: int = Field(foreign_key="accounts.id", index=True)
+    token_hash: str = Field(max_length=64, unique=True, index=True)
+    created_at: datetime = Field(sa_column=_utc_column())
+    expires_at: datetime = Field(sa_column=_utc_column(index=True))
 
 
 class LedgerAccount(SQLModel, table=True):
@@ -171,6 +187,10 @@ class OutboxEvent(SQLModel, table=True):
     __tablename__ = "outbox_events"
 
     seq: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True))
+    # Delivery order = commit order. Set by a database trigger as the writing transaction commits
+    # (PostgreSQL: a deferred constraint trigger under a commit-time lock; SQLite: writers are
+    # serialised, so it equals `seq`). See migration 0003.
+    commit_seq: int | None = Field(default=None, sa_column=Column(BigInteger(), nullable=True, unique=True))
     event_id: str = Field(max_length=36, unique=True)
     aggregate_type: str = Field(max_length=32)
     aggregate_id: str = Field(max_length=64)

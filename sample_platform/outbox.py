@@ -3,10 +3,9 @@
     write_event(conn, aggregate_type="bet", aggregate_id="42", event_type="bet.placed", payload={...})
     OutboxRelay(engine, JsonlSink(Path("var/outbox.jsonl"))).relay_once()
 
-Commit order: on PostgreSQL every writer takes one transaction-scoped advisory lock just before it
-inserts its events, so sequence numbers are handed out in commit order and a row can never commit
-behind a higher sequence number the relay has already passed. SQLite writers are serialised by
-`BEGIN IMMEDIATE`, which gives the same guarantee.
+Commit order: each event's `commit_seq` is assigned by the database as its transaction commits
+(migration 0003), so the relay, reading by `commit_seq`, delivers in commit order and can never pass
+a row that commits later.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, func, select, text, update
+from sqlalchemy import Connection, Engine, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -32,10 +31,6 @@ from sample_platform.models import OutboxCursor, OutboxEvent
 log = logging.getLogger(__name__)
 events_t = OutboxEvent.__table__
 cursors_t = OutboxCursor.__table__
-
-# pg_advisory_xact_lock key for "outbox writers" (any fixed 64-bit number; 'OUTBOX' in ASCII).
-OUTBOX_LOCK_KEY = 0x4F5554424F58
-
 
 def canonical_json(payload: Any) -> str:
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -52,19 +47,13 @@ class PendingEvent:
 def write_event(
     conn: Connection, *, aggregate_type: str, aggregate_id: str | int, event_type: str, payload: dict[str, Any]
 ) -> str:
-    """Add an event to the caller's open transaction; it is delivered only if that transaction commits.
-
-    Call it as the transaction's last write (or gather events and use `write_events`): on PostgreSQL
-    it takes the outbox lock, and a writer holding it must not wait for other row locks.
-    """
+    """Add an event to the caller's open transaction; it is delivered only if that transaction commits."""
     return write_events(conn, [PendingEvent(aggregate_type, aggregate_id, event_type, payload)])[0]
 
 
 def write_events(conn: Connection, events: list[PendingEvent]) -> list[str]:
     if not events:
         return []
-    if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": OUTBOX_LOCK_KEY})
     now = utcnow()
     rows = [
         {
@@ -146,7 +135,7 @@ def read_jsonl_events(path: Path, *, dedupe: bool = True) -> list[OutboxMessage]
 
 
 class OutboxRelay:
-    """Delivers outbox events in sequence (= commit) order, at least once, to one sink.
+    """Delivers outbox events in commit order (`commit_seq`), at least once, to one sink.
 
     Its position is a row in `outbox_cursors`, advanced only after the sink accepted a batch.
     """
@@ -171,20 +160,25 @@ class OutboxRelay:
         """Events committed but not yet delivered."""
         with reader(self.engine).connect() as conn:
             last = select(cursors_t.c.last_seq).where(cursors_t.c.name == self.name).scalar_subquery()
-            return conn.execute(select(func.count()).select_from(events_t).where(events_t.c.seq > last)).scalar_one()
+            return conn.execute(
+                select(func.count()).select_from(events_t).where(events_t.c.commit_seq > last)
+            ).scalar_one()
 
     def relay_once(self) -> int:
         """Deliver one batch; returns how many events it delivered."""
         with reader(self.engine).connect() as conn:
             last = conn.execute(select(cursors_t.c.last_seq).where(cursors_t.c.name == self.name)).scalar_one()
             rows = conn.execute(
-                select(events_t).where(events_t.c.seq > last).order_by(events_t.c.seq).limit(self.batch_size)
+                select(events_t)
+                .where(events_t.c.commit_seq > last)
+                .order_by(events_t.c.commit_seq)
+                .limit(self.batch_size)
             ).all()
         if not rows:
             return 0
         messages = [
             OutboxMessage(
-                seq=row.seq,
+                seq=row.commit_seq,
                 event_id=row.event_id,
                 aggregate_type=row.aggregate_type,
                 aggregate_id=row.aggregate_id,
@@ -223,4 +217,4 @@ class OutboxRelay:
 
 def all_event_ids(engine: Engine) -> Iterable[str]:
     with reader(engine).connect() as conn:
-        return [row[0] for row in conn.execute(select(events_t.c.event_id).order_by(events_t.c.seq))]
+        return [row[0] for row in conn.execute(select(events_t.c.event_id).order_by(events_t.c.commit_seq))]

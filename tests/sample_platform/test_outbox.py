@@ -6,6 +6,7 @@ import threading
 import time
 
 import pytest
+from sqlalchemy import text
 
 from controlplane.storage import reader
 from sample_platform.outbox import JsonlSink, OutboxMessage, OutboxRelay, read_jsonl_events, write_event
@@ -39,11 +40,12 @@ def test_rolled_back_transaction_leaves_no_event(engine) -> None:
     assert [m.payload["n"] for m in sink.messages] == [2]
 
 
-def test_relay_never_passes_a_transaction_still_open(engine) -> None:
-    """A writer that began first but commits last is delivered after the ones that committed before it,
-    and the relay does not skip it while it is still open."""
+def test_relay_delivers_in_commit_order_and_never_passes_an_open_transaction(engine) -> None:
+    """A writer that inserted its event first but commits last is delivered after the one that
+    committed before it, and the relay does not skip it while it is still open."""
     sink = ListSink()
     relay = OutboxRelay(engine, sink)
+    committed: list[int] = []
     first_open = threading.Event()
     release_first = threading.Event()
 
@@ -52,30 +54,64 @@ def test_relay_never_passes_a_transaction_still_open(engine) -> None:
             _event(conn, 1)
             first_open.set()
             release_first.wait(10)
+        committed.append(1)
+
+    def fast_writer() -> None:
+        with engine.begin() as conn:  # SQLite: waits here for the slow writer (BEGIN IMMEDIATE)
+            _event(conn, 2)
+        committed.append(2)
 
     slow = threading.Thread(target=slow_writer)
     slow.start()
     assert first_open.wait(10)
-    second_done = threading.Event()
-
-    def fast_writer() -> None:
-        with engine.begin() as conn:
-            _event(conn, 2)
-        second_done.set()
-
     fast = threading.Thread(target=fast_writer)
     fast.start()
     time.sleep(0.3)
     relay.drain()
-    # The second writer waits behind the first (one outbox writer at a time), so nothing is visible yet.
-    assert not second_done.is_set()
-    assert sink.messages == []
+    assert [m.payload["n"] for m in sink.messages] == committed  # only what has committed: [] or [2]
     release_first.set()
     slow.join()
     fast.join()
     relay.drain()
-    assert [m.payload["n"] for m in sink.messages] == [1, 2]
+    assert [m.payload["n"] for m in sink.messages] == committed
+    assert sorted(committed) == [1, 2]
     assert [m.seq for m in sink.messages] == sorted(m.seq for m in sink.messages)
+    if engine.dialect.name == "postgresql":
+        assert committed == [2, 1]  # writers do not queue behind each other on PostgreSQL
+
+
+def test_commit_order_holds_under_many_concurrent_writers(engine) -> None:
+    sink = ListSink()
+    relay = OutboxRelay(engine, sink)
+    stop = threading.Event()
+
+    def writer(worker: int) -> None:
+        n = 0
+        while not stop.is_set():
+            with engine.begin() as conn:
+                _event(conn, worker * 100_000 + n)
+                _event(conn, worker * 100_000 + n + 1)
+            n += 2
+
+    def relaying() -> None:
+        while not stop.is_set():
+            relay.relay_once()
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(6)] + [threading.Thread(target=relaying)]
+    for t in threads:
+        t.start()
+    time.sleep(2)
+    stop.set()
+    for t in threads:
+        t.join()
+    relay.drain()
+    with reader(engine).connect() as conn:
+        total = conn.execute(text("SELECT count(*) FROM outbox_events")).scalar_one()
+    delivered = [m.payload["n"] for m in sink.messages]
+    assert len(delivered) == len(set(delivered)) == total  # nothing skipped, nothing twice
+    for worker in range(6):
+        mine = [n for n in delivered if n // 100_000 == worker]
+        assert mine == sorted(mine)  # each writer's events in the order it committed them
 
 
 def test_failed_delivery_is_retried_and_not_lost(engine) -> None:
