@@ -108,7 +108,7 @@ def _engine(settings: Settings):  # type: ignore[no-untyped-def]
     from controlplane.storage import make_engine
 
     try:
-        return make_engine(settings.database_url, busy_timeout_ms=settings.db_busy_timeout_ms)
+        return make_engine(settings.database_url, **settings.engine_options())
     except StorageConfigError as exc:
         raise fail(str(exc)) from None
 

@@ -63,7 +63,7 @@ def run_demo(
     sink_path = Path(settings.outbox_sink_path)
     if fresh:
         sink_path.unlink(missing_ok=True)
-    engine = make_engine(settings.database_url, busy_timeout_ms=settings.db_busy_timeout_ms)
+    engine = make_engine(settings.database_url, **settings.engine_options())
     migrate(engine)
     summary = DemoSummary(bets_requested=bets)
     started = time.monotonic()

@@ -33,8 +33,14 @@ class Settings(BaseSettings):
         SecretStr(DEFAULT_ADMIN_TOKEN),
         description="Bearer token for the platform's admin API.",
     )
-    db_busy_timeout_ms: int = Field(
-        5000, ge=0, description="How long a SQLite writer waits for the write lock before failing."
+    db_lock_timeout_ms: int = Field(
+        2000,
+        ge=1,
+        description="How long a database call waits for a lock before failing with a retryable 503 "
+        "(SQLite busy_timeout, PostgreSQL lock_timeout).",
+    )
+    db_statement_timeout_ms: int = Field(
+        5000, ge=1, description="Longest a single database statement may run before it is cancelled."
     )
     idempotency_ttl_seconds: int = Field(
         86400, ge=60, description="How long an Idempotency-Key is remembered (default 24 h)."
@@ -56,6 +62,41 @@ class Settings(BaseSettings):
         0.2, gt=0, description="How often the outbox relay polls for new events."
     )
     settlement_batch_size: int = Field(100, ge=1, le=10_000, description="Bets settled per database transaction.")
+    session_ttl_seconds: int = Field(900, ge=30, description="Lifetime of a token issued by POST /v1/login.")
+    login_max_failures: int = Field(5, ge=1, description="Consecutive wrong passwords after which an account is locked.")
+    login_lockout_seconds: int = Field(300, ge=1, description="How long a locked account refuses logins.")
+    login_attempts_per_minute_account: int = Field(
+        10, ge=1, description="Login attempts allowed per account per minute (429 beyond)."
+    )
+    login_attempts_per_minute_address: int = Field(
+        30, ge=1, description="Login attempts allowed per client address per minute (429 beyond)."
+    )
+    password_scrypt_log2_n: int = Field(
+        14, ge=10, le=20, description="scrypt cost: N = 2**this (memory about 128 * N * 8 bytes)."
+    )
+    bet_max_in_flight: int = Field(
+        32, ge=1, description="Bet requests processed at once; more are shed with 503 and Retry-After."
+    )
+    max_exposure_minor: int = Field(
+        1_000_000, ge=1, description="Largest total stake of one account's open bets, minor units."
+    )
+    max_bets_per_minute: int = Field(120, ge=1, description="Bets one account may place per minute.")
+    risk_cache_ttl_seconds: float = Field(
+        5.0, ge=0, description="How long the risk engine trusts a cached feature before re-reading it."
+    )
+    odds_subscriber_queue: int = Field(
+        256,
+        ge=1,
+        description="Odds updates buffered per SSE subscriber; one that falls this far behind is disconnected.",
+    )
+    price_mover_interval_seconds: float = Field(
+        2.0, ge=0, description="How often the background price mover changes a price (0 turns it off)."
+    )
+    fault_max_ttl_seconds: int = Field(3600, ge=1, description="Longest TTL a fault may be given.")
+
+    def engine_options(self) -> dict[str, int]:
+        """Keyword arguments for `make_engine` from these settings."""
+        return {"lock_timeout_ms": self.db_lock_timeout_ms, "statement_timeout_ms": self.db_statement_timeout_ms}
 
     @model_validator(mode="after")
     def _refuse_development_secrets(self) -> Settings:

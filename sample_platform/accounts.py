@@ -21,14 +21,16 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_account(engine: Engine, *, username: str) -> tuple[int, str]:
+def create_account(engine: Engine, *, username: str, password_hash: str | None = None) -> tuple[int, str]:
     """Returns (account id, bearer token). The token is shown once; only its hash is stored."""
     token = secrets.token_urlsafe(32)
     try:
         with engine.begin() as conn:
             account_id = conn.execute(
                 accounts_t.insert()
-                .values(username=username, token_hash=token_hash(token), created_at=utcnow())
+                .values(
+                    username=username, token_hash=token_hash(token), created_at=utcnow(), password_hash=password_hash
+                )
                 .returning(accounts_t.c.id)
             ).scalar_one()
             ledger.open_player_accounts(conn, account_id)

@@ -4,30 +4,30 @@ app = create_app(Settings(database_url="sqlite:///./var/platform.db"))
 uvicorn.run(app, port=8080)
 """
 
-
+import asyncio
 import hmac
 import json
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Request
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, field_validator
-from sqlalchemy import Engine
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import Engine, event
 from sqlalchemy.exc import DBAPIError
-from starlette.requests import ClientDisconnect
-from starlette.responses import JSONResponse, Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from controlplane.problems import PROBLEM_JSON, Problem, install_problem_handlers
 from controlplane.settings import Settings
 from controlplane.storage import make_engine, reader
 from sample_platform import accounts, markets
-from sample_platform.bets import BetOrder, RiskLimits, bet_view, place_bet
+from sample_platform.bets import BetOrder, bet_view, place_bet
+from sample_platform.faults import Fault, FaultRegistry
 from sample_platform.idempotency import (
     ClaimOutcome,
     claim_key,
@@ -37,136 +37,50 @@ from sample_platform.idempotency import (
     purge_expired,
     release_key,
 )
+from sample_platform.login import (
+    LoginPolicy,
+    SlidingWindowLimiter,
+    account_for_session,
+    hash_password,
+    login,
+    purge_expired_sessions,
+    set_password,
+)
+from sample_platform.metrics import PlatformMetrics
+from sample_platform.middleware import BodySizeLimit, InFlightLimit, RequestMetrics
+from sample_platform.odds_feed import OddsBroker, PriceMover, change_and_publish
 from sample_platform.outbox import JsonlSink, OutboxRelay
+from sample_platform.risk import FeatureCache, RiskEngine, RiskLimits
+from sample_platform.schemas import (
+    AccountCreate,
+    BetCreate,
+    DepositCreate,
+    FaultCreate,
+    LoginRequest,
+    MarketCreate,
+    OddsChange,
+    PasswordReset,
+    ResultCreate,
+    json_body,
+    parse_body,
+)
 
 log = logging.getLogger(__name__)
-
-ModelT = TypeVar("ModelT", bound=BaseModel)
-ODDS_PATTERN = r"^[0-9]{1,4}(\.[0-9]{1,3})?$"
-MAX_ODDS = Decimal("1000")
+Body = Annotated[Any, Depends(json_body)]
 
 
-def _check_odds(value: str) -> str:
-    odds = Decimal(value)
-    if not Decimal("1") < odds <= MAX_ODDS:
-        raise ValueError(f"odds must be decimal odds above 1.00 and at most {MAX_ODDS}, e.g. '2.50'")
-    return value
+@dataclass
+class Platform:
+    """Everything the routes share, built once per app."""
 
-
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class AccountCreate(StrictModel):
-    username: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
-
-
-class DepositCreate(StrictModel):
-    account_id: StrictInt = Field(gt=0)
-    amount_minor: StrictInt = Field(gt=0, le=10**12, description="Integer minor units (pence/cents).")
-    reference: str | None = Field(default=None, max_length=200)
-
-
-class SelectionCreate(StrictModel):
-    name: str = Field(min_length=1, max_length=200)
-    odds: str = Field(pattern=ODDS_PATTERN, description="Decimal odds as a string, e.g. '2.50'.")
-    _odds = field_validator("odds")(_check_odds)
-
-
-class MarketCreate(StrictModel):
-    name: str = Field(min_length=1, max_length=200)
-    selections: list[SelectionCreate] = Field(min_length=2, max_length=100)
-
-
-class OddsChange(StrictModel):
-    selection_id: StrictInt = Field(gt=0)
-    odds: str = Field(pattern=ODDS_PATTERN)
-    _odds = field_validator("odds")(_check_odds)
-
-
-class ResultCreate(StrictModel):
-    winner_selection_id: StrictInt | None = Field(default=None, gt=0)
-    void: StrictBool = False
-
-
-class BetCreate(StrictModel):
-    market_id: StrictInt = Field(gt=0)
-    selection_id: StrictInt = Field(gt=0)
-    stake_minor: StrictInt = Field(gt=0, description="Integer minor units; must be above zero.")
-    odds: str = Field(pattern=ODDS_PATTERN, description="The odds the client saw, e.g. '2.50'.")
-    price_version: StrictInt = Field(ge=1)
-    accept_price_change: Literal["none", "better", "any"] = "none"
-    _odds = field_validator("odds")(_check_odds)
-
-
-class BodySizeLimit:
-    """Refuse bodies above `limit` bytes with 413, whether or not Content-Length tells the truth."""
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        too_big = Problem(
-            413,
-            "body-too-large",
-            "Request body too large",
-            f"request bodies are limited to {self.limit} bytes",
-        )
-        declared = dict(scope.get("headers", [])).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await too_big.response(scope.get("path"))(scope, receive, send)
-            return
-        received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise _BodyTooLarge(too_big)
-            return message
-
-        try:
-            await self.app(scope, limited_receive, send)
-        except _BodyTooLarge as exc:
-            await exc.problem.response(scope.get("path"))(scope, receive, send)
-
-
-class _BodyTooLarge(Exception):
-    def __init__(self, problem: Problem) -> None:
-        self.problem = problem
-
-
-def _validation_problem(exc: ValidationError) -> Problem:
-    errors = [{"field": ".".join(str(p) for p in err["loc"]) or "body", "message": err["msg"]} for err in exc.errors()]
-    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-    return Problem(422, "validation", "Request is not valid", detail, errors=errors)
-
-
-def parse_body(model: type[ModelT], body: Any) -> ModelT:
-    try:
-        return model.model_validate(body)
-    except ValidationError as exc:
-        raise _validation_problem(exc) from exc
-
-
-async def json_body(request: Request) -> Any:
-    try:
-        raw = await request.body()
-    except ClientDisconnect as exc:
-        # Nobody will read the answer; end the request quietly instead of as a server error.
-        raise Problem(400, "client-disconnected", "Client disconnected", "the client went away mid-request") from exc
-    try:
-        return json.loads(raw, parse_float=Decimal)
-    except ValueError as exc:
-        raise Problem(
-            400, "malformed-json", "Malformed JSON", f"the request body is not valid JSON ({exc}); send a JSON object"
-        ) from exc
+    settings: Settings
+    engine: Engine
+    metrics: PlatformMetrics
+    faults: FaultRegistry
+    risk: RiskEngine
+    broker: OddsBroker
+    relay: OutboxRelay
+    login_policy: LoginPolicy
 
 
 def _bearer(authorization: str | None) -> str:
@@ -182,37 +96,75 @@ def _bearer(authorization: str | None) -> str:
     return token.strip()
 
 
+def build_platform(settings: Settings, engine: Engine) -> Platform:
+    metrics = PlatformMetrics()
+    faults = FaultRegistry(engine)
+    limits = RiskLimits(
+        max_stake_minor=settings.max_stake_minor,
+        max_liability_minor=settings.max_liability_minor,
+        max_exposure_minor=settings.max_exposure_minor,
+        max_bets_per_minute=settings.max_bets_per_minute,
+    )
+    risk = RiskEngine(
+        limits,
+        FeatureCache(ttl=settings.risk_cache_ttl_seconds, metrics=metrics),
+        cache_enabled=lambda: not faults.cache_off,
+    )
+    relay = OutboxRelay(engine, JsonlSink(settings.outbox_sink_path), delay=faults.broker_delay)
+    metrics.watch_outbox(relay.backlog)
+    policy = LoginPolicy(
+        session_ttl=timedelta(seconds=settings.session_ttl_seconds),
+        max_failures=settings.login_max_failures,
+        lockout=timedelta(seconds=settings.login_lockout_seconds),
+        per_account=SlidingWindowLimiter(settings.login_attempts_per_minute_account),
+        per_address=SlidingWindowLimiter(settings.login_attempts_per_minute_address),
+        scrypt_log2_n=settings.password_scrypt_log2_n,
+    )
+    broker = OddsBroker(metrics, queue_size=settings.odds_subscriber_queue)
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _slow_database(*_args: object) -> None:
+        delay = faults.db_delay()
+        if delay:
+            threading.Event().wait(delay)
+
+    return Platform(settings, engine, metrics, faults, risk, broker, relay, policy)
+
+
 def create_app(
     settings: Settings | None = None, *, engine: Engine | None = None, run_background: bool = True
 ) -> FastAPI:
     """Build the platform app. Its schema must already be migrated (`controlplane platform migrate`)."""
     settings = settings or Settings()
-    engine = engine or make_engine(settings.database_url, busy_timeout_ms=settings.db_busy_timeout_ms)
-    limits = RiskLimits(settings.max_stake_minor, settings.max_liability_minor)
+    engine = engine or make_engine(settings.database_url, **settings.engine_options())
+    p = build_platform(settings, engine)
     ttl = timedelta(seconds=settings.idempotency_ttl_seconds)
     lock = timedelta(seconds=settings.idempotency_lock_seconds)
     admin_token = settings.admin_token.get_secret_value()
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> Iterator[None]:  # type: ignore[misc]
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        p.broker.bind(asyncio.get_running_loop())
         stop = threading.Event()
         workers: list[threading.Thread] = []
         if run_background:
-            relay = OutboxRelay(engine, JsonlSink(settings.outbox_sink_path))
             workers.append(
                 threading.Thread(
-                    target=relay.run, args=(stop, settings.outbox_relay_interval_seconds), name="outbox-relay"
+                    target=p.relay.run, args=(stop, settings.outbox_relay_interval_seconds), name="outbox-relay"
                 )
             )
-            workers.append(threading.Thread(target=_housekeeping, args=(engine, stop), name="housekeeping"))
+            workers.append(threading.Thread(target=_housekeeping, args=(p, stop), name="housekeeping"))
+            if settings.price_mover_interval_seconds > 0:
+                mover = PriceMover(engine, p.broker, interval=settings.price_mover_interval_seconds)
+                workers.append(threading.Thread(target=mover.run, args=(stop,), name="price-mover"))
         for worker in workers:
             worker.daemon = True
             worker.start()
-        _app.state.outbox_stop = stop
         try:
             yield
         finally:
             stop.set()
+            p.faults.close()
             for worker in workers:
                 worker.join(timeout=10)
 
@@ -220,6 +172,7 @@ def create_app(
         title="Sample betting platform",
         version="0.1.0",
         lifespan=lifespan,
+        dependencies=[Depends(_fault_injection(p))],
         description=(
             "A small but real betting service: accounts, a double-entry ledger, markets, bets and "
             "settlement. Errors are application/problem+json (RFC 9457). Money is integer minor "
@@ -229,13 +182,14 @@ def create_app(
             "(`CONTROLPLANE_IDEMPOTENCY_TTL_SECONDS`) per account."
         ),
     )
-    app.state.engine = engine
-    app.state.settings = settings
+    app.state.platform = p
     install_problem_handlers(app)
 
     @app.exception_handler(DBAPIError)
     async def _database_busy(request: Request, exc: DBAPIError) -> Response:
-        log.warning("database error on %s %s: %s", request.method, request.url.path, exc.orig)
+        # Lock and statement timeouts land here: nothing was committed, a retry is safe.
+        p.metrics.db_lock_waits.inc()
+        log.warning("database error on %s %s: %s", request.method, request.url.path, type(exc.orig).__name__)
         return Problem(
             503,
             "database-busy",
@@ -245,7 +199,11 @@ def create_app(
             retryable=True,
         ).response(request.url.path)
 
+    app.add_middleware(
+        InFlightLimit, routes={("POST", "/v1/bets")}, limit=settings.bet_max_in_flight, metrics=p.metrics
+    )
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
+    app.add_middleware(RequestMetrics, metrics=p.metrics)
 
     def admin(authorization: Annotated[str | None, Header()] = None) -> None:
         if not hmac.compare_digest(_bearer(authorization).encode(), admin_token.encode()):
@@ -254,13 +212,13 @@ def create_app(
     def player(authorization: Annotated[str | None, Header()] = None) -> int:
         token = _bearer(authorization)
         with reader(engine).connect() as conn:
-            account_id = accounts.account_for_token(conn, token)
+            account_id = accounts.account_for_token(conn, token) or account_for_session(conn, token)
         if account_id is None:
             raise Problem(
                 401,
                 "unauthenticated",
-                "Unknown token",
-                "the bearer token is not valid",
+                "Unknown or expired token",
+                "the bearer token is not valid; log in again with POST /v1/login",
                 headers={"WWW-Authenticate": "Bearer"},
             )
         return account_id
@@ -269,18 +227,50 @@ def create_app(
         return parse_key_header(idempotency_key)
 
     Admin = Depends(admin)
-    Body = Annotated[Any, Depends(json_body)]
 
     @app.get("/v1/health", tags=["ops"])
     def health() -> dict:
         """Liveness: answers without touching the database (the framework's own ceiling)."""
         return {"status": "ok"}
 
+    @app.get("/metrics", tags=["ops"], include_in_schema=False)
+    def prometheus_metrics() -> Response:
+        return Response(generate_latest(p.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
     @app.post("/v1/accounts", status_code=201, dependencies=[Admin], tags=["admin"])
     def create_account(body: Body) -> dict:
         req = parse_body(AccountCreate, body)
-        account_id, token = accounts.create_account(engine, username=req.username)
+        hashed = hash_password(req.password, log2_n=settings.password_scrypt_log2_n) if req.password else None
+        account_id, token = accounts.create_account(engine, username=req.username, password_hash=hashed)
         return {"id": account_id, "username": req.username, "token": token}
+
+    @app.post("/v1/admin/accounts/{account_id}/password", dependencies=[Admin], tags=["admin"])
+    def reset_password(account_id: int, body: Body) -> dict:
+        """Set a new password, lift any lockout and revoke the account's login sessions."""
+        req = parse_body(PasswordReset, body)
+        set_password(engine, account_id=account_id, password=req.password, log2_n=settings.password_scrypt_log2_n)
+        return {"id": account_id, "password_reset": True}
+
+    @app.post("/v1/login", tags=["player"])
+    def log_in(request: Request, body: Body) -> dict:
+        """Exchange username and password for a short-lived bearer token.
+
+        Limits: attempts per account and per client address per minute (429 with Retry-After), and
+        a lockout after `CONTROLPLANE_LOGIN_MAX_FAILURES` consecutive wrong passwords."""
+        req = parse_body(LoginRequest, body)
+        address = request.client.host if request.client else "unknown"
+        try:
+            token, expires_at = login(
+                engine, p.login_policy, username=req.username, password=req.password, address=address
+            )
+        except Problem as problem:
+            outcome = problem.extensions.get("limit", problem.slug)
+            p.metrics.login_attempts.labels(outcome=outcome).inc()
+            if problem.status == 429:
+                p.metrics.rate_limited.labels(limit=outcome).inc()
+            raise
+        p.metrics.login_attempts.labels(outcome="ok").inc()
+        return {"token": token, "expires_at": expires_at.isoformat(), "token_type": "Bearer"}
 
     @app.post("/v1/admin/deposit", dependencies=[Admin], tags=["admin"])
     def deposit(body: Body) -> dict:
@@ -304,7 +294,9 @@ def create_app(
     @app.post("/v1/admin/markets/{market_id}/odds", dependencies=[Admin], tags=["admin"])
     def change_odds(market_id: int, body: Body) -> dict:
         req = parse_body(OddsChange, body)
-        return markets.change_odds(engine, market_id=market_id, selection_id=req.selection_id, odds=Decimal(req.odds))
+        return change_and_publish(
+            engine, p.broker, market_id=market_id, selection_id=req.selection_id, odds=Decimal(req.odds)
+        )
 
     @app.post("/v1/admin/markets/{market_id}/result", dependencies=[Admin], tags=["admin"])
     def result(market_id: int, body: Body) -> dict:
@@ -314,7 +306,10 @@ def create_app(
         a different result resettles the market's bets through reversing entries."""
         req = parse_body(ResultCreate, body)
         markets.set_result(engine, market_id=market_id, winner_selection_id=req.winner_selection_id, void=req.void)
-        report = markets.settle_market(engine, market_id=market_id, batch_size=settings.settlement_batch_size)
+        try:
+            report = markets.settle_market(engine, market_id=market_id, batch_size=settings.settlement_batch_size)
+        finally:
+            p.risk.settled()
         return {"market": markets.get_market(engine, market_id), "settlement": report.as_dict()}
 
     @app.get("/v1/markets", tags=["markets"])
@@ -324,6 +319,17 @@ def create_app(
     @app.get("/v1/markets/{market_id}", tags=["markets"])
     def get_market(market_id: int) -> dict:
         return markets.get_market(engine, market_id)
+
+    @app.get("/v1/odds/stream", tags=["markets"], response_class=StreamingResponse)
+    async def odds_stream() -> StreamingResponse:
+        """Server-Sent Events: one `odds` event per price change, with `published_at` (UTC) and
+        `price_version`. A subscriber more than `CONTROLPLANE_ODDS_SUBSCRIBER_QUEUE` updates behind
+        gets a final `overflow` event and is disconnected; it should reconnect and re-read markets."""
+        return StreamingResponse(
+            p.broker.stream(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
 
     @app.post("/v1/bets", status_code=201, tags=["player"])
     def create_bet(
@@ -335,7 +341,8 @@ def create_app(
         """Place a bet. Requires `Idempotency-Key`: a retry with the same key and body returns the
         first response again (`Idempotent-Replayed: true`); the same key with another body is 422; a
         retry while the first is still running is 409. Keys are per account and expire after
-        `CONTROLPLANE_IDEMPOTENCY_TTL_SECONDS` (default 86400)."""
+        `CONTROLPLANE_IDEMPOTENCY_TTL_SECONDS` (default 86400). When too many bets are in progress
+        the request is shed at once with 503 and Retry-After."""
         req = parse_body(BetCreate, body)
         claim = claim_key(
             engine,
@@ -346,6 +353,7 @@ def create_app(
             lock=lock,
         )
         if claim.outcome is ClaimOutcome.REPLAY:
+            p.metrics.idempotency_replays.inc()
             status = claim.response_status or 500
             return Response(
                 claim.response_body,
@@ -361,9 +369,10 @@ def create_app(
             price_version=req.price_version,
             accept_price_change=req.accept_price_change,
         )
-        stored: dict[str, str] = {}
+        stored: dict[str, Any] = {}
 
         def remember_response(view: dict) -> None:
+            stored["view"] = view
             stored["text"] = json.dumps(view, separators=(",", ":"))
             if not complete_key(conn, claim, status=201, body=stored["text"]):
                 raise Problem(
@@ -376,7 +385,7 @@ def create_app(
 
         try:
             with engine.begin() as conn:
-                place_bet(conn, account_id=account_id, order=order, limits=limits, before_outbox=remember_response)
+                place_bet(conn, account_id=account_id, order=order, risk=p.risk, before_outbox=remember_response)
         except Problem as problem:
             # Refusals that a retry cannot change are remembered under the key; the rest are released.
             if problem.status == 422:
@@ -388,12 +397,49 @@ def create_app(
         except BaseException:
             release_key(engine, claim)
             raise
+        view = stored["view"]
+        p.risk.committed(
+            account_id=account_id,
+            selection_id=view["selection_id"],
+            stake_minor=view["stake_minor"],
+            liability_minor=view["potential_payout_minor"] - view["stake_minor"],
+        )
         return Response(stored["text"], status_code=201, media_type="application/json")
 
     @app.get("/v1/bets/{bet_id}", tags=["player"])
     def get_bet(bet_id: int, account_id: Annotated[int, Depends(player)]) -> dict:
         with reader(engine).begin() as conn:
             return bet_view(conn, bet_id, account_id=account_id)
+
+    @app.post("/v1/admin/faults", status_code=201, dependencies=[Admin], tags=["game days"])
+    def set_fault(body: Body) -> dict:
+        """Inject a fault for a game day. It expires by itself after `ttl_seconds`; every change is
+        written to the outbox as a `change.fault_*` event."""
+        req = parse_body(FaultCreate, body)
+        if req.ttl_seconds > settings.fault_max_ttl_seconds:
+            raise Problem(
+                422,
+                "fault-ttl-too-long",
+                "Fault TTL too long",
+                f"ttl_seconds {req.ttl_seconds} is above the longest allowed TTL "
+                f"(CONTROLPLANE_FAULT_MAX_TTL_SECONDS={settings.fault_max_ttl_seconds})",
+            )
+        options = req.model_dump(exclude={"kind", "ttl_seconds"})
+        fault = p.faults.add(Fault.new(req.kind, ttl_seconds=float(req.ttl_seconds), **options))
+        p.metrics.faults_active.labels(kind=fault.kind).inc()
+        return fault.to_dict()
+
+    @app.get("/v1/admin/faults", dependencies=[Admin], tags=["game days"])
+    def list_faults() -> dict:
+        return {"faults": [f.to_dict() for f in p.faults.active()]}
+
+    @app.delete("/v1/admin/faults", dependencies=[Admin], tags=["game days"])
+    def clear_faults(kind: str | None = None, id: str | None = None, actor: str = "admin") -> dict:
+        """Clear every fault, or those of one `kind`, or the one with `id`."""
+        cleared = p.faults.clear(kind=kind, fault_id=id, actor=actor)
+        for fault in cleared:
+            p.metrics.faults_active.labels(kind=fault.kind).dec()
+        return {"cleared": [f.to_dict() for f in cleared]}
 
     @app.get("/", include_in_schema=False)
     def root() -> JSONResponse:
@@ -402,9 +448,34 @@ def create_app(
     return app
 
 
-def _housekeeping(engine: Engine, stop: threading.Event, interval: float = 60.0) -> None:
+def _fault_injection(p: Platform):  # type: ignore[no-untyped-def]
+    async def inject(request: Request) -> None:
+        route = getattr(request.scope.get("route"), "path", request.url.path)
+        delay = p.faults.route_delay(request.method, route)
+        if delay:
+            await asyncio.sleep(delay)
+        status = p.faults.route_error(request.method, route)
+        if status is not None:
+            raise Problem(
+                status,
+                "injected-fault",
+                "Injected fault",
+                "a game-day fault failed this request on purpose; see GET /v1/admin/faults",
+                headers={"Retry-After": "1"} if status in (429, 503) else None,
+            )
+
+    return inject
+
+
+def _housekeeping(p: Platform, stop: threading.Event, interval: float = 1.0) -> None:
+    rounds = 0
     while not stop.wait(interval):
+        rounds += 1
         try:
-            purge_expired(engine)
+            for fault in p.faults.expire():
+                p.metrics.faults_active.labels(kind=fault.kind).dec()
+            if rounds % 60 == 0:
+                purge_expired(p.engine)
+                purge_expired_sessions(p.engine)
         except Exception:
-            log.exception("purging expired idempotency keys failed; will retry")
+            log.exception("housekeeping round failed; will retry")

@@ -22,6 +22,7 @@ from sample_platform import ledger
 from sample_platform.markets import format_odds
 from sample_platform.models import Bet, BetStatus, LedgerTransaction, Market, MarketStatus, Selection
 from sample_platform.outbox import write_event
+from sample_platform.risk import RiskEngine, limit_problem
 
 markets_t = Market.__table__
 selections_t = Selection.__table__
@@ -40,18 +41,12 @@ class BetOrder:
     accept_price_change: Literal["none", "better", "any"] = "none"
 
 
-@dataclass(frozen=True)
-class RiskLimits:
-    max_stake_minor: int
-    max_liability_minor: int
-
-
 def place_bet(
     conn: Connection,
     *,
     account_id: int,
     order: BetOrder,
-    limits: RiskLimits,
+    risk: RiskEngine,
     before_outbox: Callable[[dict], None] | None = None,
 ) -> dict:
     """Place a bet inside the caller's transaction; raises Problem (and the caller rolls back) on refusal.
@@ -92,17 +87,13 @@ def place_bet(
             current_odds=selection.odds,
             current_price_version=market.price_version,
         )
-    if order.stake_minor > limits.max_stake_minor:
-        raise Problem(
-            422,
-            "stake-limit",
-            "Stake above limit",
-            f"stake {order.stake_minor} exceeds the maximum stake per bet (max_stake_minor={limits.max_stake_minor})",
-            limit="max_stake_minor",
-            limit_minor=limits.max_stake_minor,
-        )
     payout = ledger.payout_for(order.stake_minor, current)
     liability = payout - order.stake_minor
+    risk.precheck(
+        conn, account_id=account_id, selection_id=selection.id, stake_minor=order.stake_minor, liability_minor=liability
+    )
+    limits = risk.limits
+    # The authoritative checks, under row locks: the cache above may lag other processes.
     within_limit = conn.execute(
         update(selections_t)
         .where(
@@ -112,14 +103,26 @@ def place_bet(
         .values(liability_minor=selections_t.c.liability_minor + liability)
     ).rowcount
     if not within_limit:
-        raise Problem(
-            422,
-            "liability-limit",
-            "Selection liability limit reached",
-            f"this bet would add {liability} to selection {selection.id}'s liability beyond the maximum "
-            f"liability per selection (max_liability_minor={limits.max_liability_minor})",
-            limit="max_liability_minor",
-            limit_minor=limits.max_liability_minor,
+        raise limit_problem(
+            "max_liability_minor",
+            limits.max_liability_minor,
+            f"this bet would take selection {selection.id}'s liability beyond the maximum liability per selection",
+        )
+    accounts = ledger.player_accounts(conn, account_id)
+    # Lock wallet and held in ascending id order (the order every ledger writer uses), then read.
+    held = dict(
+        conn.execute(
+            select(ledger.accounts_t.c.id, ledger.accounts_t.c.balance_minor)
+            .where(ledger.accounts_t.c.id.in_((accounts.wallet, accounts.held)))
+            .order_by(ledger.accounts_t.c.id)
+            .with_for_update()
+        ).all()
+    )[accounts.held]
+    if held + order.stake_minor > limits.max_exposure_minor:
+        raise limit_problem(
+            "max_exposure_minor",
+            limits.max_exposure_minor,
+            "this bet would take your open stakes beyond the maximum exposure per account",
         )
     now = utcnow()
     bet_id = conn.execute(
@@ -139,7 +142,6 @@ def place_bet(
         )
         .returning(bets_t.c.id)
     ).scalar_one()
-    accounts = ledger.player_accounts(conn, account_id)
     txn_id = ledger.post(
         conn,
         kind="bet_hold",

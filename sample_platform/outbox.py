@@ -14,8 +14,9 @@ import json
 import logging
 import os
 import threading
+import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -31,6 +32,7 @@ from sample_platform.models import OutboxCursor, OutboxEvent
 log = logging.getLogger(__name__)
 events_t = OutboxEvent.__table__
 cursors_t = OutboxCursor.__table__
+
 
 def canonical_json(payload: Any) -> str:
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -140,11 +142,21 @@ class OutboxRelay:
     Its position is a row in `outbox_cursors`, advanced only after the sink accepted a batch.
     """
 
-    def __init__(self, engine: Engine, sink: OutboxSink, *, name: str = "default", batch_size: int = 500) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        sink: OutboxSink,
+        *,
+        name: str = "default",
+        batch_size: int = 500,
+        delay: Callable[[], float] = lambda: 0.0,
+    ) -> None:
         self.engine = engine
         self.sink = sink
         self.name = name
         self.batch_size = batch_size
+        # A slow broker (game-day fault): each delivery takes this long, one event at a time.
+        self.delay = delay
         self._ensure_cursor()
 
     def _ensure_cursor(self) -> None:
@@ -164,18 +176,32 @@ class OutboxRelay:
                 select(func.count()).select_from(events_t).where(events_t.c.commit_seq > last)
             ).scalar_one()
 
+    def backlog(self) -> tuple[int, float]:
+        """(events waiting, age in seconds of the oldest waiting event): the relay's lag."""
+        with reader(self.engine).connect() as conn:
+            last = select(cursors_t.c.last_seq).where(cursors_t.c.name == self.name).scalar_subquery()
+            depth, oldest = conn.execute(
+                select(func.count(), func.min(events_t.c.created_at)).where(events_t.c.commit_seq > last)
+            ).one()
+        if not depth or oldest is None:
+            return 0, 0.0
+        return depth, max(0.0, (utcnow() - as_utc(oldest)).total_seconds())
+
     def relay_once(self) -> int:
         """Deliver one batch; returns how many events it delivered."""
+        delay = self.delay()
         with reader(self.engine).connect() as conn:
             last = conn.execute(select(cursors_t.c.last_seq).where(cursors_t.c.name == self.name)).scalar_one()
             rows = conn.execute(
                 select(events_t)
                 .where(events_t.c.commit_seq > last)
                 .order_by(events_t.c.commit_seq)
-                .limit(self.batch_size)
+                .limit(1 if delay else self.batch_size)
             ).all()
         if not rows:
             return 0
+        if delay:
+            time.sleep(delay)
         messages = [
             OutboxMessage(
                 seq=row.commit_seq,
@@ -211,7 +237,7 @@ class OutboxRelay:
             except Exception:
                 log.exception("outbox relay round failed; retrying")
                 delivered = 0
-            if delivered < self.batch_size:
+            if delivered == 0:
                 stop.wait(interval)
 
 

@@ -1,7 +1,7 @@
 """Run the platform's HTTP server in a background thread (for the demo, tests and benchmarks).
 
-    with PlatformServer(settings, engine) as server:
-        httpx.get(f"{server.url}/v1/health")
+with PlatformServer(settings, engine) as server:
+    httpx.get(f"{server.url}/v1/health")
 """
 
 from __future__ import annotations

@@ -65,12 +65,15 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         admin_token=ADMIN_TOKEN,
         outbox_sink_path=tmp_path / "outbox.jsonl",
         outbox_relay_interval_seconds=0.05,
+        price_mover_interval_seconds=0,  # tests move prices themselves
+        password_scrypt_log2_n=12,  # cheaper hashing; the format and checks are the same
+        max_bets_per_minute=100_000,
     )
 
 
 @pytest.fixture
 def engine(settings: Settings) -> Iterator[Engine]:
-    engine = make_engine(settings.database_url, busy_timeout_ms=settings.db_busy_timeout_ms)
+    engine = make_engine(settings.database_url, **settings.engine_options())
     migrate(engine)
     yield engine
     engine.dispose()

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 
 import pytest
 from pydantic import ValidationError
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from controlplane.settings import Settings
 from controlplane.storage import StorageConfigError, make_engine, normalise_url, reader
 
 
 def test_sqlite_engine_sets_wal_busy_timeout_and_foreign_keys(tmp_path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'sub' / 'x.db'}", busy_timeout_ms=1234)
+    engine = make_engine(f"sqlite:///{tmp_path / 'sub' / 'x.db'}", lock_timeout_ms=1234)
     with engine.connect() as conn:
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 1234
@@ -39,7 +41,7 @@ def test_sqlite_writes_take_the_write_lock_at_begin(tmp_path) -> None:
 
 
 def test_sqlite_readers_run_beside_a_writer(tmp_path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'r.db'}", busy_timeout_ms=100)
+    engine = make_engine(f"sqlite:///{tmp_path / 'r.db'}", lock_timeout_ms=100)
     with engine.begin() as conn:
         conn.execute(text("CREATE TABLE t (x INTEGER)"))
     writing = threading.Event()
@@ -100,3 +102,20 @@ def test_production_refuses_the_development_admin_token(monkeypatch) -> None:
         Settings()
     monkeypatch.setenv("CONTROLPLANE_ADMIN_TOKEN", "a-long-random-production-token")
     assert Settings().environment == "production"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_long_statements_are_cancelled(database_url: str) -> None:
+    engine = make_engine(database_url, statement_timeout_ms=200)
+    slow = (
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100000000) SELECT count(*) FROM c"
+        if engine.dialect.name == "sqlite"
+        else "SELECT pg_sleep(2)"
+    )
+    started = time.monotonic()
+    with pytest.raises(OperationalError), reader(engine).connect() as conn:
+        conn.execute(text(slow))
+    assert time.monotonic() - started < 1.5
+    with engine.connect() as conn:  # the connection is usable again afterwards
+        assert conn.execute(text("SELECT 1")).scalar() == 1
+    engine.dispose()

@@ -61,13 +61,17 @@ def test_stake_limit_names_the_limit(client, funded_player, market, settings) ->
 
 
 def test_liability_limit_per_selection(client, market, settings, engine) -> None:
-    # Each 100,000 stake at 2.50 adds 150,000 liability; the default limit is 5,000,000.
+    # Each 100,000 stake at 2.50 adds 150,000 liability; the default limit is 5,000,000. Several
+    # players share the selection, so no one of them reaches the per-account exposure limit first.
     per_bet = 150_000
+    whales = []
+    for i in range(5):
+        whale = client.create_account(f"whale{i}-{uuid.uuid4().hex[:6]}")
+        client.deposit(whale["id"], 10_000_000)
+        whales.append(whale)
     accepted = 0
-    whale = client.create_account(f"whale-{uuid.uuid4().hex[:6]}")
-    client.deposit(whale["id"], 10_000_000)
     while True:
-        response = client.place_bet(whale["token"], bet_body(market, stake=100_000))
+        response = client.place_bet(whales[accepted % 5]["token"], bet_body(market, stake=100_000))
         if response.status_code != 201:
             break
         accepted += 1
@@ -75,7 +79,26 @@ def test_liability_limit_per_selection(client, market, settings, engine) -> None
     assert response.status_code == 422
     assert response.json()["limit"] == "max_liability_minor"
     # Another selection has its own liability.
-    assert client.place_bet(whale["token"], bet_body(market, selection=1, stake=100_000)).status_code == 201
+    assert client.place_bet(whales[0]["token"], bet_body(market, selection=1, stake=100_000)).status_code == 201
+    _ledger_ok(engine)
+
+
+def test_exposure_limit_per_account(client, settings, engine) -> None:
+    player = client.create_account(f"punter-{uuid.uuid4().hex[:6]}")
+    client.deposit(player["id"], settings.max_exposure_minor * 2)
+    stake = settings.max_stake_minor
+    fits = settings.max_exposure_minor // stake
+    placed = 0
+    for i in range(fits + 1):
+        race = client.create_market(f"race {i}", [("A", "1.50"), ("B", "3.00")])
+        response = client.place_bet(player["token"], bet_body(race, stake=stake))
+        if response.status_code != 201:
+            break
+        placed += 1
+    assert placed == fits
+    assert response.status_code == 422
+    assert response.json()["limit"] == "max_exposure_minor"
+    assert client.wallet(player["token"])["held_minor"] == fits * stake
     _ledger_ok(engine)
 
 

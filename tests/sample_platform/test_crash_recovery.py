@@ -50,6 +50,7 @@ class PlatformProcess:
             "CONTROLPLANE_OUTBOX_SINK_PATH": str(sink),
             "CONTROLPLANE_OUTBOX_RELAY_INTERVAL_SECONDS": "0.05",
             "CONTROLPLANE_SETTLEMENT_BATCH_SIZE": "5",
+            "CONTROLPLANE_PRICE_MOVER_INTERVAL_SECONDS": "0",
         }
         self.log = sink.with_name(f"platform-{self.port}.log")
         with self.log.open("wb") as log:

@@ -1,0 +1,233 @@
+"""Game-day fault injection: each fault has a TTL, expires by itself, and every change is an outbox event.
+
+    faults = FaultRegistry(engine)
+    faults.add(Fault.new("latency", ttl_seconds=60, route="POST /v1/bets", latency_ms=200, jitter_ms=50))
+
+Kinds: `latency` and `error_rate` act on one route (a route template such as "POST /v1/bets", a
+template for every method, or "*"), `db_latency` slows every database statement, `cache_off` turns
+the risk engine's feature cache off, `broker_slow` delays each outbox delivery, and `lock_wait`
+holds a database lock (SQLite: the write lock; PostgreSQL: an EXCLUSIVE lock on `ledger_accounts`)
+so that writers time out. Faults live in the process that serves the API; the fault routes
+themselves and /metrics are never faulted, so a game day can always be ended.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, text
+
+from controlplane.clock import utcnow
+from controlplane.problems import Problem
+from sample_platform.outbox import write_event
+
+log = logging.getLogger(__name__)
+KINDS = ("latency", "error_rate", "db_latency", "cache_off", "broker_slow", "lock_wait")
+UNFAULTED_PREFIXES = ("/v1/admin/faults", "/metrics")
+
+
+@dataclass
+class Fault:
+    id: str
+    kind: str
+    expires_at: datetime
+    created_at: datetime
+    route: str = "*"
+    latency_ms: int = 0
+    jitter_ms: int = 0
+    error_rate: float = 0.0
+    error_status: int = 503
+    actor: str = "admin"
+    reason: str | None = None
+    _deadline: float = field(default=0.0, repr=False)
+
+    @classmethod
+    def new(cls, kind: str, *, ttl_seconds: float, **options: object) -> Fault:
+        now = utcnow()
+        fault = cls(
+            id=uuid.uuid4().hex[:12],
+            kind=kind,
+            created_at=now,
+            expires_at=now + timedelta(seconds=ttl_seconds),
+            **options,  # type: ignore[arg-type]
+        )
+        fault._deadline = time.monotonic() + ttl_seconds
+        return fault
+
+    @property
+    def expired(self) -> bool:
+        return time.monotonic() >= self._deadline
+
+    def matches(self, method: str, route: str) -> bool:
+        if self.route == "*":
+            return True
+        want_method, _, want_route = self.route.partition(" ") if " " in self.route else ("", "", self.route)
+        return want_route == route and (not want_method or want_method.upper() == method)
+
+    def to_dict(self) -> dict:
+        data = {k: v for k, v in asdict(self).items() if not k.startswith("_")}
+        data["created_at"] = self.created_at.isoformat()
+        data["expires_at"] = self.expires_at.isoformat()
+        data["ttl_remaining_seconds"] = max(0.0, round(self._deadline - time.monotonic(), 3))
+        return data
+
+
+class FaultRegistry:
+    """The faults in force, with cheap look-ups for the hot paths (no database access)."""
+
+    def __init__(self, engine: Engine, *, rng: random.Random | None = None) -> None:
+        self.engine = engine
+        self.rng = rng or random.Random()
+        self._faults: dict[str, Fault] = {}
+        self._lock = threading.Lock()
+        self._holder: _LockHolder | None = None
+
+    # -- changes (each one an outbox `change` event) ------------------------------------------
+    def add(self, fault: Fault) -> Fault:
+        if fault.kind not in KINDS:
+            raise Problem(422, "unknown-fault", "Unknown fault kind", f"kind must be one of {', '.join(KINDS)}")
+        self._record("change.fault_set", fault)
+        with self._lock:
+            self._faults[fault.id] = fault
+        if fault.kind == "lock_wait":
+            self._hold_lock()
+        return fault
+
+    def clear(self, *, kind: str | None = None, fault_id: str | None = None, actor: str = "admin") -> list[Fault]:
+        with self._lock:
+            gone = [f for f in self._faults.values() if (kind is None or f.kind == kind) and fault_id in (None, f.id)]
+            for fault in gone:
+                del self._faults[fault.id]
+        self._release_lock_if_unused()
+        for fault in gone:
+            self._record("change.fault_cleared", fault, actor=actor)
+        return gone
+
+    def expire(self) -> list[Fault]:
+        """Drop faults past their TTL (called by the housekeeping loop)."""
+        with self._lock:
+            gone = [f for f in self._faults.values() if f.expired]
+            for fault in gone:
+                del self._faults[fault.id]
+        if gone:
+            self._release_lock_if_unused()
+        for fault in gone:
+            self._record("change.fault_expired", fault, actor="system")
+        return gone
+
+    def active(self) -> list[Fault]:
+        with self._lock:
+            return [f for f in self._faults.values() if not f.expired]
+
+    def _record(self, event_type: str, fault: Fault, *, actor: str | None = None) -> None:
+        with self.engine.begin() as conn:
+            write_event(
+                conn,
+                aggregate_type="fault",
+                aggregate_id=fault.id,
+                event_type=event_type,
+                payload={"fault": fault.to_dict(), "actor": actor or fault.actor, "reason": fault.reason},
+            )
+
+    # -- hot-path look-ups --------------------------------------------------------------------
+    def _live(self, kind: str) -> list[Fault]:
+        if not self._faults:
+            return []
+        return [f for f in list(self._faults.values()) if f.kind == kind and not f.expired]
+
+    def route_delay(self, method: str, route: str) -> float:
+        if route.startswith(UNFAULTED_PREFIXES):
+            return 0.0
+        return sum(self._jittered(f) for f in self._live("latency") if f.matches(method, route))
+
+    def route_error(self, method: str, route: str) -> int | None:
+        if route.startswith(UNFAULTED_PREFIXES):
+            return None
+        for fault in self._live("error_rate"):
+            if fault.matches(method, route) and self.rng.random() < fault.error_rate:
+                return fault.error_status
+        return None
+
+    def db_delay(self) -> float:
+        return sum(self._jittered(f) for f in self._live("db_latency"))
+
+    def broker_delay(self) -> float:
+        return sum(self._jittered(f) for f in self._live("broker_slow"))
+
+    @property
+    def cache_off(self) -> bool:
+        return bool(self._live("cache_off"))
+
+    def _jittered(self, fault: Fault) -> float:
+        jitter = self.rng.uniform(-fault.jitter_ms, fault.jitter_ms) if fault.jitter_ms else 0.0
+        return max(0.0, fault.latency_ms + jitter) / 1000
+
+    # -- the held database lock ---------------------------------------------------------------
+    def _hold_lock(self) -> None:
+        with self._lock:
+            if self._holder is not None:
+                return
+            self._holder = _LockHolder(self.engine)
+        self._holder.start_and_wait()
+
+    def _release_lock_if_unused(self) -> None:
+        with self._lock:
+            holder = self._holder
+            if holder is None or any(f.kind == "lock_wait" for f in self._faults.values()):
+                return
+            self._holder = None
+        holder.release()
+
+    def close(self) -> None:
+        """Release a held lock at shutdown (faults do not outlive the process)."""
+        with self._lock:
+            holder, self._holder = self._holder, None
+            self._faults.clear()
+        if holder is not None:
+            holder.release()
+
+
+class _LockHolder:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._acquired = threading.Event()
+        self._release = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="fault-lock-wait", daemon=True)
+
+    def start_and_wait(self) -> None:
+        self._thread.start()
+        if not self._acquired.wait(30) or self._error is not None:
+            self.release()
+            raise Problem(
+                503,
+                "fault-lock-unavailable",
+                "Could not take the lock",
+                f"the lock_wait fault could not take its database lock ({self._error}); retry",
+                headers={"Retry-After": "1"},
+            )
+
+    def _run(self) -> None:
+        try:
+            with self.engine.connect() as conn:
+                conn.begin()  # SQLite: BEGIN IMMEDIATE takes the write lock
+                if conn.dialect.name == "postgresql":
+                    conn.execute(text("SET LOCAL lock_timeout = '10s'"))
+                    conn.execute(text("LOCK TABLE ledger_accounts IN EXCLUSIVE MODE"))
+                self._acquired.set()
+                self._release.wait()
+                conn.rollback()
+        except Exception as exc:  # reported to the caller of start_and_wait
+            log.warning("lock_wait fault could not hold its lock: %s", exc)
+            self._error = exc
+            self._acquired.set()
+
+    def release(self) -> None:
+        self._release.set()
+        self._thread.join(timeout=30)
