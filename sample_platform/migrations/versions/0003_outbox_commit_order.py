@@ -62,7 +62,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute("DROP TRIGGER IF EXISTS outbox_commit_seq" + (" ON outbox_events" if op.get_bind().dialect.name == "postgresql" else ""))
+    op.execute(
+        "DROP TRIGGER IF EXISTS outbox_commit_seq"
+        + (" ON outbox_events" if op.get_bind().dialect.name == "postgresql" else "")
+    )
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP FUNCTION IF EXISTS outbox_assign_commit_seq()")
         op.execute("DROP SEQUENCE IF EXISTS outbox_commit_seq")
