@@ -37,8 +37,7 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
         problems = "; ".join(
-            f"CONTROLPLANE_{'_'.join(str(p) for p in e['loc']).upper() or 'SETTINGS'}: {e['msg']}"
-            for e in exc.errors()
+            f"CONTROLPLANE_{'_'.join(str(p) for p in e['loc']).upper() or 'SETTINGS'}: {e['msg']}" for e in exc.errors()
         )
         raise fail(f"invalid settings: {problems}") from None
 
@@ -93,7 +92,6 @@ def demo(
 ) -> None:
     """Run the platform on SQLite, place a few hundred bets with retries and price moves, settle, summarise."""
     from controlplane.demo import run_demo
-
 
     # The demo starts from a clean slate, so it keeps its own database and sink apart from `serve`'s.
     settings = load_settings(

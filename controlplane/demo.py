@@ -76,7 +76,9 @@ def run_demo(
             account = client.create_account(f"demo-{uuid.uuid4().hex[:8]}-{i}")
             client.deposit(account["id"], rng.choice((20_000, 50_000, 100_000)))
             players.append(account)
-        markets = [client.create_market(name, [(s, f"{rng.uniform(1.5, 6):.2f}") for s in sels]) for name, sels in MARKETS]
+        markets = [
+            client.create_market(name, [(s, f"{rng.uniform(1.5, 6):.2f}") for s in sels]) for name, sels in MARKETS
+        ]
         out(f"created {len(players)} players and {len(markets)} markets")
 
         lock = threading.Lock()
@@ -114,7 +116,9 @@ def run_demo(
                     elif response.status_code == 201:
                         summary.accepted += 1
                     else:
-                        summary.rejections[response.json().get("type", str(response.status_code)).rsplit("/", 1)[-1]] += 1
+                        summary.rejections[
+                            response.json().get("type", str(response.status_code)).rsplit("/", 1)[-1]
+                        ] += 1
 
         mover = threading.Thread(target=move_prices, daemon=True)
         mover.start()

@@ -1,6 +1,8 @@
 """The one problem+json helper (RFC 9457) for every HTTP surface of the product.
 
-raise Problem(422, "stake-limit", "Stake above limit", "stake 500000 exceeds max_stake_minor 100000")
+Usage:
+
+    raise Problem(422, "stake-limit", "Stake above limit", "stake 500000 exceeds max_stake_minor 100000")
 """
 
 from __future__ import annotations

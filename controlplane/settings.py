@@ -1,7 +1,9 @@
 """The one settings object, read from `CONTROLPLANE_*` environment variables.
 
-settings = get_settings()
-engine = make_engine(settings.database_url)
+Usage:
+
+    settings = get_settings()
+    engine = make_engine(settings.database_url)
 """
 
 from __future__ import annotations
@@ -63,7 +65,9 @@ class Settings(BaseSettings):
     )
     settlement_batch_size: int = Field(100, ge=1, le=10_000, description="Bets settled per database transaction.")
     session_ttl_seconds: int = Field(900, ge=30, description="Lifetime of a token issued by POST /v1/login.")
-    login_max_failures: int = Field(5, ge=1, description="Consecutive wrong passwords after which an account is locked.")
+    login_max_failures: int = Field(
+        5, ge=1, description="Consecutive wrong passwords after which an account is locked."
+    )
     login_lockout_seconds: int = Field(300, ge=1, description="How long a locked account refuses logins.")
     login_attempts_per_minute_account: int = Field(
         10, ge=1, description="Login attempts allowed per account per minute (429 beyond)."

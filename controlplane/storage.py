@@ -1,7 +1,9 @@
 """The one engine factory, and Alembic upgrades, for SQLite and PostgreSQL.
 
-engine = make_engine("sqlite:///./var/platform.db")
-with engine.begin() as conn: ...   # SQLite: BEGIN IMMEDIATE, so writers never deadlock on upgrade
+Usage:
+
+    engine = make_engine("sqlite:///./var/platform.db")
+    with engine.begin() as conn: ...   # SQLite: BEGIN IMMEDIATE, so writers never deadlock on upgrade
 """
 
 from __future__ import annotations

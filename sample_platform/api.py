@@ -1,7 +1,9 @@
 """The sample platform's HTTP API (FastAPI). Errors are application/problem+json (RFC 9457).
 
-app = create_app(Settings(database_url="sqlite:///./var/platform.db"))
-uvicorn.run(app, port=8080)
+Usage:
+
+    app = create_app(Settings(database_url="sqlite:///./var/platform.db"))
+    uvicorn.run(app, port=8080)
 """
 
 import asyncio

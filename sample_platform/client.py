@@ -1,7 +1,9 @@
 """A small client for the platform's API, used by the demo, the tests and the load generator.
 
-client = PlatformClient("http://127.0.0.1:8080", admin_token="...")
-account = client.create_account("alice")
+Usage:
+
+    client = PlatformClient("http://127.0.0.1:8080", admin_token="...")
+    account = client.create_account("alice")
 """
 
 from __future__ import annotations

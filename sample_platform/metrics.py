@@ -1,7 +1,9 @@
 """The platform's Prometheus metrics, on a registry of their own (one per app, so tests stay apart).
 
-metrics = PlatformMetrics()
-metrics.shed_requests.labels(route="POST /v1/bets").inc()
+Usage:
+
+    metrics = PlatformMetrics()
+    metrics.shed_requests.labels(route="POST /v1/bets").inc()
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """Run the platform's HTTP server in a background thread (for the demo, tests and benchmarks).
 
-with PlatformServer(settings, engine) as server:
-    httpx.get(f"{server.url}/v1/health")
+Usage:
+
+    with PlatformServer(settings, engine) as server:
+        httpx.get(f"{server.url}/v1/health")
 """
 
 from __future__ import annotations

@@ -15,7 +15,9 @@ runner = CliRunner()
 CONTROLPLANE = str(Path(sys.executable).with_name("controlplane"))
 
 
-@pytest.mark.parametrize("args", [["--help"], ["platform", "--help"], ["platform", "serve", "--help"], ["demo", "--help"]])
+@pytest.mark.parametrize(
+    "args", [["--help"], ["platform", "--help"], ["platform", "serve", "--help"], ["demo", "--help"]]
+)
 def test_every_verb_has_help(args: list[str]) -> None:
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output

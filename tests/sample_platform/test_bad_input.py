@@ -119,7 +119,11 @@ def test_admin_calls_need_the_admin_token(client, funded_player) -> None:
         ("/v1/admin/deposit", {"account_id": 1, "amount_minor": -5}, 422),
         ("/v1/admin/deposit", {"account_id": 1, "amount_minor": 1.5}, 422),
         ("/v1/admin/markets", {"name": "x", "selections": [{"name": "a", "odds": "2.00"}]}, 422),
-        ("/v1/admin/markets", {"name": "x", "selections": [{"name": "a", "odds": "1.00"}, {"name": "b", "odds": "2"}]}, 422),
+        (
+            "/v1/admin/markets",
+            {"name": "x", "selections": [{"name": "a", "odds": "1.00"}, {"name": "b", "odds": "2"}]},
+            422,
+        ),
         ("/v1/admin/markets/999999/odds", {"selection_id": 1, "odds": "2.00"}, 404),
         ("/v1/admin/markets/999999/result", {"void": True}, 404),
         ("/v1/accounts", {"username": ""}, 422),
@@ -135,14 +139,18 @@ def test_result_must_name_a_selection_of_the_market(client, market) -> None:
     other = client.create_market("Other", [("A", "2.00"), ("B", "2.00")])
     headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     path = f"/v1/admin/markets/{market['id']}/result"
-    _assert_problem(client.http.post(path, json={"winner_selection_id": other["selections"][0]["id"]}, headers=headers), 422)
+    _assert_problem(
+        client.http.post(path, json={"winner_selection_id": other["selections"][0]["id"]}, headers=headers), 422
+    )
     _assert_problem(client.http.post(path, json={"winner_selection_id": 1, "void": True}, headers=headers), 422)
     _assert_problem(client.http.post(path, json={}, headers=headers), 422)
 
 
 def test_duplicate_username_is_409(client) -> None:
     client.create_account("same-name")
-    response = client.http.post("/v1/accounts", json={"username": "same-name"}, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    response = client.http.post(
+        "/v1/accounts", json={"username": "same-name"}, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    )
     _assert_problem(response, 409)
 
 
@@ -150,7 +158,9 @@ def test_unknown_routes_and_ids_are_problems(client, funded_player) -> None:
     _assert_problem(client.http.get("/v1/nothing-here"), 404)
     _assert_problem(client.http.get("/v1/markets/123456"), 404)
     _assert_problem(client.http.get("/v1/markets/not-a-number"), 422)
-    _assert_problem(client.http.delete("/v1/wallet", headers={"Authorization": f"Bearer {funded_player['token']}"}), 405)
+    _assert_problem(
+        client.http.delete("/v1/wallet", headers={"Authorization": f"Bearer {funded_player['token']}"}), 405
+    )
 
 
 json_values = st.recursive(

@@ -158,6 +158,8 @@ def test_bank_run_keeps_the_books(server, engine) -> None:
     assert stats["accepted"] > 50 and stats["settled_markets"] >= RUN_SECONDS // 2 - 1, stats
     with reader(engine).begin() as conn:
         check = check_ledger(conn)
-        still_open = conn.execute(select(func.count()).select_from(Bet.__table__).where(Bet.__table__.c.status == "open")).scalar_one()
+        still_open = conn.execute(
+            select(func.count()).select_from(Bet.__table__).where(Bet.__table__.c.status == "open")
+        ).scalar_one()
     assert check.ok, check.problems[:10]
     assert still_open == 0

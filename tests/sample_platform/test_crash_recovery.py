@@ -146,11 +146,16 @@ def test_sigkill_mid_settlement_then_repeat_completes_it(engine, settings, tmp_p
             check = check_ledger(conn)
             statuses = dict(
                 conn.execute(
-                    select(bets_t.c.status, func.count()).where(bets_t.c.market_id == market["id"]).group_by(bets_t.c.status)
+                    select(bets_t.c.status, func.count())
+                    .where(bets_t.c.market_id == market["id"])
+                    .group_by(bets_t.c.status)
                 ).all()
             )
         assert check.ok, check.problems[:5]
-        assert statuses == {"won": BETS // 3 + (1 if BETS % 3 > 1 else 0), "lost": BETS - (BETS // 3 + (1 if BETS % 3 > 1 else 0))}
+        assert statuses == {
+            "won": BETS // 3 + (1 if BETS % 3 > 1 else 0),
+            "lost": BETS - (BETS // 3 + (1 if BETS % 3 > 1 else 0)),
+        }
 
         settled_events = [e for e in events if e.event_type == "bet.settled"]
         assert len(settled_events) == BETS

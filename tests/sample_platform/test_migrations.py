@@ -27,7 +27,11 @@ def test_migrate_is_idempotent(engine) -> None:
 
 def test_database_refuses_negative_wallets(engine) -> None:
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO accounts (username, token_hash, created_at) VALUES ('x', 'h', CURRENT_TIMESTAMP)"))
-        conn.execute(text("INSERT INTO ledger_accounts (owner_account_id, kind, balance_minor) VALUES (1, 'wallet', 0)"))
+        conn.execute(
+            text("INSERT INTO accounts (username, token_hash, created_at) VALUES ('x', 'h', CURRENT_TIMESTAMP)")
+        )
+        conn.execute(
+            text("INSERT INTO ledger_accounts (owner_account_id, kind, balance_minor) VALUES (1, 'wallet', 0)")
+        )
     with pytest.raises(IntegrityError), engine.begin() as conn:
         conn.execute(text("UPDATE ledger_accounts SET balance_minor = -1 WHERE kind = 'wallet'"))
