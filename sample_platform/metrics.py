@@ -26,6 +26,12 @@ class PlatformMetrics:
         self.requests_in_flight = Gauge(
             "platform_http_requests_in_flight", "HTTP requests being served.", ["route"], registry=r
         )
+        self.admitted_in_flight = Gauge(
+            "platform_admitted_in_flight",
+            "Requests admitted past the load-shedding bound and still being worked on.",
+            ["route"],
+            registry=r,
+        )
         self.requests = Counter(
             "platform_http_requests", "HTTP requests answered.", ["method", "route", "code"], registry=r
         )

@@ -83,10 +83,13 @@ class InFlightLimit:
             await problem.response(scope["path"])(scope, receive, send)
             return
         self.in_flight += 1
+        admitted = self.metrics.admitted_in_flight.labels(route=route)
+        admitted.inc()
         try:
             await self.app(scope, receive, send)
         finally:
             self.in_flight -= 1
+            admitted.dec()
 
 
 TRACKED_PATHS = frozenset({"/v1/bets", "/v1/login", "/v1/odds/stream", "/v1/wallet"})

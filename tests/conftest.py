@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import psycopg
@@ -83,6 +84,21 @@ def engine(settings: Settings) -> Iterator[Engine]:
 def server(settings: Settings, engine: Engine) -> Iterator[PlatformServer]:
     with PlatformServer(settings, engine) as running:
         yield running
+
+
+@pytest.fixture
+def start_platform(settings: Settings, engine: Engine) -> Iterator:
+    """Start a platform with some settings changed: `server, client = start_platform(bet_max_in_flight=4)`."""
+    stack = ExitStack()
+
+    def start(**overrides: object) -> tuple[PlatformServer, PlatformClient]:
+        changed = settings.model_copy(update=overrides)
+        server = stack.enter_context(PlatformServer(changed, engine))
+        client = stack.enter_context(PlatformClient(server.url, admin_token=ADMIN_TOKEN))
+        return server, client
+
+    with stack:
+        yield start
 
 
 @pytest.fixture
