@@ -5,6 +5,7 @@ Exit codes for checks meant for cron: 0 ok, 1 warning, 2 critical, 3 unknown or 
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from typing import Annotated
@@ -82,7 +83,175 @@ def platform_serve(
     engine = _engine(settings)
     if migrate_first:
         migrate(engine)
-    uvicorn.run(create_app(settings, engine=engine), host=host, port=port, log_level="warning")
+    # Open odds streams never end by themselves: give them a few seconds, then close them.
+    uvicorn.run(
+        create_app(settings, engine=engine), host=host, port=port, log_level="warning", timeout_graceful_shutdown=5
+    )
+
+
+Target = Annotated[str, typer.Option("--target", help="Base URL of the platform.", envvar="CONTROLPLANE_PLATFORM_URL")]
+AdminToken = Annotated[
+    str | None,
+    typer.Option(
+        "--admin-token",
+        help="The platform's admin token (default: $CONTROLPLANE_ADMIN_TOKEN).",
+        envvar="CONTROLPLANE_ADMIN_TOKEN",
+        show_default=False,
+    ),
+]
+Format = Annotated[str, typer.Option("--format", help="table for people, json for scripts.")]
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in ("table", "json"):
+        raise fail(f"--format must be table or json, not {fmt!r}")
+
+
+@platform_app.command("load")
+def platform_load(
+    profile: Annotated[str, typer.Option(help="derby-night, steady or spike.")] = "derby-night",
+    duration: Annotated[float, typer.Option(help="Seconds of arrivals.")] = 60.0,
+    rate: Annotated[float, typer.Option(help="Baseline arrivals per second, all routes together.")] = 10.0,
+    target: Target = "http://127.0.0.1:8080",
+    admin_token: AdminToken = None,
+    players: Annotated[int, typer.Option(help="Player accounts to create (with --admin-token).")] = 20,
+    markets: Annotated[int, typer.Option(help="Markets to create (with --admin-token).")] = 4,
+    sse_subscribers: Annotated[int, typer.Option(help="Odds stream subscribers held open.")] = 5,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed sends the same mix.")] = 1,
+    fmt: Format = "table",
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar on stderr.")] = True,
+) -> None:
+    """Drive open-model load (derby-night: baseline, 15x within 10 s, then decay) and report per route.
+
+    Requests are sent on schedule, not when earlier ones return, so latency includes any queueing
+    (no coordinated omission). With --admin-token it creates its own players and markets, retries
+    bets with the same Idempotency-Key, and settles its markets at full time."""
+    from sample_platform.loadgen import LoadConfig, LoadSetupError, render_table, run_load
+
+    _check_format(fmt)
+    try:
+        config = LoadConfig(
+            target=target.rstrip("/"),
+            profile=profile,
+            duration=duration,
+            rate=rate,
+            admin_token=admin_token,
+            players=players,
+            markets=markets,
+            sse_subscribers=sse_subscribers,
+            seed=seed,
+        )
+        report = run_load(config, show_progress=progress and fmt == "table")
+    except (ValueError, LoadSetupError) as exc:
+        raise fail(str(exc)) from None
+    typer.echo(json.dumps(report.to_dict(), indent=2) if fmt == "json" else render_table(report))
+
+
+faults_app = typer.Typer(help="Game-day faults on a running platform (each expires by itself).", no_args_is_help=True)
+platform_app.add_typer(faults_app, name="faults")
+
+
+def _faults_client(target: str, admin_token: str | None):  # type: ignore[no-untyped-def]
+    import httpx
+
+    if not admin_token:
+        raise fail("faults need the admin token: pass --admin-token or set CONTROLPLANE_ADMIN_TOKEN")
+    return httpx.Client(base_url=target.rstrip("/"), headers={"Authorization": f"Bearer {admin_token}"}, timeout=30)
+
+
+def _call(send) -> dict:  # type: ignore[no-untyped-def]
+    import httpx
+
+    try:
+        response = send()
+    except httpx.HTTPError as exc:
+        raise fail(f"cannot reach the platform: {exc}") from None
+    if response.status_code >= 400:
+        try:
+            detail = response.json().get("detail", response.text)
+        except ValueError:
+            detail = response.text
+        raise fail(f"{response.status_code}: {detail}")
+    return response.json()
+
+
+def _print_faults(faults: list[dict], fmt: str, empty: str) -> None:
+    if fmt == "json":
+        typer.echo(json.dumps(faults, indent=2))
+        return
+    if not faults:
+        typer.echo(empty)
+        return
+    typer.echo(f"{'id':<13} {'kind':<12} {'route':<28} {'settings':<34} {'ttl left':>9}")
+    for f in faults:
+        knobs = {
+            "latency": f"{f['latency_ms']}ms ±{f['jitter_ms']}ms",
+            "db_latency": f"{f['latency_ms']}ms ±{f['jitter_ms']}ms per statement",
+            "broker_slow": f"{f['latency_ms']}ms per event",
+            "error_rate": f"{f['error_rate']:.0%} -> {f['error_status']}",
+        }.get(f["kind"], "")
+        typer.echo(f"{f['id']:<13} {f['kind']:<12} {f['route']:<28} {knobs:<34} {f['ttl_remaining_seconds']:>8.0f}s")
+
+
+@faults_app.command("set")
+def faults_set(
+    kind: Annotated[str, typer.Argument(help="latency, error_rate, db_latency, cache_off, broker_slow or lock_wait.")],
+    ttl: Annotated[float, typer.Option("--ttl", help="Seconds until the fault ends by itself.")] = 300,
+    route: Annotated[str, typer.Option(help='Route for latency/error_rate: "POST /v1/bets", "/v1/bets" or "*".')] = "*",
+    latency_ms: Annotated[int, typer.Option(help="Added delay in ms (latency, db_latency, broker_slow).")] = 0,
+    jitter_ms: Annotated[int, typer.Option(help="Jitter around the delay, ms.")] = 0,
+    error_rate: Annotated[float, typer.Option(help="Share of requests failed, 0..1 (error_rate).")] = 0.0,
+    error_status: Annotated[int, typer.Option(help="HTTP status of injected errors.")] = 503,
+    reason: Annotated[str | None, typer.Option(help="Why: recorded in the audit trail.")] = None,
+    actor: Annotated[str, typer.Option(help="Who: recorded in the audit trail.", envvar="USER")] = "admin",
+    target: Target = "http://127.0.0.1:8080",
+    admin_token: AdminToken = None,
+    fmt: Format = "table",
+) -> None:
+    """Inject a fault into a running platform."""
+    _check_format(fmt)
+    body = {
+        "kind": kind,
+        "ttl_seconds": ttl,
+        "route": route,
+        "latency_ms": latency_ms,
+        "jitter_ms": jitter_ms,
+        "error_rate": error_rate,
+        "error_status": error_status,
+        "actor": actor,
+        "reason": reason,
+    }
+    with _faults_client(target, admin_token) as http:
+        fault = _call(lambda: http.post("/v1/admin/faults", json=body))
+    _print_faults([fault], fmt, "")
+
+
+@faults_app.command("list")
+def faults_list(
+    target: Target = "http://127.0.0.1:8080", admin_token: AdminToken = None, fmt: Format = "table"
+) -> None:
+    """List the faults in force."""
+    _check_format(fmt)
+    with _faults_client(target, admin_token) as http:
+        faults = _call(lambda: http.get("/v1/admin/faults"))["faults"]
+    _print_faults(faults, fmt, "no faults in force")
+
+
+@faults_app.command("clear")
+def faults_clear(
+    kind: Annotated[str | None, typer.Option(help="Only faults of this kind.")] = None,
+    fault_id: Annotated[str | None, typer.Option("--id", help="Only the fault with this id.")] = None,
+    actor: Annotated[str, typer.Option(help="Who: recorded in the audit trail.", envvar="USER")] = "admin",
+    target: Target = "http://127.0.0.1:8080",
+    admin_token: AdminToken = None,
+    fmt: Format = "table",
+) -> None:
+    """End faults now (all of them unless --kind or --id)."""
+    _check_format(fmt)
+    params = {k: v for k, v in {"kind": kind, "id": fault_id, "actor": actor}.items() if v}
+    with _faults_client(target, admin_token) as http:
+        cleared = _call(lambda: http.delete("/v1/admin/faults", params=params))["cleared"]
+    _print_faults(cleared, fmt, "no faults were in force")
 
 
 @app.command("demo")

@@ -73,7 +73,10 @@ class Settings(BaseSettings):
         10, ge=1, description="Login attempts allowed per account per minute (429 beyond)."
     )
     login_attempts_per_minute_address: int = Field(
-        30, ge=1, description="Login attempts allowed per client address per minute (429 beyond)."
+        120,
+        ge=1,
+        description="Login attempts allowed per client address per minute (429 beyond); many players can share "
+        "one address behind a carrier's NAT.",
     )
     password_scrypt_log2_n: int = Field(
         14, ge=10, le=20, description="scrypt cost: N = 2**this (memory about 128 * N * 8 bytes)."

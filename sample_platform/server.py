@@ -23,7 +23,9 @@ class PlatformServer:
         self, settings: Settings, engine: Engine, *, host: str = "127.0.0.1", port: int = 0, run_background: bool = True
     ) -> None:
         app = create_app(settings, engine=engine, run_background=run_background)
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
+        config = uvicorn.Config(
+            app, host=host, port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=2
+        )
         self.server = uvicorn.Server(config)
         self.app = app
         self._thread = threading.Thread(target=self.server.run, name="platform-server", daemon=True)

@@ -69,6 +69,9 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         price_mover_interval_seconds=0,  # tests move prices themselves
         password_scrypt_log2_n=12,  # cheaper hashing; the format and checks are the same
         max_bets_per_minute=100_000,
+        # These tests are about correctness under concurrency (50 requests at once with one key);
+        # shedding has its own tests with a small bound.
+        bet_max_in_flight=100,
     )
 
 

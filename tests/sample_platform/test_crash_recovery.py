@@ -7,16 +7,10 @@ has its outbox event, and the sink holds every event once after deduplication.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import pytest
@@ -28,57 +22,10 @@ from sample_platform.ledger import check_ledger
 from sample_platform.models import Bet, LedgerTransaction, OutboxEvent
 from sample_platform.outbox import read_jsonl_events
 from tests.conftest import ADMIN_TOKEN
+from tests.support import PlatformProcess
 
 BETS = 1_000
-CONTROLPLANE = str(Path(sys.executable).with_name("controlplane"))
 bets_t = Bet.__table__
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class PlatformProcess:
-    def __init__(self, database_url: str, sink: Path) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = os.environ | {
-            "CONTROLPLANE_DATABASE_URL": database_url,
-            "CONTROLPLANE_ADMIN_TOKEN": ADMIN_TOKEN,
-            "CONTROLPLANE_OUTBOX_SINK_PATH": str(sink),
-            "CONTROLPLANE_OUTBOX_RELAY_INTERVAL_SECONDS": "0.05",
-            "CONTROLPLANE_SETTLEMENT_BATCH_SIZE": "5",
-            "CONTROLPLANE_PRICE_MOVER_INTERVAL_SECONDS": "0",
-        }
-        self.log = sink.with_name(f"platform-{self.port}.log")
-        with self.log.open("wb") as log:
-            self.proc = subprocess.Popen(
-                [CONTROLPLANE, "platform", "serve", "--port", str(self.port)],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{self.url}/v1/health", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"platform did not start: {self.log.read_text()}")
-            time.sleep(0.1)
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=30)
 
 
 def _settled(engine, market_id: int) -> int:  # type: ignore[no-untyped-def]

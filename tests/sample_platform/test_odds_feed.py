@@ -1,0 +1,128 @@
+"""The odds feed: SSE updates with publish time and price version; slow subscribers never delay others."""
+
+from __future__ import annotations
+
+import json
+import socket
+import statistics
+import threading
+import time
+from datetime import datetime, timezone
+
+import httpx
+
+from sample_platform.odds_feed import PriceMover
+
+
+class SseReader:
+    """Reads `odds` events from the stream in a thread, recording the lag of each."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.events: list[dict] = []
+        self.lags: list[float] = []
+        self.other: list[str] = []
+        self.connected = threading.Event()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        assert self.connected.wait(10)
+
+    def _run(self) -> None:
+        try:
+            self._read()
+        except httpx.HTTPError:
+            if not self.done.is_set():  # a stream cut while the test still listens is a failure
+                raise
+
+    def _read(self) -> None:
+        with httpx.Client(timeout=30) as client, client.stream("GET", self.url) as response:
+            assert response.headers["content-type"].startswith("text/event-stream")
+            kind = None
+            for line in response.iter_lines():
+                if line.startswith(": connected"):
+                    self.connected.set()
+                elif line.startswith("event: "):
+                    kind = line[7:]
+                elif line.startswith("data: ") and kind == "odds":
+                    event = json.loads(line[6:])
+                    published = datetime.fromisoformat(event["published_at"])
+                    self.lags.append((datetime.now(timezone.utc) - published).total_seconds())
+                    self.events.append(event)
+                elif line.startswith("data: "):
+                    self.other.append(kind or "")
+                if self.done.is_set():
+                    return
+
+    def wait_for(self, count: int, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.events) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def close(self) -> None:
+        self.done.set()
+
+
+def test_price_changes_reach_subscribers(client, server, market) -> None:
+    reader = SseReader(f"{server.url}/v1/odds/stream")
+    selection = market["selections"][1]
+    client.change_odds(market["id"], selection["id"], "3.40")
+    reader.wait_for(1)
+    reader.close()
+    assert len(reader.events) == 1
+    event = reader.events[0]
+    assert event["market_id"] == market["id"] and event["selection_id"] == selection["id"]
+    assert event["odds"] == "3.40"
+    assert event["price_version"] == market["price_version"] + 1
+    assert datetime.fromisoformat(event["published_at"]).tzinfo is not None
+    assert reader.lags[0] < 1.0
+
+
+def test_price_mover_publishes(server, engine, market) -> None:
+    reader = SseReader(f"{server.url}/v1/odds/stream")
+    mover = PriceMover(engine, server.app.state.platform.broker, interval=0.01, seed=3)
+    moved = [mover.step() for _ in range(5)]
+    reader.wait_for(5)
+    reader.close()
+    assert all(m is not None for m in moved)
+    assert [e["price_version"] for e in reader.events] == [2, 3, 4, 5, 6]
+
+
+def _stalled_subscriber(url: str) -> socket.socket:
+    """Connects, asks for the stream, and never reads: its buffers fill, then its queue."""
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+    sock.connect((host, int(port)))
+    sock.sendall(f"GET /v1/odds/stream HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    return sock
+
+
+def test_slow_subscriber_does_not_delay_the_others(start_platform) -> None:
+    server, _client = start_platform(odds_subscriber_queue=32)
+    platform = server.app.state.platform
+    fast = SseReader(f"{server.url}/v1/odds/stream")
+    stalled = _stalled_subscriber(server.url)
+    deadline = time.monotonic() + 10
+    while platform.broker.subscribers < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+    def publish(n: int) -> None:
+        # Small bursts: the fast subscriber drains its queue between them, the stalled one cannot.
+        for i in range(n):
+            platform.broker.publish(
+                {"market_id": 1, "selection_id": 1, "odds": f"{2 + i % 100 / 100:.2f}", "price_version": i + 1}
+            )
+            if i % 8 == 7:
+                time.sleep(0.001)
+
+    total = 20_000
+    publish(total)
+    fast.wait_for(total)
+    dropped = platform.metrics.registry.get_sample_value("platform_odds_subscribers_dropped_total")
+    fast.close()
+    stalled.close()
+    assert len(fast.events) == total, (len(fast.events), dropped)
+    assert [e["price_version"] for e in fast.events] == list(range(1, total + 1))
+    assert dropped == 1, (dropped, sorted(s.sent for s in platform.broker._subscribers))  # the stalled one, and only it
+    assert statistics.quantiles(fast.lags, n=100)[98] < 0.5, "fast subscriber's p99 lag"
