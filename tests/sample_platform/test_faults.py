@@ -121,7 +121,7 @@ def test_cache_off_still_answers_correctly(client, engine, funded_player, market
     assert registry.get_sample_value("platform_risk_cache_lookups_total", {"result": "bypass"}) >= 30
     assert client.wallet(funded_player["token"])["held_minor"] == 1_000
     clear_faults(client)
-    for i in range(5):
+    for _ in range(5):
         assert client.place_bet(funded_player["token"], bet_body(market, stake=100)).status_code == 201
     assert registry.get_sample_value("platform_risk_cache_lookups_total", {"result": "hit"}) >= 1
     client.result(market["id"], winner_selection_id=market["selections"][0]["id"])

@@ -7,7 +7,7 @@ import socket
 import statistics
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 
@@ -47,7 +47,7 @@ class SseReader:
                 elif line.startswith("data: ") and kind == "odds":
                     event = json.loads(line[6:])
                     published = datetime.fromisoformat(event["published_at"])
-                    self.lags.append((datetime.now(timezone.utc) - published).total_seconds())
+                    self.lags.append((datetime.now(UTC) - published).total_seconds())
                     self.events.append(event)
                 elif line.startswith("data: "):
                     self.other.append(kind or "")
