@@ -3,6 +3,7 @@
     .venv/bin/python bench/bet_placement.py                       # default ladder, both databases
     .venv/bin/python bench/bet_placement.py --rates 50,100 --duration 3 --databases sqlite
     .venv/bin/python bench/bet_placement.py --format json > result.json
+    .venv/bin/python bench/bet_placement.py --skip-ladder --databases sqlite --derby-duration 30   # derby only
 
 For each database the platform server is started in its own process (`controlplane platform serve`),
 players, deposits and markets are set up through the API, and then `POST /v1/bets` is offered at
@@ -20,6 +21,18 @@ The "lag" column is how late the load generator itself started a request after i
 and "cli cpu%"/"srv cpu%" are the CPU used by this process and by the server during the step
 (100% = one core): a lag or cli cpu% near its limit means the generator, not the server, was the
 bottleneck.
+
+Derby night (after the ladder, on the same server process; `--skip-ladder` / `--skip-derby`): the
+load generator's `derby-night` profile (`sample_platform.loadgen`, run in this process: logins, odds
+reads, wallet reads and bets with client retries, SSE subscribers, a price move a second, then
+settlement) at `--derby-rate` req/s baseline, 15x at the peak, for `--derby-duration` s. It prints
+the generator's per-route table and a summary: accepted bets/s in the peak hold vs the bets offered
+there, bet p50/p99 (scheduled -> final answer, retries included), 503s on POST /v1/bets (shed
+`overloaded` and `database-busy`), and accepted bets/s over GET /v1/health's closed-loop rate
+measured on the same server right after the derby run. The generator's 20 players do all the logins
+from one address, far more often each than real players would, so the server is started with the
+per-address and per-account login limits and the per-account bets-per-minute limit raised (they are
+not what is measured; the ladder's 50 players are not affected by them either way).
 
 PostgreSQL: a fresh schema is created in the database of --postgres-url (default
 $CONTROLPLANE_TEST_POSTGRES_URL, else postgresql+psycopg://postgres@127.0.0.1:5432/test), the
@@ -47,6 +60,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +71,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from sample_platform.client import PlatformClient  # noqa: E402
+from sample_platform.loadgen import PEAK_FACTOR  # noqa: E402
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 DEFAULT_RATES = "50,100,200,400"
@@ -65,6 +80,10 @@ DEPOSIT_MINOR = 10**10
 SERVER_ENV = {
     "CONTROLPLANE_MAX_LIABILITY_MINOR": "10000000000",
     "CONTROLPLANE_MAX_STAKE_MINOR": "1000000",
+    # The derby run's few players log in and bet from one address far more often than real ones would.
+    "CONTROLPLANE_LOGIN_ATTEMPTS_PER_MINUTE_ADDRESS": "100000",
+    "CONTROLPLANE_LOGIN_ATTEMPTS_PER_MINUTE_ACCOUNT": "100000",
+    "CONTROLPLANE_MAX_BETS_PER_MINUTE": "100000",
 }
 GENERATOR_BOUND = 0.9  # client CPU (fraction of a core) above which the load generator is the bottleneck
 CLIENT_MAX_CONNECTIONS = [512]  # set from --max-connections, for messages
@@ -218,10 +237,13 @@ def process_cpu_seconds(pid: int) -> float | None:
 class Server:
     """`controlplane platform serve` in its own process, on a free port."""
 
-    def __init__(self, database_url: str, workdir: Path, admin_token: str) -> None:
+    def __init__(
+        self, database_url: str, workdir: Path, admin_token: str, extra_env: dict[str, str] | None = None
+    ) -> None:
         self.database_url = database_url
         self.workdir = workdir
         self.admin_token = admin_token
+        self.extra_env = dict(extra_env or {})
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / "server.log"
@@ -232,6 +254,7 @@ class Server:
         env = dict(os.environ)
         env.pop("CONTROLPLANE_DATABASE_URL", None)
         env.update(SERVER_ENV)
+        env.update(self.extra_env)
         env["CONTROLPLANE_ADMIN_TOKEN"] = self.admin_token
         env["CONTROLPLANE_OUTBOX_SINK_PATH"] = str(self.workdir / "outbox.jsonl")
         cmd = [
@@ -602,6 +625,134 @@ async def run_load(
     return out
 
 
+# ---------------------------------------------------------------------------------------- derby night
+
+
+def _interpolate(samples: list[tuple[float, int]], t: float) -> float:
+    """Accepted bets so far at `t` s into the run, from the generator's progress samples."""
+    if not samples:
+        return 0.0
+    if t <= samples[0][0]:
+        return float(samples[0][1])
+    for (t0, v0), (t1, v1) in pairwise(samples):
+        if t0 <= t <= t1:
+            return v0 + (v1 - v0) * ((t - t0) / (t1 - t0) if t1 > t0 else 1.0)
+    return float(samples[-1][1])
+
+
+def peak_window(profile: str, duration: float, rate: float) -> tuple[float, float]:
+    """Start and end (s into the run) of the stretch where the profile offers its peak rate."""
+    from sample_platform.loadgen import PEAK_FACTOR, rate_at
+
+    peak = PEAK_FACTOR * rate
+    at_peak = [i / 10 for i in range(int(duration * 10)) if rate_at(profile, i / 10, duration, rate) >= peak * 0.999]
+    return (at_peak[0], at_peak[-1] + 0.1) if at_peak else (0.0, duration)
+
+
+async def run_derby(server: Server, admin_token: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The load generator's derby-night profile against `server`, then GET /v1/health's ceiling there."""
+    from sample_platform.loadgen import BETS, MIX, PEAK_FACTOR, LoadConfig, render_table, run_load_async
+
+    def new_client() -> httpx.AsyncClient:
+        limits = httpx.Limits(max_connections=args.max_connections, max_keepalive_connections=args.max_connections)
+        return httpx.AsyncClient(base_url=server.url, limits=limits, timeout=httpx.Timeout(args.timeout))
+
+    async with new_client() as client:
+        await settle(client, args.settle, server)  # the ladder's backlog must not land in the derby run
+    config = LoadConfig(
+        server.url,
+        "derby-night",
+        args.derby_duration,
+        args.derby_rate,
+        admin_token,
+        players=args.derby_players,
+        seed=args.derby_seed,
+        request_timeout=args.timeout,
+    )
+    samples: list[tuple[float, int]] = []
+    marks: dict[str, tuple[float, float | None, tuple[int, int] | None]] = {}  # phase -> (wall, srv cpu, host)
+
+    def progress(elapsed: float, snap: dict) -> None:
+        phase = snap["phase"]
+        if phase not in marks:
+            marks[phase] = (time.monotonic(), server.cpu_seconds(), host_cpu_ticks())
+        if phase in ("load", "draining"):
+            samples.append((elapsed, snap["bets_accepted"]))
+
+    report = await run_load_async(config, progress=progress)
+    d = report.to_dict()
+    d.pop("accepted_bet_ids", None)
+    out: dict[str, Any] = {"report": d, "table": render_table(report)}
+
+    # Server CPU and the machine's load while the load ran (from the start of the load phase to settling).
+    if "load" in marks and "settling" in marks:
+        (w0, s0, h0), (w1, s1, h1) = marks["load"], marks["settling"]
+        if s0 is not None and s1 is not None and w1 > w0:
+            out["server_cpu_pct"] = round(100 * (s1 - s0) / (w1 - w0), 1)
+        if h0 is not None and h1 is not None and h1[0] > h0[0]:
+            out["host_busy_pct"] = round(100 * (1 - (h1[1] - h0[1]) / (h1[0] - h0[0])), 1)
+
+    start, end = peak_window("derby-night", args.derby_duration, args.derby_rate)
+    bet_share = dict(MIX)["bet"]
+    accepted_peak = (_interpolate(samples, end) - _interpolate(samples, start)) / (end - start)
+    best5 = 0.0
+    if samples and samples[-1][0] > 5:
+        t = samples[0][0]
+        while t + 5 <= samples[-1][0]:
+            best5 = max(best5, (_interpolate(samples, t + 5) - _interpolate(samples, t)) / 5)
+            t += 0.25
+    bets = d["routes"].get(BETS, {"errors": {}, "sent": 0})
+    errors_503 = {k: v for k, v in bets["errors"].items() if k.startswith("503")}
+    mean_rate = report.bets_accepted / report.elapsed if report.elapsed else 0.0
+
+    ceiling = None
+    if server.alive():
+        async with new_client() as client:
+            await settle(client, args.settle, server)
+        async with new_client() as client:
+            step = await closed_step(
+                client,
+                concurrency=args.health_concurrency,
+                duration=max(args.ceiling_duration, 3.0),
+                timeout=args.timeout,
+                server=server,
+            )
+        ceiling = step.as_dict()
+    health = ceiling["ok_per_s"] if ceiling else None
+    out["summary"] = {
+        "peak_window_s": [round(start, 1), round(end, 1)],
+        "offered_bets_per_s_at_peak": round(bet_share * PEAK_FACTOR * args.derby_rate, 1),
+        "offered_req_per_s_at_peak": round(PEAK_FACTOR * args.derby_rate, 1),
+        "accepted_bets_per_s_at_peak": round(accepted_peak, 1),
+        "accepted_bets_per_s_best_5s": round(best5, 1),
+        "accepted_bets_per_s_mean": round(mean_rate, 1),
+        "bets_accepted": report.bets_accepted,
+        "bets_unknown": report.bets_unknown,
+        "bet_attempts": bets["sent"],
+        "bet_latency_ms": d["bet_latency_ms"],
+        "bet_503": sum(errors_503.values()),
+        "bet_503_by_kind": errors_503,
+        "health_ceiling_per_s": health,
+        "health_ceiling": ceiling,
+        "ratio_peak_to_health": round(accepted_peak / health, 4) if health else None,
+        "ratio_mean_to_health": round(mean_rate / health, 4) if health else None,
+    }
+    return out
+
+
+def _derby_line(s: dict[str, Any]) -> str:
+    lat = s["bet_latency_ms"]
+    kinds = ", ".join(f"{k}: {v}" for k, v in sorted(s["bet_503_by_kind"].items())) or "none"
+    return (
+        f"derby summary: peak ({s['peak_window_s'][0]:g}-{s['peak_window_s'][1]:g} s) accepted "
+        f"{s['accepted_bets_per_s_at_peak']:.1f} bets/s of {s['offered_bets_per_s_at_peak']:g} offered "
+        f"(best 5 s {s['accepted_bets_per_s_best_5s']:.1f}, run mean {s['accepted_bets_per_s_mean']:.1f}); "
+        f"bet p50 {_fmt(lat['p50'])} ms p99 {_fmt(lat['p99'])} ms; 503 on bets {s['bet_503']} ({kinds}); "
+        f"health ceiling {_fmt(s['health_ceiling_per_s'])} req/s -> accepted/health "
+        f"peak {_fmt(s['ratio_peak_to_health'], '.3f')}, mean {_fmt(s['ratio_mean_to_health'], '.3f')}"
+    )
+
+
 # ---------------------------------------------------------------------------------------- databases
 
 
@@ -668,18 +819,35 @@ def bench_database(label: str, database_url: str, workdir: Path, args: argparse.
     server = Server(database_url, workdir, admin_token)
     log(f"[{label}] starting the server on {server.url}")
     started = time.monotonic()
+    fixture = Fixture([], [])
+    load: dict[str, Any] = {"bets": [], "health": [], "health_ceiling": None}
+    derby: dict[str, Any] | None = None
     try:
         server.start()
-        log(f"[{label}] server up in {time.monotonic() - started:.1f} s; setting up players and markets")
-        fixture = setup_fixture(
-            server.url, admin_token, players=args.players, markets=args.markets, selections=args.selections
-        )
-        log(f"[{label}] {len(fixture.players)} players, {len(fixture.selections)} selections; running the ladder")
-        counter = BetCounter(database_url)
-        try:
-            load = asyncio.run(run_load(server, fixture, args, counter))
-        finally:
-            counter.close()
+        log(f"[{label}] server up in {time.monotonic() - started:.1f} s")
+        if not args.skip_ladder:
+            log(f"[{label}] setting up players and markets")
+            fixture = setup_fixture(
+                server.url, admin_token, players=args.players, markets=args.markets, selections=args.selections
+            )
+            log(f"[{label}] {len(fixture.players)} players, {len(fixture.selections)} selections; running the ladder")
+            counter = BetCounter(database_url)
+            try:
+                load = asyncio.run(run_load(server, fixture, args, counter))
+            finally:
+                counter.close()
+        if not args.skip_derby and server.alive():
+            log(
+                f"[{label}] derby night: {args.derby_duration:g} s at baseline {args.derby_rate:g} req/s "
+                f"(peak x15), {args.derby_players} players"
+            )
+            try:
+                derby = asyncio.run(run_derby(server, admin_token, args))
+            except Exception as exc:  # report it; the ladder's figures still stand
+                derby = {"failed": f"{type(exc).__name__}: {exc}"}
+                log(f"[{label}] derby run failed: {derby['failed']}")
+            else:
+                log(f"[{label}] {_derby_line(derby['summary'])}")
         exit_code = None if server.alive() else server.proc.returncode  # type: ignore[union-attr]
     finally:
         server.stop()
@@ -697,6 +865,7 @@ def bench_database(label: str, database_url: str, workdir: Path, args: argparse.
         "bets": [s.as_dict() for s in load["bets"]],
         "health": [s.as_dict() for s in load["health"]],
         "health_ceiling": load["health_ceiling"].as_dict() if load["health_ceiling"] else None,
+        "derby": derby,
         "server_exited_during_run": exit_code,
         "server_log_tail": tail,
     }
@@ -748,24 +917,38 @@ def _step_row(s: dict[str, Any]) -> str:
 def render_text(report: dict[str, Any]) -> str:
     lines: list[str] = []
     cfg = report["config"]
+    parts = [] if cfg["skip_ladder"] else [f"rate ladder {', '.join(format(r, 'g') for r in cfg['rates'])} req/s"]
+    if not cfg["skip_derby"]:
+        parts.append(
+            f"derby night {cfg['derby_duration_s']:g} s at baseline {cfg['derby_rate']:g} req/s "
+            f"(peak {cfg['derby_peak_rate']:g}), {cfg['derby_players']} players"
+        )
     lines.append(
-        f"bet placement benchmark: rates {', '.join(format(r, 'g') for r in cfg['rates'])} req/s, "
-        f"{cfg['duration_s']:g} s per step, deadline {cfg['timeout_s']:g} s, stake {STAKE_MINOR} minor units, "
+        f"bet placement benchmark: {' + '.join(parts)}; deadline {cfg['timeout_s']:g} s, "
         f"{cfg['cpus']} CPUs, machine {_fmt(cfg.get('host_busy_before_pct'), '.0f')}% busy before the start"
     )
-    lines.append(
-        "open model: request i is due at t0 + i/rate; latency is from its scheduled send time to completion; "
-        "accepted = HTTP 201 only; percentiles over the step's successful responses; "
-        "wire = of those sent on schedule, how many the client put on a connection (the rest waited in its pool); "
-        "commit = bets the server committed for the step (counted in the database, incl. answers nobody waited for)"
-    )
-    lines.append(
-        "lag = how late the generator started a request; cli/srv cpu% = this process / the server process "
-        "(100 = one core; PostgreSQL's own CPU is not in srv); "
-        "host% = share of all the machine's cores busy (generator, server and database share them); "
-        "srv ms/req = server CPU per request it received; "
-        "drain = wait after the step until the server was idle again; * = generator-bound (cli cpu >= 90%)"
-    )
+    if not cfg["skip_ladder"]:
+        lines.append(
+            f"ladder: {cfg['duration_s']:g} s per step, stake {STAKE_MINOR} minor units; "
+            "open model: request i is due at t0 + i/rate; latency is from its scheduled send time to completion; "
+            "accepted = HTTP 201 only; percentiles over the step's successful responses; "
+            "wire = of those sent on schedule, how many the client put on a connection (the rest waited in its pool); "
+            "commit = bets the server committed for the step (counted in the database, incl. answers nobody waited for)"
+        )
+        lines.append(
+            "lag = how late the generator started a request; cli/srv cpu% = this process / the server process "
+            "(100 = one core; PostgreSQL's own CPU is not in srv); "
+            "host% = share of all the machine's cores busy (generator, server and database share them); "
+            "srv ms/req = server CPU per request it received; "
+            "drain = wait after the step until the server was idle again; * = generator-bound (cli cpu >= 90%)"
+        )
+    if not cfg["skip_derby"]:
+        lines.append(
+            "derby: the load generator's derby-night profile (open model, Poisson arrivals; mix 10% logins, 40% odds "
+            "reads, 10% wallet reads, 40% bets with retries) on the same server (after the ladder); bet latency is "
+            "scheduled -> final answer, retries included; peak = the stretch offering 15x the baseline; "
+            "health ceiling = closed-loop GET /v1/health on the same server right after the derby run"
+        )
     any_generator_bound = False
     for db in report["databases"]:
         lines.append("")
@@ -775,48 +958,30 @@ def render_text(report: dict[str, Any]) -> str:
         if db.get("failed"):
             lines.append(f"== {db['database']}  ({db['database_url']}): FAILED: {db['failed']}")
             continue
-        lines.append(
-            f"== {db['database']}  ({db['database_url']}; {db['players']} players, {db['selections']} selections)"
-        )
-        lines.append("POST /v1/bets")
-        lines.append(_step_header("acc/s"))
-        lines.extend(_step_row(s) for s in db["bets"])
-        lines.append("GET /v1/health (same rates; then the closed-loop ceiling)")
-        lines.append(_step_header("ok/s"))
-        lines.extend(_step_row(s) for s in db["health"])
-        c = db["health_ceiling"]
-        if c:
-            lines.append(_step_row(c) + f"   <- ceiling: {cfg['health_concurrency']} in flight, {c['duration_s']:g} s")
-        any_generator_bound |= any(s["generator_bound"] for s in [*db["bets"], *db["health"], *([c] if c else [])])
-        lines.append("ratio: accepted bets/s / health req/s at the same offered rate")
-        lines.append(
-            f"{'rate/s':>7} {'bets/s':>8} {'health/s':>9} {'ratio':>7}  {'bets p99':>9} {'health p99':>10} "
-            f"{'srv cpu ms/req bets : health':>29}"
-        )
-        for r in db["ratios"]:
-            lines.append(
-                f"{r['rate_offered']:>7g} {r['bets_per_s']:>8.1f} {r['health_per_s']:>9.1f} "
-                f"{_fmt(r['ratio'], '.3f'):>7}  {_fmt(r['bets_p99_ms']):>9} {_fmt(r['health_p99_ms']):>10} "
-                f"{_fmt(r['bets_srv_cpu_ms'], '.2f'):>14} : {_fmt(r['health_srv_cpu_ms'], '.2f'):<12}"
-            )
-        if db.get("peak"):
-            p = db["peak"]
-            lines.append(
-                f"peak: {p['bets_per_s']:.1f} accepted bets/s (at {p['at_rate']:g}/s offered) / health ceiling "
-                f"{_fmt(p['health_ceiling_per_s'])} req/s = {_fmt(p['ratio'], '.3f')}"
-                + (" (ceiling is generator-bound: a lower bound)" if c and c["generator_bound"] else "")
-            )
-            if p.get("cpu_ratio") is not None:
-                lines.append(
-                    f"server CPU per request: bets {p['bets_srv_cpu_ms']:.2f} ms, "
-                    f"health {p['health_srv_cpu_ms']:.2f} ms "
-                    f"-> a CPU-bound server would place ~{p['cpu_ratio']:.3f} bets per health request "
-                    f"(~{p['cpu_bound_bets_per_s']:.0f} bets/s on one core)"
-                )
-        for kind in ("bets", "health"):
-            for s in db[kind]:
-                for status, samples in s["error_samples"].items():
-                    lines.append(f"  {kind} @ {s['rate_offered']:g}/s {status} e.g.: {samples[0][:300]}")
+        ladder = "" if cfg["skip_ladder"] else f"; ladder {db['players']} players, {db['selections']} selections"
+        lines.append(f"== {db['database']}  ({db['database_url']}{ladder})")
+        if not cfg["skip_ladder"]:
+            any_generator_bound |= _render_ladder(lines, db, cfg)
+        derby = db.get("derby")
+        if derby is not None:
+            lines.append("")
+            lines.append(f"-- {db['database']}: derby night (load generator, same server)")
+            if derby.get("failed"):
+                lines.append(f"FAILED: {derby['failed']}")
+            else:
+                lines.append(derby["table"])
+                s = derby["summary"]
+                srv = f"server cpu {_fmt(derby.get('server_cpu_pct'), '.0f')}% of a core while loaded"
+                lines.append(f"{srv}, machine {_fmt(derby.get('host_busy_pct'), '.0f')}% busy")
+                if s["health_ceiling"]:
+                    c = s["health_ceiling"]
+                    lines.append(
+                        f"health ceiling right after ({cfg['health_concurrency']} in flight, {c['duration_s']:g} s): "
+                        f"{c['ok_per_s']:.1f} req/s, cli cpu {_fmt(c['client_cpu_pct'], '.0f')}%, "
+                        f"srv cpu {_fmt(c['server_cpu_pct'], '.0f')}%"
+                        + ("  (generator-bound: a lower bound)" if c["generator_bound"] else "")
+                    )
+                lines.append(_derby_line(s))
         if db.get("server_exited_during_run") is not None:
             lines.append(f"  the server EXITED during the run with code {db['server_exited_during_run']}")
         if db.get("server_log_excerpt"):
@@ -829,6 +994,51 @@ def render_text(report: dict[str, Any]) -> str:
             "process could drive, not the server's limit"
         )
     return "\n".join(lines)
+
+
+def _render_ladder(lines: list[str], db: dict[str, Any], cfg: dict[str, Any]) -> bool:
+    """The rate ladder's tables; True when any step was generator-bound."""
+    any_generator_bound = False
+    lines.append("POST /v1/bets")
+    lines.append(_step_header("acc/s"))
+    lines.extend(_step_row(s) for s in db["bets"])
+    lines.append("GET /v1/health (same rates; then the closed-loop ceiling)")
+    lines.append(_step_header("ok/s"))
+    lines.extend(_step_row(s) for s in db["health"])
+    c = db["health_ceiling"]
+    if c:
+        lines.append(_step_row(c) + f"   <- ceiling: {cfg['health_concurrency']} in flight, {c['duration_s']:g} s")
+    any_generator_bound |= any(s["generator_bound"] for s in [*db["bets"], *db["health"], *([c] if c else [])])
+    lines.append("ratio: accepted bets/s / health req/s at the same offered rate")
+    lines.append(
+        f"{'rate/s':>7} {'bets/s':>8} {'health/s':>9} {'ratio':>7}  {'bets p99':>9} {'health p99':>10} "
+        f"{'srv cpu ms/req bets : health':>29}"
+    )
+    for r in db["ratios"]:
+        lines.append(
+            f"{r['rate_offered']:>7g} {r['bets_per_s']:>8.1f} {r['health_per_s']:>9.1f} "
+            f"{_fmt(r['ratio'], '.3f'):>7}  {_fmt(r['bets_p99_ms']):>9} {_fmt(r['health_p99_ms']):>10} "
+            f"{_fmt(r['bets_srv_cpu_ms'], '.2f'):>14} : {_fmt(r['health_srv_cpu_ms'], '.2f'):<12}"
+        )
+    if db.get("peak"):
+        p = db["peak"]
+        lines.append(
+            f"peak: {p['bets_per_s']:.1f} accepted bets/s (at {p['at_rate']:g}/s offered) / health ceiling "
+            f"{_fmt(p['health_ceiling_per_s'])} req/s = {_fmt(p['ratio'], '.3f')}"
+            + (" (ceiling is generator-bound: a lower bound)" if c and c["generator_bound"] else "")
+        )
+        if p.get("cpu_ratio") is not None:
+            lines.append(
+                f"server CPU per request: bets {p['bets_srv_cpu_ms']:.2f} ms, "
+                f"health {p['health_srv_cpu_ms']:.2f} ms "
+                f"-> a CPU-bound server would place ~{p['cpu_ratio']:.3f} bets per health request "
+                f"(~{p['cpu_bound_bets_per_s']:.0f} bets/s on one core)"
+            )
+    for kind in ("bets", "health"):
+        for s in db[kind]:
+            for status, samples in s["error_samples"].items():
+                lines.append(f"  {kind} @ {s['rate_offered']:g}/s {status} e.g.: {samples[0][:300]}")
+    return any_generator_bound
 
 
 def _median(values: list[float]) -> float | None:
@@ -919,6 +1129,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=30.0,
         help="most seconds to wait between steps for the server to drain (default 30)",
     )
+    parser.add_argument("--skip-ladder", action="store_true", help="skip the rate ladder (derby night only)")
+    parser.add_argument("--skip-derby", action="store_true", help="skip the derby-night run (ladder only)")
+    parser.add_argument(
+        "--derby-duration", type=float, default=40.0, help="seconds of the derby-night run (default 40)"
+    )
+    parser.add_argument(
+        "--derby-rate", type=float, default=8.0, help="derby-night baseline, req/s of all routes; peak 15x (default 8)"
+    )
+    parser.add_argument("--derby-players", type=int, default=20, help="players of the derby-night run (default 20)")
+    parser.add_argument("--derby-seed", type=int, default=1, help="seed of the derby-night run (default 1)")
     parser.add_argument("--server-log-dir", type=Path, default=None, help="copy each server's log into this folder")
     parser.add_argument("--format", choices=("text", "json"), default="text")
     args = parser.parse_args(argv)
@@ -936,6 +1156,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = set(args.databases) - {"sqlite", "postgres", "postgresql"}
     if unknown:
         parser.error(f"unknown database(s) {sorted(unknown)}; use sqlite and/or postgres")
+    if args.skip_ladder and args.skip_derby:
+        parser.error("--skip-ladder and --skip-derby together leave nothing to run")
+    if args.derby_duration <= 0 or args.derby_rate <= 0 or args.derby_players < 1:
+        parser.error("--derby-duration, --derby-rate and --derby-players must be positive")
     if min(args.players, args.markets) < 1 or args.selections < 2:
         parser.error("--players and --markets must be at least 1, --selections at least 2")
     return args
@@ -956,6 +1180,13 @@ def main(argv: list[str] | None = None) -> int:
             "max_connections": args.max_connections,
             "health_concurrency": args.health_concurrency,
             "stake_minor": STAKE_MINOR,
+            "skip_ladder": args.skip_ladder,
+            "skip_derby": args.skip_derby,
+            "derby_duration_s": args.derby_duration,
+            "derby_rate": args.derby_rate,
+            "derby_peak_rate": PEAK_FACTOR * args.derby_rate,
+            "derby_players": args.derby_players,
+            "derby_seed": args.derby_seed,
             "cpus": os.cpu_count(),
             "python": sys.version.split()[0],
             "httpx": httpx.__version__,
@@ -998,6 +1229,9 @@ def main(argv: list[str] | None = None) -> int:
             report["databases"].append(db)
     report["elapsed_s"] = round(time.monotonic() - started, 1)
     if args.format == "json":
+        for db in report["databases"]:
+            if isinstance(db.get("derby"), dict):
+                db["derby"].pop("table", None)  # the same figures are in derby.report
         print(json.dumps(report, indent=2))
     else:
         print(render_text(report))

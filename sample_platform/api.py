@@ -11,6 +11,7 @@ import hmac
 import json
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -128,7 +129,7 @@ def build_platform(settings: Settings, engine: Engine) -> Platform:
     def _slow_database(*_args: object) -> None:
         delay = faults.db_delay()
         if delay:
-            threading.Event().wait(delay)
+            time.sleep(delay)
 
     return Platform(settings, engine, metrics, faults, risk, broker, relay, policy)
 

@@ -102,24 +102,27 @@ class FaultRegistry:
     def clear(self, *, kind: str | None = None, fault_id: str | None = None, actor: str = "admin") -> list[Fault]:
         with self._lock:
             gone = [f for f in self._faults.values() if (kind is None or f.kind == kind) and fault_id in (None, f.id)]
-            for fault in gone:
-                del self._faults[fault.id]
-        self._release_lock_if_unused()
-        for fault in gone:
-            self._record("change.fault_cleared", fault, actor=actor)
+        self._retire(gone, "change.fault_cleared", actor)
         return gone
 
     def expire(self) -> list[Fault]:
-        """Drop faults past their TTL (called by the housekeeping loop)."""
+        """Retire faults past their TTL (called by the housekeeping loop; they stopped acting already)."""
         with self._lock:
             gone = [f for f in self._faults.values() if f.expired]
-            for fault in gone:
-                del self._faults[fault.id]
-        if gone:
-            self._release_lock_if_unused()
-        for fault in gone:
-            self._record("change.fault_expired", fault, actor="system")
+        self._retire(gone, "change.fault_expired", "system")
         return gone
+
+    def _retire(self, gone: list[Fault], event_type: str, actor: str) -> None:
+        """Record each retirement, then forget the fault: a failed write leaves it listed, to retry."""
+        if not gone:
+            return
+        remaining_locks = {f.id for f in self._faults.values() if f.kind == "lock_wait"} - {f.id for f in gone}
+        if not remaining_locks:
+            self._release_lock()  # first: on SQLite the event below could not be written under it
+        for fault in gone:
+            self._record(event_type, fault, actor=actor)
+            with self._lock:
+                self._faults.pop(fault.id, None)
 
     def active(self) -> list[Fault]:
         with self._lock:
@@ -176,13 +179,11 @@ class FaultRegistry:
             self._holder = _LockHolder(self.engine)
         self._holder.start_and_wait()
 
-    def _release_lock_if_unused(self) -> None:
+    def _release_lock(self) -> None:
         with self._lock:
-            holder = self._holder
-            if holder is None or any(f.kind == "lock_wait" for f in self._faults.values()):
-                return
-            self._holder = None
-        holder.release()
+            holder, self._holder = self._holder, None
+        if holder is not None:
+            holder.release()
 
     def close(self) -> None:
         """Release a held lock at shutdown (faults do not outlive the process)."""

@@ -92,6 +92,7 @@ class InFlightLimit:
             admitted.dec()
 
 
+STREAMING_ROUTES = frozenset({"/v1/odds/stream"})
 TRACKED_PATHS = frozenset({"/v1/bets", "/v1/login", "/v1/odds/stream", "/v1/wallet"})
 
 
@@ -126,4 +127,5 @@ class RequestMetrics:
             template = getattr(route, "path", None) or "unmatched"
             labels = {"method": scope["method"], "route": template, "code": str(status["code"])}
             self.metrics.requests.labels(**labels).inc()
-            self.metrics.request_duration.labels(**labels).observe(time.perf_counter() - started)
+            if template not in STREAMING_ROUTES:  # a stream's length is not a latency
+                self.metrics.request_duration.labels(**labels).observe(time.perf_counter() - started)

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from sqlalchemy import Connection, Engine, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import OperationalError
 
 from controlplane.clock import as_utc, utcnow
 from controlplane.storage import reader
@@ -234,6 +235,9 @@ class OutboxRelay:
         while not stop.is_set():
             try:
                 delivered = self.relay_once()
+            except OperationalError as exc:  # lock or statement timeout: the database is busy, not broken
+                log.warning("outbox relay waiting for the database: %s", type(exc.orig).__name__)
+                delivered = 0
             except Exception:
                 log.exception("outbox relay round failed; retrying")
                 delivered = 0

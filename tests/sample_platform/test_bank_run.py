@@ -155,7 +155,7 @@ def test_bank_run_keeps_the_books(server, engine) -> None:
     assert not errors, errors[:5]
     assert not violations, violations[:5]
     assert stats["reads"] >= RUN_SECONDS * 5, stats
-    assert stats["accepted"] > 50 and stats["settled_markets"] >= RUN_SECONDS // 2 - 1, stats
+    assert stats["accepted"] > 50 and stats["settled_markets"] >= max(2, RUN_SECONDS // 4), stats
     with reader(engine).begin() as conn:
         check = check_ledger(conn)
         still_open = conn.execute(
