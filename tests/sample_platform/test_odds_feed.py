@@ -99,7 +99,7 @@ def _stalled_subscriber(url: str) -> socket.socket:
 
 
 def test_slow_subscriber_does_not_delay_the_others(start_platform) -> None:
-    server, _client = start_platform(odds_subscriber_queue=32)
+    server, _client = start_platform(odds_subscriber_queue=256)
     platform = server.app.state.platform
     fast = SseReader(f"{server.url}/v1/odds/stream")
     stalled = _stalled_subscriber(server.url)
@@ -107,16 +107,18 @@ def test_slow_subscriber_does_not_delay_the_others(start_platform) -> None:
     while platform.broker.subscribers < 2 and time.monotonic() < deadline:
         time.sleep(0.01)
 
+    padding = "x" * 2000  # big events fill the stalled connection's socket buffers sooner
+
     def publish(n: int) -> None:
         # Small bursts: the fast subscriber drains its queue between them, the stalled one cannot.
         for i in range(n):
             platform.broker.publish(
-                {"market_id": 1, "selection_id": 1, "odds": f"{2 + i % 100 / 100:.2f}", "price_version": i + 1}
+                {"market_id": 1, "selection_id": 1, "odds": "2.00", "price_version": i + 1, "padding": padding}
             )
             if i % 8 == 7:
-                time.sleep(0.001)
+                time.sleep(0.002)
 
-    total = 20_000
+    total = 6_000
     publish(total)
     fast.wait_for(total)
     dropped = platform.metrics.registry.get_sample_value("platform_odds_subscribers_dropped_total")
