@@ -100,6 +100,35 @@ class Settings(BaseSettings):
         2.0, ge=0, description="How often the background price mover changes a price (0 turns it off)."
     )
     fault_max_ttl_seconds: int = Field(3600, ge=1, description="Longest TTL a fault may be given.")
+    otlp_endpoint: str | None = Field(
+        None,
+        description="Where the platform sends OpenTelemetry traces and metrics (OTLP/HTTP), e.g. "
+        "http://127.0.0.1:4318; unset: no telemetry export.",
+    )
+    otlp_metric_interval_seconds: float = Field(
+        10.0, gt=0, description="How often the platform exports its OpenTelemetry metrics."
+    )
+    store_url: str = Field(
+        "sqlite:///./var/controlplane.db",
+        description="The control plane's own database (SLI buckets, scraped series): sqlite:/// or postgresql+psycopg://.",
+    )
+    slices_path: Path = Field(Path("config/slices.yaml"), description="Which telemetry belongs to which SLI slice.")
+    collector_max_body_bytes: int = Field(
+        20 * 2**20, ge=1024, description="Largest OTLP request body, after decompression (413 above)."
+    )
+    collector_max_pending_writes: int = Field(
+        8, ge=1, description="OTLP requests written to the store at once; more get 503 with Retry-After."
+    )
+    scrape_targets: str = Field(
+        "", description="Comma-separated /metrics URLs the collector scrapes, e.g. http://127.0.0.1:8080/metrics."
+    )
+    scrape_interval_seconds: float = Field(15.0, gt=0, description="How often each scrape target is read.")
+    scrape_metrics: str = Field(
+        "platform_outbox_depth,platform_outbox_relay_lag_seconds,platform_http_requests_in_flight,"
+        "platform_admitted_in_flight,platform_odds_subscribers,platform_faults_active,"
+        "platform_shed_requests_total,platform_db_lock_timeouts_total,platform_rate_limited_total",
+        description="Comma-separated metric names (samples) the scraper keeps.",
+    )
 
     def engine_options(self) -> dict[str, int]:
         """Keyword arguments for `make_engine` from these settings."""

@@ -165,3 +165,22 @@ def _sqlite_engine(url: str, *, lock_timeout_ms: int, statement_timeout_ms: int,
             deadline.stop()
 
     return engine
+
+
+def alembic_config(engine: Engine, script_location: Path):  # type: ignore[no-untyped-def]
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(script_location))
+    return config
+
+
+def upgrade(engine: Engine, script_location: Path, revision: str = "head") -> None:
+    """Run the Alembic migrations in `script_location` up to `revision` on `engine`."""
+    from alembic import command
+
+    config = alembic_config(engine, script_location)
+    with engine.connect() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+        connection.commit()

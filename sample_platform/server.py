@@ -1,4 +1,4 @@
-"""Run the platform's HTTP server in a background thread (for the demo, tests and benchmarks).
+"""Run an ASGI app's HTTP server in a background thread (for the demo, tests and benchmarks).
 
 Usage:
 
@@ -18,25 +18,24 @@ from controlplane.settings import Settings
 from sample_platform.api import create_app
 
 
-class PlatformServer:
-    def __init__(
-        self, settings: Settings, engine: Engine, *, host: str = "127.0.0.1", port: int = 0, run_background: bool = True
-    ) -> None:
-        app = create_app(settings, engine=engine, run_background=run_background)
+class ThreadedServer:
+    """uvicorn serving `app` on a free port of 127.0.0.1 until the `with` block ends."""
+
+    def __init__(self, app, *, host: str = "127.0.0.1", port: int = 0) -> None:  # type: ignore[no-untyped-def]
         config = uvicorn.Config(
             app, host=host, port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=2
         )
         self.server = uvicorn.Server(config)
         self.app = app
-        self._thread = threading.Thread(target=self.server.run, name="platform-server", daemon=True)
+        self._thread = threading.Thread(target=self.server.run, name="http-server", daemon=True)
         self.url = ""
 
-    def __enter__(self) -> PlatformServer:
+    def __enter__(self) -> ThreadedServer:
         self._thread.start()
         deadline = time.monotonic() + 30
         while not self.server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the platform server did not start")
+                raise RuntimeError("the server did not start")
             time.sleep(0.01)
         host, port = self.server.servers[0].sockets[0].getsockname()[:2]
         self.url = f"http://{host}:{port}"
@@ -45,3 +44,10 @@ class PlatformServer:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self._thread.join(timeout=30)
+
+
+class PlatformServer(ThreadedServer):
+    def __init__(
+        self, settings: Settings, engine: Engine, *, host: str = "127.0.0.1", port: int = 0, run_background: bool = True
+    ) -> None:
+        super().__init__(create_app(settings, engine=engine, run_background=run_background), host=host, port=port)

@@ -35,3 +35,17 @@ def test_database_refuses_negative_wallets(engine) -> None:
         )
     with pytest.raises(IntegrityError), engine.begin() as conn:
         conn.execute(text("UPDATE ledger_accounts SET balance_minor = -1 WHERE kind = 'wallet'"))
+
+
+def test_store_migrations_match_the_store_models(database_url) -> None:
+    from controlplane.storage import make_engine
+    from controlplane.store import StoreModel, migrate_store
+
+    engine = make_engine(database_url)
+    migrate_store(engine)
+    migrate_store(engine)  # idempotent
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        diff = compare_metadata(context, StoreModel.metadata)
+    engine.dispose()
+    assert diff == []

@@ -1,0 +1,306 @@
+"""From decoded OTLP requests to per-slice, per-minute SLI buckets in the store.
+
+    batch = aggregate_spans(request, config)
+    commit_batch(engine, digest=content_digest(request), signal="traces", batch=batch, config=config)
+
+A bucket is keyed by the event's own time (a span's end, a data point's time), never by arrival.
+Each request is folded in memory into (slice, minute) deltas first, so the store sees one upsert
+per bucket, not one write per span; memory grows with slices x minutes, not with spans.
+Exactly-once: a request's content digest is recorded in the same transaction as its counts, so an
+exporter retry, or the same export in the other encoding, adds nothing. Cumulative metric points
+are turned into deltas against the last point stored for their series, so re-exported cumulative
+values add nothing either. Upserts add to counts atomically, so several collectors may share one
+PostgreSQL store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from google.protobuf.message import Message
+from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from collectors.slices import SPAN_KINDS, SliceConfig
+from controlplane.clock import utcnow
+from controlplane.store import IngestedBatch, MetricSeriesState, SliBucket, SliExemplar, SliLatencyBucket
+
+STATUS_ERROR = 2  # opentelemetry.proto.trace.v1.Status.STATUS_CODE_ERROR
+TEMPORALITY_DELTA = 1
+EXEMPLARS_PER_KIND = 3
+NANOS_PER_MINUTE = 60 * 10**9
+
+
+def content_digest(message: Message) -> str:
+    """The same export gives the same digest whatever its wire encoding (JSON or protobuf)."""
+    return hashlib.sha256(message.SerializeToString(deterministic=True)).hexdigest()
+
+
+def minute_of(unix_nano: int) -> datetime:
+    return datetime.fromtimestamp(unix_nano // NANOS_PER_MINUTE * 60, tz=UTC)
+
+
+def _attributes(attrs) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    out: dict[str, object] = {}
+    for kv in attrs:
+        which = kv.value.WhichOneof("value")
+        if which in ("string_value", "int_value", "bool_value", "double_value"):
+            out[kv.key] = getattr(kv.value, which)
+    return out
+
+
+def _status_code(attrs: dict[str, object]) -> int:
+    value = attrs.get("http.response.status_code")
+    try:
+        return int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0
+
+
+@dataclass
+class BucketDelta:
+    total: int = 0
+    bad: int = 0
+    latency: Counter = field(default_factory=Counter)
+    bad_exemplars: list[tuple[float, str, str]] = field(default_factory=list)
+    slow_exemplars: list[tuple[float, str, str]] = field(default_factory=list)
+
+
+@dataclass
+class Batch:
+    buckets: dict[tuple[str, datetime], BucketDelta] = field(default_factory=dict)
+    rejected: int = 0
+    rejected_reason: str = ""
+    events: int = 0
+
+    def bucket(self, slice_name: str, minute: datetime) -> BucketDelta:
+        key = (slice_name, minute)
+        found = self.buckets.get(key)
+        if found is None:
+            found = self.buckets[key] = BucketDelta()
+        return found
+
+    def reject(self, reason: str) -> None:
+        self.rejected += 1
+        self.rejected_reason = self.rejected_reason or reason
+
+
+def aggregate_spans(request: Message, config: SliceConfig) -> Batch:
+    batch = Batch()
+    for resource_spans in request.resource_spans:
+        service = _attributes(resource_spans.resource.attributes).get("service.name")
+        for scope_spans in resource_spans.scope_spans:
+            for span in scope_spans.spans:
+                kind = SPAN_KINDS[span.kind] if 0 <= span.kind < len(SPAN_KINDS) else "unspecified"
+                spec = config.for_span(service=service, name=span.name, kind=kind)  # type: ignore[arg-type]
+                if spec is None:
+                    continue
+                start, end = span.start_time_unix_nano, span.end_time_unix_nano
+                if end == 0 or end < start or len(span.trace_id) != 16 or len(span.span_id) != 8:
+                    batch.reject("spans need trace_id (16 bytes), span_id (8 bytes) and end >= start > 0")
+                    continue
+                attrs = _attributes(span.attributes)
+                bad = (spec.bad.span_status_error and span.status.code == STATUS_ERROR) or (
+                    spec.bad.http_status_min > 0 and _status_code(attrs) >= spec.bad.http_status_min
+                )
+                seconds = (end - start) / 1e9
+                delta = batch.bucket(spec.name, minute_of(end))
+                delta.total += 1
+                delta.bad += bool(bad)
+                delta.latency[config.latency_label(seconds)] += 1
+                exemplar = (seconds, span.trace_id.hex(), span.span_id.hex())
+                if bad and len(delta.bad_exemplars) < EXEMPLARS_PER_KIND:
+                    delta.bad_exemplars.append(exemplar)
+                _keep_slowest(delta.slow_exemplars, exemplar)
+                batch.events += 1
+    return batch
+
+
+def _keep_slowest(kept: list[tuple[float, str, str]], exemplar: tuple[float, str, str]) -> None:
+    if len(kept) < EXEMPLARS_PER_KIND:
+        kept.append(exemplar)
+    elif exemplar[0] > min(kept)[0]:
+        kept.remove(min(kept))
+        kept.append(exemplar)
+
+
+@dataclass(frozen=True)
+class HistogramPoint:
+    slice: str
+    series_key: str
+    cumulative: bool
+    start_time_unix_nano: int
+    time_unix_nano: int
+    count: int
+    bucket_counts: tuple[int, ...]
+    labels: tuple[str, ...]  # our `le` label of each of the point's buckets
+    bad: bool
+
+
+def metric_points(request: Message, config: SliceConfig) -> tuple[list[HistogramPoint], Batch]:
+    """The histogram points that belong to a slice; the Batch carries rejections only."""
+    points: list[HistogramPoint] = []
+    rejections = Batch()
+    for resource_metrics in request.resource_metrics:
+        resource = _attributes(resource_metrics.resource.attributes)
+        service = resource.get("service.name")
+        for scope_metrics in resource_metrics.scope_metrics:
+            for metric in scope_metrics.metrics:
+                if metric.WhichOneof("data") != "histogram":
+                    continue
+                cumulative = metric.histogram.aggregation_temporality != TEMPORALITY_DELTA
+                for point in metric.histogram.data_points:
+                    attrs = _attributes(point.attributes)
+                    method, route = attrs.get("http.request.method"), attrs.get("http.route")
+                    route_key = f"{method} {route}" if method and route else None
+                    spec = config.for_metric(service=service, metric=metric.name, route=route_key)  # type: ignore[arg-type]
+                    if spec is None:
+                        continue
+                    counts = tuple(point.bucket_counts)
+                    bounds = tuple(point.explicit_bounds)
+                    if (
+                        point.time_unix_nano == 0
+                        or (counts and len(counts) != len(bounds) + 1)
+                        or (counts and sum(counts) != point.count)
+                    ):
+                        rejections.reject("histogram points need a time and bucket_counts matching explicit_bounds")
+                        continue
+                    labels = (*(config.latency_label(b) for b in bounds), "+Inf")
+                    identity = json.dumps(
+                        [sorted(resource.items(), key=str), metric.name, sorted(attrs.items(), key=str)], default=str
+                    )
+                    status = _status_code(attrs)
+                    points.append(
+                        HistogramPoint(
+                            slice=spec.name,
+                            series_key=hashlib.sha256(identity.encode()).hexdigest(),
+                            cumulative=cumulative,
+                            start_time_unix_nano=point.start_time_unix_nano,
+                            time_unix_nano=point.time_unix_nano,
+                            count=point.count,
+                            bucket_counts=counts or (point.count,),
+                            labels=labels if counts else ("+Inf",),
+                            bad=spec.bad.http_status_min > 0 and status >= spec.bad.http_status_min,
+                        )
+                    )
+    return points, rejections
+
+
+def _dialect_insert(conn: Connection):  # type: ignore[no-untyped-def]
+    return pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+
+
+def _point_delta(conn: Connection, point: HistogramPoint) -> tuple[int, tuple[int, ...]]:
+    """How much of a point is new: all of a delta point; the growth of a cumulative one."""
+    if not point.cumulative:
+        return point.count, point.bucket_counts
+    state_t = MetricSeriesState.__table__
+    state = conn.execute(
+        select(state_t).where(state_t.c.series_key == point.series_key).with_for_update()
+    ).one_or_none()
+    values = {
+        "start_time_unix_nano": point.start_time_unix_nano,
+        "time_unix_nano": point.time_unix_nano,
+        "count": point.count,
+        "bucket_counts": json.dumps(point.bucket_counts),
+    }
+    if state is None:
+        conn.execute(state_t.insert().values(series_key=point.series_key, **values))
+        return point.count, point.bucket_counts
+    previous = tuple(json.loads(state.bucket_counts))
+    same_life = point.start_time_unix_nano == state.start_time_unix_nano
+    if (same_life and point.time_unix_nano <= state.time_unix_nano) or (
+        point.start_time_unix_nano < state.start_time_unix_nano
+    ):
+        return 0, ()  # seen already (a re-export), or older than what we hold
+    conn.execute(state_t.update().where(state_t.c.series_key == point.series_key).values(**values))
+    if not same_life or len(previous) != len(point.bucket_counts) or point.count < state.count:
+        return point.count, point.bucket_counts  # the series restarted: the whole point is new
+    return point.count - state.count, tuple(a - b for a, b in zip(point.bucket_counts, previous, strict=True))
+
+
+def commit_batch(
+    engine: Engine,
+    *,
+    digest: str,
+    signal: str,
+    batch: Batch,
+    points: list[HistogramPoint] | None = None,
+) -> bool:
+    """Add a request's counts to the store, once. Returns False if this content was counted before."""
+    batches_t = IngestedBatch.__table__
+    with engine.begin() as conn:
+        insert = _dialect_insert(conn)
+        fresh = conn.execute(
+            insert(batches_t)
+            .values(digest=digest, signal=signal, received_at=utcnow())
+            .on_conflict_do_nothing()
+            .returning(batches_t.c.digest)
+        ).scalar_one_or_none()
+        if fresh is None:
+            return False
+        for point in sorted(points or (), key=lambda p: p.series_key):
+            count, counts = _point_delta(conn, point)
+            if count <= 0:
+                continue
+            delta = batch.bucket(point.slice, minute_of(point.time_unix_nano))
+            delta.total += count
+            delta.bad += count if point.bad else 0
+            for le, n in zip(point.labels, counts, strict=False):
+                if n:
+                    delta.latency[le] += n
+            batch.events += count
+        _upsert(conn, batch)
+    return True
+
+
+def _upsert(conn: Connection, batch: Batch) -> None:
+    insert = _dialect_insert(conn)
+    buckets_t, latency_t = SliBucket.__table__, SliLatencyBucket.__table__
+    # Sorted keys: concurrent collectors lock the same rows in the same order and never deadlock.
+    for (slice_name, minute), delta in sorted(batch.buckets.items()):
+        if delta.total == 0:
+            continue
+        stmt = insert(buckets_t).values(slice=slice_name, minute=minute, total=delta.total, bad=delta.bad)
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["slice", "minute"],
+                set_={"total": buckets_t.c.total + stmt.excluded.total, "bad": buckets_t.c.bad + stmt.excluded.bad},
+            )
+        )
+        for le, count in sorted(delta.latency.items()):
+            lat = insert(latency_t).values(slice=slice_name, minute=minute, le=le, count=count)
+            conn.execute(
+                lat.on_conflict_do_update(
+                    index_elements=["slice", "minute", "le"], set_={"count": latency_t.c.count + lat.excluded.count}
+                )
+            )
+        _add_exemplars(conn, slice_name, minute, delta)
+
+
+def _add_exemplars(conn: Connection, slice_name: str, minute: datetime, delta: BucketDelta) -> None:
+    exemplars_t = SliExemplar.__table__
+    for kind, found in (("bad", delta.bad_exemplars), ("slow", delta.slow_exemplars)):
+        if not found:
+            continue
+        have = conn.execute(
+            select(func.count()).where(
+                exemplars_t.c.slice == slice_name, exemplars_t.c.minute == minute, exemplars_t.c.kind == kind
+            )
+        ).scalar_one()
+        room = EXEMPLARS_PER_KIND - have
+        if room <= 0:
+            continue
+        rows = sorted(found, reverse=True)[:room]
+        conn.execute(
+            exemplars_t.insert(),
+            [
+                {"slice": slice_name, "minute": minute, "kind": kind, "trace_id": t, "span_id": s, "value_seconds": v}
+                for v, t, s in rows
+            ],
+        )

@@ -1,0 +1,148 @@
+"""OTLP/HTTP request decoding per the OTLP specification: protobuf or JSON bodies, gzip, size limits.
+
+    message = decode_request(body, content_type="application/x-protobuf", encoding="gzip",
+                             kind=TRACES, max_bytes=20 * 2**20)
+
+JSON follows the OTLP JSON mapping: lowerCamelCase keys, enums as integers, and trace and span ids
+as hex strings (not base64 as plain protobuf JSON would have them).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import zlib
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError, Message
+from google.rpc import status_pb2
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+TRACES = "traces"
+METRICS = "metrics"
+REQUESTS = {
+    TRACES: trace_service_pb2.ExportTraceServiceRequest,
+    METRICS: metrics_service_pb2.ExportMetricsServiceRequest,
+}
+RESPONSES = {
+    TRACES: trace_service_pb2.ExportTraceServiceResponse,
+    METRICS: metrics_service_pb2.ExportMetricsServiceResponse,
+}
+ID_FIELDS = {"traceId": 16, "spanId": 8, "parentSpanId": 8}
+
+
+class OtlpError(Exception):
+    """A request the receiver refuses; `status` is the HTTP status, `message` goes in the Status body."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def media_type(content_type: str | None) -> str:
+    kind = (content_type or "").split(";", 1)[0].strip().lower()
+    if kind not in (PROTOBUF, JSON):
+        raise OtlpError(415, f"Content-Type must be {PROTOBUF} or {JSON}, not {content_type or 'missing'!r}")
+    return kind
+
+
+def inflate(body: bytes, encoding: str | None, max_bytes: int) -> bytes:
+    """The request body after Content-Encoding, refusing anything larger than `max_bytes` once inflated."""
+    encoding = (encoding or "identity").strip().lower()
+    if encoding == "identity":
+        if len(body) > max_bytes:
+            raise OtlpError(413, f"request body is {len(body)} bytes; the limit is {max_bytes}")
+        return body
+    if encoding != "gzip":
+        raise OtlpError(415, f"Content-Encoding {encoding!r} is not supported; use gzip or none")
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        # Never inflate more than the limit: a small gzip bomb cannot make us allocate gigabytes.
+        out = inflater.decompress(body, max_bytes + 1)
+    except zlib.error as exc:
+        raise OtlpError(400, f"body is not valid gzip: {exc}") from None
+    if len(out) > max_bytes:
+        raise OtlpError(413, f"request body inflates beyond the limit of {max_bytes} bytes")
+    if not inflater.eof:
+        raise OtlpError(400, "gzip body is truncated")
+    return out
+
+
+def _hex_ids_to_base64(node: Any) -> Any:
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            if key in ID_FIELDS and isinstance(value, str):
+                out[key] = _hex_id(key, value)
+            else:
+                out[key] = _hex_ids_to_base64(value)
+        return out
+    if isinstance(node, list):
+        return [_hex_ids_to_base64(item) for item in node]
+    return node
+
+
+def _hex_id(key: str, value: str) -> str:
+    if value == "":
+        return ""
+    try:
+        raw = binascii.unhexlify(value)
+    except (binascii.Error, ValueError):
+        raise OtlpError(400, f"{key} {value[:40]!r} is not hex (OTLP JSON encodes ids as hex)") from None
+    if len(raw) != ID_FIELDS[key]:
+        raise OtlpError(400, f"{key} must be {ID_FIELDS[key]} bytes ({2 * ID_FIELDS[key]} hex digits)")
+    return base64.b64encode(raw).decode()
+
+
+def decode_request(
+    body: bytes, *, content_type: str | None, encoding: str | None, kind: str, max_bytes: int
+) -> Message:
+    media = media_type(content_type)
+    data = inflate(body, encoding, max_bytes)
+    message = REQUESTS[kind]()
+    if media == PROTOBUF:
+        try:
+            message.ParseFromString(data)
+        except (DecodeError, ValueError, RecursionError) as exc:
+            raise OtlpError(400, f"body is not a valid {message.DESCRIPTOR.name} protobuf: {exc}") from None
+        return message
+    try:
+        document = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise OtlpError(400, f"body is not valid JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise OtlpError(400, f"body must be a JSON object ({message.DESCRIPTOR.name})")
+    try:
+        json_format.ParseDict(_hex_ids_to_base64(document), message, ignore_unknown_fields=True)
+    except (json_format.ParseError, ValueError, TypeError, RecursionError) as exc:
+        raise OtlpError(400, f"body is not a valid OTLP JSON {message.DESCRIPTOR.name}: {exc}") from None
+    return message
+
+
+def encode(message: Message, media: str) -> bytes:
+    if media == PROTOBUF:
+        return message.SerializeToString()
+    return json.dumps(json_format.MessageToDict(message), separators=(",", ":")).encode()
+
+
+def status_body(code: int, message: str, media: str) -> bytes:
+    """A google.rpc.Status, as the OTLP spec asks for error responses."""
+    return encode(status_pb2.Status(code=code, message=message), media)
+
+
+def success_body(kind: str, media: str, *, rejected: int = 0, error_message: str = "") -> bytes:
+    response = RESPONSES[kind]()
+    if rejected:
+        partial = response.partial_success
+        if kind == TRACES:
+            partial.rejected_spans = rejected
+        else:
+            partial.rejected_data_points = rejected
+        partial.error_message = error_message
+    return encode(response, media)

@@ -1,0 +1,162 @@
+"""The OTLP/HTTP receiver: `POST /v1/traces`, `POST /v1/metrics`, and its own `/metrics`.
+
+Usage:
+
+    app = create_receiver(settings, engine=store_engine)
+    uvicorn.run(app, port=4318)
+
+Following the OTLP specification: protobuf or JSON bodies, optional gzip; the answer is in the
+request's content type; items that cannot be counted are reported as partial success; an
+undecodable body is 400 with a google.rpc.Status; a body over the limit once inflated is 413; other
+content types are 415; when the store already has `collector_max_pending_writes` requests in hand
+the answer is 503 with Retry-After, which exporters retry. Re-sent content is never counted twice.
+"""
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from collectors import otlp
+from collectors.ingest import aggregate_spans, commit_batch, content_digest, metric_points
+from collectors.slices import SliceConfig, load_slices
+from controlplane.settings import Settings
+from controlplane.storage import make_engine
+
+log = logging.getLogger(__name__)
+GRPC_INVALID_ARGUMENT, GRPC_UNAVAILABLE, GRPC_RESOURCE_EXHAUSTED = 3, 14, 8
+
+
+class ReceiverMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "collector_otlp_requests", "OTLP requests, by signal and status.", ["signal", "code"], registry=r
+        )
+        self.events = Counter(
+            "collector_sli_events", "Events counted into SLI buckets, by signal.", ["signal"], registry=r
+        )
+        self.rejected = Counter(
+            "collector_rejected_items", "Spans or points refused (partial success).", ["signal"], registry=r
+        )
+        self.duplicates = Counter(
+            "collector_duplicate_requests", "Requests whose content was already counted.", ["signal"], registry=r
+        )
+        self.ingest_seconds = Histogram(
+            "collector_ingest_seconds", "Decode, aggregate and store one request.", ["signal"], registry=r
+        )
+
+
+def create_receiver(
+    settings: Settings | None = None,
+    *,
+    engine: Engine | None = None,
+    slices: SliceConfig | None = None,
+    extra_metrics: Callable[[CollectorRegistry], None] | None = None,
+) -> FastAPI:
+    settings = settings or Settings()
+    engine = engine or make_engine(settings.store_url, **settings.engine_options())
+    config = slices or load_slices(Path(settings.slices_path))
+    metrics = ReceiverMetrics()
+    if extra_metrics is not None:
+        extra_metrics(metrics.registry)
+    pending = {"writes": 0}
+    app = FastAPI(title="OTLP/HTTP receiver", version="0.1.0")
+    app.state.metrics = metrics
+    app.state.slices = config
+
+    def ingest(kind: str, body: bytes, content_type: str | None, encoding: str | None) -> tuple[int, str]:
+        """Decode and count one request in a worker thread; returns (rejected items, events)."""
+        message = otlp.decode_request(
+            body, content_type=content_type, encoding=encoding, kind=kind, max_bytes=settings.collector_max_body_bytes
+        )
+        if kind == otlp.TRACES:
+            batch, points = aggregate_spans(message, config), None
+        else:
+            points, batch = metric_points(message, config)
+        counted = commit_batch(engine, digest=content_digest(message), signal=kind, batch=batch, points=points)
+        if not counted:
+            metrics.duplicates.labels(signal=kind).inc()
+        else:
+            metrics.events.labels(signal=kind).inc(batch.events)
+        metrics.rejected.labels(signal=kind).inc(batch.rejected)
+        return batch.rejected, batch.rejected_reason
+
+    async def handle(kind: str, request: Request) -> Response:
+        content_type = request.headers.get("content-type")
+        try:
+            media = otlp.media_type(content_type)
+        except otlp.OtlpError as exc:
+            metrics.requests.labels(signal=kind, code=str(exc.status)).inc()
+            return Response(
+                otlp.status_body(GRPC_INVALID_ARGUMENT, exc.message, otlp.JSON), exc.status, media_type=otlp.JSON
+            )
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > settings.collector_max_body_bytes:
+            return _error(metrics, kind, media, 413, f"body of {declared} bytes is over the limit")
+        if pending["writes"] >= settings.collector_max_pending_writes:
+            response = _error(
+                metrics, kind, media, 503, "the store is busy; retry after the Retry-After delay", GRPC_UNAVAILABLE
+            )
+            response.headers["Retry-After"] = "1"
+            return response
+        pending["writes"] += 1
+        try:
+            body = await _read_limited(request, settings.collector_max_body_bytes)
+            with metrics.ingest_seconds.labels(signal=kind).time():
+                rejected, reason = await run_in_threadpool(
+                    ingest, kind, body, content_type, request.headers.get("content-encoding")
+                )
+        except otlp.OtlpError as exc:
+            return _error(metrics, kind, media, exc.status, exc.message)
+        except DBAPIError as exc:
+            log.warning("store unavailable while ingesting %s: %s", kind, type(exc.orig).__name__)
+            response = _error(metrics, kind, media, 503, "the store did not answer in time; retry", GRPC_UNAVAILABLE)
+            response.headers["Retry-After"] = "1"
+            return response
+        finally:
+            pending["writes"] -= 1
+        metrics.requests.labels(signal=kind, code="200").inc()
+        return Response(otlp.success_body(kind, media, rejected=rejected, error_message=reason), 200, media_type=media)
+
+    @app.post("/v1/traces")
+    async def traces(request: Request) -> Response:
+        return await handle(otlp.TRACES, request)
+
+    @app.post("/v1/metrics")
+    async def metrics_endpoint(request: Request) -> Response:
+        return await handle(otlp.METRICS, request)
+
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        return {"status": "ok"}
+
+    return app
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise otlp.OtlpError(413, f"request body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _error(
+    metrics: ReceiverMetrics, kind: str, media: str, status: int, message: str, code: int = GRPC_INVALID_ARGUMENT
+) -> Response:
+    metrics.requests.labels(signal=kind, code=str(status)).inc()
+    return Response(otlp.status_body(code, message, media), status, media_type=media)

@@ -1,0 +1,145 @@
+"""Slices: which spans or metric points belong to which SLI slice, and what counts as bad.
+
+config = load_slices(Path("config/slices.yaml"))
+config.for_span(service="sample-platform", name="POST /v1/bets", kind="server")  # -> Slice | None
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import pairwise
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DEFAULT_BOUNDARIES = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+SPAN_KINDS = ("unspecified", "internal", "server", "client", "producer", "consumer")
+
+
+class SliceConfigError(ValueError):
+    """slices.yaml is wrong; the message names the file, the slice and the field, and the fix."""
+
+
+class BadRule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    http_status_min: int = Field(500, ge=0, le=600)
+    span_status_error: bool = True
+
+
+class SliceSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")
+    signal: Literal["traces", "metrics"]
+    service: str | None = None
+    spans: list[str] = Field(default_factory=list)
+    kinds: list[Literal["unspecified", "internal", "server", "client", "producer", "consumer"]] = Field(
+        default_factory=lambda: ["server"]
+    )
+    metric: str | None = None
+    routes: list[str] = Field(default_factory=list)
+    bad: BadRule = Field(default_factory=BadRule)
+
+    @model_validator(mode="after")
+    def _signal_fields(self) -> SliceSpec:
+        if self.signal == "traces" and not self.spans:
+            raise ValueError("a traces slice needs `spans`: the span names it counts, e.g. ['POST /v1/bets']")
+        if self.signal == "metrics" and not self.metric:
+            raise ValueError("a metrics slice needs `metric`: a histogram name, e.g. http.server.request.duration")
+        return self
+
+
+class SlicesFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    latency_boundaries_seconds: list[float] = Field(default_factory=lambda: list(DEFAULT_BOUNDARIES))
+    slices: list[SliceSpec] = Field(min_length=1)
+
+    @field_validator("latency_boundaries_seconds")
+    @classmethod
+    def _increasing(cls, value: list[float]) -> list[float]:
+        if not value or any(b <= a for a, b in pairwise(value)) or value[0] <= 0:
+            raise ValueError("boundaries must be positive and strictly increasing, e.g. [0.1, 0.25, 0.5]")
+        return value
+
+    @model_validator(mode="after")
+    def _unique(self) -> SlicesFile:
+        names = [s.name for s in self.slices]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"slice names must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+
+def label(boundary: float) -> str:
+    """The `le` label of a boundary: "0.25", "1.0", "+Inf"."""
+    return "+Inf" if boundary == float("inf") else repr(float(boundary))
+
+
+@dataclass
+class SliceConfig:
+    boundaries: tuple[float, ...]
+    slices: list[SliceSpec]
+    _spans: dict[tuple[str, str], list[SliceSpec]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for spec in self.slices:
+            if spec.signal == "traces":
+                for kind in spec.kinds:
+                    for name in spec.spans:
+                        self._spans.setdefault((name, kind), []).append(spec)
+
+    @property
+    def labels(self) -> list[str]:
+        return [label(b) for b in self.boundaries] + ["+Inf"]
+
+    def for_span(self, *, service: str | None, name: str, kind: str) -> SliceSpec | None:
+        for spec in self._spans.get((name, kind), ()):
+            if spec.service is None or spec.service == service:
+                return spec
+        return None
+
+    def for_metric(self, *, service: str | None, metric: str, route: str | None) -> SliceSpec | None:
+        for spec in self.slices:
+            if spec.signal != "metrics" or spec.metric != metric:
+                continue
+            if spec.service is not None and spec.service != service:
+                continue
+            if spec.routes and route not in spec.routes:
+                continue
+            return spec
+        return None
+
+    def latency_label(self, seconds: float) -> str:
+        for boundary in self.boundaries:
+            if seconds <= boundary:
+                return label(boundary)
+        return "+Inf"
+
+
+def load_slices(path: Path) -> SliceConfig:
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise SliceConfigError(
+            f"{path}: file not found; copy config/slices.yaml from the project and edit it"
+        ) from None
+    except yaml.YAMLError as exc:
+        raise SliceConfigError(f"{path}: not valid YAML ({exc})") from None
+    try:
+        parsed = SlicesFile.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = list(err["loc"])
+            where = ""
+            if len(loc) >= 2 and loc[0] == "slices" and isinstance(loc[1], int) and isinstance(raw, dict):
+                try:
+                    where = f"slice '{raw['slices'][loc[1]].get('name', loc[1])}': "
+                except (KeyError, IndexError, TypeError, AttributeError):
+                    where = f"slice #{loc[1]}: "
+                loc = loc[2:]
+            field_name = ".".join(str(p) for p in loc) or "(top level)"
+            problems.append(f"{path}: {where}{field_name}: {err['msg']}")
+        raise SliceConfigError("; ".join(problems)) from None
+    return SliceConfig(tuple(parsed.latency_boundaries_seconds), parsed.slices)
