@@ -14,6 +14,8 @@ if connection is None:
 context.configure(
     connection=connection,
     target_metadata=StoreModel.metadata,
+    # Its own version table: the store may share a database with the platform without confusion.
+    version_table="alembic_version_store",
     render_as_batch=connection.dialect.name == "sqlite",
     compare_type=True,
 )

@@ -45,7 +45,9 @@ def test_store_migrations_match_the_store_models(database_url) -> None:
     migrate_store(engine)
     migrate_store(engine)  # idempotent
     with engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        context = MigrationContext.configure(
+            conn, opts={"compare_type": True, "version_table": "alembic_version_store"}
+        )
         diff = compare_metadata(context, StoreModel.metadata)
     engine.dispose()
     assert diff == []
