@@ -221,7 +221,10 @@ def _point_delta(conn: Connection, point: HistogramPoint) -> tuple[int, tuple[in
     conn.execute(state_t.update().where(state_t.c.series_key == point.series_key).values(**values))
     if not same_life or len(previous) != len(point.bucket_counts) or point.count < state.count:
         return point.count, point.bucket_counts  # the series restarted: the whole point is new
-    return point.count - state.count, tuple(a - b for a, b in zip(point.bucket_counts, previous, strict=True))
+    growth = tuple(a - b for a, b in zip(point.bucket_counts, previous, strict=True))
+    if min(growth) < 0:  # a cumulative bucket never shrinks: the series was reset under the same start
+        return point.count, point.bucket_counts
+    return point.count - state.count, growth
 
 
 def commit_batch(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -252,6 +253,96 @@ def faults_clear(
     with _faults_client(target, admin_token) as http:
         cleared = _call(lambda: http.delete("/v1/admin/faults", params=params))["cleared"]
     _print_faults(cleared, fmt, "no faults were in force")
+
+
+collector_app = typer.Typer(
+    help="Receive OTLP telemetry and scrape Prometheus metrics into SLIs.", no_args_is_help=True
+)
+app.add_typer(collector_app, name="collector")
+sli_app = typer.Typer(help="Per-slice SLI buckets (events, bad events, latency) from the store.", no_args_is_help=True)
+app.add_typer(sli_app, name="sli")
+StoreUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--store-url",
+        help="The control plane's store (default: $CONTROLPLANE_STORE_URL, else sqlite:///./var/controlplane.db).",
+    ),
+]
+
+
+def _store_engine(settings: Settings):  # type: ignore[no-untyped-def]
+    from controlplane.storage import make_engine
+    from controlplane.store import migrate_store
+
+    try:
+        engine = make_engine(settings.store_url, **settings.engine_options())
+    except StorageConfigError as exc:
+        raise fail(str(exc)) from None
+    migrate_store(engine)
+    return engine
+
+
+def _slices(settings: Settings):  # type: ignore[no-untyped-def]
+    from collectors.slices import SliceConfigError, load_slices
+
+    try:
+        return load_slices(settings.slices_path)
+    except SliceConfigError as exc:
+        raise fail(str(exc)) from None
+
+
+@collector_app.command("serve")
+def collector_serve(
+    port: Annotated[int, typer.Option(help="TCP port (OTLP/HTTP's usual is 4318).", min=0, max=65535)] = 4318,
+    host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 to accept remote exporters.")] = "127.0.0.1",
+    store_url: StoreUrl = None,
+    slices: Annotated[Path | None, typer.Option(help="Slices file (default: $CONTROLPLANE_SLICES_PATH).")] = None,
+    scrape: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated /metrics URLs to scrape (default: $CONTROLPLANE_SCRAPE_TARGETS)."),
+    ] = None,
+) -> None:
+    """Serve the OTLP/HTTP receiver (/v1/traces, /v1/metrics; /metrics for Prometheus) and the scraper."""
+    import uvicorn
+    from collectors.service import create_collector_app
+
+    settings = load_settings(store_url=store_url, slices_path=slices, scrape_targets=scrape)
+    config = _slices(settings)
+    engine = _store_engine(settings)
+    uvicorn.run(create_collector_app(settings, engine=engine, slices=config), host=host, port=port, log_level="warning")
+
+
+@sli_app.command("show")
+def sli_show(
+    slice_name: Annotated[str | None, typer.Option("--slice", help="Only this slice.")] = None,
+    since: Annotated[str, typer.Option(help="How far back: 90m, 2h, 1d, or an ISO 8601 time.")] = "2h",
+    store_url: StoreUrl = None,
+    fmt: Format = "table",
+) -> None:
+    """Per-minute buckets: events, bad events, bad ratio and latency quantiles per slice."""
+    from collectors.sli import sli_rows
+    from controlplane.clock import parse_since
+
+    _check_format(fmt)
+    settings = load_settings(store_url=store_url)
+    try:
+        start = parse_since(since)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    rows = sli_rows(_store_engine(settings), since=start, slice_name=slice_name)
+    if fmt == "json":
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        typer.echo(f"no SLI data since {start.isoformat()}" + (f" for slice {slice_name}" if slice_name else ""))
+        return
+    typer.echo(f"{'slice':<16} {'minute (UTC)':<20} {'total':>8} {'bad':>6} {'bad %':>7}  exemplar (bad)")
+    for row in rows:
+        ratio = f"{100 * row['bad'] / row['total']:.2f}" if row["total"] else "-"
+        exemplar = row["exemplars"]["bad"][0] if row["exemplars"]["bad"] else ""
+        typer.echo(
+            f"{row['slice']:<16} {row['minute'][:16]:<20} {row['total']:>8} {row['bad']:>6} {ratio:>7}  {exemplar}"
+        )
 
 
 @app.command("demo")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 
 def utcnow() -> datetime:
@@ -12,3 +12,18 @@ def utcnow() -> datetime:
 def as_utc(value: datetime) -> datetime:
     """Databases that drop the zone (SQLite) hand back naive datetimes; they were stored as UTC."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_since(text: str, *, now: datetime | None = None) -> datetime:
+    """'90m', '2h', '1d', '2w' back from now, or an ISO 8601 time (UTC if it has no zone)."""
+    text = text.strip()
+    now = now or utcnow()
+    if text and text[-1] in _UNITS and text[:-1].isdigit():
+        return now - timedelta(seconds=int(text[:-1]) * _UNITS[text[-1]])
+    try:
+        return as_utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
+    except ValueError:
+        raise ValueError(f"cannot read {text!r} as a time: use 90m, 2h, 1d, 2w or an ISO 8601 time") from None

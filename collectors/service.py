@@ -1,0 +1,51 @@
+"""The collector process: the OTLP receiver plus, in the background, the Prometheus scraper.
+
+Usage:
+
+    app = create_collector_app(settings, engine=store_engine, slices=load_slices(path))
+    uvicorn.run(app, port=4318)
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy import Engine
+
+from collectors.receiver import create_receiver
+from collectors.slices import SliceConfig
+from controlplane.settings import Settings
+
+
+def _names(csv: str) -> list[str]:
+    return [item.strip() for item in csv.split(",") if item.strip()]
+
+
+def create_collector_app(settings: Settings, *, engine: Engine, slices: SliceConfig) -> FastAPI:
+    app = create_receiver(settings, engine=engine, slices=slices)
+    targets = _names(settings.scrape_targets)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        stop = threading.Event()
+        worker = None
+        if targets:
+            from collectors.scraper import Scraper
+
+            scraper = Scraper(engine, targets, _names(settings.scrape_metrics))
+            worker = threading.Thread(
+                target=scraper.run, args=(stop, settings.scrape_interval_seconds), name="scraper", daemon=True
+            )
+            worker.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            if worker is not None:
+                worker.join(timeout=10)
+
+    app.router.lifespan_context = lifespan
+    return app

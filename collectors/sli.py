@@ -1,0 +1,62 @@
+"""Reading SLI buckets back: per-minute totals, bad counts and latency histograms per slice.
+
+Usage:
+
+    rows = sli_rows(engine, since=utcnow() - timedelta(hours=2), slice_name="bet-placement")
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Engine, select
+
+from controlplane.clock import as_utc
+from controlplane.storage import reader
+from controlplane.store import SliBucket, SliExemplar, SliLatencyBucket
+
+
+def sli_rows(
+    engine: Engine, *, since: datetime, until: datetime | None = None, slice_name: str | None = None
+) -> list[dict]:
+    """One dict per slice-minute: slice, minute (ISO 8601 UTC), total, bad, latency {le: count}, exemplars."""
+    b, lat, ex = SliBucket.__table__, SliLatencyBucket.__table__, SliExemplar.__table__
+    where = [b.c.minute >= since]
+    if until is not None:
+        where.append(b.c.minute <= until)
+    if slice_name:
+        where.append(b.c.slice == slice_name)
+    with reader(engine).connect() as conn:
+        buckets = conn.execute(select(b).where(*where).order_by(b.c.slice, b.c.minute)).all()
+        lat_where = (
+            [lat.c.minute >= since]
+            + ([lat.c.minute <= until] if until else [])
+            + ([lat.c.slice == slice_name] if slice_name else [])
+        )
+        latency = conn.execute(select(lat).where(*lat_where)).all()
+        ex_where = (
+            [ex.c.minute >= since]
+            + ([ex.c.minute <= until] if until else [])
+            + ([ex.c.slice == slice_name] if slice_name else [])
+        )
+        exemplars = conn.execute(select(ex).where(*ex_where).order_by(ex.c.id)).all()
+    by_key: dict[tuple[str, datetime], dict] = {}
+    for row in buckets:
+        minute = as_utc(row.minute)
+        by_key[(row.slice, minute)] = {
+            "slice": row.slice,
+            "minute": minute.isoformat().replace("+00:00", "Z"),
+            "total": row.total,
+            "bad": row.bad,
+            "latency": {},
+            "exemplars": {"bad": [], "slow": []},
+        }
+    for row in latency:
+        entry = by_key.get((row.slice, as_utc(row.minute)))
+        if entry is not None:
+            entry["latency"][row.le] = row.count
+    for row in exemplars:
+        entry = by_key.get((row.slice, as_utc(row.minute)))
+        if entry is not None:
+            entry["exemplars"][row.kind].append(row.trace_id)
+    return list(by_key.values())
