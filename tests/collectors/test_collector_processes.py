@@ -1,0 +1,106 @@
+"""Collector processes (`controlplane collector serve`): several share one PostgreSQL store, nothing lost."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from collectors import otlp
+from tests.collectors.conftest import SLICES
+from tests.collectors.otlp_samples import trace_request
+from tests.collectors.test_otlp_sdk import totals
+from tests.support import CONTROLPLANE, _free_port
+
+
+class CollectorProcess:
+    def __init__(self, store_url: str, log: Path) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = os.environ | {"CONTROLPLANE_STORE_URL": store_url, "CONTROLPLANE_SLICES_PATH": str(SLICES)}
+        with log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [CONTROLPLANE, "collector", "serve", "--port", str(self.port)], env=env, stdout=out, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"collector did not start: {log.read_text()}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql", "sqlite"], indirect=True)
+def test_two_collectors_share_one_store_without_losing_counts(store, store_settings, tmp_path) -> None:
+    collectors = [CollectorProcess(store_settings.store_url, tmp_path / f"collector-{i}.log") for i in range(2)]
+    requests = [trace_request(spans=256, seed=seed, minutes=2) for seed in range(40)]
+    expected: dict[str, list[int]] = {}
+    for request in requests:
+        for span in request.resource_spans[0].scope_spans[0].spans:
+            slice_name = {"POST /v1/bets": "bet-placement", "POST /v1/login": "login"}[span.name]
+            counts = expected.setdefault(slice_name, [0, 0])
+            counts[0] += 1
+            counts[1] += span.status.code == 2
+    errors: list[str] = []
+
+    def send(worker: int) -> None:
+        with httpx.Client(timeout=30) as http:
+            for i, request in enumerate(requests):
+                if i % 4 != worker:
+                    continue
+                target = collectors[i % 2].url  # both collectors write the same slices and minutes
+                for _attempt in range(20):
+                    response = http.post(f"{target}/v1/traces", content=request.SerializeToString(), headers={"Content-Type": otlp.PROTOBUF})
+                    if response.status_code != 503:
+                        break
+                    time.sleep(float(response.headers.get("Retry-After", "1")) / 10)
+                if response.status_code != 200:
+                    errors.append(f"{response.status_code}: {response.text}")
+
+    try:
+        threads = [threading.Thread(target=send, args=(w,)) for w in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        # Every request again, to the other collector: retries across processes count nothing.
+        with httpx.Client(timeout=30) as http:
+            for i, request in enumerate(requests[:10]):
+                http.post(f"{collectors[(i + 1) % 2].url}/v1/traces", content=request.SerializeToString(), headers={"Content-Type": otlp.PROTOBUF})
+    finally:
+        for collector in collectors:
+            collector.stop()
+    assert errors == []
+    assert totals(store) == {name: (c[0], c[1]) for name, c in expected.items()}
+
+
+def test_sli_show_lists_minutes(store, store_settings, receiver) -> None:
+    with httpx.Client(base_url=receiver.url) as http:
+        assert http.post("/v1/traces", content=trace_request(spans=50, seed=9).SerializeToString(), headers={"Content-Type": otlp.PROTOBUF}).status_code == 200
+    env = os.environ | {"CONTROLPLANE_STORE_URL": store_settings.store_url}
+    shown = subprocess.run(
+        [CONTROLPLANE, "sli", "show", "--since", "2026-01-01T00:00:00Z", "--format", "json"], capture_output=True, text=True, env=env
+    )
+    assert shown.returncode == 0, shown.stderr
+    rows = json.loads(shown.stdout)
+    assert {row["slice"] for row in rows} == {"bet-placement", "login"}
+    assert sum(row["total"] for row in rows) == 50
+    assert all(row["minute"].endswith("Z") and {"total", "bad", "latency"} <= row.keys() for row in rows)
+    table = subprocess.run([CONTROLPLANE, "sli", "show", "--slice", "login", "--since", "2026-01-01T00:00:00Z"], capture_output=True, text=True, env=env)
+    assert table.returncode == 0 and "login" in table.stdout and "bet-placement" not in table.stdout
+    bad = subprocess.run([CONTROLPLANE, "sli", "show", "--since", "yesterday-ish"], capture_output=True, text=True, env=env)
+    assert bad.returncode == 3 and "90m" in bad.stderr and "Traceback" not in bad.stderr
