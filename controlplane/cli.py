@@ -79,11 +79,13 @@ def platform_serve(
 
     from sample_platform.api import create_app
     from sample_platform.db import migrate
+    from sample_platform.telemetry import setup_telemetry
 
     settings = load_settings(database_url=database_url)
     engine = _engine(settings)
     if migrate_first:
         migrate(engine)
+    setup_telemetry(settings)
     # Open odds streams never end by themselves: give them a few seconds, then close them.
     uvicorn.run(
         create_app(settings, engine=engine), host=host, port=port, log_level="warning", timeout_graceful_shutdown=5
@@ -304,6 +306,7 @@ def collector_serve(
 ) -> None:
     """Serve the OTLP/HTTP receiver (/v1/traces, /v1/metrics; /metrics for Prometheus) and the scraper."""
     import uvicorn
+
     from collectors.service import create_collector_app
 
     settings = load_settings(store_url=store_url, slices_path=slices, scrape_targets=scrape)

@@ -8,6 +8,7 @@ Usage:
 
 import asyncio
 import hmac
+import inspect
 import json
 import logging
 import threading
@@ -50,7 +51,7 @@ from sample_platform.login import (
     set_password,
 )
 from sample_platform.metrics import PlatformMetrics
-from sample_platform.middleware import BodySizeLimit, InFlightLimit, RequestMetrics
+from sample_platform.middleware import STREAMING_ROUTES, BodySizeLimit, InFlightLimit, RequestMetrics
 from sample_platform.odds_feed import OddsBroker, PriceMover, change_and_publish
 from sample_platform.outbox import JsonlSink, OutboxRelay
 from sample_platform.risk import FeatureCache, RiskEngine, RiskLimits
@@ -67,8 +68,16 @@ from sample_platform.schemas import (
     json_body,
     parse_body,
 )
+from sample_platform.telemetry import ServerSpans, flush_telemetry, tracer
 
 log = logging.getLogger(__name__)
+# Newer FastAPI releases emit spans of their own once a tracer provider is set; `ServerSpans` already
+# makes exactly one server span per request (without url.path), so theirs would count every request twice.
+_NO_NATIVE_TELEMETRY = (
+    {"telemetry": {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}}
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters
+    else {}
+)
 Body = Annotated[Any, Depends(json_body)]
 
 
@@ -170,8 +179,10 @@ def create_app(
             p.faults.close()
             for worker in workers:
                 worker.join(timeout=10)
+            flush_telemetry()
 
     app = FastAPI(
+        **_NO_NATIVE_TELEMETRY,
         title="Sample betting platform",
         version="0.1.0",
         lifespan=lifespan,
@@ -207,6 +218,7 @@ def create_app(
     )
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=p.metrics)
+    app.add_middleware(ServerSpans, streaming=STREAMING_ROUTES)
 
     def admin(authorization: Annotated[str | None, Header()] = None) -> None:
         if not hmac.compare_digest(_bearer(authorization).encode(), admin_token.encode()):
@@ -387,7 +399,7 @@ def create_app(
                 )
 
         try:
-            with engine.begin() as conn:
+            with tracer.start_as_current_span("ledger commit"), engine.begin() as conn:
                 place_bet(conn, account_id=account_id, order=order, risk=p.risk, before_outbox=remember_response)
         except Problem as problem:
             # Refusals that a retry cannot change are remembered under the key; the rest are released.

@@ -23,6 +23,7 @@ from sample_platform.markets import format_odds
 from sample_platform.models import Bet, BetStatus, LedgerTransaction, Market, MarketStatus, Selection
 from sample_platform.outbox import write_event
 from sample_platform.risk import RiskEngine, limit_problem
+from sample_platform.telemetry import tracer
 
 markets_t = Market.__table__
 selections_t = Selection.__table__
@@ -89,9 +90,14 @@ def place_bet(
         )
     payout = ledger.payout_for(order.stake_minor, current)
     liability = payout - order.stake_minor
-    risk.precheck(
-        conn, account_id=account_id, selection_id=selection.id, stake_minor=order.stake_minor, liability_minor=liability
-    )
+    with tracer.start_as_current_span("risk check"):
+        risk.precheck(
+            conn,
+            account_id=account_id,
+            selection_id=selection.id,
+            stake_minor=order.stake_minor,
+            liability_minor=liability,
+        )
     limits = risk.limits
     # The authoritative checks, under row locks: the cache above may lag other processes.
     within_limit = conn.execute(

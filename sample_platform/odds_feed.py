@@ -29,6 +29,7 @@ from controlplane.storage import reader
 from sample_platform import markets
 from sample_platform.metrics import PlatformMetrics
 from sample_platform.models import Market, MarketStatus, Selection
+from sample_platform.telemetry import odds_publish_lag
 
 log = logging.getLogger(__name__)
 KEEPALIVE_SECONDS = 15.0
@@ -109,7 +110,9 @@ class OddsBroker:
                     yield f"event: overflow\ndata: {json.dumps(detail)}\n\n"
                     return
                 event, published = item
-                self.metrics.odds_publish_lag.observe(time.monotonic() - published)
+                lag = time.monotonic() - published
+                self.metrics.odds_publish_lag.observe(lag)
+                odds_publish_lag.record(lag)
                 subscriber.sent += 1
                 yield f"id: {event['seq']}\nevent: odds\ndata: {json.dumps(event, separators=(',', ':'))}\n\n"
         finally:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from opentelemetry import trace
 from sqlalchemy import Connection, Engine, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -31,6 +32,7 @@ from controlplane.storage import reader
 from sample_platform.models import OutboxCursor, OutboxEvent
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer("sample_platform.outbox")
 events_t = OutboxEvent.__table__
 cursors_t = OutboxCursor.__table__
 
@@ -190,6 +192,12 @@ class OutboxRelay:
 
     def relay_once(self) -> int:
         """Deliver one batch; returns how many events it delivered."""
+        with tracer.start_as_current_span("outbox relay") as span:
+            delivered = self._relay_batch()
+            span.set_attribute("platform.outbox.delivered", delivered)
+            return delivered
+
+    def _relay_batch(self) -> int:
         delay = self.delay()
         with reader(self.engine).connect() as conn:
             last = conn.execute(select(cursors_t.c.last_seq).where(cursors_t.c.name == self.name)).scalar_one()

@@ -1,0 +1,126 @@
+"""OpenTelemetry for the platform: server spans, internal spans, and semantic-convention metrics.
+
+Usage:
+
+    setup_telemetry(settings)          # once per process; exports over OTLP/HTTP if an endpoint is set
+    with tracer.start_as_current_span("risk check"): ...
+
+Spans and instruments come from the global OpenTelemetry API, so they cost nothing until
+`setup_telemetry` installs providers (the process serving the platform does; library users and
+tests that do not export get no-ops). No personal data: HTTP spans carry the route template, the
+method and the status code, never paths with ids, query strings, client addresses or tokens.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from opentelemetry import metrics, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from controlplane.settings import Settings
+from sample_platform.metrics import HTTP_DURATION_BUCKETS, LAG_BUCKETS
+
+log = logging.getLogger(__name__)
+SERVICE_NAME = "sample-platform"
+tracer = trace.get_tracer("sample_platform")
+meter = metrics.get_meter("sample_platform")
+request_duration = meter.create_histogram(
+    "http.server.request.duration", unit="s", description="Duration of HTTP server requests."
+)
+odds_publish_lag = meter.create_histogram(
+    "platform.odds.publish_lag", unit="s", description="From a price change's commit to its delivery to a subscriber."
+)
+_installed = False
+
+
+def setup_telemetry(settings: Settings) -> bool:
+    """Install OTLP/HTTP exporters for traces and metrics if `settings.otlp_endpoint` is set."""
+    global _installed
+    if _installed or not settings.otlp_endpoint:
+        return _installed
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+    from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    endpoint = settings.otlp_endpoint.rstrip("/")
+    resource = Resource.create({"service.name": SERVICE_NAME, "service.version": "0.1.0"})
+    traces = TracerProvider(resource=resource)
+    traces.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces")))
+    reader = PeriodicExportingMetricReader(
+        OTLPMetricExporter(endpoint=f"{endpoint}/v1/metrics"),
+        export_interval_millis=int(settings.otlp_metric_interval_seconds * 1000),
+    )
+    views = [
+        # Seconds, on the semantic-convention boundaries (not the SDK's millisecond defaults).
+        View(
+            instrument_name="http.server.request.duration",
+            aggregation=ExplicitBucketHistogramAggregation(boundaries=HTTP_DURATION_BUCKETS),
+        ),
+        View(
+            instrument_name="platform.odds.publish_lag",
+            aggregation=ExplicitBucketHistogramAggregation(boundaries=LAG_BUCKETS),
+        ),
+    ]
+    trace.set_tracer_provider(traces)
+    metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[reader], views=views))
+    _installed = True
+    log.info("exporting OpenTelemetry traces and metrics to %s", endpoint)
+    return True
+
+
+def flush_telemetry(timeout_millis: int = 10_000) -> None:
+    """Export what is buffered now (the app calls it as it shuts down: uvicorn ends the process by
+    re-raising SIGTERM, so nothing after the server loop would run)."""
+    for provider in (trace.get_tracer_provider(), metrics.get_meter_provider()):
+        if hasattr(provider, "force_flush"):
+            provider.force_flush(timeout_millis)
+
+
+class ServerSpans:
+    """One SERVER span per request, named `{method} {route}`, with stable HTTP semantic conventions,
+    and the `http.server.request.duration` histogram. Status Error for 5xx."""
+
+    def __init__(self, app: ASGIApp, *, streaming: frozenset[str] = frozenset()) -> None:
+        self.app = app
+        self.streaming = streaming
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        method = scope["method"]
+        started = time.perf_counter()
+        status = {"code": 500}
+
+        async def recording_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        with tracer.start_as_current_span(method, kind=SpanKind.SERVER) as span:
+            try:
+                await self.app(scope, receive, recording_send)
+            finally:
+                route = getattr(scope.get("route"), "path", None)
+                code = status["code"]
+                attributes = {
+                    "http.request.method": method,
+                    "http.response.status_code": code,
+                    "url.scheme": scope.get("scheme", "http"),
+                }
+                if route:
+                    attributes["http.route"] = route
+                    span.update_name(f"{method} {route}")
+                span.set_attributes(attributes)
+                if code >= 500:
+                    span.set_status(Status(StatusCode.ERROR))
+                if route not in self.streaming:
+                    request_duration.record(time.perf_counter() - started, attributes)

@@ -1,0 +1,58 @@
+"""The instrumented platform, exporting with the real OTLP/HTTP exporters to our receiver."""
+
+from __future__ import annotations
+
+import uuid
+
+from sample_platform.client import PlatformClient
+from tests.collectors.test_otlp_sdk import totals
+from tests.conftest import ADMIN_TOKEN, bet_body
+from tests.support import PlatformProcess
+
+
+def test_platform_spans_become_slice_counts(receiver, store, tmp_path, database_url) -> None:
+    platform = PlatformProcess(
+        f"sqlite:///{tmp_path / 'platform-under-watch.db'}",
+        tmp_path / "outbox.jsonl",
+        CONTROLPLANE_OTLP_ENDPOINT=receiver.url,
+        CONTROLPLANE_OTLP_METRIC_INTERVAL_SECONDS="1",
+    )
+    try:
+        admin = PlatformClient(platform.url, admin_token=ADMIN_TOKEN)
+        password = "a long enough password"
+        player = admin.http.post(
+            "/v1/accounts",
+            json={"username": f"t{uuid.uuid4().hex[:8]}", "password": password},
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        ).json()
+        admin.deposit(player["id"], 1_000_000)
+        market = admin.create_market("Telemetry cup", [("A", "2.00"), ("B", "2.00")])
+        logins = [
+            admin.http.post("/v1/login", json={"username": player["username"], "password": p}).status_code
+            for p in (password, "wrong password", password)
+        ]
+        statuses = [admin.place_bet(player["token"], bet_body(market, stake=100)).status_code for _ in range(20)]
+        admin.http.post(
+            "/v1/admin/faults",
+            json={
+                "kind": "error_rate",
+                "route": "POST /v1/bets",
+                "error_rate": 1.0,
+                "error_status": 500,
+                "ttl_seconds": 60,
+            },
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        )
+        statuses += [admin.place_bet(player["token"], bet_body(market, stake=100)).status_code for _ in range(7)]
+        admin.result(market["id"], winner_selection_id=market["selections"][0]["id"])
+        admin.close()
+    finally:
+        platform.stop()  # SIGTERM: the exporters flush on the way out
+    assert statuses.count(201) == 20 and statuses.count(500) == 7
+    assert logins == [200, 401, 200]
+    counted = totals(store)
+    assert counted["bet-placement"] == (27, 7)
+    assert counted["login"] == (3, 0)
+    assert counted["settlement"] == (1, 0)
+    log = platform.log.read_text()
+    assert password not in log and player["token"] not in log
