@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 from sqlalchemy import Engine
@@ -31,11 +32,12 @@ def create_collector_app(settings: Settings, *, engine: Engine, slices: SliceCon
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         stop = threading.Event()
-        worker = None
+        worker = scraper = None
         if targets:
             from collectors.scraper import Scraper
 
-            scraper = Scraper(engine, targets, _names(settings.scrape_metrics))
+            # Scraped series are kept a week; SLI buckets are the long-term record.
+            scraper = Scraper.from_settings(settings, engine=engine, retention=timedelta(days=7))
             worker = threading.Thread(
                 target=scraper.run, args=(stop, settings.scrape_interval_seconds), name="scraper", daemon=True
             )
@@ -46,6 +48,8 @@ def create_collector_app(settings: Settings, *, engine: Engine, slices: SliceCon
             stop.set()
             if worker is not None:
                 worker.join(timeout=10)
+            if scraper is not None:
+                scraper.close()
 
     app.router.lifespan_context = lifespan
     return app

@@ -360,6 +360,7 @@ def demo(
     settings = load_settings(
         database_url=database_url or "sqlite:///./var/demo.db",
         outbox_sink_path=None if "CONTROLPLANE_OUTBOX_SINK_PATH" in os.environ else "var/demo-outbox.jsonl",
+        store_url=None if "CONTROLPLANE_STORE_URL" in os.environ else "sqlite:///./var/demo-store.db",
     )
     summary = run_demo(settings, bets=bets, out=typer.echo)
     raise typer.Exit(EXIT_OK if summary.ledger_ok else EXIT_CRITICAL)

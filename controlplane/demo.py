@@ -15,18 +15,26 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
+from collectors.service import create_collector_app
+from collectors.sli import sli_rows
+from collectors.slices import load_slices
+from controlplane.clock import utcnow
 from controlplane.settings import Settings
 from controlplane.storage import make_engine, reader
+from controlplane.store import migrate_store
 from sample_platform.client import PlatformClient
 from sample_platform.db import migrate
 from sample_platform.ledger import check_ledger
 from sample_platform.outbox import OutboxRelay, read_jsonl_events
-from sample_platform.server import PlatformServer
+from sample_platform.server import PlatformServer, ThreadedServer
+from sample_platform.telemetry import setup_telemetry, shutdown_telemetry
 
 PLAYERS = 20
 MARKETS = (
@@ -56,6 +64,7 @@ def run_demo(
     settings: Settings, *, bets: int = 300, out: Callable[[str], None] = print, seed: int = 7, fresh: bool = True
 ) -> DemoSummary:
     rng = random.Random(seed)
+    started_at = utcnow()
     url = make_url(settings.database_url)
     if fresh and url.get_backend_name() == "sqlite" and url.database:
         for suffix in ("", "-wal", "-shm"):
@@ -68,7 +77,13 @@ def run_demo(
     summary = DemoSummary(bets_requested=bets)
     started = time.monotonic()
     out(f"platform database: {engine.url.render_as_string(hide_password=True)}")
-    with PlatformServer(settings, engine) as server:
+    store, collector = _start_collector(settings, fresh=fresh)
+    with ExitStack() as running:
+        running.enter_context(collector)
+        settings = settings.model_copy(update={"otlp_endpoint": collector.url})
+        exporting = setup_telemetry(settings)
+        out(f"collector (OTLP/HTTP) on {collector.url}, store {store.url.render_as_string(hide_password=True)}")
+        server = running.enter_context(PlatformServer(settings, engine))
         out(f"platform listening on {server.url}")
         client = PlatformClient(server.url, admin_token=settings.admin_token.get_secret_value())
         players = []
@@ -136,6 +151,8 @@ def run_demo(
             for outcome in ("won", "lost", "void"):
                 summary.settled[outcome] += report[outcome]
         client.close()
+        if exporting:
+            shutdown_telemetry()  # export everything now, while the collector is still listening
 
     relay_target = OutboxRelay(engine, _NullSink())  # counts only; delivery is the server relay's job
     summary.outbox_events = relay_target.pending() + relay_target.position()
@@ -147,8 +164,38 @@ def run_demo(
     summary.ledger_problems = check.problems[:10]
     summary.seconds = time.monotonic() - started
     _print_summary(summary, out, check.transactions)
+    _print_slis(store, out, since=started_at)
     engine.dispose()
+    store.dispose()
     return summary
+
+
+def _start_collector(settings: Settings, *, fresh: bool):  # type: ignore[no-untyped-def]
+    """The collector beside the platform, writing SLI buckets to the demo's own store."""
+    store_url = make_url(settings.store_url)
+    if fresh and store_url.get_backend_name() == "sqlite" and store_url.database:
+        for suffix in ("", "-wal", "-shm"):
+            Path(store_url.database + suffix).unlink(missing_ok=True)
+    store = make_engine(settings.store_url, **settings.engine_options())
+    migrate_store(store)
+    app = create_collector_app(settings, engine=store, slices=load_slices(settings.slices_path))
+    return store, ThreadedServer(app)
+
+
+def _print_slis(store, out: Callable[[str], None], *, since) -> None:  # type: ignore[no-untyped-def]
+    totals: dict[str, list[int]] = {}
+    for row in sli_rows(store, since=since - timedelta(minutes=1)):
+        entry = totals.setdefault(row["slice"], [0, 0, 0])
+        entry[0] += row["total"]
+        entry[1] += row["bad"]
+        entry[2] += 1
+    out("")
+    out("per-slice SLIs (from the platform's OpenTelemetry, through the collector)")
+    if not totals:
+        out("  no telemetry reached the collector")
+    for name, (total, bad, minutes) in sorted(totals.items()):
+        good = 100 * (total - bad) / total if total else 100.0
+        out(f"  {name:<15} events {total:>6}  bad {bad:>5}  good {good:6.2f}%  over {minutes} minute(s)")
 
 
 class _NullSink:

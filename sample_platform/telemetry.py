@@ -76,6 +76,15 @@ def setup_telemetry(settings: Settings) -> bool:
     return True
 
 
+def shutdown_telemetry() -> None:
+    """Export what is buffered and stop exporting (before the collector it talks to goes away)."""
+    global _installed
+    for provider in (trace.get_tracer_provider(), metrics.get_meter_provider()):
+        if hasattr(provider, "shutdown"):
+            provider.shutdown()
+    _installed = False
+
+
 def flush_telemetry(timeout_millis: int = 10_000) -> None:
     """Export what is buffered now (the app calls it as it shuts down: uvicorn ends the process by
     re-raising SIGTERM, so nothing after the server loop would run)."""

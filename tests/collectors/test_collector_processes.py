@@ -26,7 +26,10 @@ class CollectorProcess:
         env = os.environ | {"CONTROLPLANE_STORE_URL": store_url, "CONTROLPLANE_SLICES_PATH": str(SLICES)}
         with log.open("wb") as out:
             self.proc = subprocess.Popen(
-                [CONTROLPLANE, "collector", "serve", "--port", str(self.port)], env=env, stdout=out, stderr=subprocess.STDOUT
+                [CONTROLPLANE, "collector", "serve", "--port", str(self.port)],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + 60
         while True:
@@ -64,7 +67,11 @@ def test_two_collectors_share_one_store_without_losing_counts(store, store_setti
                     continue
                 target = collectors[i % 2].url  # both collectors write the same slices and minutes
                 for _attempt in range(20):
-                    response = http.post(f"{target}/v1/traces", content=request.SerializeToString(), headers={"Content-Type": otlp.PROTOBUF})
+                    response = http.post(
+                        f"{target}/v1/traces",
+                        content=request.SerializeToString(),
+                        headers={"Content-Type": otlp.PROTOBUF},
+                    )
                     if response.status_code != 503:
                         break
                     time.sleep(float(response.headers.get("Retry-After", "1")) / 10)
@@ -80,7 +87,11 @@ def test_two_collectors_share_one_store_without_losing_counts(store, store_setti
         # Every request again, to the other collector: retries across processes count nothing.
         with httpx.Client(timeout=30) as http:
             for i, request in enumerate(requests[:10]):
-                http.post(f"{collectors[(i + 1) % 2].url}/v1/traces", content=request.SerializeToString(), headers={"Content-Type": otlp.PROTOBUF})
+                http.post(
+                    f"{collectors[(i + 1) % 2].url}/v1/traces",
+                    content=request.SerializeToString(),
+                    headers={"Content-Type": otlp.PROTOBUF},
+                )
     finally:
         for collector in collectors:
             collector.stop()
@@ -90,17 +101,53 @@ def test_two_collectors_share_one_store_without_losing_counts(store, store_setti
 
 def test_sli_show_lists_minutes(store, store_settings, receiver) -> None:
     with httpx.Client(base_url=receiver.url) as http:
-        assert http.post("/v1/traces", content=trace_request(spans=50, seed=9).SerializeToString(), headers={"Content-Type": otlp.PROTOBUF}).status_code == 200
+        assert (
+            http.post(
+                "/v1/traces",
+                content=trace_request(spans=50, seed=9).SerializeToString(),
+                headers={"Content-Type": otlp.PROTOBUF},
+            ).status_code
+            == 200
+        )
     env = os.environ | {"CONTROLPLANE_STORE_URL": store_settings.store_url}
     shown = subprocess.run(
-        [CONTROLPLANE, "sli", "show", "--since", "2026-01-01T00:00:00Z", "--format", "json"], capture_output=True, text=True, env=env
+        [CONTROLPLANE, "sli", "show", "--since", "2026-01-01T00:00:00Z", "--format", "json"],
+        capture_output=True,
+        text=True,
+        env=env,
     )
     assert shown.returncode == 0, shown.stderr
     rows = json.loads(shown.stdout)
     assert {row["slice"] for row in rows} == {"bet-placement", "login"}
     assert sum(row["total"] for row in rows) == 50
     assert all(row["minute"].endswith("Z") and {"total", "bad", "latency"} <= row.keys() for row in rows)
-    table = subprocess.run([CONTROLPLANE, "sli", "show", "--slice", "login", "--since", "2026-01-01T00:00:00Z"], capture_output=True, text=True, env=env)
+    table = subprocess.run(
+        [CONTROLPLANE, "sli", "show", "--slice", "login", "--since", "2026-01-01T00:00:00Z"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert table.returncode == 0 and "login" in table.stdout and "bet-placement" not in table.stdout
-    bad = subprocess.run([CONTROLPLANE, "sli", "show", "--since", "yesterday-ish"], capture_output=True, text=True, env=env)
+    bad = subprocess.run(
+        [CONTROLPLANE, "sli", "show", "--since", "yesterday-ish"], capture_output=True, text=True, env=env
+    )
     assert bad.returncode == 3 and "90m" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_collector_scrapes_the_platform(store, store_settings, server) -> None:
+    from collectors.scraper import latest
+    from collectors.service import create_collector_app
+    from collectors.slices import load_slices
+    from sample_platform.server import ThreadedServer
+
+    settings = store_settings.model_copy(
+        update={"scrape_targets": f"{server.url}/metrics,http://127.0.0.1:1/metrics", "scrape_interval_seconds": 0.2}
+    )
+    with ThreadedServer(create_collector_app(settings, engine=store, slices=load_slices(SLICES))):
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not latest(store, name="platform_outbox_depth"):
+            time.sleep(0.1)
+    depth = latest(store, name="platform_outbox_depth")
+    assert depth and depth[0]["target"] == f"{server.url}/metrics"
+    up = {row["target"]: row["value"] for row in latest(store, name="up")}
+    assert up == {f"{server.url}/metrics": 1.0, "http://127.0.0.1:1/metrics": 0.0}
