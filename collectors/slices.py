@@ -44,9 +44,9 @@ class SliceSpec(BaseModel):
     @model_validator(mode="after")
     def _signal_fields(self) -> SliceSpec:
         if self.signal == "traces" and not self.spans:
-            raise ValueError("a traces slice needs `spans`: the span names it counts, e.g. ['POST /v1/bets']")
+            raise ValueError("`spans` missing: a traces slice needs the span names it counts, e.g. ['POST /v1/bets']")
         if self.signal == "metrics" and not self.metric:
-            raise ValueError("a metrics slice needs `metric`: a histogram name, e.g. http.server.request.duration")
+            raise ValueError("`metric` missing: a metrics slice needs a histogram name, e.g. http.server.request.duration")
         return self
 
 
@@ -139,7 +139,8 @@ def load_slices(path: Path) -> SliceConfig:
                 except (KeyError, IndexError, TypeError, AttributeError):
                     where = f"slice #{loc[1]}: "
                 loc = loc[2:]
-            field_name = ".".join(str(p) for p in loc) or "(top level)"
-            problems.append(f"{path}: {where}{field_name}: {err['msg']}")
+            field_name = ".".join(str(p) for p in loc)
+            message = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{path}: {where}{field_name + ': ' if field_name else ''}{message}")
         raise SliceConfigError("; ".join(problems)) from None
     return SliceConfig(tuple(parsed.latency_boundaries_seconds), parsed.slices)
