@@ -46,7 +46,9 @@ class SliceSpec(BaseModel):
         if self.signal == "traces" and not self.spans:
             raise ValueError("`spans` missing: a traces slice needs the span names it counts, e.g. ['POST /v1/bets']")
         if self.signal == "metrics" and not self.metric:
-            raise ValueError("`metric` missing: a metrics slice needs a histogram name, e.g. http.server.request.duration")
+            raise ValueError(
+                "`metric` missing: a metrics slice needs a histogram name, e.g. http.server.request.duration"
+            )
         return self
 
 

@@ -47,7 +47,7 @@ def test_errors_name_file_slice_and_field(tmp_path, text: str, expected: str) ->
 
 
 def test_missing_file_says_what_to_do(tmp_path) -> None:
-    with pytest.raises(SliceConfigError, match="file not found; copy config/slices.yaml"):
+    with pytest.raises(SliceConfigError, match=r"file not found; copy config/slices\.yaml"):
         load_slices(tmp_path / "nope.yaml")
 
 
