@@ -348,6 +348,66 @@ def sli_show(
         )
 
 
+slo_app = typer.Typer(help="Service level objectives: status, error budgets, burn-rate alerts.", no_args_is_help=True)
+app.add_typer(slo_app, name="slo")
+
+
+def load_slo_specs(settings: Settings):  # type: ignore[no-untyped-def]
+    from controlplane.slo_spec import SloConfigError, load_events, load_slos
+
+    try:
+        events = load_events(settings.events_path)
+        return load_slos(settings.slos_path, events=events), events
+    except SloConfigError as exc:
+        raise fail(str(exc)) from None
+
+
+@slo_app.command("status")
+def slo_status(
+    at: Annotated[
+        str | None, typer.Option(help="Evaluate as of this instant (ISO 8601 or 2h for two hours ago), to replay.")
+    ] = None,
+    store_url: StoreUrl = None,
+    slos: Annotated[Path | None, typer.Option(help="SLO file (default: $CONTROLPLANE_SLOS_PATH).")] = None,
+    fmt: Format = "table",
+) -> None:
+    """Each SLO: SLI, error budget left, burn rates, alerts. Exit 0 healthy, 1 ticket, 2 page, 3 unknown."""
+    from controlplane.clock import parse_since, utcnow
+    from controlplane.slo import evaluate_all
+    from controlplane.slo_spec import SloConfigError
+
+    _check_format(fmt)
+    settings = load_settings(store_url=store_url, slos_path=slos)
+    specs, events = load_slo_specs(settings)
+    slices = _slices(settings)
+    try:
+        when = parse_since(at) if at else utcnow()
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    try:
+        report = evaluate_all(_store_engine(settings), specs, events=events, boundaries=slices.boundaries, at=when)
+    except SloConfigError as exc:
+        raise fail(str(exc)) from None
+    except Exception as exc:  # the store unreachable or broken: "could not evaluate" for cron
+        raise fail(f"could not evaluate the SLOs: {type(exc).__name__}: {exc}") from None
+    if fmt == "json":
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        typer.echo(f"SLOs as of {report.to_dict()['at']}")
+        typer.echo(
+            f"{'slo':<28} {'objective':>9} {'sli':>9} {'budget left':>11} {'burn 1h':>8} {'burn 6h':>8} "
+            f"{'alert':<7} policy"
+        )
+        for s in report.slos:
+            alert = "PAGE" if s["alerts"]["page"] else ("ticket" if s["alerts"]["ticket"] else "-")
+            sli = "no data" if s["no_data"] else f"{100 * s['sli']:.3f}%"
+            typer.echo(
+                f"{s['name']:<28} {100 * s['objective']:>8.2f}% {sli:>9} {100 * s['budget_remaining']:>10.1f}% "
+                f"{s['burn_rates']['1h']:>8.2f} {s['burn_rates']['6h']:>8.2f} {alert:<7} {s['policy']}"
+            )
+    raise typer.Exit(report.exit_code)
+
+
 @app.command("demo")
 def demo(
     bets: Annotated[int, typer.Option(help="How many bets to place.", min=1, max=100_000)] = 300,

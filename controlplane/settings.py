@@ -113,6 +113,12 @@ class Settings(BaseSettings):
         description="The control plane's own database (SLI buckets, scraped series): sqlite:/// or postgresql+psycopg://.",
     )
     slices_path: Path = Field(Path("config/slices.yaml"), description="Which telemetry belongs to which SLI slice.")
+    slos_path: Path = Field(
+        Path("config/slos.yaml"), description="The service level objectives, one or more per slice."
+    )
+    events_path: Path = Field(
+        Path("config/events.yaml"), description="Sporting events that SLOs can use as their window."
+    )
     collector_max_body_bytes: int = Field(
         20 * 2**20, ge=1024, description="Largest OTLP request body, after decompression (413 above)."
     )

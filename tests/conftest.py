@@ -19,11 +19,13 @@ from sqlalchemy.engine import make_url
 
 from controlplane.settings import Settings
 from controlplane.storage import make_engine
+from controlplane.store import migrate_store
 from sample_platform.client import PlatformClient
 from sample_platform.db import migrate
 from sample_platform.server import PlatformServer
 
 ADMIN_TOKEN = "test-admin-token"
+SLICES_PATH = Path(__file__).parents[1] / "config" / "slices.yaml"
 POSTGRES_URL = os.environ.get("CONTROLPLANE_TEST_POSTGRES_URL", "")
 REQUIRE_POSTGRES = os.environ.get("CONTROLPLANE_TEST_REQUIRE_POSTGRES") == "1"
 
@@ -135,3 +137,18 @@ def bet_body(market: dict, *, selection: int = 0, stake: int = 500, **overrides:
     }
     body.update(overrides)
     return body
+
+
+@pytest.fixture
+def store_settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(environment="test", store_url=database_url, slices_path=SLICES_PATH)
+
+
+@pytest.fixture
+def store(store_settings: Settings) -> Iterator[Engine]:
+    engine = make_engine(store_settings.store_url, **store_settings.engine_options())
+    migrate_store(engine)
+    yield engine
+    engine.dispose()
+
+

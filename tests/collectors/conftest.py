@@ -12,24 +12,8 @@ from sqlalchemy import Engine
 from collectors.receiver import create_receiver
 from collectors.slices import load_slices
 from controlplane.settings import Settings
-from controlplane.storage import make_engine
-from controlplane.store import migrate_store
 from sample_platform.server import ThreadedServer
-
-SLICES = Path(__file__).parents[2] / "config" / "slices.yaml"
-
-
-@pytest.fixture
-def store_settings(database_url: str, tmp_path: Path) -> Settings:
-    return Settings(environment="test", store_url=database_url, slices_path=SLICES)
-
-
-@pytest.fixture
-def store(store_settings: Settings) -> Iterator[Engine]:
-    engine = make_engine(store_settings.store_url, **store_settings.engine_options())
-    migrate_store(engine)
-    yield engine
-    engine.dispose()
+from tests.conftest import SLICES_PATH as SLICES
 
 
 @pytest.fixture

@@ -1,0 +1,160 @@
+"""SLO specs (`config/slos.yaml`) and events (`config/events.yaml`), validated with errors that name
+the file, the SLO and the field.
+
+Usage:
+
+    specs = load_slos(Path("config/slos.yaml"), events=load_events(Path("config/events.yaml")))
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from controlplane.clock import as_utc
+
+EVENT_MARGIN = timedelta(hours=1)
+
+
+class SloConfigError(ValueError):
+    """A spec file is wrong; the message names the file, the SLO and the field, and the fix."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SliSpec(Strict):
+    kind: Literal["ratio", "latency", "freshness"] = "ratio"
+    threshold_seconds: float | None = Field(default=None, gt=0)
+    percentile: float = Field(default=0.99, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _threshold(self) -> SliSpec:
+        if self.kind != "ratio" and self.threshold_seconds is None:
+            raise ValueError(f"`threshold_seconds` missing: a {self.kind} SLI needs one, e.g. 0.5")
+        return self
+
+
+class WindowSpec(Strict):
+    rolling_days: int | None = Field(default=None, ge=1, le=366)
+    calendar: Literal["month"] | None = None
+    event: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> WindowSpec:
+        chosen = [k for k in ("rolling_days", "calendar", "event") if getattr(self, k) is not None]
+        if len(chosen) != 1:
+            raise ValueError("give exactly one of rolling_days (e.g. 30), calendar (month) or event (a name)")
+        return self
+
+
+class AlertingSpec(Strict):
+    page: bool = True
+    ticket: bool = True
+
+
+class SloSpec(Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")
+    slice: str = Field(min_length=1, max_length=64)
+    sli: SliSpec = Field(default_factory=SliSpec)
+    objective: float = Field(gt=0, lt=1, description="e.g. 0.999 for 99.9%")
+    window: WindowSpec
+    alerting: AlertingSpec = Field(default_factory=AlertingSpec)
+    description: str | None = None
+
+
+class EventSpec(Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")
+    kickoff: datetime
+    settlement_expected: datetime
+
+    @field_validator("kickoff", "settlement_expected")
+    @classmethod
+    def _zoned(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("give a time with its zone, e.g. 2026-12-05T15:00:00Z")
+        return as_utc(value)
+
+    @model_validator(mode="after")
+    def _order(self) -> EventSpec:
+        if self.settlement_expected <= self.kickoff:
+            raise ValueError("settlement_expected must come after kickoff")
+        return self
+
+    def window(self) -> tuple[datetime, datetime]:
+        return self.kickoff - EVENT_MARGIN, self.settlement_expected + EVENT_MARGIN
+
+
+class SlosFile(Strict):
+    slos: list[SloSpec] = Field(min_length=1)
+
+
+class EventsFile(Strict):
+    events: list[EventSpec] = Field(default_factory=list)
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise SloConfigError(f"{path}: file not found; copy it from the project's config/ and edit it") from None
+    except yaml.YAMLError as exc:
+        raise SloConfigError(f"{path}: not valid YAML ({exc})") from None
+
+
+def _explain(path: Path, raw: Any, exc: ValidationError, list_key: str, what: str) -> SloConfigError:
+    problems = []
+    for err in exc.errors():
+        loc = list(err["loc"])
+        where = ""
+        if len(loc) >= 2 and loc[0] == list_key and isinstance(loc[1], int):
+            try:
+                where = f"{what} '{raw[list_key][loc[1]].get('name', loc[1])}': "
+            except (KeyError, IndexError, TypeError, AttributeError):
+                where = f"{what} #{loc[1]}: "
+            loc = loc[2:]
+        field_name = ".".join(str(p) for p in loc)
+        message = err["msg"].removeprefix("Value error, ")
+        problems.append(f"{path}: {where}{field_name + ': ' if field_name else ''}{message}")
+    return SloConfigError("; ".join(problems))
+
+
+def load_events(path: Path) -> dict[str, EventSpec]:
+    if not Path(path).exists():
+        return {}
+    raw = _read_yaml(path) or {"events": []}
+    try:
+        parsed = EventsFile.model_validate(raw)
+    except ValidationError as exc:
+        raise _explain(path, raw, exc, "events", "event") from None
+    return {event.name: event for event in parsed.events}
+
+
+def load_slos(path: Path, *, events: dict[str, EventSpec] | None = None) -> list[SloSpec]:
+    raw = _read_yaml(path)
+    try:
+        parsed = SlosFile.model_validate(raw)
+    except ValidationError as exc:
+        raise _explain(path, raw, exc, "slos", "slo") from None
+    return check_slos(parsed.slos, events=events or {}, source=str(path))
+
+
+def check_slos(specs: list[SloSpec], *, events: dict[str, EventSpec], source: str) -> list[SloSpec]:
+    """Rules across SLOs and files: unique names, known events."""
+    names = [s.name for s in specs]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise SloConfigError(f"{source}: slo names must be unique; repeated: {', '.join(dupes)}")
+    for spec in specs:
+        if spec.window.event is not None and spec.window.event not in events:
+            known = ", ".join(sorted(events)) or "none defined"
+            raise SloConfigError(
+                f"{source}: slo '{spec.name}': window.event: no event named {spec.window.event!r} in "
+                f"config/events.yaml (known: {known}); add it there or pick another window"
+            )
+    return specs
