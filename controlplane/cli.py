@@ -408,6 +408,29 @@ def slo_status(
     raise typer.Exit(report.exit_code)
 
 
+@slo_app.command("rules")
+def slo_rules(
+    out: Annotated[Path, typer.Option("--out", help="Where to write the Prometheus rules file.")] = Path(
+        "slo-rules.yml"
+    ),
+    slos: Annotated[Path | None, typer.Option(help="SLO file (default: $CONTROLPLANE_SLOS_PATH).")] = None,
+) -> None:
+    """Write Prometheus recording and alerting rules for the SLOs (check them with `promtool check rules`)."""
+    from controlplane.slo_rules import render_rules
+    from controlplane.slo_spec import SloConfigError
+
+    settings = load_settings(slos_path=slos)
+    specs, events = load_slo_specs(settings)
+    try:
+        text = render_rules(specs, _slices(settings), events=events)
+    except SloConfigError as exc:
+        raise fail(str(exc)) from None
+    out.write_text(text)
+    typer.echo(
+        f"wrote {sum(1 for line in text.splitlines() if line.lstrip().startswith(('- record', '- alert')))} rules to {out}"
+    )
+
+
 @app.command("demo")
 def demo(
     bets: Annotated[int, typer.Option(help="How many bets to place.", min=1, max=100_000)] = 300,

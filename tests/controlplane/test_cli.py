@@ -50,7 +50,10 @@ def test_bad_setting_is_a_message_and_exit_3(tmp_path) -> None:
 def test_migrate_then_demo(tmp_path) -> None:
     db = tmp_path / "demo.db"
     migrated = subprocess.run(
-        [CONTROLPLANE, "platform", "migrate", "--database-url", f"sqlite:///{db}"], capture_output=True, text=True, cwd=tmp_path
+        [CONTROLPLANE, "platform", "migrate", "--database-url", f"sqlite:///{db}"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
     )
     assert migrated.returncode == 0, migrated.stderr
     env = os.environ | {

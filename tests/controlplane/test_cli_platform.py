@@ -24,8 +24,21 @@ def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
 def test_faults_set_list_clear(server) -> None:
     common = ("--target", server.url, "--admin-token", ADMIN_TOKEN)
     made = run_cli(
-        "platform", "faults", "set", "latency", "--route", "GET /v1/markets", "--latency-ms", "20", "--ttl", "60",
-        "--reason", "drill", *common, "--format", "json",
+        "platform",
+        "faults",
+        "set",
+        "latency",
+        "--route",
+        "GET /v1/markets",
+        "--latency-ms",
+        "20",
+        "--ttl",
+        "60",
+        "--reason",
+        "drill",
+        *common,
+        "--format",
+        "json",
     )
     assert made.returncode == 0, made.stderr
     fault = json.loads(made.stdout)[0]
@@ -62,11 +75,26 @@ def test_faults_without_a_token_say_how_to_give_one(server) -> None:
 
 @pytest.mark.slow
 def test_derby_night_run_reconciles_with_the_database(engine, settings, tmp_path) -> None:
-    platform = PlatformProcess(settings.database_url, tmp_path / "outbox.jsonl", CONTROLPLANE_PRICE_MOVER_INTERVAL_SECONDS="1")
+    platform = PlatformProcess(
+        settings.database_url, tmp_path / "outbox.jsonl", CONTROLPLANE_PRICE_MOVER_INTERVAL_SECONDS="1"
+    )
     try:
         result = run_cli(
-            "platform", "load", "--profile", "derby-night", "--duration", str(DERBY_SECONDS), "--rate", "3",
-            "--target", platform.url, "--admin-token", ADMIN_TOKEN, "--format", "json", "--no-progress",
+            "platform",
+            "load",
+            "--profile",
+            "derby-night",
+            "--duration",
+            str(DERBY_SECONDS),
+            "--rate",
+            "3",
+            "--target",
+            platform.url,
+            "--admin-token",
+            ADMIN_TOKEN,
+            "--format",
+            "json",
+            "--no-progress",
             timeout=DERBY_SECONDS + 120,
         )
     finally:
