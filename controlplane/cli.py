@@ -426,9 +426,8 @@ def slo_rules(
     except SloConfigError as exc:
         raise fail(str(exc)) from None
     out.write_text(text)
-    typer.echo(
-        f"wrote {sum(1 for line in text.splitlines() if line.lstrip().startswith(('- record', '- alert')))} rules to {out}"
-    )
+    rules = sum(1 for line in text.splitlines() if line.lstrip().startswith(("- record", "- alert")))
+    typer.echo(f"wrote {rules} rules to {out}")
 
 
 @app.command("demo")
