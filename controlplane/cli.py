@@ -430,6 +430,58 @@ def slo_rules(
     typer.echo(f"wrote {rules} rules to {out}")
 
 
+@slo_app.command("export")
+def slo_export(
+    fmt: Annotated[str, typer.Option("--format", help="openslo (OpenSLO v1 YAML).")] = "openslo",
+    out: Annotated[Path | None, typer.Option("--out", help="Write to this file instead of standard output.")] = None,
+    slos: Annotated[Path | None, typer.Option(help="SLO file (default: $CONTROLPLANE_SLOS_PATH).")] = None,
+) -> None:
+    """Export the SLOs as OpenSLO v1 documents (event windows have no OpenSLO form and are refused)."""
+    from controlplane.openslo import export_openslo
+    from controlplane.slo_spec import SloConfigError
+
+    if fmt != "openslo":
+        raise fail(f"--format must be openslo, not {fmt!r}")
+    specs, _events = load_slo_specs(load_settings(slos_path=slos))
+    try:
+        text = export_openslo(specs)
+    except SloConfigError as exc:
+        raise fail(str(exc)) from None
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text)
+        typer.echo(f"wrote {len(specs)} SLOs to {out}")
+
+
+@slo_app.command("import")
+def slo_import(
+    file: Annotated[Path, typer.Argument(help="OpenSLO v1 YAML (one or more `kind: SLO` documents).")],
+    actor: Annotated[str, typer.Option(help="Who makes the change (recorded).", envvar="USER")] = "admin",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check and show, change nothing.")] = False,
+    slos: Annotated[Path | None, typer.Option(help="SLO file to update (default: $CONTROLPLANE_SLOS_PATH).")] = None,
+) -> None:
+    """Import OpenSLO SLOs into the SLO file (merged by name); what does not map is refused with the reason."""
+    from controlplane.openslo import import_openslo
+    from controlplane.slo_spec import SloConfigError, apply_slo_changes, load_events, spec_document
+
+    settings = load_settings(slos_path=slos)
+    try:
+        specs = import_openslo(file.read_text(), source=str(file))
+        events = load_events(settings.events_path)
+        if dry_run:
+            typer.echo(json.dumps([spec_document(s) for s in specs], indent=2))
+            return
+        changes = apply_slo_changes(settings, specs, actor=actor, events=events)
+    except FileNotFoundError:
+        raise fail(f"{file}: file not found") from None
+    except SloConfigError as exc:
+        raise fail(str(exc)) from None
+    typer.echo(
+        f"{len(changes)} SLO(s) changed in {settings.slos_path}" + "".join(f"\n  {c['subject']}" for c in changes)
+    )
+
+
 @app.command("demo")
 def demo(
     bets: Annotated[int, typer.Option(help="How many bets to place.", min=1, max=100_000)] = 300,

@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     slos_path: Path = Field(
         Path("config/slos.yaml"), description="The service level objectives, one or more per slice."
     )
+    change_log_path: Path = Field(
+        Path("var/changes.jsonl"), description="Where configuration changes (SLO specs) are recorded for the audit log."
+    )
     events_path: Path = Field(
         Path("config/events.yaml"), description="Sporting events that SLOs can use as their window."
     )

@@ -158,3 +158,41 @@ def check_slos(specs: list[SloSpec], *, events: dict[str, EventSpec], source: st
                 f"config/events.yaml (known: {known}); add it there or pick another window"
             )
     return specs
+
+
+def spec_document(spec: SloSpec) -> dict:
+    """A spec as it is written in slos.yaml (defaults left out)."""
+    return spec.model_dump(mode="json", exclude_none=True, exclude_defaults=True) | {
+        "objective": spec.objective,
+        "window": spec.window.model_dump(mode="json", exclude_none=True),
+    }
+
+
+def apply_slo_changes(
+    settings: Any, new_specs: list[SloSpec], *, actor: str, events: dict[str, EventSpec]
+) -> list[dict]:
+    """The one way SLO specs change: merge by name into the SLO file, validate, write, record each change.
+
+    Returns the recorded changes (added or replaced SLOs); nothing is written if validation fails.
+    """
+    from controlplane.changes import record_change
+
+    path = Path(settings.slos_path)
+    current = load_slos(path, events=events) if path.exists() else []
+    by_name = {spec.name: spec for spec in current}
+    changes = []
+    for spec in new_specs:
+        before = by_name.get(spec.name)
+        if before is not None and spec_document(before) == spec_document(spec):
+            continue
+        by_name[spec.name] = spec
+        changes.append((spec.name, spec_document(before) if before else None, spec_document(spec)))
+    merged = check_slos(list(by_name.values()), events=events, source=str(path))
+    if not changes:
+        return []
+    header = "# Service level objectives; changed through `controlplane slo import` (each change is recorded).\n"
+    path.write_text(header + yaml.safe_dump({"slos": [spec_document(s) for s in merged]}, sort_keys=False))
+    return [
+        record_change(settings, kind="slo", subject=name, before=before, after=after, actor=actor)
+        for name, before, after in changes
+    ]
