@@ -18,15 +18,28 @@ from sqlalchemy import Engine
 
 from collectors.receiver import create_receiver
 from collectors.slices import SliceConfig
+from collectors.slo_gauges import SloGauges
 from controlplane.settings import Settings
+from controlplane.slo_spec import EventSpec, SloSpec
 
 
 def _names(csv: str) -> list[str]:
     return [item.strip() for item in csv.split(",") if item.strip()]
 
 
-def create_collector_app(settings: Settings, *, engine: Engine, slices: SliceConfig) -> FastAPI:
-    app = create_receiver(settings, engine=engine, slices=slices)
+def create_collector_app(
+    settings: Settings,
+    *,
+    engine: Engine,
+    slices: SliceConfig,
+    slos: tuple[list[SloSpec], dict[str, EventSpec]] | None = None,
+) -> FastAPI:
+    """The receiver, the scraper, and (given SLO specs) SLO gauges on /metrics."""
+    gauges = None
+    if slos is not None:
+        specs, events = slos
+        gauges = SloGauges(engine, specs, events=events, boundaries=slices.boundaries)
+    app = create_receiver(settings, engine=engine, slices=slices, extra_metrics=gauges.register_on if gauges else None)
     targets = _names(settings.scrape_targets)
 
     @asynccontextmanager

@@ -311,8 +311,10 @@ def collector_serve(
 
     settings = load_settings(store_url=store_url, slices_path=slices, scrape_targets=scrape)
     config = _slices(settings)
+    slo_specs = load_slo_specs(settings) if Path(settings.slos_path).exists() else None
     engine = _store_engine(settings)
-    uvicorn.run(create_collector_app(settings, engine=engine, slices=config), host=host, port=port, log_level="warning")
+    app = create_collector_app(settings, engine=engine, slices=config, slos=slo_specs)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
 @sli_app.command("show")

@@ -151,3 +151,34 @@ def test_collector_scrapes_the_platform(store, store_settings, server) -> None:
     assert depth and depth[0]["target"] == f"{server.url}/metrics"
     up = {row["target"]: row["value"] for row in latest(store, name="up")}
     assert up == {f"{server.url}/metrics": 1.0, "http://127.0.0.1:1/metrics": 0.0}
+
+
+def test_collector_metrics_carry_slo_gauges(store, store_settings) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from collectors.service import create_collector_app
+    from collectors.slices import load_slices
+    from controlplane.slo_spec import load_events, load_slos
+    from sample_platform.server import ThreadedServer
+
+    config_dir = SLICES.parent
+    events = load_events(config_dir / "events.yaml")
+    slos = (load_slos(config_dir / "slos.yaml", events=events), events)
+    app = create_collector_app(store_settings, engine=store, slices=load_slices(SLICES), slos=slos)
+    with ThreadedServer(app) as collector, httpx.Client(base_url=collector.url) as http:
+        request = trace_request(spans=100, seed=11, minutes=1)
+        now_nanos = time.time_ns() - 120 * 10**9  # two minutes ago, inside every window
+        for span in request.resource_spans[0].scope_spans[0].spans:
+            length = span.end_time_unix_nano - span.start_time_unix_nano
+            span.start_time_unix_nano = now_nanos
+            span.end_time_unix_nano = now_nanos + length
+        assert http.post("/v1/traces", content=request.SerializeToString(), headers={"Content-Type": otlp.PROTOBUF}).status_code == 200
+        text = http.get("/metrics").text
+    families = {f.name: f.samples for f in text_string_to_metric_families(text)}
+    assert {"slo_sli", "slo_error_budget_remaining", "slo_burn_rate", "slo_alert", "slo_objective"} <= families.keys()
+    sli = {s.labels["slo"]: s.value for s in families["slo_sli"]}
+    assert set(sli) == {s.name for s in slos[0]}
+    bets = [s for s in families["slo_burn_rate"] if s.labels["slo"] == "bet-placement-availability" and s.labels["window"] == "5m"]
+    assert bets and bets[0].value > 0  # the 5xx spans above burn budget
+    pages = {s.labels["slo"]: s.value for s in families["slo_alert"] if s.labels["severity"] == "page"}
+    assert pages["bet-placement-availability"] == 1.0
