@@ -165,6 +165,7 @@ def run_demo(
     summary.seconds = time.monotonic() - started
     _print_summary(summary, out, check.transactions)
     _print_slis(store, out, since=started_at)
+    _print_slos(settings, store, out)
     engine.dispose()
     store.dispose()
     return summary
@@ -180,6 +181,32 @@ def _start_collector(settings: Settings, *, fresh: bool):  # type: ignore[no-unt
     migrate_store(store)
     app = create_collector_app(settings, engine=store, slices=load_slices(settings.slices_path))
     return store, ThreadedServer(app)
+
+
+def _print_slos(settings: Settings, store, out: Callable[[str], None]) -> None:  # type: ignore[no-untyped-def]
+    from controlplane.slo import evaluate_all, floor_minute
+    from controlplane.slo_spec import SloConfigError, load_events, load_slos
+
+    try:
+        events = load_events(settings.events_path)
+        specs = load_slos(settings.slos_path, events=events)
+        # The demo's events are all in the current minute: evaluate as of its end to include them.
+        at = floor_minute(utcnow()) + timedelta(minutes=1)
+        report = evaluate_all(
+            store, specs, events=events, boundaries=load_slices(settings.slices_path).boundaries, at=at
+        )
+    except (SloConfigError, OSError) as exc:
+        out(f"  (SLOs not evaluated: {exc})")
+        return
+    out("")
+    out("SLOs (controlplane slo status)")
+    for s in report.slos:
+        alert = "PAGE" if s["alerts"]["page"] else ("ticket" if s["alerts"]["ticket"] else "-")
+        sli = "no data" if s["no_data"] else f"{100 * s['sli']:.3f}%"
+        out(
+            f"  {s['name']:<28} objective {100 * s['objective']:.2f}%  sli {sli:>9}  budget left "
+            f"{100 * s['budget_remaining']:6.1f}%  alert {alert}"
+        )
 
 
 def _print_slis(store, out: Callable[[str], None], *, since) -> None:  # type: ignore[no-untyped-def]
