@@ -1,0 +1,550 @@
+"""Benchmark: evaluating every SLO over D days of per-minute buckets, beside only reading those buckets.
+
+    .venv/bin/python bench/slo_eval.py                         # SQLite + PostgreSQL, D = 7, 30, 90
+    .venv/bin/python bench/slo_eval.py --days 7,30 --skip-postgres --repeats 5
+    .venv/bin/python bench/slo_eval.py --profile                # + cProfile of one evaluation at the largest D
+    .venv/bin/python bench/slo_eval.py --format json > result.json
+
+Store: a fresh, migrated store per database: a SQLite file in a tempdir, and a fresh schema of
+$CONTROLPLANE_TEST_POSTGRES_URL (default postgresql+psycopg://postgres@127.0.0.1:5432/test) reached
+through `?options=-csearch_path=<schema>` and dropped at the end; PostgreSQL is skipped with a note
+when it does not answer. Each is filled, with bulk core inserts and before any timing, with the
+largest D days (default 90) of per-minute rows ending at a fixed instant (AT): one `sli_buckets`
+row per minute for each of the 4 slices of config/slices.yaml (bet-placement, settlement, login,
+odds-feed; hundreds of events a minute with a daily swing, a few bad, now and then a short
+incident), and 4 `sli_latency_buckets` rows per slice-minute ("0.1", "0.5", "1.0", "+Inf"; per-bucket
+counts adding up to the minute's events). Both databases get the same rows (seeded generator), then
+ANALYZE (as PostgreSQL's autovacuum would after a bulk load).
+
+SLOs: the shipped config/slos.yaml, with every SLO's window replaced by {rolling_days: D}, so the
+runs differ only in how much data there is (3 ratio SLOs read sli_buckets: one row per minute; the
+latency and the freshness SLO read sli_latency_buckets: four rows per minute).
+
+Measured for each D, on a store engine made by `make_engine` with the product's defaults:
+
+  read      the baseline: for each SLO, the same SELECT that `load_counts` issues (its slice's rows
+            in [AT - max(D days, 3 days), AT), 3 days being the longest burn-rate window), run on a
+            `reader(engine)` connection and fetched with `.all()`. Only execute + fetch is timed:
+            statements are built and connections taken from the pool outside the clock.
+  evaluate  `evaluate_all(engine, specs, events={}, boundaries=..., at=AT)`: the same queries, plus
+            turning rows into per-minute counts, prefix sums, every window, burn rate and alert tier.
+
+Each is run once to warm caches, then `--repeats` (default 3) times, alternating; the median wall
+time is shown (client CPU time is in the JSON). A consistency check compares the evaluation's event
+counts with the rows read.
+
+How to read it: "eval/read" is evaluate's median over read's median measured in the same run on the
+same database. 1.0x would mean evaluating costs nothing beyond fetching the rows; 3.0x means two
+thirds of an evaluation is our own Python work on rows already fetched. The "x Dmin" columns are
+growth against the smallest D (rows read grow linearly with D; a time growing faster than the rows
+means something beyond linear in the window's length). "us/row" is evaluate's wall time per row read.
+"alerts" counts SLOs paging / ticketing at AT (a sanity check that the evaluation did its work; the
+thresholds scale with D / 30 days, so shorter windows fire more on the same data).
+`--profile` adds cProfile's top functions (by own time) of one evaluation at the largest D.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import io
+import json
+import os
+import platform
+import pstats
+import random
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import sqlalchemy  # noqa: E402
+from sqlalchemy import Engine, select, text  # noqa: E402
+from sqlalchemy.sql import Select  # noqa: E402
+
+from collectors.slices import load_slices  # noqa: E402
+from controlplane.slo import BURN_WINDOWS, evaluate_all, slo_window  # noqa: E402
+from controlplane.slo_spec import SloSpec, load_events, load_slos  # noqa: E402
+from controlplane.storage import make_engine, reader  # noqa: E402
+from controlplane.store import SliBucket, SliLatencyBucket, migrate_store  # noqa: E402
+
+DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+AT = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)  # the fixed "now" of every evaluation; data ends here
+LE_LABELS = ("0.1", "0.5", "1.0", "+Inf")  # labels of boundaries of config/slices.yaml, per-bucket counts
+FILL_STATEMENT_TIMEOUT_MS = 600_000  # for the bulk load and ANALYZE only; measurements use the defaults
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """A slice's events per minute (mean, before the daily swing), bad share, and latency split."""
+
+    slice: str
+    per_minute: int
+    bad_share: float  # of events, outside incidents
+    latency_share: tuple[float, float, float]  # share at/under 0.1 s, in (0.1, 0.5], in (0.5, 1.0]; rest +Inf
+
+
+TRAFFIC = (
+    Traffic("bet-placement", 600, 0.0004, (0.93, 0.065, 0.004)),
+    Traffic("settlement", 120, 0.0002, (0.55, 0.42, 0.027)),
+    Traffic("login", 250, 0.0008, (0.80, 0.19, 0.008)),
+    Traffic("odds-feed", 300, 0.0, (0.97, 0.027, 0.0025)),  # metrics slice: publish lag, never "bad"
+)
+INCIDENT_PER_DAY = 0.3  # chance per slice-day of a 5-40 minute incident (bad share 2-20%, slow tail)
+
+
+def day_chunks(days: int, seed: int) -> Iterator[tuple[list[dict], list[dict]]]:
+    """One day at a time, oldest first: (sli_buckets rows, sli_latency_buckets rows) for all slices."""
+    rng = random.Random(seed)
+    first = AT - timedelta(days=days)
+    for day in range(days):
+        incidents: dict[str, tuple[int, int, float]] = {}
+        for t in TRAFFIC:
+            if rng.random() < INCIDENT_PER_DAY:
+                start = rng.randrange(1440)
+                incidents[t.slice] = (start, start + rng.randrange(5, 41), rng.uniform(0.02, 0.2))
+        buckets: list[dict] = []
+        latency: list[dict] = []
+        for m in range(1440):
+            minute = first + timedelta(days=day, minutes=m)
+            swing = 0.55 + 0.45 * abs(((m + 600) % 1440) / 720 - 1)  # low at night, peak in the evening
+            for t in TRAFFIC:
+                total = max(1, int(t.per_minute * swing * rng.uniform(0.85, 1.15)))
+                bad_share, slow = t.bad_share, 1.0
+                incident = incidents.get(t.slice)
+                if incident and incident[0] <= m < incident[1]:
+                    bad_share, slow = (incident[2] if t.bad_share else 0.0), 6.0
+                bad = int(total * bad_share + rng.random())
+                fast, mid, tail = t.latency_share
+                c3 = min(total, int(total * tail * slow + rng.random()))
+                c4 = min(total - c3, int(total * (1 - fast - mid - tail) * slow + rng.random()))
+                c2 = min(total - c3 - c4, int(total * mid * rng.uniform(0.9, 1.1)))
+                c1 = total - c2 - c3 - c4
+                buckets.append({"slice": t.slice, "minute": minute, "total": total, "bad": bad})
+                for le, count in zip(LE_LABELS, (c1, c2, c3, c4), strict=True):
+                    latency.append({"slice": t.slice, "minute": minute, "le": le, "count": count})
+        yield buckets, latency
+
+
+def fill(engine: Engine, days: int, seed: int) -> dict[str, Any]:
+    """Bulk-load `days` days of buckets (one transaction per day), then ANALYZE."""
+    b, lat = SliBucket.__table__, SliLatencyBucket.__table__
+    t0 = time.perf_counter()
+    n_buckets = n_latency = 0
+    for day, (buckets, latency) in enumerate(day_chunks(days, seed), 1):
+        with engine.begin() as conn:
+            conn.execute(b.insert(), buckets)
+            for i in range(0, len(latency), 10_000):
+                conn.execute(lat.insert(), latency[i : i + 10_000])
+        n_buckets += len(buckets)
+        n_latency += len(latency)
+        if day % 30 == 0:
+            log(f"  filled {day}/{days} days ({time.perf_counter() - t0:.1f} s)")
+    if engine.dialect.name == "sqlite":
+        with engine.begin() as conn:  # the WAL is checkpointed when the loader's connections close
+            conn.exec_driver_sql("ANALYZE")
+    else:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM ANALYZE sli_buckets")
+            conn.exec_driver_sql("VACUUM ANALYZE sli_latency_buckets")
+    return {
+        "days": days,
+        "sli_buckets_rows": n_buckets,
+        "sli_latency_buckets_rows": n_latency,
+        "fill_s": round(time.perf_counter() - t0, 2),
+    }
+
+
+# ---------------------------------------------------------------------------------------- specs
+
+
+def specs_for(base: list[SloSpec], days: int) -> list[SloSpec]:
+    return [SloSpec.model_validate({**s.model_dump(), "window": {"rolling_days": days}}) for s in base]
+
+
+def bucket_select(spec: SloSpec, at: datetime) -> Select:
+    """The SELECT `load_counts` issues for this spec in `evaluate_all(..., at=at)`."""
+    _kind, start, _end, _days = slo_window(spec, at, {})
+    earliest = min(start, at - max(BURN_WINDOWS.values()))
+    b, lat = SliBucket.__table__, SliLatencyBucket.__table__
+    if spec.sli.kind == "ratio":
+        return select(b.c.minute, b.c.total, b.c.bad).where(
+            b.c.slice == spec.slice, b.c.minute >= earliest, b.c.minute < at
+        )
+    return select(lat.c.minute, lat.c.le, lat.c.count).where(
+        lat.c.slice == spec.slice, lat.c.minute >= earliest, lat.c.minute < at
+    )
+
+
+# ---------------------------------------------------------------------------------------- timing
+
+
+def read_only(engine: Engine, statements: list[Select]) -> tuple[float, float, list[list[Any]]]:
+    """(wall s, cpu s, rows per statement): execute + fetch only, one pooled reader connection each."""
+    wall = cpu = 0.0
+    results = []
+    for stmt in statements:
+        with reader(engine).connect() as conn:
+            w0, c0 = time.perf_counter(), time.process_time()
+            rows = conn.execute(stmt).all()
+            wall += time.perf_counter() - w0
+            cpu += time.process_time() - c0
+        results.append(rows)
+    return wall, cpu, results
+
+
+def evaluate_once(engine: Engine, specs: list[SloSpec], boundaries: tuple[float, ...]) -> tuple[float, float, Any]:
+    w0, c0 = time.perf_counter(), time.process_time()
+    report = evaluate_all(engine, specs, events={}, boundaries=boundaries, at=AT)
+    return time.perf_counter() - w0, time.process_time() - c0, report
+
+
+def check(specs: list[SloSpec], rows: list[list[Any]], report: Any) -> None:
+    """The evaluation counted what the store holds: events of ratio and latency SLOs match the rows read."""
+    for spec, spec_rows, result in zip(specs, rows, report.slos, strict=True):
+        start = AT - timedelta(days=spec.window.rolling_days or 0)
+        in_window = [r for r in spec_rows if _utc(r[0]) >= start]
+        if spec.sli.kind == "ratio":
+            expected = sum(r[1] for r in in_window)
+        elif spec.sli.kind == "latency":
+            expected = sum(r[2] for r in in_window)
+        else:
+            expected = len({r[0] for r in in_window})  # freshness: one timeslice per minute with data
+        if result["events"] != expected or result["no_data"]:
+            raise AssertionError(f"{spec.name}: evaluate counted {result['events']} events, the rows hold {expected}")
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def measure_days(
+    engine: Engine, base: list[SloSpec], days: int, boundaries: tuple[float, ...], repeats: int
+) -> dict[str, Any]:
+    specs = specs_for(base, days)
+    statements = [bucket_select(s, AT) for s in specs]
+    _w, _c, rows = read_only(engine, statements)  # warm-up
+    _w, _c, report = evaluate_once(engine, specs, boundaries)  # warm-up
+    check(specs, rows, report)
+    rows_read = sum(len(r) for r in rows)
+    del rows
+    reads: list[tuple[float, float]] = []
+    evals: list[tuple[float, float]] = []
+    for _ in range(repeats):
+        gc.collect()
+        wall, cpu, _rows = read_only(engine, statements)
+        reads.append((wall, cpu))
+        del _rows
+        gc.collect()
+        wall, cpu, _report = evaluate_once(engine, specs, boundaries)
+        evals.append((wall, cpu))
+    read_s = statistics.median(w for w, _ in reads)
+    eval_s = statistics.median(w for w, _ in evals)
+    return {
+        "days": days,
+        "rows_read": rows_read,
+        "read_s": round(read_s, 4),
+        "read_cpu_s": round(statistics.median(c for _, c in reads), 4),
+        "evaluate_s": round(eval_s, 4),
+        "evaluate_cpu_s": round(statistics.median(c for _, c in evals), 4),
+        "eval_over_read": round(eval_s / read_s, 3) if read_s else None,
+        "evaluate_us_per_row": round(eval_s / rows_read * 1e6, 3) if rows_read else None,
+        "read_runs_s": [round(w, 4) for w, _ in reads],
+        "evaluate_runs_s": [round(w, 4) for w, _ in evals],
+        "alerts": {
+            "page": sorted(s["name"] for s in report.slos if s["alerts"]["page"]),
+            "ticket": sorted(s["name"] for s in report.slos if s["alerts"]["ticket"]),
+        },
+    }
+
+
+def add_growth(rows: list[dict[str, Any]]) -> None:
+    base = rows[0]
+    for row in rows:
+        row["growth_vs_days"] = base["days"]
+        row["rows_growth"] = round(row["rows_read"] / base["rows_read"], 3)
+        row["read_growth"] = round(row["read_s"] / base["read_s"], 3)
+        row["evaluate_growth"] = round(row["evaluate_s"] / base["evaluate_s"], 3)
+
+
+def profile_evaluation(
+    engine: Engine, base: list[SloSpec], days: int, boundaries: tuple[float, ...], top: int
+) -> dict[str, Any]:
+    specs = specs_for(base, days)
+    evaluate_all(engine, specs, events={}, boundaries=boundaries, at=AT)  # warm
+    profiler = cProfile.Profile()
+    gc.collect()
+    profiler.enable()
+    evaluate_all(engine, specs, events={}, boundaries=boundaries, at=AT)
+    profiler.disable()
+    stats = pstats.Stats(profiler, stream=io.StringIO())
+    total = stats.total_tt  # type: ignore[attr-defined]
+    entries = []
+    for (filename, line, name), (_cc, ncalls, tottime, cumtime, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        entries.append(
+            {
+                "function": f"{_short(filename)}:{line}({name})",
+                "ncalls": ncalls,
+                "tottime_s": round(tottime, 4),
+                "cumtime_s": round(cumtime, 4),
+                "share": round(tottime / total, 3) if total else 0.0,
+            }
+        )
+    entries.sort(key=lambda e: e["tottime_s"], reverse=True)
+    return {"days": days, "profiled_total_s": round(total, 3), "top": entries[:top]}
+
+
+def _short(filename: str) -> str:
+    for marker in ("site-packages/", str(REPO) + "/"):
+        if marker in filename:
+            return filename.split(marker, 1)[1]
+    return filename
+
+
+def query_plan(engine: Engine, spec: SloSpec) -> str:
+    """How the database runs the SELECT of a latency-histogram SLO (the biggest one), one line."""
+    table = "sli_buckets" if spec.sli.kind == "ratio" else "sli_latency_buckets"
+    sql = f"SELECT minute, count FROM {table} WHERE slice = :slice AND minute >= :start AND minute < :end"
+    params = {"slice": spec.slice, "start": "2026-01-01 00:00:00", "end": "2026-03-01 00:00:00"}
+    with reader(engine).connect() as conn:
+        if engine.dialect.name == "sqlite":
+            plan = conn.execute(text(f"EXPLAIN QUERY PLAN {sql}"), params).all()
+            return "; ".join(str(r[-1]) for r in plan)
+        plan = [str(r[0]) for r in conn.execute(text(f"EXPLAIN {sql}"), params).all()]
+        return " <- ".join(line.split("  (cost=")[0].strip(" ->") for line in plan if "Scan" in line)
+
+
+# ---------------------------------------------------------------------------------------- databases
+
+
+def postgres_reachable(base_url: str) -> str | None:
+    """None when PostgreSQL answers; else why not."""
+    try:
+        from sqlalchemy import create_engine
+        from sqlalchemy.engine import make_url
+
+        from controlplane.storage import normalise_url
+
+        engine = create_engine(make_url(normalise_url(base_url)).update_query_dict({"connect_timeout": "5"}))
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        finally:
+            engine.dispose()
+    except Exception as exc:  # any failure means "skip PostgreSQL"
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    return None
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+class PostgresSchema:
+    """A fresh schema in the target database (its URL has `options=-csearch_path=<schema>`), dropped on exit."""
+
+    def __init__(self, base_url: str) -> None:
+        from sqlalchemy.engine import make_url
+
+        from controlplane.storage import normalise_url
+
+        self.base = make_url(normalise_url(base_url))
+        self.schema = f"bench_slo_{secrets.token_hex(4)}"
+        self.admin: Engine | None = None
+
+    def __enter__(self) -> str:
+        from sqlalchemy import create_engine
+
+        self.admin = create_engine(self.base.update_query_dict({"connect_timeout": "5"}), isolation_level="AUTOCOMMIT")
+        with self.admin.connect() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{self.schema}"'))
+        url = self.base.update_query_dict({"options": f"-csearch_path={self.schema}"})
+        return url.render_as_string(hide_password=False)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.admin is None:
+            return
+        try:
+            with self.admin.connect() as conn:
+                conn.execute(text(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE'))
+        finally:
+            self.admin.dispose()
+
+
+def run_database(
+    name: str, url: str, base: list[SloSpec], boundaries: tuple[float, ...], args: argparse.Namespace
+) -> dict[str, Any]:
+    loader = make_engine(url, statement_timeout_ms=FILL_STATEMENT_TIMEOUT_MS)
+    try:
+        migrate_store(loader)
+        log(f"[{name}] filling {max(args.days)} days ...")
+        filled = fill(loader, max(args.days), args.seed)
+    finally:
+        loader.dispose()
+    engine = make_engine(url)  # the product's defaults, fresh connections
+    try:
+        latency_spec = next(s for s in base if s.sli.kind != "ratio")
+        result: dict[str, Any] = {"database": name, "fill": filled, "plan": query_plan(engine, latency_spec)}
+        rows = []
+        for days in args.days:
+            log(f"[{name}] D = {days} days: warm-up + {args.repeats} x (read, evaluate) ...")
+            rows.append(measure_days(engine, base, days, boundaries, args.repeats))
+        add_growth(rows)
+        result["runs"] = rows
+        if args.profile:
+            log(f"[{name}] profiling one evaluation at D = {max(args.days)} ...")
+            result["profile"] = profile_evaluation(engine, base, max(args.days), boundaries, args.profile_top)
+        return result
+    finally:
+        engine.dispose()
+
+
+# ---------------------------------------------------------------------------------------- output
+
+
+def render_text(report: dict[str, Any]) -> str:
+    cfg = report["config"]
+    lines = [
+        f"SLO evaluation over per-minute buckets: {cfg['slos']} SLOs on {cfg['slices']} slices, at {cfg['at']} "
+        f"(python {cfg['python']}, SQLAlchemy {cfg['sqlalchemy']}; median of {cfg['repeats']} after 1 warm-up)",
+        "read = the SELECTs of load_counts, execute + fetch only; evaluate = evaluate_all; wall seconds",
+    ]
+    for db in report["databases"]:
+        lines.append("")
+        if db.get("skipped"):
+            lines.append(f"{db['database']}: SKIPPED: {db['skipped']}")
+            continue
+        f = db["fill"]
+        lines.append(
+            f"{db['database']}: filled {f['days']} days = {f['sli_buckets_rows']:,} sli_buckets + "
+            f"{f['sli_latency_buckets_rows']:,} sli_latency_buckets rows in {f['fill_s']:.1f} s"
+        )
+        lines.append(f"  plan (latency SLO's query): {db['plan']}")
+        base_days = db["runs"][0]["days"]
+        grow = f"x {base_days}d"
+        lines.append(
+            f"{'days':>6} {'rows read':>11} {'read s':>8} {'evaluate s':>11} {'eval/read':>10} "
+            f"{'rows ' + grow:>10} {'read ' + grow:>10} {'eval ' + grow:>10} {'us/row':>7}  alerts"
+        )
+        for r in db["runs"]:
+            alerts = f"{len(r['alerts']['page'])} page, {len(r['alerts']['ticket'])} ticket"
+            lines.append(
+                f"{r['days']:>6} {r['rows_read']:>11,} {r['read_s']:>8.3f} {r['evaluate_s']:>11.3f} "
+                f"{r['eval_over_read']:>9.2f}x {r['rows_growth']:>9.2f}x {r['read_growth']:>9.2f}x "
+                f"{r['evaluate_growth']:>9.2f}x {r['evaluate_us_per_row']:>7.2f}  {alerts}"
+            )
+        if db.get("profile"):
+            p = db["profile"]
+            lines.append(
+                f"  cProfile of one evaluate_all at {p['days']} days ({p['profiled_total_s']:.2f} s under the "
+                "profiler), top functions by own time:"
+            )
+            lines.append(f"  {'own s':>7} {'share':>6} {'cum s':>7} {'calls':>10}  function")
+            for e in p["top"]:
+                lines.append(
+                    f"  {e['tottime_s']:>7.3f} {e['share']:>6.1%} {e['cumtime_s']:>7.3f} {e['ncalls']:>10,}  "
+                    f"{e['function']}"
+                )
+    return "\n".join(lines)
+
+
+def parse_days(value: str) -> list[int]:
+    try:
+        days = sorted({int(part) for part in value.split(",") if part.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--days takes comma-separated whole days, e.g. 7,30,90; got {value!r}"
+        ) from None
+    if not days or days[0] < 1 or days[-1] > 366:
+        raise argparse.ArgumentTypeError("--days: each D must be between 1 and 366 (rolling_days' range)")
+    return days
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--days", type=parse_days, default=[7, 30, 90], help="window lengths D (default 7,30,90)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs of each mode per D (default 3)")
+    parser.add_argument("--seed", type=int, default=1, help="random seed of the data (default 1)")
+    parser.add_argument("--skip-postgres", action="store_true", help="do not try PostgreSQL")
+    parser.add_argument("--profile", action="store_true", help="cProfile one evaluation at the largest D")
+    parser.add_argument("--profile-top", type=int, default=15, help="functions shown by --profile (default 15)")
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get("CONTROLPLANE_TEST_POSTGRES_URL") or DEFAULT_POSTGRES_URL,
+        help=f"PostgreSQL database for the scratch schema\n(default $CONTROLPLANE_TEST_POSTGRES_URL, else "
+        f"{DEFAULT_POSTGRES_URL})",
+    )
+    parser.add_argument("--format", choices=("text", "json"), default="text")
+    args = parser.parse_args(argv)
+    if args.repeats < 1 or args.profile_top < 1:
+        parser.error("--repeats and --profile-top must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.monotonic()
+    base = load_slos(REPO / "config" / "slos.yaml", events=load_events(REPO / "config" / "events.yaml"))
+    slices = load_slices(REPO / "config" / "slices.yaml")
+    missing = {t.slice for t in TRAFFIC} - {s.name for s in slices.slices}
+    if missing:
+        raise SystemExit(f"config/slices.yaml no longer has slices {sorted(missing)}; update TRAFFIC")
+    report: dict[str, Any] = {
+        "config": {
+            "at": AT.isoformat().replace("+00:00", "Z"),
+            "days": args.days,
+            "repeats": args.repeats,
+            "slos": len(base),
+            "slices": len(TRAFFIC),
+            "le_labels": list(LE_LABELS),
+            "python": platform.python_version(),
+            "sqlalchemy": sqlalchemy.__version__,
+            "cpus": os.cpu_count(),
+        },
+        "databases": [],
+    }
+    with tempfile.TemporaryDirectory(prefix="bench-slo-") as tmp:
+        url = f"sqlite:///{Path(tmp) / 'store.db'}"
+        report["databases"].append(run_database("SQLite", url, base, slices.boundaries, args))
+    if args.skip_postgres:
+        report["databases"].append({"database": "PostgreSQL", "skipped": "--skip-postgres"})
+    elif (why := postgres_reachable(args.postgres_url)) is not None:
+        report["databases"].append(
+            {"database": "PostgreSQL", "skipped": f"{_redact(args.postgres_url)} unreachable ({why})"}
+        )
+    else:
+        with PostgresSchema(args.postgres_url) as pg_url:
+            report["databases"].append(run_database("PostgreSQL", pg_url, base, slices.boundaries, args))
+    report["elapsed_s"] = round(time.monotonic() - started, 1)
+    if args.format == "json":
+        print(json.dumps(report, indent=2))
+    else:
+        print(render_text(report))
+        print(f"\n(total run time {report['elapsed_s']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
