@@ -1,0 +1,386 @@
+"""The append-only audit log: a hash chain whose entries are also the leaves of an RFC 9162 Merkle
+tree, with stored subtree hashes (proofs in O(log n) lookups) and signed checkpoints.
+
+Usage:
+
+    log = AuditLog(engine, origin="audit.example/betting", signer=signer)
+    log.append(kind="change", actor="ana", subject="slo:bets", payload={"objective": 999})
+    note = log.checkpoint()
+
+Appends are serialised by the database, not by this process: PostgreSQL takes a transaction-scoped
+advisory lock, SQLite's write lock is taken by the first write. A conflicting append (two writers on
+the same next seq) is retried, so concurrent appenders never fork the chain.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, Engine, func, select, text
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from audit.canonical import canonical_json
+from audit.merkle import (
+    EMPTY_ROOT,
+    ProofError,
+    consistency_proof_from,
+    inclusion_proof_from,
+    leaf_hash,
+    node_hash,
+    verify_consistency,
+)
+from audit.note import NoteError, NoteSigner, Verifier, checkpoint_text, open_note, parse_checkpoint, sign_note
+from audit.schema import checkpoints, entries, nodes
+
+GENESIS = "0" * 64
+APPEND_LOCK_KEY = 0x4155444954  # 'AUDIT'
+KINDS = ("change", "money", "checklist", "attestation", "access", "system")
+
+
+class AuditError(ValueError):
+    """An append or a proof the log refuses; the message says why."""
+
+
+@dataclass(frozen=True)
+class Appended:
+    seq: int
+    leaf_hash: str
+    duplicate: bool = False
+
+
+@dataclass(frozen=True)
+class Verification:
+    ok: bool
+    entries: int
+    checkpoints: int
+    first_bad_seq: int | None = None
+    problem: str | None = None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class AuditLog:
+    def __init__(self, engine: Engine, *, origin: str, signer: NoteSigner | None = None) -> None:
+        self.engine = engine
+        self.origin = origin
+        self.signer = signer
+
+    # -- appending ----------------------------------------------------------------------------
+    def append(self, *, kind: str, actor: str, subject: str, payload: dict, event_id: str | None = None) -> Appended:
+        return self.append_many(
+            [{"kind": kind, "actor": actor, "subject": subject, "payload": payload, "event_id": event_id}]
+        )[0]
+
+    def append_many(self, items: list[dict], *, attempts: int = 50) -> list[Appended]:
+        """Append several entries in one transaction (group commit): one lock, one durable commit."""
+        for item in items:
+            if item.get("kind") not in KINDS:
+                raise AuditError(f"kind {item.get('kind')!r} is not one of {', '.join(KINDS)}")
+            canonical_json(item.get("payload"))  # refuses floats and other values without a canonical form
+        for attempt in range(attempts):
+            try:
+                with self.engine.begin() as conn:
+                    return self._append_locked(conn, items)
+            except (IntegrityError, DBAPIError) as exc:
+                # Another process took the same next seq (or held the write lock): try again.
+                if attempt == attempts - 1:
+                    raise AuditError(f"append failed after {attempts} attempts: {exc.orig}") from exc
+                time.sleep(min(0.001 * 2**attempt, 0.05))
+        raise AssertionError("unreachable")
+
+    def _lock(self, conn: Connection) -> None:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": APPEND_LOCK_KEY})
+
+    def _append_locked(self, conn: Connection, items: list[dict]) -> list[Appended]:
+        self._lock(conn)
+        last = conn.execute(select(entries.c.seq, entries.c.leaf_hash).order_by(entries.c.seq.desc()).limit(1)).first()
+        seq, prev = (last.seq + 1, last.leaf_hash) if last else (0, GENESIS)
+        results: list[Appended] = []
+        new_nodes: dict[tuple[int, int], bytes] = {}
+        for item in items:
+            event_id = item.get("event_id")
+            if event_id:
+                existing = conn.execute(
+                    select(entries.c.seq, entries.c.leaf_hash).where(entries.c.event_id == event_id)
+                ).first()
+                if existing is not None:
+                    results.append(Appended(existing.seq, existing.leaf_hash, duplicate=True))
+                    continue
+            created = _now()
+            document = {
+                "seq": seq,
+                "time": created.isoformat().replace("+00:00", "Z"),
+                "kind": item["kind"],
+                "actor": item["actor"],
+                "subject": item["subject"],
+                "payload": item["payload"],
+                "prev_hash": prev,
+            }
+            if event_id:
+                document["event_id"] = event_id
+            entry_text = canonical_json(document)
+            leaf = leaf_hash(entry_text.encode("utf-8"))
+            conn.execute(
+                entries.insert().values(
+                    seq=seq,
+                    created_at=created,
+                    kind=item["kind"],
+                    actor=item["actor"],
+                    subject=item["subject"],
+                    event_id=event_id,
+                    entry=entry_text,
+                    leaf_hash=leaf.hex(),
+                )
+            )
+            self._add_nodes(conn, seq, leaf, new_nodes)
+            results.append(Appended(seq, leaf.hex()))
+            prev, seq = leaf.hex(), seq + 1
+        if new_nodes:
+            conn.execute(
+                nodes.insert(), [{"level": lv, "idx": i, "hash": h.hex()} for (lv, i), h in sorted(new_nodes.items())]
+            )
+        return results
+
+    def _add_nodes(self, conn: Connection, seq: int, leaf: bytes, pending: dict[tuple[int, int], bytes]) -> None:
+        """Store the leaf and every complete subtree it completes (at most log2(n) hashes)."""
+        level, idx, current = 0, seq, leaf
+        pending[(0, seq)] = leaf
+        while idx & 1:
+            sibling = pending.get((level, idx - 1)) or self._node(conn, level, idx - 1)
+            current = node_hash(sibling, current)
+            level, idx = level + 1, idx >> 1
+            pending[(level, idx)] = current
+
+    @staticmethod
+    def _node(conn: Connection, level: int, idx: int) -> bytes:
+        found = conn.execute(select(nodes.c.hash).where(nodes.c.level == level, nodes.c.idx == idx)).scalar()
+        if found is None:
+            raise AuditError(f"subtree hash ({level}, {idx}) is missing from the log")
+        return bytes.fromhex(found)
+
+    # -- reading and proving ------------------------------------------------------------------
+    def size(self, conn: Connection | None = None) -> int:
+        if conn is None:
+            with self.engine.connect() as c:
+                return self.size(c)
+        return conn.execute(select(func.count()).select_from(entries)).scalar_one()
+
+    def _subtree(self, conn: Connection):  # type: ignore[no-untyped-def]
+        def subtree(start: int, end: int) -> bytes:
+            n = end - start
+            if n == 0:
+                return EMPTY_ROOT
+            if n & (n - 1) == 0 and start % n == 0:  # a complete, aligned subtree: stored
+                return self._node(conn, n.bit_length() - 1, start // n)
+            k = 1
+            while k << 1 < n:
+                k <<= 1
+            return node_hash(subtree(start, start + k), subtree(start + k, end))
+
+        return subtree
+
+    def root(self, size: int | None = None) -> bytes:
+        with self.engine.connect() as conn:
+            size = self.size(conn) if size is None else size
+            return self._subtree(conn)(0, size)
+
+    def inclusion_proof(self, seq: int, size: int) -> list[bytes]:
+        with self.engine.connect() as conn:
+            return inclusion_proof_from(self._subtree(conn), seq, size)
+
+    def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
+        with self.engine.connect() as conn:
+            return consistency_proof_from(self._subtree(conn), old_size, new_size)
+
+    def latest_checkpoint(self) -> tuple[int, str] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(checkpoints.c.tree_size, checkpoints.c.note).order_by(checkpoints.c.tree_size.desc()).limit(1)
+            ).first()
+        return (row.tree_size, row.note) if row else None
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def checkpoint(self) -> str:
+        """Sign the current tree head. Refuses to sign one inconsistent with the last signed head."""
+        if self.signer is None:
+            raise AuditError("this log has no signing key; give AuditLog a signer")
+        with self.engine.begin() as conn:
+            self._lock(conn)
+            size = self.size(conn)
+            subtree = self._subtree(conn)
+            root = subtree(0, size)
+            last = conn.execute(
+                select(checkpoints.c.tree_size, checkpoints.c.root_hash)
+                .order_by(checkpoints.c.tree_size.desc())
+                .limit(1)
+            ).first()
+            if last is not None:
+                if last.tree_size == size:
+                    if last.root_hash != root.hex():
+                        raise AuditError(f"the tree of size {size} no longer has the root that was signed")
+                    return conn.execute(select(checkpoints.c.note).where(checkpoints.c.tree_size == size)).scalar_one()
+                try:
+                    proof = consistency_proof_from(subtree, last.tree_size, size)
+                    verify_consistency(last.tree_size, size, bytes.fromhex(last.root_hash), root, proof)
+                except ProofError as exc:
+                    raise AuditError(f"refusing to sign: the log does not extend its last checkpoint ({exc})") from exc
+            note = sign_note(checkpoint_text(self.origin, size, root), self.signer)
+            conn.execute(
+                checkpoints.insert().values(
+                    tree_size=size,
+                    root_hash=root.hex(),
+                    note=note,
+                    key_id=self.signer.verifier.key_id.hex(),
+                    created_at=_now(),
+                )
+            )
+            return note
+
+    # -- export -------------------------------------------------------------------------------
+    def export(self, seqs: Iterable[int], *, verifier_key: str) -> dict:
+        """A proof bundle for these entries against the latest checkpoint, checkable offline."""
+        latest = self.latest_checkpoint()
+        if latest is None:
+            raise AuditError("no checkpoint yet; run `controlplane audit checkpoint` first")
+        size, note = latest
+        wanted = sorted(set(seqs))
+        if not wanted:
+            raise AuditError("nothing to export: no entries match")
+        if wanted[-1] >= size:
+            raise AuditError(
+                f"entry {wanted[-1]} is not yet covered by the latest checkpoint (size {size}); checkpoint again"
+            )
+        with self.engine.connect() as conn:
+            rows = {
+                r.seq: r
+                for r in conn.execute(
+                    select(entries.c.seq, entries.c.entry, entries.c.leaf_hash).where(entries.c.seq.in_(wanted))
+                )
+            }
+            subtree = self._subtree(conn)
+            items = [
+                {
+                    "seq": seq,
+                    "entry": rows[seq].entry,
+                    "leaf_hash": rows[seq].leaf_hash,
+                    "inclusion_proof": [p.hex() for p in inclusion_proof_from(subtree, seq, size)],
+                }
+                for seq in wanted
+            ]
+        return {"checkpoint": note, "verifier_key": verifier_key, "tree_size": size, "entries": items}
+
+    # -- verification -------------------------------------------------------------------------
+    def _rows(self, conn: Connection, chunk: int = 5000) -> Iterator:
+        last = -1
+        while True:
+            batch = conn.execute(
+                select(entries.c.seq, entries.c.entry, entries.c.leaf_hash)
+                .where(entries.c.seq > last)
+                .order_by(entries.c.seq)
+                .limit(chunk)
+            ).all()
+            if not batch:
+                return
+            yield from batch
+            last = batch[-1].seq
+
+    def verify(self, *verifiers: Verifier) -> Verification:
+        """Chain, leaves, stored subtree hashes and every checkpoint; names the first bad seq."""
+        with self.engine.connect() as conn:
+            heads = {
+                r.tree_size: (r.root_hash, r.note)
+                for r in conn.execute(select(checkpoints.c.tree_size, checkpoints.c.root_hash, checkpoints.c.note))
+            }
+            stack: list[tuple[int, bytes]] = []  # complete subtrees (size, hash), left to right
+            expected_seq, prev = 0, GENESIS
+            checked = 0
+            for row in self._rows(conn):
+                seq = row.seq
+                if seq != expected_seq:
+                    return Verification(
+                        False, expected_seq, checked, expected_seq, f"entry {expected_seq} is missing (next is {seq})"
+                    )
+                try:
+                    document = json.loads(row.entry)
+                    canonical = canonical_json(document) == row.entry
+                except (ValueError, TypeError):
+                    document, canonical = {}, False
+                leaf = leaf_hash(row.entry.encode("utf-8"))
+                if not canonical or document.get("seq") != seq:
+                    return Verification(
+                        False, seq, checked, seq, f"entry {seq} is not the canonical entry for its place"
+                    )
+                if leaf.hex() != row.leaf_hash:
+                    return Verification(False, seq, checked, seq, f"entry {seq} does not match its leaf hash")
+                if document.get("prev_hash") != prev:
+                    return Verification(False, seq, checked, seq, f"entry {seq} does not link to entry {seq - 1}")
+                stack.append((1, leaf))
+                while len(stack) > 1 and stack[-1][0] == stack[-2][0]:
+                    (size, left), (_, right) = stack[-2], stack[-1]
+                    stack[-2:] = [(size * 2, node_hash(left, right))]
+                size_now = seq + 1
+                stored = self._node_or_none(conn, 0, seq)
+                if stored != leaf:
+                    return Verification(False, seq, checked, seq, f"stored leaf node of entry {seq} was altered")
+                if size_now in heads:
+                    problem = self._check_head(size_now, stack, heads[size_now], verifiers)
+                    if problem:
+                        return Verification(False, seq, checked, seq, problem)
+                    checked += 1
+                prev, expected_seq = leaf.hex(), seq + 1
+            beyond = [s for s in heads if s > expected_seq]
+            if beyond:
+                return Verification(
+                    False,
+                    expected_seq,
+                    checked,
+                    expected_seq,
+                    f"a checkpoint signs tree size {min(beyond)} but the log ends at {expected_seq}: "
+                    "entries were removed",
+                )
+            altered = self._altered_node(conn)
+            if altered is not None:
+                return Verification(False, expected_seq, checked, altered[0], altered[1])
+        return Verification(True, expected_seq, checked)
+
+    @staticmethod
+    def _node_or_none(conn: Connection, level: int, idx: int) -> bytes | None:
+        found = conn.execute(select(nodes.c.hash).where(nodes.c.level == level, nodes.c.idx == idx)).scalar()
+        return bytes.fromhex(found) if found else None
+
+    def _altered_node(self, conn: Connection) -> tuple[int, str] | None:
+        """Stored inner nodes must hash their children (proofs are built from them)."""
+        rows = conn.execute(select(nodes.c.level, nodes.c.idx, nodes.c.hash).order_by(nodes.c.level, nodes.c.idx)).all()
+        known = {(r.level, r.idx): r.hash for r in rows}
+        for (level, idx), value in known.items():
+            if level == 0:
+                continue
+            left, right = known.get((level - 1, idx * 2)), known.get((level - 1, idx * 2 + 1))
+            if left is None or right is None or node_hash(bytes.fromhex(left), bytes.fromhex(right)).hex() != value:
+                first = idx << level
+                return first, f"stored subtree hash over entries {first}-{first + (1 << level) - 1} was altered"
+        return None
+
+    def _check_head(
+        self, size: int, stack: list[tuple[int, bytes]], head: tuple[str, str], verifiers: tuple[Verifier, ...]
+    ) -> str | None:
+        root = stack[-1][1]
+        for _, h in reversed(stack[:-1]):
+            root = node_hash(h, root)
+        root_hex, note = head
+        if root.hex() != root_hex:
+            return f"the entries up to tree size {size} do not have the root its checkpoint signed"
+        try:
+            origin, signed_size, signed_root = parse_checkpoint(open_note(note, *verifiers))
+        except NoteError as exc:
+            return f"checkpoint at tree size {size}: {exc}"
+        if signed_size != size or signed_root != root or origin != self.origin:
+            return f"checkpoint at tree size {size} signs another tree"
+        return None
