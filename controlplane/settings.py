@@ -116,6 +116,16 @@ class Settings(BaseSettings):
     slos_path: Path = Field(
         Path("config/slos.yaml"), description="The service level objectives, one or more per slice."
     )
+    audit_url: str = Field(
+        "sqlite:///./var/audit.db", description="The audit log's database: sqlite:/// or postgresql+psycopg://."
+    )
+    audit_origin: str = Field(
+        "controlplane.local/audit", description="The log's name in its checkpoints and verifier key (no spaces)."
+    )
+    audit_key_dir: Path = Field(Path("var/audit-keys"), description="Where the encrypted audit signing keys live.")
+    audit_key_passphrase: SecretStr | None = Field(
+        None, description="Encrypts the audit signing keys at rest; required outside development."
+    )
     change_log_path: Path = Field(
         Path("var/changes.jsonl"), description="Where configuration changes (SLO specs) are recorded for the audit log."
     )

@@ -1,0 +1,68 @@
+"""Concurrent appenders across processes never fork the chain; a killed appender loses nothing it confirmed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from audit.log import AuditLog
+from audit.note import NoteSigner
+from audit.schema import entries, migrate_audit
+from controlplane.storage import make_engine
+
+APPENDER = str(Path(__file__).with_name("appender.py"))
+ROOT = str(Path(__file__).parents[2])
+
+
+def _env() -> dict:
+    return os.environ | {"PYTHONPATH": ROOT}
+
+
+@pytest.mark.slow
+def test_eight_processes_append_one_unbroken_chain(database_url) -> None:
+    engine = make_engine(database_url)
+    migrate_audit(engine)
+    procs = [
+        subprocess.Popen([sys.executable, APPENDER, database_url, "500", str(w)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env())
+        for w in range(8)
+    ]
+    outputs = [p.communicate(timeout=600) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err.decode()[-500:] for _, err in outputs]
+    confirmed = sorted(int(line) for out, _ in outputs for line in out.split())
+    assert confirmed == list(range(4000))
+    signer = NoteSigner.generate("audit.test/concurrent")
+    log = AuditLog(engine, origin="audit.test/concurrent", signer=signer)
+    log.checkpoint()
+    result = log.verify(signer.verifier)
+    assert result.ok and result.entries == 4000, result.problem
+    engine.dispose()
+
+
+@pytest.mark.slow
+def test_killed_appender_loses_no_confirmed_append(database_url) -> None:
+    engine = make_engine(database_url)
+    migrate_audit(engine)
+    confirmed: list[int] = []
+    for round_ in range(4):
+        proc = subprocess.Popen([sys.executable, APPENDER, database_url, "100000", str(round_)], stdout=subprocess.PIPE, env=_env())
+        time.sleep(1.0 + 0.3 * round_)
+        proc.send_signal(signal.SIGKILL)
+        out, _ = proc.communicate(timeout=30)
+        confirmed += [int(line) for line in out.split()]
+    signer = NoteSigner.generate("audit.test/concurrent")
+    log = AuditLog(engine, origin="audit.test/concurrent", signer=signer)
+    result = log.verify(signer.verifier)
+    assert result.ok, result.problem
+    with engine.connect() as conn:
+        stored = set(conn.execute(select(entries.c.seq)).scalars())
+        count = conn.execute(select(func.count()).select_from(entries)).scalar_one()
+    assert set(confirmed) <= stored and len(confirmed) > 0
+    assert stored == set(range(count))
+    engine.dispose()
