@@ -45,6 +45,15 @@ checkpoints = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
+# Not append-only on purpose: deleting a subject's key makes its pseudonyms in the log unlinkable.
+subject_keys = Table(
+    "audit_subject_keys",
+    metadata,
+    Column("subject", String(200), primary_key=True),
+    Column("hmac_key", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
 APPEND_ONLY = ("audit_entries", "audit_nodes", "audit_checkpoints")
 MIGRATIONS = Path(__file__).with_name("migrations")
 

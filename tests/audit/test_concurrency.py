@@ -30,7 +30,12 @@ def test_eight_processes_append_one_unbroken_chain(database_url) -> None:
     engine = make_engine(database_url)
     migrate_audit(engine)
     procs = [
-        subprocess.Popen([sys.executable, APPENDER, database_url, "500", str(w)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env())
+        subprocess.Popen(
+            [sys.executable, APPENDER, database_url, "500", str(w)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=_env(),
+        )
         for w in range(8)
     ]
     outputs = [p.communicate(timeout=600) for p in procs]
@@ -51,7 +56,9 @@ def test_killed_appender_loses_no_confirmed_append(database_url) -> None:
     migrate_audit(engine)
     confirmed: list[int] = []
     for round_ in range(4):
-        proc = subprocess.Popen([sys.executable, APPENDER, database_url, "100000", str(round_)], stdout=subprocess.PIPE, env=_env())
+        proc = subprocess.Popen(
+            [sys.executable, APPENDER, database_url, "100000", str(round_)], stdout=subprocess.PIPE, env=_env()
+        )
         time.sleep(1.0 + 0.3 * round_)
         proc.send_signal(signal.SIGKILL)
         out, _ = proc.communicate(timeout=30)
