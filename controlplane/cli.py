@@ -550,15 +550,26 @@ def audit_append(
 
 
 @audit_app.command("checkpoint")
-def audit_checkpoint(audit_url: AuditUrl = None) -> None:
+def audit_checkpoint(
+    every: Annotated[
+        float | None, typer.Option("--every", help="Keep signing every this many seconds, until interrupted.", min=1)
+    ] = None,
+    audit_url: AuditUrl = None,
+) -> None:
     """Sign the current tree head (C2SP checkpoint); never signs one inconsistent with the last."""
+    import time
+
     from audit.log import AuditError
 
     log, _ring = _audit(load_settings(audit_url=audit_url))
-    try:
-        typer.echo(log.checkpoint(), nl=False)
-    except AuditError as exc:
-        raise fail(str(exc), EXIT_CRITICAL) from None
+    while True:
+        try:
+            typer.echo(log.checkpoint(), nl=False)
+        except AuditError as exc:
+            raise fail(str(exc), EXIT_CRITICAL) from None
+        if every is None:
+            return
+        time.sleep(every)
 
 
 @audit_app.command("verifier-key")

@@ -60,6 +60,11 @@ class Settings(BaseSettings):
     outbox_sink_path: Path = Field(
         Path("var/outbox.jsonl"), description="JSON-lines file the outbox relay delivers to."
     )
+    outbox_sink: Literal["jsonl", "audit"] = Field(
+        "jsonl",
+        description="Where the platform's outbox relay delivers: the JSON-lines file, or the audit log at "
+        "CONTROLPLANE_AUDIT_URL (typed money and change entries, each event once).",
+    )
     outbox_relay_interval_seconds: float = Field(
         0.2, gt=0, description="How often the outbox relay polls for new events."
     )

@@ -122,7 +122,7 @@ def build_platform(settings: Settings, engine: Engine) -> Platform:
         FeatureCache(ttl=settings.risk_cache_ttl_seconds, metrics=metrics),
         cache_enabled=lambda: not faults.cache_off,
     )
-    relay = OutboxRelay(engine, JsonlSink(settings.outbox_sink_path), delay=faults.broker_delay)
+    relay = OutboxRelay(engine, _outbox_sink(settings), delay=faults.broker_delay)
     metrics.watch_outbox(relay.backlog)
     policy = LoginPolicy(
         session_ttl=timedelta(seconds=settings.session_ttl_seconds),
@@ -141,6 +141,18 @@ def build_platform(settings: Settings, engine: Engine) -> Platform:
             time.sleep(delay)
 
     return Platform(settings, engine, metrics, faults, risk, broker, relay, policy)
+
+
+def _outbox_sink(settings: Settings):  # type: ignore[no-untyped-def]
+    if settings.outbox_sink == "jsonl":
+        return JsonlSink(settings.outbox_sink_path)
+    from audit.log import AuditLog
+    from audit.schema import migrate_audit
+    from audit.sink import OutboxAuditSink, SubjectKeys
+
+    audit_engine = make_engine(settings.audit_url, **settings.engine_options())
+    migrate_audit(audit_engine)
+    return OutboxAuditSink(AuditLog(audit_engine, origin=settings.audit_origin), SubjectKeys(audit_engine))
 
 
 def create_app(

@@ -138,7 +138,7 @@ def test_swapped_entries_are_detected(log, signer, audit_engine) -> None:
     fill(log, 6)
     log.checkpoint()
     with audit_engine.connect() as conn:
-        a, b = (
+        _a, b = (
             conn.execute(text("SELECT entry, leaf_hash FROM audit_entries WHERE seq = :s"), {"s": s}).one()
             for s in (2, 3)
         )
@@ -157,3 +157,43 @@ def test_a_checkpoint_by_another_key_fails_verification(log, signer) -> None:
     stranger = NoteSigner.generate(ORIGIN)
     result = log.verify(stranger.verifier)
     assert not result.ok and "trusted key" in (result.problem or "")
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_postgres_writer_role_cannot_change_the_log(database_url, audit_engine) -> None:
+    """The documented role set-up (audit/postgres-roles.sql): appends work, changes are not even permitted."""
+    import uuid
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+
+    role = f"audit_writer_{uuid.uuid4().hex[:8]}"
+    sql = (Path(__file__).parents[2] / "audit" / "postgres-roles.sql").read_text()
+    schema = make_url(database_url).query["options"].split("=", 1)[1]
+    statements = [
+        s.strip() for s in sql.replace("audit_writer", role).replace("SCHEMA public", f'SCHEMA "{schema}"').split(";")
+    ]
+    with audit_engine.begin() as conn:
+        for statement in statements:
+            body = "\n".join(line for line in statement.splitlines() if not line.strip().startswith("--"))
+            if body.strip():
+                conn.execute(text(body))
+    writer_url = make_url(database_url).set(username=role, password="change-this-password")
+    writer = make_engine(writer_url.render_as_string(hide_password=False))
+    try:
+        log = AuditLog(writer, origin=ORIGIN, signer=NoteSigner.generate(ORIGIN))
+        log.append(kind="change", actor="app", subject="s", payload={"n": 1})
+        log.checkpoint()
+        for statement in (
+            "UPDATE audit_entries SET actor = 'x'",
+            "DELETE FROM audit_entries",
+            "TRUNCATE audit_entries",
+            "ALTER TABLE audit_entries DISABLE TRIGGER USER",
+        ):
+            with pytest.raises(DBAPIError, match="permission denied|must be owner"), writer.begin() as conn:
+                conn.execute(text(statement))
+    finally:
+        writer.dispose()
+        with audit_engine.begin() as conn:
+            conn.execute(text(f'DROP OWNED BY "{role}"'))
+            conn.execute(text(f'DROP ROLE "{role}"'))

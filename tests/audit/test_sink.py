@@ -92,3 +92,24 @@ def test_money_checker_finds_a_wrong_payout(audit_log) -> None:
     problems = check_money(log).problems
     assert any("bet:9 paid 443" in p and "expected 442" in p for p in problems)
     assert any("bet:10 was settled but never placed" in p for p in problems)
+
+
+def test_platform_relay_can_deliver_straight_into_the_audit_log(start_platform, tmp_path) -> None:
+    audit_url = f"sqlite:///{tmp_path / 'relay-audit.db'}"
+    _server, client = start_platform(outbox_sink="audit", audit_url=audit_url, audit_origin="audit.test/platform")
+    player = client.create_account("relayed")
+    client.deposit(player["id"], 1_000)
+    market = client.create_market("Relay cup", [("A", "2.00"), ("B", "2.00")])
+    assert client.place_bet(player["token"], bet_body(market, stake=100)).status_code == 201
+    engine = make_engine(audit_url)
+    import time
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            kinds = [json.loads(t)["payload"]["type"] for t in conn.execute(select(entries.c.entry)).scalars()]
+        if "bet_placed" in kinds and "deposit" in kinds:
+            break
+        time.sleep(0.1)
+    assert "bet_placed" in kinds and "deposit" in kinds
+    engine.dispose()
