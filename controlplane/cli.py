@@ -585,6 +585,13 @@ def audit_verifier_key(
         typer.echo(ring.signer().verifier_key())
 
 
+@audit_app.command("rotate-key")
+def audit_rotate_key(audit_url: AuditUrl = None) -> None:
+    """Start signing with a new key; the old ones stay verifiers of the checkpoints they signed."""
+    _log, ring = _audit(load_settings(audit_url=audit_url))
+    typer.echo(ring.rotate().verifier_key())
+
+
 @audit_app.command("verify")
 def audit_verify(audit_url: AuditUrl = None) -> None:
     """Check chain, leaves, tree and every checkpoint. Exit 0 intact; 2 names the first bad entry."""

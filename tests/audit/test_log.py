@@ -190,7 +190,7 @@ def test_postgres_writer_role_cannot_change_the_log(database_url, audit_engine) 
             "TRUNCATE audit_entries",
             "ALTER TABLE audit_entries DISABLE TRIGGER USER",
         ):
-            with pytest.raises(DBAPIError, match="permission denied|must be owner"), writer.begin() as conn:
+            with pytest.raises(DBAPIError, match=r"permission denied|must be owner"), writer.begin() as conn:
                 conn.execute(text(statement))
     finally:
         writer.dispose()
