@@ -53,3 +53,14 @@ def canonical_json(value: Any) -> str:
 
 def canonical_bytes(value: Any) -> bytes:
     return canonical_json(value).encode("utf-8")
+
+
+def floats_as_strings(value: Any) -> Any:
+    """For payloads from elsewhere: floats become their shortest decimal string, so nothing is rounded."""
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, dict):
+        return {k: floats_as_strings(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [floats_as_strings(v) for v in value]
+    return value

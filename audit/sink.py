@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import Engine, delete, select
 from sqlalchemy.exc import IntegrityError
 
+from audit.canonical import floats_as_strings
 from audit.log import AuditLog
 from audit.schema import entries, subject_keys
 
@@ -65,17 +66,6 @@ class SubjectKeys:
             )
 
 
-def _plain(value: Any) -> Any:
-    """Payload values as canonical JSON accepts them: floats become decimal strings."""
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
 class OutboxAuditSink:
     """Delivers platform outbox messages (objects with event_id, event_type, aggregate_*, payload)."""
 
@@ -113,7 +103,7 @@ class OutboxAuditSink:
             "kind": kind,
             "actor": actor,
             "subject": subject,
-            "payload": {"type": kind_type, **_plain(payload)},
+            "payload": {"type": kind_type, **floats_as_strings(payload)},
             "event_id": message.event_id,
         }
 

@@ -4,8 +4,9 @@ Usage:
 
     record_change(settings, kind="slo", subject="bet-placement-availability", before=old, after=new, actor="ana")
 
-Each change is appended as one JSON line to `CONTROLPLANE_CHANGE_LOG`, from where the audit log
-ingests it as a `change` entry (canonical JSON, UTC time, actor, subject, before and after).
+Each change is appended to the audit log (`CONTROLPLANE_AUDIT_URL`) as a `change` entry with its
+actor, subject, before and after, and as one JSON line to `CONTROLPLANE_CHANGE_LOG_PATH` for people
+reading along.
 """
 
 from __future__ import annotations
@@ -29,6 +30,23 @@ def record_change(settings: Settings, *, kind: str, subject: str, before: Any, a
         "before": before,
         "after": after,
     }
+    from audit.canonical import floats_as_strings
+    from audit.log import AuditLog
+    from audit.schema import migrate_audit
+    from controlplane.storage import make_engine
+
+    engine = make_engine(settings.audit_url, **settings.engine_options())
+    try:
+        migrate_audit(engine)
+        appended = AuditLog(engine, origin=settings.audit_origin).append(
+            kind="change",
+            actor=actor,
+            subject=f"{kind}:{subject}",
+            payload=floats_as_strings({"before": before, "after": after}),
+        )
+    finally:
+        engine.dispose()
+    entry["audit_seq"] = appended.seq
     path = Path(settings.change_log_path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", encoding="utf-8") as fh:

@@ -87,7 +87,9 @@ def test_what_does_not_map_is_refused_with_a_reason(doc, reason: str) -> None:
 def test_changes_go_through_one_function_and_are_recorded(tmp_path) -> None:
     slos = tmp_path / "slos.yaml"
     slos.write_text((CONFIG / "slos.yaml").read_text())
-    settings = Settings(slos_path=slos, change_log_path=tmp_path / "changes.jsonl")
+    settings = Settings(
+        slos_path=slos, change_log_path=tmp_path / "changes.jsonl", audit_url=f"sqlite:///{tmp_path / 'audit.db'}"
+    )
     assert apply_slo_changes(settings, shipped(), actor="ana", events={}) == []  # nothing new
     tighter = shipped()[0].model_copy(update={"objective": 0.9995})
     [change] = apply_slo_changes(settings, [tighter], actor="ana", events={})
@@ -96,6 +98,21 @@ def test_changes_go_through_one_function_and_are_recorded(tmp_path) -> None:
     assert load_slos(slos, events={})[0].objective == 0.9995
     lines = (tmp_path / "changes.jsonl").read_text().splitlines()
     assert [json.loads(line)["change"] for line in lines] == ["slo"]
+    # ... and in the audit log, as a change entry
+    from audit.log import AuditLog
+    from controlplane.storage import make_engine
+
+    log = AuditLog(make_engine(settings.audit_url), origin=settings.audit_origin)
+    with log.engine.connect() as conn:
+        from sqlalchemy import text
+
+        stored = json.loads(conn.execute(text("SELECT entry FROM audit_entries")).scalar_one())
+    assert (
+        stored["kind"] == "change"
+        and stored["actor"] == "ana"
+        and stored["subject"] == "slo:bet-placement-availability"
+    )
+    assert stored["payload"]["after"]["objective"] == "0.9995"  # a decimal string, never a float
 
 
 def test_import_cli(tmp_path) -> None:
