@@ -2,7 +2,7 @@
 same bytes, and itself at growing sizes.
 
     .venv/bin/python bench/audit_log.py                          # SQLite + PostgreSQL, proofs up to 10^5
-    .venv/bin/python bench/audit_log.py --max-entries 1000000    # adds the 10^6 rung on SQLite (+~4 min)
+    .venv/bin/python bench/audit_log.py --max-entries 1000000    # adds the 10^6 rung on SQLite (~4.5 min in all)
     .venv/bin/python bench/audit_log.py --skip-postgres --format json > result.json
 
 Entries: realistic money entries, generated outside the timed calls: kind "money", actor
@@ -17,8 +17,9 @@ reached with `?options=-csearch_path=<schema>` and dropped at the end, skipped w
 not answer):
 
   1. Inclusion proofs. The log is filled with `append_many` in large batches of the same entries
-     without event ids ("fill": no dedup lookup; its rate is printed, not a headline figure) to 10^4, 10^5 (and with --max-entries, 10^6: SQLite only,
-     PostgreSQL stops at --postgres-max-entries); at each rung a checkpoint is signed, then the median
+     without event ids ("fill": no dedup lookup; its rate is printed, not a headline figure) to
+     10^4, 10^5 and 10^6 (up to --max-entries; PostgreSQL stops at --postgres-max-entries, 10^5 by
+     default, so 10^6 is SQLite only); at each rung a checkpoint is signed, then the median
      and p95 over --proofs random leaves of `log.inclusion_proof(seq, size)` (one call = one pooled
      connection + the stored-subtree lookups), the proof length and the SQL statements per proof.
      Every timed proof is then checked against the tree root (not timed). With stored subtree hashes
@@ -29,14 +30,17 @@ not answer):
      and every checkpoint signature), in entries/s, beside hashing every stored entry text once with
      hashlib.sha256 from a list of bytes already in memory. "x sha256" = verify rate / hash rate.
   3. Durable appends, on the log as it stands (10^5 entries by default), each mode for about
-     --seconds of audit appends (whole calls), then the very same rows (read back from audit_entries)
-     as plain inserts into `plain_entries`, a table with the same columns and indexes as
-     audit_entries, through the same engine, pre-filled to the same row count:
+     --seconds of audit appends (whole calls) in 3 blocks. After each block, the very same rows (read
+     back from audit_entries, not timed) go in as plain inserts through the same engine, in calls
+     of the same size, into tables with the same columns and indexes as audit_entries that hold the
+     same rows before each mode. On SQLite the WAL is checkpointed (not timed) before every block, so
+     each block pays for checkpointing its own writes and none of another's:
        one at a time      `log.append(...)`, one transaction and commit each;
-                          plain: one `INSERT` per transaction.
+                          plain: one `INSERT` per transaction (`plain_entries`).
        batches of 64/512  `log.append_many(batch)`, one transaction per batch (group commit);
-                          plain: one executemany `INSERT` per transaction of the same rows, and
-                          (shown beside it) one `INSERT` statement per row in the same transactions.
+                          plain: one executemany `INSERT` per transaction of the same rows
+                          (`plain_entries`), and, shown beside it, one `INSERT` statement per row
+                          in the same transactions (`plain_entries_rowwise`).
      "audit/plain" is the audit rate over the plain rate, measured in the same run. SQLite also gets a
      synchronous=FULL file (an fsync per commit, i.e. durable against power loss, which NORMAL is not)
      for the one-at-a-time mode. Rates are wall-clock; "cpu us" is this process's CPU time per entry
@@ -69,7 +73,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
@@ -110,6 +114,7 @@ TESSERA_WRITES_PER_S = 2_900  # Tessera (Trillian's successor), published figure
 BATCHES = (64, 512)
 VERIFY_AT = 100_000  # full verification runs at this rung, or the last rung below it
 WARMUP_PROOFS = 10
+ROUNDS = 3  # each append mode: this many blocks of audit appends, each followed by its plain inserts
 
 
 def log(message: str) -> None:
@@ -166,19 +171,27 @@ class MoneyEntries:
 # ------------------------------------------------------------------------------------ plain table
 
 plain_metadata = MetaData()
-plain = Table(
-    "plain_entries",
-    plain_metadata,
-    Column("seq", BigInteger, primary_key=True, autoincrement=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("kind", String(32), nullable=False),
-    Column("actor", String(200), nullable=False),
-    Column("subject", String(200), nullable=False),
-    Column("event_id", String(64), nullable=True, unique=True),
-    Column("entry", Text, nullable=False),
-    Column("leaf_hash", String(64), nullable=False),
-    Index("ix_plain_entries_subject", "subject"),
-)
+
+
+def _plain_table(name: str) -> Table:
+    """A table with the same columns and indexes as audit_entries, and no log behind it."""
+    return Table(
+        name,
+        plain_metadata,
+        Column("seq", BigInteger, primary_key=True, autoincrement=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("kind", String(32), nullable=False),
+        Column("actor", String(200), nullable=False),
+        Column("subject", String(200), nullable=False),
+        Column("event_id", String(64), nullable=True, unique=True),
+        Column("entry", Text, nullable=False),
+        Column("leaf_hash", String(64), nullable=False),
+        Index(f"ix_{name}_subject", "subject"),
+    )
+
+
+plain = _plain_table("plain_entries")  # executemany per transaction (or one row per transaction)
+plain_rowwise = _plain_table("plain_entries_rowwise")  # one INSERT statement per row, same transactions
 COLUMNS = [c.name for c in plain.columns]
 
 
@@ -436,7 +449,7 @@ def _plain_many(engine: Engine, rows: list[dict[str, Any]]) -> None:
 def _plain_rowwise(engine: Engine, rows: list[dict[str, Any]]) -> None:
     with engine.begin() as conn:
         for row in rows:
-            conn.execute(insert(plain), row)
+            conn.execute(insert(plain_rowwise), row)
 
 
 def _next_seq(engine: Engine, table: Table) -> int:
@@ -445,65 +458,73 @@ def _next_seq(engine: Engine, table: Table) -> int:
 
 
 def _align_plain(b: Backend) -> None:
-    """Give plain_entries the same rows as audit_entries, so both tables (and indexes) are the same size."""
-    start = _next_seq(b.engine, plain)
-    with b.engine.begin() as conn:
-        conn.execute(
-            insert(plain).from_select(COLUMNS, select(*[entries.c[c] for c in COLUMNS]).where(entries.c.seq >= start))
-        )
+    """Give the plain tables the rows of audit_entries they lack: all three tables the same size."""
+    for table in (plain, plain_rowwise):
+        start = _next_seq(b.engine, table)
+        source = select(*[entries.c[c] for c in COLUMNS]).where(entries.c.seq >= start)
+        with b.engine.begin() as conn:
+            conn.execute(insert(table).from_select(COLUMNS, source))
+
+
+def _checkpoint_wal(engine: Engine) -> None:
+    """SQLite: move the WAL into the database file now (not timed), so a block pays for its own writes."""
+    if engine.dialect.name != "sqlite":
+        return
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        cursor.close()
+    finally:
+        raw.close()
 
 
 def append_mode(b: Backend, items: MoneyEntries, batch: int | None, seconds: float) -> dict[str, Any]:
-    """About `seconds` of audit appends (one at a time when batch is None), then the same rows plainly."""
+    """About `seconds` of audit appends (one at a time when batch is None) in ROUNDS blocks, each block
+    followed by the very same rows as plain inserts, in calls (and transactions) of the same size."""
     label = "one at a time" if batch is None else f"batches of {batch}"
     log(f"[{b.name}] appends, {label} ...")
     n = batch or 1
 
-    def audit_call(chunk: list[dict[str, Any]]) -> None:
+    def audit_call(chunk: list[dict[str, Any]]) -> list[Any]:
         if batch is None:
-            b.log.append(**chunk[0])
-        else:
-            done = b.log.append_many(chunk)
+            return [b.log.append(**chunk[0])]
+        return b.log.append_many(chunk)
+
+    audit, plain_t, rowwise_t = Timing(), Timing(), Timing()
+    steps = [(plain_t, _plain_single if batch is None else _plain_many)]
+    if batch is not None:
+        steps.append((rowwise_t, _plain_rowwise))
+    for block in range(ROUNDS + 1):  # block 0 warms up (one call each), not timed
+        _checkpoint_wal(b.engine)
+        first: int | None = None
+        last = -1
+        timing = audit if block else Timing()
+        target = audit.wall + seconds / ROUNDS
+        while (audit.wall < target) if block else first is None:
+            chunk = items.batch(n)
+            with timing.timed(b.counter, n):
+                done = audit_call(chunk)
             if any(d.duplicate for d in done):
                 raise RuntimeError("an entry was skipped as a duplicate event: the event ids are not unique")
+            first = done[0].seq if first is None else first
+            last = done[-1].seq
+        assert first is not None
+        rows = audit_rows(b.engine, first, last)  # the very rows the log stored
+        if len(rows) != last - first + 1:
+            raise RuntimeError(f"expected {last - first + 1} audit rows from seq {first}, read {len(rows)}")
+        for t, step in steps:
+            _checkpoint_wal(b.engine)
+            t = t if block else Timing()
+            for i in range(0, len(rows), n):
+                with t.timed(b.counter, n):
+                    step(b.engine, rows[i : i + n])
 
-    # Warm-up call for each side, not timed; then the timed audit appends.
-    first = _next_seq(b.engine, entries)
-    audit_call(items.batch(n))
-    warm = audit_rows(b.engine, first, first + n - 1)
-    (_plain_single if batch is None else _plain_many)(b.engine, warm)
-    audit = Timing()
-    first = _next_seq(b.engine, entries)
-    while audit.wall < seconds:
-        chunk = items.batch(n)
-        with audit.timed(b.counter, n):
-            audit_call(chunk)
-    rows = audit_rows(b.engine, first, first + audit.entries - 1)
-    if len(rows) != audit.entries:
-        raise RuntimeError(f"expected {audit.entries} audit rows from seq {first}, read {len(rows)}")
-
-    def plain_run(step: Callable[[Engine, list[dict[str, Any]]], None], offset: int) -> Timing:
-        timing = Timing()
-        for i in range(0, len(rows), n):
-            # The same rows; moved past the seqs (and event ids) already in plain_entries when re-run.
-            chunk = rows[i : i + n]
-            if offset:
-                chunk = [{**r, "seq": r["seq"] + offset, "event_id": f"{r['event_id']}+{offset}"} for r in chunk]
-            with timing.timed(b.counter, len(chunk)):
-                step(b.engine, chunk)
-        return timing
-
-    out: dict[str, Any] = {"mode": label, "batch": n, "audit": audit.summary()}
-    out["plain"] = plain_run(_plain_single if batch is None else _plain_many, 0).summary()
+    out: dict[str, Any] = {"mode": label, "batch": n, "audit": audit.summary(), "plain": plain_t.summary()}
     out["audit_over_plain"] = round(out["audit"]["per_s"] / out["plain"]["per_s"], 4)
     if batch is not None:
-        # The same rows once more, one INSERT statement per row in the same transactions (seqs and
-        # event ids moved out of the way; deleted again afterwards).
-        offset = 10**12
-        out["plain_rowwise"] = plain_run(_plain_rowwise, offset).summary()
+        out["plain_rowwise"] = rowwise_t.summary()
         out["audit_over_plain_rowwise"] = round(out["audit"]["per_s"] / out["plain_rowwise"]["per_s"], 4)
-        with b.engine.begin() as conn:  # not timed: back to the same rows as audit_entries
-            conn.execute(plain.delete().where(plain.c.seq >= offset))
     return out
 
 
@@ -724,9 +745,9 @@ def render_text(report: dict[str, Any]) -> str:
     ]
     for r in report["backends"]:
         if r.get("skipped"):
-            lines += ["", f"{r['backend']}: SKIPPED: {r['skipped']}"]
+            lines.append(f"{r['backend']}: SKIPPED: {r['skipped']}")
             continue
-        lines += ["", f"== {r['backend']}: {r['description']}"]
+        lines.append(f"{r['backend']}: {r['description']}")
     lines += ["", *_append_lines(report["backends"])]
     lines += ["", *_verify_lines(report["backends"])]
     lines += ["", *_proof_lines(report["backends"], cfg)]
@@ -860,7 +881,10 @@ def _git_state() -> str:
         import subprocess
 
         head = subprocess.run(
-            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+            ["git", "-C", str(REPO), "log", "-1", "--format=%h", "--", "audit/log.py"],
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "-C", str(REPO), "status", "--porcelain", "--", "audit/log.py", "audit/schema.py"],
