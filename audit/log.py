@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -102,17 +103,25 @@ class AuditLog:
         self._lock(conn)
         last = conn.execute(select(entries.c.seq, entries.c.leaf_hash).order_by(entries.c.seq.desc()).limit(1)).first()
         seq, prev = (last.seq + 1, last.leaf_hash) if last else (0, GENESIS)
+        wanted = [item["event_id"] for item in items if item.get("event_id")]
+        known = (
+            {
+                row.event_id: Appended(row.seq, row.leaf_hash, duplicate=True)
+                for row in conn.execute(
+                    select(entries.c.event_id, entries.c.seq, entries.c.leaf_hash).where(entries.c.event_id.in_(wanted))
+                )
+            }
+            if wanted
+            else {}
+        )
         results: list[Appended] = []
+        rows: list[dict] = []
         new_nodes: dict[tuple[int, int], bytes] = {}
         for item in items:
             event_id = item.get("event_id")
-            if event_id:
-                existing = conn.execute(
-                    select(entries.c.seq, entries.c.leaf_hash).where(entries.c.event_id == event_id)
-                ).first()
-                if existing is not None:
-                    results.append(Appended(existing.seq, existing.leaf_hash, duplicate=True))
-                    continue
+            if event_id and event_id in known:
+                results.append(known[event_id])
+                continue
             created = _now()
             document = {
                 "seq": seq,
@@ -127,22 +136,26 @@ class AuditLog:
                 document["event_id"] = event_id
             entry_text = canonical_json(document)
             leaf = leaf_hash(entry_text.encode("utf-8"))
-            conn.execute(
-                entries.insert().values(
-                    seq=seq,
-                    created_at=created,
-                    kind=item["kind"],
-                    actor=item["actor"],
-                    subject=item["subject"],
-                    event_id=event_id,
-                    entry=entry_text,
-                    leaf_hash=leaf.hex(),
-                )
+            rows.append(
+                {
+                    "seq": seq,
+                    "created_at": created,
+                    "kind": item["kind"],
+                    "actor": item["actor"],
+                    "subject": item["subject"],
+                    "event_id": event_id,
+                    "entry": entry_text,
+                    "leaf_hash": leaf.hex(),
+                }
             )
             self._add_nodes(conn, seq, leaf, new_nodes)
-            results.append(Appended(seq, leaf.hex()))
+            appended = Appended(seq, leaf.hex())
+            results.append(appended)
+            if event_id:
+                known[event_id] = Appended(seq, leaf.hex(), duplicate=True)  # the same event twice in one batch
             prev, seq = leaf.hex(), seq + 1
-        if new_nodes:
+        if rows:
+            conn.execute(entries.insert(), rows)  # one executemany, not a statement built per row
             conn.execute(
                 nodes.insert(), [{"level": lv, "idx": i, "hash": h.hex()} for (lv, i), h in sorted(new_nodes.items())]
             )
@@ -277,7 +290,8 @@ class AuditLog:
         return {"checkpoint": note, "verifier_key": verifier_key, "tree_size": size, "entries": items}
 
     # -- verification -------------------------------------------------------------------------
-    def _rows(self, conn: Connection, chunk: int = 5000) -> Iterator:
+    def _rows(self, conn: Connection, chunk: int = 5000) -> Iterator[tuple[Any, bytes | None]]:
+        """Entries in seq order, each with its stored leaf node, read a chunk at a time."""
         last = -1
         while True:
             batch = conn.execute(
@@ -288,7 +302,16 @@ class AuditLog:
             ).all()
             if not batch:
                 return
-            yield from batch
+            leaves = dict(
+                conn.execute(
+                    select(nodes.c.idx, nodes.c.hash).where(
+                        nodes.c.level == 0, nodes.c.idx >= batch[0].seq, nodes.c.idx <= batch[-1].seq
+                    )
+                ).all()
+            )
+            for row in batch:
+                stored = leaves.get(row.seq)
+                yield row, bytes.fromhex(stored) if stored else None
             last = batch[-1].seq
 
     def verify(self, *verifiers: Verifier) -> Verification:
@@ -301,7 +324,7 @@ class AuditLog:
             stack: list[tuple[int, bytes]] = []  # complete subtrees (size, hash), left to right
             expected_seq, prev = 0, GENESIS
             checked = 0
-            for row in self._rows(conn):
+            for row, stored in self._rows(conn):
                 seq = row.seq
                 if seq != expected_seq:
                     return Verification(
@@ -326,7 +349,6 @@ class AuditLog:
                     (size, left), (_, right) = stack[-2], stack[-1]
                     stack[-2:] = [(size * 2, node_hash(left, right))]
                 size_now = seq + 1
-                stored = self._node_or_none(conn, 0, seq)
                 if stored != leaf:
                     return Verification(False, seq, checked, seq, f"stored leaf node of entry {seq} was altered")
                 if size_now in heads:
