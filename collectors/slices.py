@@ -11,8 +11,9 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from controlplane.config_files import explain, read_yaml
 
 DEFAULT_BOUNDARIES = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 SPAN_KINDS = ("unspecified", "internal", "server", "client", "producer", "consumer")
@@ -120,29 +121,9 @@ class SliceConfig:
 
 
 def load_slices(path: Path) -> SliceConfig:
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise SliceConfigError(
-            f"{path}: file not found; copy config/slices.yaml from the project and edit it"
-        ) from None
-    except yaml.YAMLError as exc:
-        raise SliceConfigError(f"{path}: not valid YAML ({exc})") from None
+    raw = read_yaml(path, error=SliceConfigError, missing_hint="copy config/slices.yaml from the project and edit it")
     try:
         parsed = SlicesFile.model_validate(raw)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            loc = list(err["loc"])
-            where = ""
-            if len(loc) >= 2 and loc[0] == "slices" and isinstance(loc[1], int) and isinstance(raw, dict):
-                try:
-                    where = f"slice '{raw['slices'][loc[1]].get('name', loc[1])}': "
-                except (KeyError, IndexError, TypeError, AttributeError):
-                    where = f"slice #{loc[1]}: "
-                loc = loc[2:]
-            field_name = ".".join(str(p) for p in loc)
-            message = err["msg"].removeprefix("Value error, ")
-            problems.append(f"{path}: {where}{field_name + ': ' if field_name else ''}{message}")
-        raise SliceConfigError("; ".join(problems)) from None
+        raise SliceConfigError(explain(path, raw, exc, list_key="slices", what="slice")) from None
     return SliceConfig(tuple(parsed.latency_boundaries_seconds), parsed.slices)

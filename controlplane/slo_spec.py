@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from controlplane.clock import as_utc
+from controlplane.config_files import explain, read_yaml
 
 EVENT_MARGIN = timedelta(hours=1)
 
@@ -98,49 +99,23 @@ class EventsFile(Strict):
     events: list[EventSpec] = Field(default_factory=list)
 
 
-def _read_yaml(path: Path) -> Any:
-    try:
-        return yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise SloConfigError(f"{path}: file not found; copy it from the project's config/ and edit it") from None
-    except yaml.YAMLError as exc:
-        raise SloConfigError(f"{path}: not valid YAML ({exc})") from None
-
-
-def _explain(path: Path, raw: Any, exc: ValidationError, list_key: str, what: str) -> SloConfigError:
-    problems = []
-    for err in exc.errors():
-        loc = list(err["loc"])
-        where = ""
-        if len(loc) >= 2 and loc[0] == list_key and isinstance(loc[1], int):
-            try:
-                where = f"{what} '{raw[list_key][loc[1]].get('name', loc[1])}': "
-            except (KeyError, IndexError, TypeError, AttributeError):
-                where = f"{what} #{loc[1]}: "
-            loc = loc[2:]
-        field_name = ".".join(str(p) for p in loc)
-        message = err["msg"].removeprefix("Value error, ")
-        problems.append(f"{path}: {where}{field_name + ': ' if field_name else ''}{message}")
-    return SloConfigError("; ".join(problems))
-
-
 def load_events(path: Path) -> dict[str, EventSpec]:
     if not Path(path).exists():
         return {}
-    raw = _read_yaml(path) or {"events": []}
+    raw = read_yaml(path, error=SloConfigError, missing_hint="copy it from the project's config/") or {"events": []}
     try:
         parsed = EventsFile.model_validate(raw)
     except ValidationError as exc:
-        raise _explain(path, raw, exc, "events", "event") from None
+        raise SloConfigError(explain(path, raw, exc, list_key="events", what="event")) from None
     return {event.name: event for event in parsed.events}
 
 
 def load_slos(path: Path, *, events: dict[str, EventSpec] | None = None) -> list[SloSpec]:
-    raw = _read_yaml(path)
+    raw = read_yaml(path, error=SloConfigError, missing_hint="copy it from the project's config/ and edit it")
     try:
         parsed = SlosFile.model_validate(raw)
     except ValidationError as exc:
-        raise _explain(path, raw, exc, "slos", "slo") from None
+        raise SloConfigError(explain(path, raw, exc, list_key="slos", what="slo")) from None
     return check_slos(parsed.slos, events=events or {}, source=str(path))
 
 

@@ -23,38 +23,29 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-class PlatformProcess:
-    """`controlplane platform serve` on a free port, waited for until it answers."""
+class ServiceProcess:
+    """A `controlplane <group> serve` process on a free port, waited for until `health` answers 200."""
 
-    def __init__(self, database_url: str, sink: Path, **env_overrides: str) -> None:
+    def __init__(self, group: str, env: dict[str, str], log: Path, health: str) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = os.environ | {
-            "CONTROLPLANE_DATABASE_URL": database_url,
-            "CONTROLPLANE_ADMIN_TOKEN": ADMIN_TOKEN,
-            "CONTROLPLANE_OUTBOX_SINK_PATH": str(sink),
-            "CONTROLPLANE_OUTBOX_RELAY_INTERVAL_SECONDS": "0.05",
-            "CONTROLPLANE_SETTLEMENT_BATCH_SIZE": "5",
-            "CONTROLPLANE_PRICE_MOVER_INTERVAL_SECONDS": "0",
-            **env_overrides,
-        }
-        self.log = sink.with_name(f"platform-{self.port}.log")
-        with self.log.open("wb") as log:
+        self.log = log
+        with log.open("wb") as out:
             self.proc = subprocess.Popen(
-                [CONTROLPLANE, "platform", "serve", "--port", str(self.port)],
-                env=env,
-                stdout=log,
+                [CONTROLPLANE, group, "serve", "--port", str(self.port)],
+                env=os.environ | env,
+                stdout=out,
                 stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + 60
         while True:
             try:
-                if httpx.get(f"{self.url}/v1/health", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}{health}", timeout=1).status_code == 200:
                     return
             except httpx.TransportError:
                 pass
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"platform did not start: {self.log.read_text()}")
+                raise RuntimeError(f"{group} did not start: {log.read_text()}")
             time.sleep(0.1)
 
     def kill(self) -> None:
@@ -67,3 +58,17 @@ class PlatformProcess:
             self.proc.wait(timeout=30)
 
 
+class PlatformProcess(ServiceProcess):
+    """`controlplane platform serve` with the tests' admin token, a sink file and quick background loops."""
+
+    def __init__(self, database_url: str, sink: Path, **env_overrides: str) -> None:
+        env = {
+            "CONTROLPLANE_DATABASE_URL": database_url,
+            "CONTROLPLANE_ADMIN_TOKEN": ADMIN_TOKEN,
+            "CONTROLPLANE_OUTBOX_SINK_PATH": str(sink),
+            "CONTROLPLANE_OUTBOX_RELAY_INTERVAL_SECONDS": "0.05",
+            "CONTROLPLANE_SETTLEMENT_BATCH_SIZE": "5",
+            "CONTROLPLANE_PRICE_MOVER_INTERVAL_SECONDS": "0",
+            **env_overrides,
+        }
+        super().__init__("platform", env, sink.with_name(f"platform-{_free_port()}.log"), "/v1/health")

@@ -16,35 +16,13 @@ from collectors import otlp
 from tests.collectors.conftest import SLICES
 from tests.collectors.otlp_samples import trace_request
 from tests.collectors.test_otlp_sdk import totals
-from tests.support import CONTROLPLANE, _free_port
+from tests.support import CONTROLPLANE, ServiceProcess
 
 
-class CollectorProcess:
+class CollectorProcess(ServiceProcess):
     def __init__(self, store_url: str, log: Path) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = os.environ | {"CONTROLPLANE_STORE_URL": store_url, "CONTROLPLANE_SLICES_PATH": str(SLICES)}
-        with log.open("wb") as out:
-            self.proc = subprocess.Popen(
-                [CONTROLPLANE, "collector", "serve", "--port", str(self.port)],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"collector did not start: {log.read_text()}")
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=30)
+        env = {"CONTROLPLANE_STORE_URL": store_url, "CONTROLPLANE_SLICES_PATH": str(SLICES)}
+        super().__init__("collector", env, log, "/healthz")
 
 
 @pytest.mark.parametrize("database_url", ["postgresql", "sqlite"], indirect=True)
