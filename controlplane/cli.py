@@ -604,6 +604,22 @@ def audit_verify(audit_url: AuditUrl = None) -> None:
     raise typer.Exit(EXIT_CRITICAL)
 
 
+@audit_app.command("check-money")
+def audit_check_money(audit_url: AuditUrl = None) -> None:
+    """Money invariants from the log alone: every settlement has its placement, payouts are stake x
+    bound odds. Exit 0 when they hold, 2 listing what does not."""
+    from audit.sink import check_money
+
+    log, _ring = _audit(load_settings(audit_url=audit_url), signing=False)
+    result = check_money(log)
+    if result.ok:
+        typer.echo(f"OK: {result.bets} bets, every settlement placed and paid as bound")
+        return
+    for problem in result.problems[:50]:
+        typer.echo(problem, err=True)
+    raise typer.Exit(EXIT_CRITICAL)
+
+
 @audit_app.command("prove")
 def audit_prove(
     seq: Annotated[int, typer.Option("--seq", help="The entry to prove.", min=0)],

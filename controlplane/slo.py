@@ -94,6 +94,14 @@ def load_counts(
     """Read the slice's buckets in [start, end) and turn them into this SLI's per-minute counts."""
     first, last = minute_index(start), minute_index(end)
     events, bad = [0] * max(last - first, 0), [0] * max(last - first, 0)
+    base = datetime.fromtimestamp(first * 60, tz=UTC)
+    naive_base = base.replace(tzinfo=None)
+    one_minute = timedelta(minutes=1)
+
+    def index(minute: datetime) -> int:
+        # SQLite hands back naive UTC datetimes, PostgreSQL aware ones; subtracting is cheaper than timestamp().
+        return (minute - (naive_base if minute.tzinfo is None else base)) // one_minute
+
     b, lat = SliBucket.__table__, SliLatencyBucket.__table__
     with reader(engine).connect() as conn:
         if spec.sli.kind == "ratio":
@@ -103,7 +111,7 @@ def load_counts(
                 )
             ).all()
             for minute, total, bad_count in rows:
-                i = minute_index(_utc(minute)) - first
+                i = index(minute)
                 if 0 <= i < len(events):
                     events[i] += total
                     bad[i] += bad_count
@@ -117,7 +125,7 @@ def load_counts(
     _boundary_ok(threshold, boundaries, spec)
     per_minute: dict[int, list[int]] = {}  # [events, events over the threshold]
     for minute, le, count in rows:
-        i = minute_index(_utc(minute)) - first
+        i = index(minute)
         if not 0 <= i < len(events):
             continue
         entry = per_minute.setdefault(i, [0, 0])
@@ -131,10 +139,6 @@ def load_counts(
             events[i] = 1
             bad[i] = int((count - over) / count < spec.sli.percentile)
     return MinuteCounts(first, events, bad)
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 def slo_window(spec: SloSpec, at: datetime, events: dict[str, EventSpec]) -> tuple[str, datetime, datetime, float]:

@@ -16,18 +16,36 @@ from tests.support import CONTROLPLANE
 
 
 def cli(tmp_path, *args: str, **env: str) -> subprocess.CompletedProcess:
-    environment = os.environ | {
-        "CONTROLPLANE_AUDIT_URL": f"sqlite:///{tmp_path / 'audit.db'}",
-        "CONTROLPLANE_AUDIT_KEY_DIR": str(tmp_path / "keys"),
-        "CONTROLPLANE_AUDIT_KEY_PASSPHRASE": "correct horse",
-        "CONTROLPLANE_AUDIT_ORIGIN": "audit.test/cli",
-    } | env
+    environment = (
+        os.environ
+        | {
+            "CONTROLPLANE_AUDIT_URL": f"sqlite:///{tmp_path / 'audit.db'}",
+            "CONTROLPLANE_AUDIT_KEY_DIR": str(tmp_path / "keys"),
+            "CONTROLPLANE_AUDIT_KEY_PASSPHRASE": "correct horse",
+            "CONTROLPLANE_AUDIT_ORIGIN": "audit.test/cli",
+        }
+        | env
+    )
     return subprocess.run([CONTROLPLANE, "audit", *args], capture_output=True, text=True, env=environment, timeout=60)
 
 
 def test_append_checkpoint_export_verify_offline(tmp_path) -> None:
     for stake in (100, 200):
-        assert cli(tmp_path, "append", "--kind", "money", "--actor", "relay", "--subject", "bet:7", "--payload", json.dumps({"stake_minor": stake})).returncode == 0
+        assert (
+            cli(
+                tmp_path,
+                "append",
+                "--kind",
+                "money",
+                "--actor",
+                "relay",
+                "--subject",
+                "bet:7",
+                "--payload",
+                json.dumps({"stake_minor": stake}),
+            ).returncode
+            == 0
+        )
     cli(tmp_path, "append", "--kind", "change", "--actor", "ana", "--subject", "slo:x", "--payload", "{}")
     note = cli(tmp_path, "checkpoint")
     assert note.returncode == 0 and note.stdout.startswith("audit.test/cli\n3\n")
@@ -42,7 +60,11 @@ def test_append_checkpoint_export_verify_offline(tmp_path) -> None:
     assert exported.returncode == 0 and "wrote 2 entries" in exported.stdout
     bundle = json.loads((tmp_path / "bundle.json").read_text())
     assert {"checkpoint", "verifier_key", "tree_size", "entries"} <= bundle.keys()
-    offline = subprocess.run([sys.executable, "-m", "audit.verify", str(tmp_path / "bundle.json"), "--key", key], capture_output=True, text=True)
+    offline = subprocess.run(
+        [sys.executable, "-m", "audit.verify", str(tmp_path / "bundle.json"), "--key", key],
+        capture_output=True,
+        text=True,
+    )
     assert offline.returncode == 0, offline.stderr
     proof = json.loads(cli(tmp_path, "prove", "--seq", "2").stdout)
     assert proof["entries"][0]["seq"] == 2 and proof["tree_size"] == 4
@@ -50,7 +72,18 @@ def test_append_checkpoint_export_verify_offline(tmp_path) -> None:
 
 def test_verify_names_the_first_bad_entry(tmp_path) -> None:
     for i in range(5):
-        cli(tmp_path, "append", "--kind", "money", "--actor", "r", "--subject", f"bet:{i}", "--payload", json.dumps({"i": i}))
+        cli(
+            tmp_path,
+            "append",
+            "--kind",
+            "money",
+            "--actor",
+            "r",
+            "--subject",
+            f"bet:{i}",
+            "--payload",
+            json.dumps({"i": i}),
+        )
     cli(tmp_path, "checkpoint")
     engine = make_engine(f"sqlite:///{tmp_path / 'audit.db'}")
     with engine.begin() as conn:
@@ -76,7 +109,13 @@ def test_cli_errors_are_messages(tmp_path, args, message) -> None:
 
 
 def test_production_refuses_a_key_without_passphrase(tmp_path) -> None:
-    result = cli(tmp_path, "checkpoint", CONTROLPLANE_AUDIT_KEY_PASSPHRASE="", CONTROLPLANE_ENVIRONMENT="production", CONTROLPLANE_ADMIN_TOKEN="a-real-token-for-production")
+    result = cli(
+        tmp_path,
+        "checkpoint",
+        CONTROLPLANE_AUDIT_KEY_PASSPHRASE="",
+        CONTROLPLANE_ENVIRONMENT="production",
+        CONTROLPLANE_ADMIN_TOKEN="a-real-token-for-production",
+    )
     assert result.returncode == 3 and "CONTROLPLANE_AUDIT_KEY_PASSPHRASE" in result.stderr
 
 
@@ -92,3 +131,45 @@ def test_keys_are_encrypted_and_rotation_keeps_old_checkpoints_verifiable(tmp_pa
     assert {v.key_id for v in ring.verifiers()} == {first.verifier.key_id, second.verifier.key_id}
     with pytest.raises(AuditKeyError, match="PASSPHRASE"):
         KeyRing(tmp_path / "other", name="x", passphrase=None).signer()
+
+
+def test_check_money_cli(tmp_path) -> None:
+    cli(
+        tmp_path,
+        "append",
+        "--kind",
+        "money",
+        "--actor",
+        "p",
+        "--subject",
+        "bet:1",
+        "--payload",
+        json.dumps({"type": "bet_placed", "stake_minor": 200, "odds": "2.50"}),
+    )
+    cli(
+        tmp_path,
+        "append",
+        "--kind",
+        "money",
+        "--actor",
+        "p",
+        "--subject",
+        "bet:1",
+        "--payload",
+        json.dumps({"type": "payout", "payout_minor": 500}),
+    )
+    assert cli(tmp_path, "check-money").returncode == 0
+    cli(
+        tmp_path,
+        "append",
+        "--kind",
+        "money",
+        "--actor",
+        "p",
+        "--subject",
+        "bet:2",
+        "--payload",
+        json.dumps({"type": "void", "payout_minor": 7}),
+    )
+    failed = cli(tmp_path, "check-money")
+    assert failed.returncode == 2 and "bet:2 was settled but never placed" in failed.stderr
