@@ -106,6 +106,8 @@ from audit.log import AuditLog  # noqa: E402
 from audit.merkle import leaf_hash, verify_inclusion  # noqa: E402
 from audit.note import NoteSigner  # noqa: E402
 from audit.schema import entries, migrate_audit  # noqa: E402
+from bench.postgres import postgres_reachable  # noqa: E402
+from bench.postgres import redact as _redact  # noqa: E402
 from controlplane.storage import make_engine, normalise_url  # noqa: E402
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -278,29 +280,6 @@ def sqlite_engine(path: Path, synchronous: str | None = None) -> Engine:
 def sqlite_pragma(engine: Engine, name: str) -> str:
     with engine.connect() as conn:
         return str(conn.exec_driver_sql(f"PRAGMA {name}").scalar())
-
-
-def postgres_reachable(base_url: str) -> str | None:
-    """None when PostgreSQL answers; else why not."""
-    try:
-        from sqlalchemy import create_engine
-        from sqlalchemy.engine import make_url
-
-        engine = create_engine(make_url(normalise_url(base_url)).update_query_dict({"connect_timeout": "5"}))
-        try:
-            with engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-        finally:
-            engine.dispose()
-    except Exception as exc:  # any failure means "skip PostgreSQL"
-        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-    return None
-
-
-def _redact(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
 
 
 class PostgresSchema:

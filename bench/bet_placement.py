@@ -70,6 +70,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from bench.postgres import postgres_reachable  # noqa: E402
+from bench.postgres import redact as _redact  # noqa: E402
 from sample_platform.client import PlatformClient  # noqa: E402
 from sample_platform.loadgen import PEAK_FACTOR  # noqa: E402
 
@@ -794,26 +796,6 @@ class PostgresSchema:
             self.engine.dispose()
 
 
-def postgres_reachable(base_url: str) -> str | None:
-    """None when PostgreSQL answers; else why not."""
-    try:
-        from sqlalchemy import create_engine, text
-        from sqlalchemy.engine import make_url
-
-        from controlplane.storage import normalise_url
-
-        url = make_url(normalise_url(base_url)).update_query_dict({"connect_timeout": "5"})
-        engine = create_engine(url)
-        try:
-            with engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-        finally:
-            engine.dispose()
-    except Exception as exc:  # any failure means "skip PostgreSQL"
-        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-    return None
-
-
 def bench_database(label: str, database_url: str, workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
     admin_token = secrets.token_urlsafe(24)
     server = Server(database_url, workdir, admin_token)
@@ -869,15 +851,6 @@ def bench_database(label: str, database_url: str, workdir: Path, args: argparse.
         "server_exited_during_run": exit_code,
         "server_log_tail": tail,
     }
-
-
-def _redact(url: str) -> str:
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url
 
 
 # ---------------------------------------------------------------------------------------- report

@@ -80,6 +80,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.trace.v1 import trace_pb2  # noqa: E402
 from sqlalchemy import Engine, event, func, select  # noqa: E402
 
+from bench.postgres import postgres_reachable  # noqa: E402
+from bench.postgres import redact as _redact  # noqa: E402
 from collectors.ingest import aggregate_spans, commit_batch, content_digest  # noqa: E402
 from collectors.otlp import PROTOBUF, TRACES, decode_request  # noqa: E402
 from collectors.slices import SliceConfig, load_slices  # noqa: E402
@@ -497,31 +499,6 @@ class PostgresSchema:
                 return None
             total += (int(fields[11]) + int(fields[12])) / CLK_TCK
         return total
-
-
-def postgres_reachable(base_url: str) -> str | None:
-    """None when PostgreSQL answers; else why not."""
-    try:
-        from sqlalchemy import create_engine, text
-        from sqlalchemy.engine import make_url
-
-        from controlplane.storage import normalise_url
-
-        engine = create_engine(make_url(normalise_url(base_url)).update_query_dict({"connect_timeout": "5"}))
-        try:
-            with engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-        finally:
-            engine.dispose()
-    except Exception as exc:  # any failure means "skip PostgreSQL"
-        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-    return None
-
-
-def _redact(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
 
 
 def bucket_count(engine: Engine) -> int:

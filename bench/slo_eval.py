@@ -73,6 +73,8 @@ import sqlalchemy  # noqa: E402
 from sqlalchemy import Engine, select, text  # noqa: E402
 from sqlalchemy.sql import Select  # noqa: E402
 
+from bench.postgres import postgres_reachable  # noqa: E402
+from bench.postgres import redact as _redact  # noqa: E402
 from collectors.slices import load_slices  # noqa: E402
 from controlplane.slo import BURN_WINDOWS, evaluate_all, slo_window  # noqa: E402
 from controlplane.slo_spec import SloSpec, load_events, load_slos  # noqa: E402
@@ -333,31 +335,6 @@ def query_plan(engine: Engine, spec: SloSpec) -> str:
 
 
 # ---------------------------------------------------------------------------------------- databases
-
-
-def postgres_reachable(base_url: str) -> str | None:
-    """None when PostgreSQL answers; else why not."""
-    try:
-        from sqlalchemy import create_engine
-        from sqlalchemy.engine import make_url
-
-        from controlplane.storage import normalise_url
-
-        engine = create_engine(make_url(normalise_url(base_url)).update_query_dict({"connect_timeout": "5"}))
-        try:
-            with engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-        finally:
-            engine.dispose()
-    except Exception as exc:  # any failure means "skip PostgreSQL"
-        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-    return None
-
-
-def _redact(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
 
 
 class PostgresSchema:
