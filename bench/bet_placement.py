@@ -80,12 +80,12 @@ DEFAULT_RATES = "50,100,200,400"
 STAKE_MINOR = 100
 DEPOSIT_MINOR = 10**10
 SERVER_ENV = {
-    "CONTROLPLANE_MAX_LIABILITY_MINOR": "10000000000",
-    "CONTROLPLANE_MAX_STAKE_MINOR": "1000000",
+    "PLATFORM_MAX_LIABILITY_MINOR": "10000000000",
+    "PLATFORM_MAX_STAKE_MINOR": "1000000",
     # The derby run's few players log in and bet from one address far more often than real ones would.
-    "CONTROLPLANE_LOGIN_ATTEMPTS_PER_MINUTE_ADDRESS": "100000",
-    "CONTROLPLANE_LOGIN_ATTEMPTS_PER_MINUTE_ACCOUNT": "100000",
-    "CONTROLPLANE_MAX_BETS_PER_MINUTE": "100000",
+    "PLATFORM_LOGIN_ATTEMPTS_PER_MINUTE_ADDRESS": "100000",
+    "PLATFORM_LOGIN_ATTEMPTS_PER_MINUTE_ACCOUNT": "100000",
+    "PLATFORM_MAX_BETS_PER_MINUTE": "100000",
 }
 GENERATOR_BOUND = 0.9  # client CPU (fraction of a core) above which the load generator is the bottleneck
 CLIENT_MAX_CONNECTIONS = [512]  # set from --max-connections, for messages
@@ -254,11 +254,11 @@ class Server:
 
     def start(self, timeout: float = 60.0) -> None:
         env = dict(os.environ)
-        env.pop("CONTROLPLANE_DATABASE_URL", None)
+        env.pop("PLATFORM_DATABASE_URL", None)
         env.update(SERVER_ENV)
         env.update(self.extra_env)
-        env["CONTROLPLANE_ADMIN_TOKEN"] = self.admin_token
-        env["CONTROLPLANE_OUTBOX_SINK_PATH"] = str(self.workdir / "outbox.jsonl")
+        env["PLATFORM_ADMIN_TOKEN"] = self.admin_token
+        env["PLATFORM_OUTBOX_SINK_PATH"] = str(self.workdir / "outbox.jsonl")
         cmd = [
             controlplane_executable(),
             "platform",

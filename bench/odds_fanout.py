@@ -566,7 +566,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=20.0, help="price changes per second (default 20)")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds of publishing per step (default 5)")
     parser.add_argument(
-        "--queue", type=int, default=256, help="the server's per-subscriber queue (CONTROLPLANE_ODDS_SUBSCRIBER_QUEUE)"
+        "--queue", type=int, default=256, help="the server's per-subscriber queue (PLATFORM_ODDS_SUBSCRIBER_QUEUE)"
     )
     parser.add_argument(
         "--drain-timeout", type=float, default=30.0, help="most seconds to wait for the last update (default 30)"
@@ -621,8 +621,8 @@ def main(argv: list[str] | None = None) -> int:
             workdir,
             admin_token,
             extra_env={
-                "CONTROLPLANE_PRICE_MOVER_INTERVAL_SECONDS": "0",
-                "CONTROLPLANE_ODDS_SUBSCRIBER_QUEUE": str(args.queue),
+                "PLATFORM_PRICE_MOVER_INTERVAL_SECONDS": "0",
+                "PLATFORM_ODDS_SUBSCRIBER_QUEUE": str(args.queue),
             },
         )
         log(f"starting the server on {server.url}")

@@ -9,13 +9,16 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from pydantic import ValidationError
 
 from controlplane.settings import Settings
 from controlplane.storage import StorageConfigError
+from sample_platform.settings import PlatformSettings
+
+SettingsT = TypeVar("SettingsT", Settings, PlatformSettings)
 
 EXIT_OK, EXIT_WARNING, EXIT_CRITICAL, EXIT_UNKNOWN = 0, 1, 2, 3
 
@@ -35,11 +38,21 @@ def fail(message: str, code: int = EXIT_UNKNOWN) -> typer.Exit:
 
 
 def load_settings(**overrides: object) -> Settings:
+    """The control plane's settings (`CONTROLPLANE_*`), with the flags a verb was given."""
+    return _settings(Settings, "CONTROLPLANE_", overrides)
+
+
+def load_platform_settings(**overrides: object) -> PlatformSettings:
+    """The sample platform's settings (`PLATFORM_*`), with the flags a verb was given."""
+    return _settings(PlatformSettings, "PLATFORM_", overrides)
+
+
+def _settings(model: type[SettingsT], prefix: str, overrides: dict[str, object]) -> SettingsT:
     try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+        return model(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
         problems = "; ".join(
-            f"CONTROLPLANE_{'_'.join(str(p) for p in e['loc']).upper() or 'SETTINGS'}: {e['msg']}" for e in exc.errors()
+            f"{prefix}{'_'.join(str(p) for p in e['loc']).upper() or 'SETTINGS'}: {e['msg']}" for e in exc.errors()
         )
         raise fail(f"invalid settings: {problems}") from None
 
@@ -49,7 +62,7 @@ DatabaseUrl = Annotated[
     typer.Option(
         "--database-url",
         help="Platform database URL (sqlite:///path or postgresql+psycopg://user@host/db). "
-        "Default: $CONTROLPLANE_DATABASE_URL, else sqlite:///./var/platform.db.",
+        "Default: $PLATFORM_DATABASE_URL, else sqlite:///./var/platform.db.",
     ),
 ]
 
@@ -59,7 +72,7 @@ def platform_migrate(database_url: DatabaseUrl = None) -> None:
     """Create or upgrade the platform's database schema (Alembic) to the newest revision."""
     from sample_platform.db import migrate
 
-    settings = load_settings(database_url=database_url)
+    settings = load_platform_settings(database_url=database_url)
     engine = _engine(settings)
     migrate(engine)
     typer.echo(f"schema is up to date in {engine.url.render_as_string(hide_password=True)}")
@@ -81,15 +94,37 @@ def platform_serve(
     from sample_platform.db import migrate
     from sample_platform.telemetry import setup_telemetry
 
-    settings = load_settings(database_url=database_url)
+    settings = load_platform_settings(database_url=database_url)
     engine = _engine(settings)
     if migrate_first:
         migrate(engine)
+    sink = _outbox_sink(load_settings())
     setup_telemetry(settings)
     # Open odds streams never end by themselves: give them a few seconds, then close them.
     uvicorn.run(
-        create_app(settings, engine=engine), host=host, port=port, log_level="warning", timeout_graceful_shutdown=5
+        create_app(settings, engine=engine, outbox_sink=sink),
+        host=host,
+        port=port,
+        log_level="warning",
+        timeout_graceful_shutdown=5,
     )
+
+
+def _outbox_sink(settings: Settings):  # type: ignore[no-untyped-def]
+    """The platform's relay delivers to its own JSON-lines file unless CONTROLPLANE_OUTBOX_SINK=audit."""
+    if settings.outbox_sink != "audit":
+        return None
+    from audit.log import AuditLog
+    from audit.schema import migrate_audit
+    from audit.sink import OutboxAuditSink, SubjectKeys
+    from controlplane.storage import make_engine
+
+    try:
+        audit_engine = make_engine(settings.audit_url, **settings.engine_options())
+    except StorageConfigError as exc:
+        raise fail(str(exc)) from None
+    migrate_audit(audit_engine)
+    return OutboxAuditSink(AuditLog(audit_engine, origin=settings.audit_origin), SubjectKeys(audit_engine))
 
 
 Target = Annotated[str, typer.Option("--target", help="Base URL of the platform.", envvar="CONTROLPLANE_PLATFORM_URL")]
@@ -97,8 +132,8 @@ AdminToken = Annotated[
     str | None,
     typer.Option(
         "--admin-token",
-        help="The platform's admin token (default: $CONTROLPLANE_ADMIN_TOKEN).",
-        envvar="CONTROLPLANE_ADMIN_TOKEN",
+        help="The platform's admin token (default: $CONTROLPLANE_PLATFORM_ADMIN_TOKEN).",
+        envvar="CONTROLPLANE_PLATFORM_ADMIN_TOKEN",
         show_default=False,
     ),
 ]
@@ -158,7 +193,7 @@ def _faults_client(target: str, admin_token: str | None):  # type: ignore[no-unt
     import httpx
 
     if not admin_token:
-        raise fail("faults need the admin token: pass --admin-token or set CONTROLPLANE_ADMIN_TOKEN")
+        raise fail("faults need the admin token: pass --admin-token or set CONTROLPLANE_PLATFORM_ADMIN_TOKEN")
     return httpx.Client(base_url=target.rstrip("/"), headers={"Authorization": f"Bearer {admin_token}"}, timeout=30)
 
 
@@ -677,21 +712,23 @@ def demo(
     from controlplane.demo import run_demo
 
     # The demo starts from a clean slate, so it keeps its own database and sink apart from `serve`'s.
-    settings = load_settings(
+    platform = load_platform_settings(
         database_url=database_url or "sqlite:///./var/demo.db",
-        outbox_sink_path=None if "CONTROLPLANE_OUTBOX_SINK_PATH" in os.environ else "var/demo-outbox.jsonl",
+        outbox_sink_path=None if "PLATFORM_OUTBOX_SINK_PATH" in os.environ else "var/demo-outbox.jsonl",
+    )
+    settings = load_settings(
         store_url=None if "CONTROLPLANE_STORE_URL" in os.environ else "sqlite:///./var/demo-store.db",
     )
-    summary = run_demo(settings, bets=bets, out=typer.echo)
+    summary = run_demo(settings, platform, bets=bets, out=typer.echo)
     raise typer.Exit(EXIT_OK if summary.ledger_ok else EXIT_CRITICAL)
 
 
-def _engine(settings: Settings):  # type: ignore[no-untyped-def]
-    from controlplane.storage import make_engine
+def _engine(settings: PlatformSettings):  # type: ignore[no-untyped-def]
+    from sample_platform.db import DatabaseConfigError, make_engine
 
     try:
         return make_engine(settings.database_url, **settings.engine_options())
-    except StorageConfigError as exc:
+    except DatabaseConfigError as exc:
         raise fail(str(exc)) from None
 
 

@@ -27,13 +27,14 @@ from collectors.sli import sli_rows
 from collectors.slices import load_slices
 from controlplane.clock import utcnow
 from controlplane.settings import Settings
-from controlplane.storage import make_engine, reader
+from controlplane.storage import make_engine
 from controlplane.store import migrate_store
+from sample_platform import db as platform_db
 from sample_platform.client import PlatformClient
-from sample_platform.db import migrate
 from sample_platform.ledger import check_ledger
 from sample_platform.outbox import OutboxRelay, read_jsonl_events
 from sample_platform.server import PlatformServer, ThreadedServer
+from sample_platform.settings import PlatformSettings
 from sample_platform.telemetry import setup_telemetry, shutdown_telemetry
 
 PLAYERS = 20
@@ -61,31 +62,38 @@ class DemoSummary:
 
 
 def run_demo(
-    settings: Settings, *, bets: int = 300, out: Callable[[str], None] = print, seed: int = 7, fresh: bool = True
+    settings: Settings,
+    platform: PlatformSettings,
+    *,
+    bets: int = 300,
+    out: Callable[[str], None] = print,
+    seed: int = 7,
+    fresh: bool = True,
 ) -> DemoSummary:
+    """The platform (with `platform` settings) watched by a collector writing to the store of `settings`."""
     rng = random.Random(seed)
     started_at = utcnow()
-    url = make_url(settings.database_url)
+    url = make_url(platform.database_url)
     if fresh and url.get_backend_name() == "sqlite" and url.database:
         for suffix in ("", "-wal", "-shm"):
             Path(url.database + suffix).unlink(missing_ok=True)
-    sink_path = Path(settings.outbox_sink_path)
+    sink_path = Path(platform.outbox_sink_path)
     if fresh:
         sink_path.unlink(missing_ok=True)
-    engine = make_engine(settings.database_url, **settings.engine_options())
-    migrate(engine)
+    engine = platform_db.make_engine(platform.database_url, **platform.engine_options())
+    platform_db.migrate(engine)
     summary = DemoSummary(bets_requested=bets)
     started = time.monotonic()
     out(f"platform database: {engine.url.render_as_string(hide_password=True)}")
     store, collector = _start_collector(settings, fresh=fresh)
     with ExitStack() as running:
         running.enter_context(collector)
-        settings = settings.model_copy(update={"otlp_endpoint": collector.url})
-        exporting = setup_telemetry(settings)
+        platform = platform.model_copy(update={"otlp_endpoint": collector.url})
+        exporting = setup_telemetry(platform)
         out(f"collector (OTLP/HTTP) on {collector.url}, store {store.url.render_as_string(hide_password=True)}")
-        server = running.enter_context(PlatformServer(settings, engine))
+        server = running.enter_context(PlatformServer(platform, engine))
         out(f"platform listening on {server.url}")
-        client = PlatformClient(server.url, admin_token=settings.admin_token.get_secret_value())
+        client = PlatformClient(server.url, admin_token=platform.admin_token.get_secret_value())
         players = []
         for i in range(PLAYERS):
             account = client.create_account(f"demo-{uuid.uuid4().hex[:8]}-{i}")
@@ -156,9 +164,9 @@ def run_demo(
 
     relay_target = OutboxRelay(engine, _NullSink())  # counts only; delivery is the server relay's job
     summary.outbox_events = relay_target.pending() + relay_target.position()
-    _wait_for_relay(settings, engine)
+    _wait_for_relay(platform, engine)
     summary.delivered_events = len(read_jsonl_events(sink_path))
-    with reader(engine).begin() as conn:
+    with platform_db.reader(engine).begin() as conn:
         check = check_ledger(conn)
     summary.ledger_ok = check.ok and summary.delivered_events == summary.outbox_events
     summary.ledger_problems = check.problems[:10]
@@ -230,7 +238,7 @@ class _NullSink:
         pass
 
 
-def _wait_for_relay(settings: Settings, engine) -> None:  # type: ignore[no-untyped-def]
+def _wait_for_relay(settings: PlatformSettings, engine) -> None:  # type: ignore[no-untyped-def]
     """The server's relay stopped with the server; deliver whatever it had not reached yet."""
     from sample_platform.outbox import JsonlSink
 

@@ -8,11 +8,11 @@ import secrets
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import IntegrityError
 
-from controlplane.clock import utcnow
-from controlplane.problems import Problem
 from sample_platform import ledger
+from sample_platform.clock import utcnow
 from sample_platform.models import Account, LedgerAccountKind
 from sample_platform.outbox import write_event
+from sample_platform.problems import Problem
 
 accounts_t = Account.__table__
 

@@ -2,7 +2,7 @@
 
 Usage:
 
-    app = create_app(Settings(database_url="sqlite:///./var/platform.db"))
+    app = create_app(PlatformSettings(database_url="sqlite:///./var/platform.db"))
     uvicorn.run(app, port=8080)
 """
 
@@ -26,11 +26,9 @@ from sqlalchemy import Engine, event
 from sqlalchemy.exc import DBAPIError
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from controlplane.problems import PROBLEM_JSON, Problem, install_problem_handlers
-from controlplane.settings import Settings
-from controlplane.storage import make_engine, reader
 from sample_platform import accounts, markets
 from sample_platform.bets import BetOrder, bet_view, place_bet
+from sample_platform.db import make_engine, reader
 from sample_platform.faults import Fault, FaultRegistry
 from sample_platform.idempotency import (
     ClaimOutcome,
@@ -53,7 +51,8 @@ from sample_platform.login import (
 from sample_platform.metrics import PlatformMetrics
 from sample_platform.middleware import STREAMING_ROUTES, BodySizeLimit, InFlightLimit, RequestMetrics
 from sample_platform.odds_feed import OddsBroker, PriceMover, change_and_publish
-from sample_platform.outbox import JsonlSink, OutboxRelay
+from sample_platform.outbox import JsonlSink, OutboxRelay, OutboxSink
+from sample_platform.problems import PROBLEM_JSON, Problem, install_problem_handlers
 from sample_platform.risk import FeatureCache, RiskEngine, RiskLimits
 from sample_platform.schemas import (
     AccountCreate,
@@ -68,6 +67,7 @@ from sample_platform.schemas import (
     json_body,
     parse_body,
 )
+from sample_platform.settings import PlatformSettings
 from sample_platform.telemetry import ServerSpans, flush_telemetry, tracer
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ Body = Annotated[Any, Depends(json_body)]
 class Platform:
     """Everything the routes share, built once per app."""
 
-    settings: Settings
+    settings: PlatformSettings
     engine: Engine
     metrics: PlatformMetrics
     faults: FaultRegistry
@@ -108,7 +108,7 @@ def _bearer(authorization: str | None) -> str:
     return token.strip()
 
 
-def build_platform(settings: Settings, engine: Engine) -> Platform:
+def build_platform(settings: PlatformSettings, engine: Engine, outbox_sink: OutboxSink | None = None) -> Platform:
     metrics = PlatformMetrics()
     faults = FaultRegistry(engine)
     limits = RiskLimits(
@@ -122,7 +122,7 @@ def build_platform(settings: Settings, engine: Engine) -> Platform:
         FeatureCache(ttl=settings.risk_cache_ttl_seconds, metrics=metrics),
         cache_enabled=lambda: not faults.cache_off,
     )
-    relay = OutboxRelay(engine, _outbox_sink(settings), delay=faults.broker_delay)
+    relay = OutboxRelay(engine, outbox_sink or JsonlSink(settings.outbox_sink_path), delay=faults.broker_delay)
     metrics.watch_outbox(relay.backlog)
     policy = LoginPolicy(
         session_ttl=timedelta(seconds=settings.session_ttl_seconds),
@@ -143,25 +143,21 @@ def build_platform(settings: Settings, engine: Engine) -> Platform:
     return Platform(settings, engine, metrics, faults, risk, broker, relay, policy)
 
 
-def _outbox_sink(settings: Settings):  # type: ignore[no-untyped-def]
-    if settings.outbox_sink == "jsonl":
-        return JsonlSink(settings.outbox_sink_path)
-    from audit.log import AuditLog
-    from audit.schema import migrate_audit
-    from audit.sink import OutboxAuditSink, SubjectKeys
-
-    audit_engine = make_engine(settings.audit_url, **settings.engine_options())
-    migrate_audit(audit_engine)
-    return OutboxAuditSink(AuditLog(audit_engine, origin=settings.audit_origin), SubjectKeys(audit_engine))
-
-
 def create_app(
-    settings: Settings | None = None, *, engine: Engine | None = None, run_background: bool = True
+    settings: PlatformSettings | None = None,
+    *,
+    engine: Engine | None = None,
+    outbox_sink: OutboxSink | None = None,
+    run_background: bool = True,
 ) -> FastAPI:
-    """Build the platform app. Its schema must already be migrated (`controlplane platform migrate`)."""
-    settings = settings or Settings()
+    """Build the platform app. Its schema must already be migrated (`sample_platform.db.migrate`).
+
+    The outbox relay delivers to `outbox_sink` (any object with `deliver(events)`), by default the
+    JSON-lines file at `settings.outbox_sink_path`; a caller that wants the events elsewhere (an
+    audit log, a broker) injects its own sink."""
+    settings = settings or PlatformSettings()
     engine = engine or make_engine(settings.database_url, **settings.engine_options())
-    p = build_platform(settings, engine)
+    p = build_platform(settings, engine, outbox_sink)
     ttl = timedelta(seconds=settings.idempotency_ttl_seconds)
     lock = timedelta(seconds=settings.idempotency_lock_seconds)
     admin_token = settings.admin_token.get_secret_value()
@@ -205,7 +201,7 @@ def create_app(
             "units; odds are decimal strings.\n\n"
             f"**Idempotency**: `POST /v1/bets` requires an `Idempotency-Key` header. A key is "
             f"remembered for {settings.idempotency_ttl_seconds} seconds "
-            "(`CONTROLPLANE_IDEMPOTENCY_TTL_SECONDS`) per account."
+            "(`PLATFORM_IDEMPOTENCY_TTL_SECONDS`) per account."
         ),
     )
     app.state.platform = p
@@ -283,7 +279,7 @@ def create_app(
         """Exchange username and password for a short-lived bearer token.
 
         Limits: attempts per account and per client address per minute (429 with Retry-After), and
-        a lockout after `CONTROLPLANE_LOGIN_MAX_FAILURES` consecutive wrong passwords."""
+        a lockout after `PLATFORM_LOGIN_MAX_FAILURES` consecutive wrong passwords."""
         req = parse_body(LoginRequest, body)
         address = request.client.host if request.client else "unknown"
         try:
@@ -350,7 +346,7 @@ def create_app(
     @app.get("/v1/odds/stream", tags=["markets"], response_class=StreamingResponse)
     async def odds_stream() -> StreamingResponse:
         """Server-Sent Events: one `odds` event per price change, with `published_at` (UTC) and
-        `price_version`. A subscriber more than `CONTROLPLANE_ODDS_SUBSCRIBER_QUEUE` updates behind
+        `price_version`. A subscriber more than `PLATFORM_ODDS_SUBSCRIBER_QUEUE` updates behind
         gets a final `overflow` event and is disconnected; it should reconnect and re-read markets."""
         return StreamingResponse(
             p.broker.stream(),
@@ -368,7 +364,7 @@ def create_app(
         """Place a bet. Requires `Idempotency-Key`: a retry with the same key and body returns the
         first response again (`Idempotent-Replayed: true`); the same key with another body is 422; a
         retry while the first is still running is 409. Keys are per account and expire after
-        `CONTROLPLANE_IDEMPOTENCY_TTL_SECONDS` (default 86400). When too many bets are in progress
+        `PLATFORM_IDEMPOTENCY_TTL_SECONDS` (default 86400). When too many bets are in progress
         the request is shed at once with 503 and Retry-After."""
         req = parse_body(BetCreate, body)
         claim = claim_key(
@@ -449,7 +445,7 @@ def create_app(
                 "fault-ttl-too-long",
                 "Fault TTL too long",
                 f"ttl_seconds {req.ttl_seconds} is above the longest allowed TTL "
-                f"(CONTROLPLANE_FAULT_MAX_TTL_SECONDS={settings.fault_max_ttl_seconds})",
+                f"(PLATFORM_FAULT_MAX_TTL_SECONDS={settings.fault_max_ttl_seconds})",
             )
         options = req.model_dump(exclude={"kind", "ttl_seconds"})
         fault = p.faults.add(Fault.new(req.kind, ttl_seconds=float(req.ttl_seconds), **options))

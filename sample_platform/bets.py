@@ -16,12 +16,12 @@ from typing import Literal
 
 from sqlalchemy import Connection, select, update
 
-from controlplane.clock import as_utc, utcnow
-from controlplane.problems import Problem
 from sample_platform import ledger
+from sample_platform.clock import as_utc, utcnow
 from sample_platform.markets import format_odds
 from sample_platform.models import Bet, BetStatus, LedgerTransaction, Market, MarketStatus, Selection
 from sample_platform.outbox import write_event
+from sample_platform.problems import Problem
 from sample_platform.risk import RiskEngine, limit_problem
 from sample_platform.telemetry import tracer
 

@@ -1,21 +1,190 @@
-"""The platform's database schema: its Alembic migrations, applied through the one engine factory's engines."""
+"""The platform's database: its engine factory (SQLite or PostgreSQL) and its Alembic migrations.
+
+Usage:
+
+    engine = make_engine("sqlite:///./var/platform.db")
+    migrate(engine)
+    with engine.begin() as conn: ...   # SQLite: BEGIN IMMEDIATE, so writers never deadlock on upgrade
+"""
 
 from __future__ import annotations
 
+import sqlite3
+import threading
+import time
 from pathlib import Path
 
-from alembic.config import Config
-from sqlalchemy import Engine
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
 
-from controlplane import storage
+
+class DatabaseConfigError(ValueError):
+    """A database URL or option the product cannot use; the message says how to fix it."""
+
+
+def normalise_url(url: str) -> str:
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise DatabaseConfigError(
+            f"database URL {url!r} is not a URL; use sqlite:///path/to/file.db or "
+            "postgresql+psycopg://user@host:5432/dbname"
+        ) from exc
+    backend = parsed.get_backend_name()
+    if backend == "postgresql":
+        if parsed.drivername in ("postgresql", "postgres"):
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        elif parsed.drivername != "postgresql+psycopg":
+            raise DatabaseConfigError(
+                f"database URL driver {parsed.drivername!r} is not supported; use postgresql+psycopg://"
+            )
+    elif backend != "sqlite":
+        raise DatabaseConfigError(
+            f"database backend {backend!r} is not supported; use sqlite:/// or postgresql+psycopg://"
+        )
+    return parsed.render_as_string(hide_password=False)
+
+
+def make_engine(
+    url: str, *, lock_timeout_ms: int = 2000, statement_timeout_ms: int = 5000, pool_size: int = 20
+) -> Engine:
+    """Create an engine with the product's connection rules.
+
+    SQLite: WAL, foreign keys on, every transaction opened with `BEGIN IMMEDIATE` (take the write
+    lock up front, so two writers never both read then fail to upgrade). Read-only work may use
+    `reader(engine)` to open plain deferred transactions that run beside the writer.
+    PostgreSQL: psycopg 3 with a connection pool sized for the platform's thread pool.
+    Both: a lock wait longer than `lock_timeout_ms` (SQLite busy_timeout, PostgreSQL lock_timeout)
+    and a statement longer than `statement_timeout_ms` fail with an error instead of hanging.
+    """
+    url = normalise_url(url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(
+            url, lock_timeout_ms=lock_timeout_ms, statement_timeout_ms=statement_timeout_ms, pool_size=pool_size
+        )
+    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_timeout=30)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute(f"SET statement_timeout = {int(statement_timeout_ms)}")
+            cursor.execute(f"SET lock_timeout = {int(lock_timeout_ms)}")
+        dbapi_connection.commit()
+
+    return engine
+
+
+def reader(engine: Engine) -> Engine:
+    """An engine view for read-only transactions (plain BEGIN on SQLite, so readers do not queue)."""
+    return engine.execution_options(sqlite_begin="BEGIN")
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+class _StatementDeadline:
+    """SQLite has no statement timeout; its progress handler aborts a statement past its deadline."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self.deadline: float | None = None
+
+    def start(self) -> None:
+        self.deadline = time.monotonic() + self.timeout_s
+
+    def stop(self) -> None:
+        self.deadline = None
+
+    def __call__(self) -> int:
+        return 1 if self.deadline is not None and time.monotonic() > self.deadline else 0
+
+
+def _sqlite_engine(url: str, *, lock_timeout_ms: int, statement_timeout_ms: int, pool_size: int) -> Engine:
+    database = make_url(url).database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": lock_timeout_ms / 1000},
+        pool_size=pool_size,
+        max_overflow=pool_size,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, record):  # type: ignore[no-untyped-def]
+        # Let SQLAlchemy's "begin" event below issue BEGIN itself instead of pysqlite's implicit one.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(lock_timeout_ms)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+        deadline = _StatementDeadline(statement_timeout_ms / 1000)
+        dbapi_connection.set_progress_handler(deadline, 10_000)
+        record.info["statement_deadline"] = deadline
+
+    # SQLite's busy handler polls with growing sleeps, so under steady contention one writer can
+    # starve past its timeout while others keep winning. Writers of this process therefore queue on
+    # one lock first (the process's single writer); busy_timeout still arbitrates between processes.
+    writer = threading.Lock()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):  # type: ignore[no-untyped-def]
+        begin = conn.get_execution_options().get("sqlite_begin", "BEGIN IMMEDIATE")
+        if begin != "BEGIN IMMEDIATE":
+            conn.exec_driver_sql(begin)
+            return
+        if not writer.acquire(timeout=lock_timeout_ms / 1000):
+            raise OperationalError(begin, None, sqlite3.OperationalError("database is locked (writer queue)"))
+        try:
+            conn.exec_driver_sql(begin)
+        except BaseException:
+            writer.release()
+            raise
+        conn.info["holds_writer"] = True
+
+    @event.listens_for(engine, "commit")
+    @event.listens_for(engine, "rollback")
+    def _on_end(conn):  # type: ignore[no-untyped-def]
+        if conn.info.pop("holds_writer", False):
+            writer.release()
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _before(conn, *_args):  # type: ignore[no-untyped-def]
+        deadline = conn.info.get("statement_deadline")
+        if deadline is not None:
+            deadline.start()
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def _after(conn, *_args):  # type: ignore[no-untyped-def]
+        deadline = conn.info.get("statement_deadline")
+        if deadline is not None:
+            deadline.stop()
+
+    return engine
+
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
-def alembic_config(engine: Engine) -> Config:
-    return storage.alembic_config(engine, MIGRATIONS)
+def alembic_config(engine: Engine):  # type: ignore[no-untyped-def]
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
 
 
 def migrate(engine: Engine, revision: str = "head") -> None:
     """Bring the schema to `revision` (default: the newest). Safe to run on every start."""
-    storage.upgrade(engine, MIGRATIONS, revision)
+    from alembic import command
+
+    config = alembic_config(engine)
+    with engine.connect() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+        connection.commit()

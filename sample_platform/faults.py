@@ -23,9 +23,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, text
 
-from controlplane.clock import utcnow
-from controlplane.problems import Problem
+from sample_platform.clock import utcnow
 from sample_platform.outbox import write_event
+from sample_platform.problems import Problem
 
 log = logging.getLogger(__name__)
 KINDS = ("latency", "error_rate", "db_latency", "cache_off", "broker_slow", "lock_wait")

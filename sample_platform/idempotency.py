@@ -24,9 +24,9 @@ from sqlalchemy import Connection, Engine, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from controlplane.clock import as_utc, utcnow
-from controlplane.problems import Problem
+from sample_platform.clock import as_utc, utcnow
 from sample_platform.models import IdempotencyKey
+from sample_platform.problems import Problem
 
 keys_t = IdempotencyKey.__table__
 MAX_KEY_LENGTH = 255

@@ -13,9 +13,9 @@ from decimal import ROUND_DOWN, Decimal
 
 from sqlalchemy import Connection, func, select, update
 
-from controlplane.clock import utcnow
-from controlplane.problems import Problem
+from sample_platform.clock import utcnow
 from sample_platform.models import Bet, LedgerAccount, LedgerAccountKind, LedgerTransaction, Posting
+from sample_platform.problems import Problem
 
 accounts_t = LedgerAccount.__table__
 txns_t = LedgerTransaction.__table__

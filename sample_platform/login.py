@@ -21,11 +21,11 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine, delete, select, update
 
-from controlplane.clock import as_utc, utcnow
-from controlplane.problems import Problem
-from controlplane.storage import reader
 from sample_platform.accounts import token_hash
+from sample_platform.clock import as_utc, utcnow
+from sample_platform.db import reader
 from sample_platform.models import Account, LoginSession
+from sample_platform.problems import Problem
 
 accounts_t = Account.__table__
 sessions_t = LoginSession.__table__

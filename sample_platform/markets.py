@@ -13,12 +13,12 @@ from decimal import Decimal
 
 from sqlalchemy import Connection, Engine, select, update
 
-from controlplane.clock import utcnow
-from controlplane.problems import Problem
-from controlplane.storage import reader
 from sample_platform import ledger
+from sample_platform.clock import utcnow
+from sample_platform.db import reader
 from sample_platform.models import Bet, BetStatus, LedgerAccountKind, Market, MarketStatus, PriceChange, Selection
 from sample_platform.outbox import PendingEvent, write_event, write_events
+from sample_platform.problems import Problem
 
 markets_t = Market.__table__
 selections_t = Selection.__table__

@@ -6,8 +6,8 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from controlplane.problems import Problem
 from sample_platform.metrics import PlatformMetrics
+from sample_platform.problems import Problem
 
 
 class BodySizeLimit:

@@ -23,12 +23,12 @@ from decimal import Decimal
 
 from sqlalchemy import Engine, select
 
-from controlplane.clock import utcnow
-from controlplane.problems import Problem
-from controlplane.storage import reader
 from sample_platform import markets
+from sample_platform.clock import utcnow
+from sample_platform.db import reader
 from sample_platform.metrics import PlatformMetrics
 from sample_platform.models import Market, MarketStatus, Selection
+from sample_platform.problems import Problem
 from sample_platform.telemetry import odds_publish_lag
 
 log = logging.getLogger(__name__)

@@ -27,8 +27,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError
 
-from controlplane.clock import as_utc, utcnow
-from controlplane.storage import reader
+from sample_platform.clock import as_utc, utcnow
+from sample_platform.db import reader
 from sample_platform.models import OutboxCursor, OutboxEvent
 
 log = logging.getLogger(__name__)

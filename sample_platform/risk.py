@@ -21,10 +21,10 @@ from datetime import timedelta
 
 from sqlalchemy import Connection, func, select
 
-from controlplane.clock import as_utc, utcnow
-from controlplane.problems import Problem
+from sample_platform.clock import as_utc, utcnow
 from sample_platform.metrics import PlatformMetrics
 from sample_platform.models import Bet, BetStatus
+from sample_platform.problems import Problem
 
 bets_t = Bet.__table__
 VELOCITY_WINDOW = 60.0
@@ -47,7 +47,7 @@ LIMIT_SLUGS = {
 
 
 def limit_problem(limit: str, value: int, detail: str) -> Problem:
-    """422 naming the limit (the setting is CONTROLPLANE_<LIMIT>)."""
+    """422 naming the limit (the setting is PLATFORM_<LIMIT>)."""
     return Problem(
         422, LIMIT_SLUGS[limit], "Risk limit reached", f"{detail} ({limit}={value})", limit=limit, limit_value=value
     )

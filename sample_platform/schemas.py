@@ -10,7 +10,7 @@ from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, ValidationError, field_validator
 from starlette.requests import ClientDisconnect
 
-from controlplane.problems import Problem
+from sample_platform.problems import Problem
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 ODDS_PATTERN = r"^[0-9]{1,4}(\.[0-9]{1,3})?$"

@@ -14,8 +14,9 @@ import time
 import uvicorn
 from sqlalchemy import Engine
 
-from controlplane.settings import Settings
 from sample_platform.api import create_app
+from sample_platform.outbox import OutboxSink
+from sample_platform.settings import PlatformSettings
 
 
 class ThreadedServer:
@@ -48,6 +49,14 @@ class ThreadedServer:
 
 class PlatformServer(ThreadedServer):
     def __init__(
-        self, settings: Settings, engine: Engine, *, host: str = "127.0.0.1", port: int = 0, run_background: bool = True
+        self,
+        settings: PlatformSettings,
+        engine: Engine,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        run_background: bool = True,
+        outbox_sink: OutboxSink | None = None,
     ) -> None:
-        super().__init__(create_app(settings, engine=engine, run_background=run_background), host=host, port=port)
+        app = create_app(settings, engine=engine, outbox_sink=outbox_sink, run_background=run_background)
+        super().__init__(app, host=host, port=port)

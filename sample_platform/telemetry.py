@@ -20,8 +20,8 @@ from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from controlplane.settings import Settings
 from sample_platform.metrics import HTTP_DURATION_BUCKETS, LAG_BUCKETS
+from sample_platform.settings import PlatformSettings
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = "sample-platform"
@@ -36,7 +36,7 @@ odds_publish_lag = meter.create_histogram(
 _installed = False
 
 
-def setup_telemetry(settings: Settings) -> bool:
+def setup_telemetry(settings: PlatformSettings) -> bool:
     """Install OTLP/HTTP exporters for traces and metrics if `settings.otlp_endpoint` is set."""
     global _installed
     if _installed or not settings.otlp_endpoint:

@@ -20,9 +20,10 @@ from sqlalchemy.engine import make_url
 from controlplane.settings import Settings
 from controlplane.storage import make_engine
 from controlplane.store import migrate_store
+from sample_platform import db
 from sample_platform.client import PlatformClient
-from sample_platform.db import migrate
 from sample_platform.server import PlatformServer
+from sample_platform.settings import PlatformSettings
 
 ADMIN_TOKEN = "test-admin-token"
 SLICES_PATH = Path(__file__).parents[1] / "config" / "slices.yaml"
@@ -61,8 +62,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 
 @pytest.fixture
-def settings(database_url: str, tmp_path: Path) -> Settings:
-    return Settings(
+def settings(database_url: str, tmp_path: Path) -> PlatformSettings:
+    return PlatformSettings(
         environment="test",
         database_url=database_url,
         admin_token=ADMIN_TOKEN,
@@ -78,21 +79,21 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def engine(settings: Settings) -> Iterator[Engine]:
-    engine = make_engine(settings.database_url, **settings.engine_options())
-    migrate(engine)
+def engine(settings: PlatformSettings) -> Iterator[Engine]:
+    engine = db.make_engine(settings.database_url, **settings.engine_options())
+    db.migrate(engine)
     yield engine
     engine.dispose()
 
 
 @pytest.fixture
-def server(settings: Settings, engine: Engine) -> Iterator[PlatformServer]:
+def server(settings: PlatformSettings, engine: Engine) -> Iterator[PlatformServer]:
     with PlatformServer(settings, engine) as running:
         yield running
 
 
 @pytest.fixture
-def start_platform(settings: Settings, engine: Engine) -> Iterator:
+def start_platform(settings: PlatformSettings, engine: Engine) -> Iterator:
     """Start a platform with some settings changed: `server, client = start_platform(bet_max_in_flight=4)`."""
     stack = ExitStack()
 
@@ -150,5 +151,3 @@ def store(store_settings: Settings) -> Iterator[Engine]:
     migrate_store(engine)
     yield engine
     engine.dispose()
-
-

@@ -63,12 +63,12 @@ class PlatformProcess(ServiceProcess):
 
     def __init__(self, database_url: str, sink: Path, **env_overrides: str) -> None:
         env = {
-            "CONTROLPLANE_DATABASE_URL": database_url,
-            "CONTROLPLANE_ADMIN_TOKEN": ADMIN_TOKEN,
-            "CONTROLPLANE_OUTBOX_SINK_PATH": str(sink),
-            "CONTROLPLANE_OUTBOX_RELAY_INTERVAL_SECONDS": "0.05",
-            "CONTROLPLANE_SETTLEMENT_BATCH_SIZE": "5",
-            "CONTROLPLANE_PRICE_MOVER_INTERVAL_SECONDS": "0",
+            "PLATFORM_DATABASE_URL": database_url,
+            "PLATFORM_ADMIN_TOKEN": ADMIN_TOKEN,
+            "PLATFORM_OUTBOX_SINK_PATH": str(sink),
+            "PLATFORM_OUTBOX_RELAY_INTERVAL_SECONDS": "0.05",
+            "PLATFORM_SETTLEMENT_BATCH_SIZE": "5",
+            "PLATFORM_PRICE_MOVER_INTERVAL_SECONDS": "0",
             **env_overrides,
         }
         super().__init__("platform", env, sink.with_name(f"platform-{_free_port()}.log"), "/v1/health")

@@ -114,7 +114,7 @@ def test_production_refuses_a_key_without_passphrase(tmp_path) -> None:
         "checkpoint",
         CONTROLPLANE_AUDIT_KEY_PASSPHRASE="",
         CONTROLPLANE_ENVIRONMENT="production",
-        CONTROLPLANE_ADMIN_TOKEN="a-real-token-for-production",
+        PLATFORM_ADMIN_TOKEN="a-real-token-for-production",
     )
     assert result.returncode == 3 and "CONTROLPLANE_AUDIT_KEY_PASSPHRASE" in result.stderr
 

@@ -12,8 +12,10 @@ from audit.note import NoteSigner
 from audit.schema import entries, migrate_audit
 from audit.sink import OutboxAuditSink, SubjectKeys, check_money
 from controlplane.storage import make_engine
+from sample_platform.client import PlatformClient
 from sample_platform.outbox import OutboxRelay
-from tests.conftest import bet_body
+from tests.conftest import ADMIN_TOKEN, bet_body
+from tests.support import PlatformProcess
 
 
 @pytest.fixture
@@ -94,9 +96,16 @@ def test_money_checker_finds_a_wrong_payout(audit_log) -> None:
     assert any("bet:10 was settled but never placed" in p for p in problems)
 
 
-def test_platform_relay_can_deliver_straight_into_the_audit_log(start_platform, tmp_path) -> None:
+def test_platform_relay_can_deliver_straight_into_the_audit_log(settings, tmp_path) -> None:
     audit_url = f"sqlite:///{tmp_path / 'relay-audit.db'}"
-    _server, client = start_platform(outbox_sink="audit", audit_url=audit_url, audit_origin="audit.test/platform")
+    platform = PlatformProcess(
+        settings.database_url,
+        tmp_path / "outbox.jsonl",
+        CONTROLPLANE_OUTBOX_SINK="audit",
+        CONTROLPLANE_AUDIT_URL=audit_url,
+        CONTROLPLANE_AUDIT_ORIGIN="audit.test/platform",
+    )
+    client = PlatformClient(platform.url, admin_token=ADMIN_TOKEN)
     player = client.create_account("relayed")
     client.deposit(player["id"], 1_000)
     market = client.create_market("Relay cup", [("A", "2.00"), ("B", "2.00")])
@@ -111,5 +120,7 @@ def test_platform_relay_can_deliver_straight_into_the_audit_log(start_platform, 
         if "bet_placed" in kinds and "deposit" in kinds:
             break
         time.sleep(0.1)
+    client.close()
+    platform.stop()
     assert "bet_placed" in kinds and "deposit" in kinds
     engine.dispose()

@@ -150,13 +150,22 @@ def test_collector_metrics_carry_slo_gauges(store, store_settings) -> None:
             length = span.end_time_unix_nano - span.start_time_unix_nano
             span.start_time_unix_nano = now_nanos
             span.end_time_unix_nano = now_nanos + length
-        assert http.post("/v1/traces", content=request.SerializeToString(), headers={"Content-Type": otlp.PROTOBUF}).status_code == 200
+        assert (
+            http.post(
+                "/v1/traces", content=request.SerializeToString(), headers={"Content-Type": otlp.PROTOBUF}
+            ).status_code
+            == 200
+        )
         text = http.get("/metrics").text
     families = {f.name: f.samples for f in text_string_to_metric_families(text)}
     assert {"slo_sli", "slo_error_budget_remaining", "slo_burn_rate", "slo_alert", "slo_objective"} <= families.keys()
     sli = {s.labels["slo"]: s.value for s in families["slo_sli"]}
     assert set(sli) == {s.name for s in slos[0]}
-    bets = [s for s in families["slo_burn_rate"] if s.labels["slo"] == "bet-placement-availability" and s.labels["window"] == "5m"]
+    bets = [
+        s
+        for s in families["slo_burn_rate"]
+        if s.labels["slo"] == "bet-placement-availability" and s.labels["window"] == "5m"
+    ]
     assert bets and bets[0].value > 0  # the 5xx spans above burn budget
     pages = {s.labels["slo"]: s.value for s in families["slo_alert"] if s.labels["severity"] == "page"}
     assert pages["bet-placement-availability"] == 1.0

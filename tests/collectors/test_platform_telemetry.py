@@ -14,8 +14,8 @@ def test_platform_spans_become_slice_counts(receiver, store, tmp_path, database_
     platform = PlatformProcess(
         f"sqlite:///{tmp_path / 'platform-under-watch.db'}",
         tmp_path / "outbox.jsonl",
-        CONTROLPLANE_OTLP_ENDPOINT=receiver.url,
-        CONTROLPLANE_OTLP_METRIC_INTERVAL_SECONDS="1",
+        PLATFORM_OTLP_ENDPOINT=receiver.url,
+        PLATFORM_OTLP_METRIC_INTERVAL_SECONDS="1",
     )
     try:
         admin = PlatformClient(platform.url, admin_token=ADMIN_TOKEN)

@@ -18,7 +18,9 @@ def test_shipped_slices_load() -> None:
     assert config.for_span(service="sample-platform", name="POST /v1/bets", kind="server").name == "bet-placement"
     assert config.for_span(service="sample-platform", name="POST /v1/bets", kind="internal") is None
     assert config.for_span(service="other-service", name="POST /v1/bets", kind="server") is None
-    assert config.for_metric(service="sample-platform", metric="platform.odds.publish_lag", route=None).name == "odds-feed"
+    assert (
+        config.for_metric(service="sample-platform", metric="platform.odds.publish_lag", route=None).name == "odds-feed"
+    )
     assert config.latency_label(0.3) == "0.5" and config.latency_label(99) == "+Inf"
 
 
@@ -31,10 +33,19 @@ def test_shipped_slices_load() -> None:
         ("slices:\n  - name: odds\n    signal: metrics\n", "slice 'odds'"),
         ("slices:\n  - name: bets\n    signal: logs\n    spans: [x]\n", "slice 'bets': signal"),
         ("slices:\n  - name: Bets!\n    signal: traces\n    spans: [x]\n", "slice 'Bets!': name"),
-        ("slices:\n  - name: a\n    signal: traces\n    spans: [x]\n  - name: a\n    signal: traces\n    spans: [y]\n", "repeated: a"),
-        ("latency_boundaries_seconds: [0.5, 0.1]\nslices:\n  - name: a\n    signal: traces\n    spans: [x]\n", "latency_boundaries_seconds"),
+        (
+            "slices:\n  - name: a\n    signal: traces\n    spans: [x]\n  - name: a\n    signal: traces\n    spans: [y]\n",
+            "repeated: a",
+        ),
+        (
+            "latency_boundaries_seconds: [0.5, 0.1]\nslices:\n  - name: a\n    signal: traces\n    spans: [x]\n",
+            "latency_boundaries_seconds",
+        ),
         ("slices:\n  - name: a\n    signal: traces\n    spans: [x]\n    colour: red\n", "slice 'a': colour"),
-        ("slices:\n  - name: a\n    signal: traces\n    spans: [x]\n    bad: {http_status_min: 700}\n", "slice 'a': bad.http_status_min"),
+        (
+            "slices:\n  - name: a\n    signal: traces\n    spans: [x]\n    bad: {http_status_min: 700}\n",
+            "slice 'a': bad.http_status_min",
+        ),
     ],
 )
 def test_errors_name_file_slice_and_field(tmp_path, text: str, expected: str) -> None:
@@ -56,7 +67,11 @@ def test_collector_refuses_bad_slices_with_exit_3(tmp_path) -> None:
     path.write_text("slices:\n  - name: bets\n    signal: traces\n")
     env = os.environ | {"CONTROLPLANE_STORE_URL": f"sqlite:///{tmp_path / 'store.db'}"}
     result = subprocess.run(
-        [CONTROLPLANE, "collector", "serve", "--slices", str(path), "--port", "0"], capture_output=True, text=True, env=env, timeout=60
+        [CONTROLPLANE, "collector", "serve", "--slices", str(path), "--port", "0"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
     )
     assert result.returncode == 3
     assert "slice 'bets'" in result.stderr and "Traceback" not in result.stderr

@@ -39,11 +39,11 @@ def test_bad_setting_is_a_message_and_exit_3(tmp_path) -> None:
         [CONTROLPLANE, "platform", "migrate"],
         capture_output=True,
         text=True,
-        env={"CONTROLPLANE_MAX_STAKE_MINOR": "lots", "PATH": "/usr/bin:/bin"},
+        env={"PLATFORM_MAX_STAKE_MINOR": "lots", "PATH": "/usr/bin:/bin"},
         cwd=tmp_path,
     )
     assert result.returncode == 3
-    assert "CONTROLPLANE_MAX_STAKE_MINOR" in result.stderr
+    assert "PLATFORM_MAX_STAKE_MINOR" in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -57,7 +57,7 @@ def test_migrate_then_demo(tmp_path) -> None:
     )
     assert migrated.returncode == 0, migrated.stderr
     env = os.environ | {
-        "CONTROLPLANE_OUTBOX_SINK_PATH": str(tmp_path / "demo-outbox.jsonl"),
+        "PLATFORM_OUTBOX_SINK_PATH": str(tmp_path / "demo-outbox.jsonl"),
         "CONTROLPLANE_STORE_URL": f"sqlite:///{tmp_path / 'store.db'}",
         "CONTROLPLANE_SLICES_PATH": str(Path(__file__).parents[2] / "config" / "slices.yaml"),
     }

@@ -66,17 +66,17 @@ def test_fault_cli_errors_are_messages(server, args, message) -> None:
 
 
 def test_faults_without_a_token_say_how_to_give_one(server) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "CONTROLPLANE_ADMIN_TOKEN"}
+    env = {k: v for k, v in os.environ.items() if not k.endswith("PLATFORM_ADMIN_TOKEN")}
     result = subprocess.run(
         [CONTROLPLANE, "platform", "faults", "list", "--target", server.url], capture_output=True, text=True, env=env
     )
-    assert result.returncode == 3 and "CONTROLPLANE_ADMIN_TOKEN" in result.stderr
+    assert result.returncode == 3 and "PLATFORM_ADMIN_TOKEN" in result.stderr
 
 
 @pytest.mark.slow
 def test_derby_night_run_reconciles_with_the_database(engine, settings, tmp_path) -> None:
     platform = PlatformProcess(
-        settings.database_url, tmp_path / "outbox.jsonl", CONTROLPLANE_PRICE_MOVER_INTERVAL_SECONDS="1"
+        settings.database_url, tmp_path / "outbox.jsonl", PLATFORM_PRICE_MOVER_INTERVAL_SECONDS="1"
     )
     try:
         result = run_cli(

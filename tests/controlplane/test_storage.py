@@ -1,4 +1,7 @@
-"""The one engine factory and the one settings object."""
+"""The engine factories (the control plane's store and the sample platform's own) and the settings objects.
+
+The two systems keep separate engine set-ups (the platform imports nothing of the control plane), so
+each connection rule is checked on both."""
 
 from __future__ import annotations
 
@@ -11,12 +14,17 @@ from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
+from controlplane import storage
 from controlplane.settings import Settings
-from controlplane.storage import StorageConfigError, make_engine, normalise_url, reader
+from sample_platform import db
+from sample_platform.settings import PlatformSettings
+
+FACTORIES = pytest.mark.parametrize("factory", [storage, db], ids=["controlplane", "platform"])
 
 
-def test_sqlite_engine_sets_wal_busy_timeout_and_foreign_keys(tmp_path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'sub' / 'x.db'}", lock_timeout_ms=1234)
+@FACTORIES
+def test_sqlite_engine_sets_wal_busy_timeout_and_foreign_keys(factory, tmp_path) -> None:
+    engine = factory.make_engine(f"sqlite:///{tmp_path / 'sub' / 'x.db'}", lock_timeout_ms=1234)
     with engine.connect() as conn:
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 1234
@@ -24,9 +32,10 @@ def test_sqlite_engine_sets_wal_busy_timeout_and_foreign_keys(tmp_path) -> None:
     assert (tmp_path / "sub" / "x.db").exists()
 
 
-def test_sqlite_writes_take_the_write_lock_at_begin(tmp_path) -> None:
+@FACTORIES
+def test_sqlite_writes_take_the_write_lock_at_begin(factory, tmp_path) -> None:
     path = tmp_path / "lock.db"
-    engine = make_engine(f"sqlite:///{path}")
+    engine = factory.make_engine(f"sqlite:///{path}")
     with engine.begin() as conn:
         conn.execute(text("CREATE TABLE t (x INTEGER)"))
     with engine.begin() as conn:
@@ -36,12 +45,13 @@ def test_sqlite_writes_take_the_write_lock_at_begin(tmp_path) -> None:
             other.execute("BEGIN IMMEDIATE")
         other.close()
         # Readers are not blocked.
-        with reader(engine).begin() as read_conn:
+        with factory.reader(engine).begin() as read_conn:
             assert read_conn.execute(text("SELECT count(*) FROM t")).scalar() == 0
 
 
-def test_sqlite_readers_run_beside_a_writer(tmp_path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'r.db'}", lock_timeout_ms=100)
+@FACTORIES
+def test_sqlite_readers_run_beside_a_writer(factory, tmp_path) -> None:
+    engine = factory.make_engine(f"sqlite:///{tmp_path / 'r.db'}", lock_timeout_ms=100)
     with engine.begin() as conn:
         conn.execute(text("CREATE TABLE t (x INTEGER)"))
     writing = threading.Event()
@@ -56,7 +66,7 @@ def test_sqlite_readers_run_beside_a_writer(tmp_path) -> None:
     thread = threading.Thread(target=writer)
     thread.start()
     assert writing.wait(5)
-    with reader(engine).begin() as conn:
+    with factory.reader(engine).begin() as conn:
         assert conn.execute(text("SELECT count(*) FROM t")).scalar() == 0  # snapshot before the commit
     done.set()
     thread.join()
@@ -70,8 +80,9 @@ def test_sqlite_readers_run_beside_a_writer(tmp_path) -> None:
         ("sqlite:///./var/x.db", "sqlite:///./var/x.db"),
     ],
 )
-def test_normalise_url(url: str, expected: str) -> None:
-    assert normalise_url(url) == expected
+@FACTORIES
+def test_normalise_url(factory, url: str, expected: str) -> None:
+    assert factory.normalise_url(url) == expected
 
 
 @pytest.mark.parametrize(
@@ -82,38 +93,44 @@ def test_normalise_url(url: str, expected: str) -> None:
         ("postgresql+asyncpg://u@h/db", r"use postgresql\+psycopg"),
     ],
 )
-def test_bad_urls_name_the_fix(url: str, message: str) -> None:
-    with pytest.raises(StorageConfigError, match=message):
-        make_engine(url)
+@FACTORIES
+def test_bad_urls_name_the_fix(factory, url: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        factory.make_engine(url)
 
 
 def test_settings_read_environment(monkeypatch) -> None:
-    monkeypatch.setenv("CONTROLPLANE_MAX_STAKE_MINOR", "4200")
-    monkeypatch.setenv("CONTROLPLANE_IDEMPOTENCY_TTL_SECONDS", "3600")
-    settings = Settings()
-    assert settings.max_stake_minor == 4200
-    assert settings.idempotency_ttl_seconds == 3600
-    assert settings.database_url.startswith("sqlite:///")
+    monkeypatch.setenv("PLATFORM_MAX_STAKE_MINOR", "4200")
+    monkeypatch.setenv("PLATFORM_IDEMPOTENCY_TTL_SECONDS", "3600")
+    monkeypatch.setenv("CONTROLPLANE_STORE_URL", "sqlite:///./var/elsewhere.db")
+    platform = PlatformSettings()
+    assert platform.max_stake_minor == 4200
+    assert platform.idempotency_ttl_seconds == 3600
+    assert platform.database_url.startswith("sqlite:///")
+    # Each system reads only its own prefix.
+    assert Settings().store_url == "sqlite:///./var/elsewhere.db"
+    assert not hasattr(Settings(), "max_stake_minor")
 
 
 def test_production_refuses_the_development_admin_token(monkeypatch) -> None:
-    monkeypatch.setenv("CONTROLPLANE_ENVIRONMENT", "production")
-    with pytest.raises(ValidationError, match="CONTROLPLANE_ADMIN_TOKEN"):
-        Settings()
-    monkeypatch.setenv("CONTROLPLANE_ADMIN_TOKEN", "a-long-random-production-token")
-    assert Settings().environment == "production"
+    monkeypatch.setenv("PLATFORM_ENVIRONMENT", "production")
+    with pytest.raises(ValidationError, match="PLATFORM_ADMIN_TOKEN"):
+        PlatformSettings()
+    monkeypatch.setenv("PLATFORM_ADMIN_TOKEN", "a-long-random-production-token")
+    assert PlatformSettings().environment == "production"
 
 
 @pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
-def test_long_statements_are_cancelled(database_url: str) -> None:
-    engine = make_engine(database_url, statement_timeout_ms=200)
+@FACTORIES
+def test_long_statements_are_cancelled(factory, database_url: str) -> None:
+    engine = factory.make_engine(database_url, statement_timeout_ms=200)
     slow = (
         "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100000000) SELECT count(*) FROM c"
         if engine.dialect.name == "sqlite"
         else "SELECT pg_sleep(2)"
     )
     started = time.monotonic()
-    with pytest.raises(OperationalError), reader(engine).connect() as conn:
+    with pytest.raises(OperationalError), factory.reader(engine).connect() as conn:
         conn.execute(text(slow))
     assert time.monotonic() - started < 1.5
     with engine.connect() as conn:  # the connection is usable again afterwards

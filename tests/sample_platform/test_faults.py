@@ -47,7 +47,15 @@ def _events(engine, prefix: str) -> list[dict]:  # type: ignore[no-untyped-def]
 
 
 def test_set_list_clear_and_change_events(client, engine) -> None:
-    fault = set_fault(client, kind="latency", route="GET /v1/markets", latency_ms=50, ttl_seconds=60, actor="gameday-lead", reason="drill")
+    fault = set_fault(
+        client,
+        kind="latency",
+        route="GET /v1/markets",
+        latency_ms=50,
+        ttl_seconds=60,
+        actor="gameday-lead",
+        reason="drill",
+    )
     listed = client.http.get("/v1/admin/faults", headers=ADMIN).json()["faults"]
     assert [f["id"] for f in listed] == [fault["id"]]
     assert 0 < listed[0]["ttl_remaining_seconds"] <= 60
@@ -101,7 +109,9 @@ def test_route_latency_and_errors(client, market) -> None:
     client.http.get("/v1/markets")
     assert time.monotonic() - started < 0.25  # another route is untouched
     clear_faults(client)
-    set_fault(client, kind="error_rate", route="/v1/markets/{market_id}", error_rate=1.0, error_status=503, ttl_seconds=30)
+    set_fault(
+        client, kind="error_rate", route="/v1/markets/{market_id}", error_rate=1.0, error_status=503, ttl_seconds=30
+    )
     failed = client.http.get(path)
     assert failed.status_code == 503
     assert failed.json()["type"].endswith("injected-fault")
@@ -196,9 +206,10 @@ def test_shedding_bounds_in_flight_bets(start_platform, engine) -> None:
 
     def watch() -> None:
         while not stop.is_set():
-            current = platform.metrics.registry.get_sample_value(
-                "platform_admitted_in_flight", {"route": "POST /v1/bets"}
-            ) or 0
+            current = (
+                platform.metrics.registry.get_sample_value("platform_admitted_in_flight", {"route": "POST /v1/bets"})
+                or 0
+            )
             peak["in_flight"] = max(peak["in_flight"], current)
             time.sleep(0.002)
 
@@ -238,7 +249,9 @@ def test_shedding_bounds_in_flight_bets(start_platform, engine) -> None:
     assert all(r[2]["retryable"] is True for r in shed)
     assert 1 <= peak["in_flight"] <= limit
     assert {r[0] for r in results} <= {201, 503}
-    assert platform.metrics.registry.get_sample_value("platform_shed_requests_total", {"route": "POST /v1/bets"}) == len(overloaded)
+    assert platform.metrics.registry.get_sample_value(
+        "platform_shed_requests_total", {"route": "POST /v1/bets"}
+    ) == len(overloaded)
     with reader(engine).connect() as conn:
         assert conn.execute(select(func.count()).select_from(Bet.__table__)).scalar_one() == len(accepted)
     _ledger_ok(engine)

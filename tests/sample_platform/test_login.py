@@ -104,7 +104,8 @@ def test_admin_reset_lifts_the_lockout(client, settings) -> None:
 
 def test_rate_limit_per_client_address(client, settings) -> None:
     statuses = [
-        _login(client, f"nobody-{i}", "whatever").status_code for i in range(settings.login_attempts_per_minute_address + 5)
+        _login(client, f"nobody-{i}", "whatever").status_code
+        for i in range(settings.login_attempts_per_minute_address + 5)
     ]
     assert statuses[: settings.login_attempts_per_minute_address] == [401] * settings.login_attempts_per_minute_address
     assert statuses[settings.login_attempts_per_minute_address :] == [429] * 5

@@ -1,0 +1,122 @@
+"""The sample platform's own settings, read from `PLATFORM_*` environment variables.
+
+Usage:
+
+    settings = PlatformSettings(database_url="sqlite:///./var/platform.db")
+    engine = make_engine(settings.database_url, **settings.engine_options())
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_ADMIN_TOKEN = "changethis"
+
+
+class PlatformSettings(BaseSettings):
+    """Every knob of the sample platform. Each field is the variable `PLATFORM_<FIELD>`."""
+
+    model_config = SettingsConfigDict(env_prefix="PLATFORM_", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = Field(
+        "development",
+        description="`production` refuses development defaults such as the admin token 'changethis'.",
+    )
+    database_url: str = Field(
+        "sqlite:///./var/platform.db",
+        description="Sample platform database: sqlite:///path or postgresql+psycopg://user@host/db.",
+    )
+    admin_token: SecretStr = Field(
+        SecretStr(DEFAULT_ADMIN_TOKEN),
+        description="Bearer token for the platform's admin API.",
+    )
+    db_lock_timeout_ms: int = Field(
+        2000,
+        ge=1,
+        description="How long a database call waits for a lock before failing with a retryable 503 "
+        "(SQLite busy_timeout, PostgreSQL lock_timeout).",
+    )
+    db_statement_timeout_ms: int = Field(
+        5000, ge=1, description="Longest a single database statement may run before it is cancelled."
+    )
+    idempotency_ttl_seconds: int = Field(
+        86400, ge=60, description="How long an Idempotency-Key is remembered (default 24 h)."
+    )
+    idempotency_lock_seconds: int = Field(
+        30,
+        ge=1,
+        description="After this long an in-flight Idempotency-Key whose request died may be taken over.",
+    )
+    max_stake_minor: int = Field(100_000, ge=1, description="Largest stake of one bet, minor units.")
+    max_liability_minor: int = Field(
+        5_000_000, ge=1, description="Largest total liability (payout minus stake) per selection, minor units."
+    )
+    max_body_bytes: int = Field(65_536, ge=1024, description="Largest request body the platform reads.")
+    outbox_sink_path: Path = Field(
+        Path("var/outbox.jsonl"), description="JSON-lines file the outbox relay delivers to."
+    )
+    outbox_relay_interval_seconds: float = Field(
+        0.2, gt=0, description="How often the outbox relay polls for new events."
+    )
+    settlement_batch_size: int = Field(100, ge=1, le=10_000, description="Bets settled per database transaction.")
+    session_ttl_seconds: int = Field(900, ge=30, description="Lifetime of a token issued by POST /v1/login.")
+    login_max_failures: int = Field(
+        5, ge=1, description="Consecutive wrong passwords after which an account is locked."
+    )
+    login_lockout_seconds: int = Field(300, ge=1, description="How long a locked account refuses logins.")
+    login_attempts_per_minute_account: int = Field(
+        10, ge=1, description="Login attempts allowed per account per minute (429 beyond)."
+    )
+    login_attempts_per_minute_address: int = Field(
+        120,
+        ge=1,
+        description="Login attempts allowed per client address per minute (429 beyond); many players can share "
+        "one address behind a carrier's NAT.",
+    )
+    password_scrypt_log2_n: int = Field(
+        14, ge=10, le=20, description="scrypt cost: N = 2**this (memory about 128 * N * 8 bytes)."
+    )
+    bet_max_in_flight: int = Field(
+        32, ge=1, description="Bet requests processed at once; more are shed with 503 and Retry-After."
+    )
+    max_exposure_minor: int = Field(
+        1_000_000, ge=1, description="Largest total stake of one account's open bets, minor units."
+    )
+    max_bets_per_minute: int = Field(120, ge=1, description="Bets one account may place per minute.")
+    risk_cache_ttl_seconds: float = Field(
+        5.0, ge=0, description="How long the risk engine trusts a cached feature before re-reading it."
+    )
+    odds_subscriber_queue: int = Field(
+        256,
+        ge=1,
+        description="Odds updates buffered per SSE subscriber; one that falls this far behind is disconnected.",
+    )
+    price_mover_interval_seconds: float = Field(
+        2.0, ge=0, description="How often the background price mover changes a price (0 turns it off)."
+    )
+    fault_max_ttl_seconds: int = Field(3600, ge=1, description="Longest TTL a fault may be given.")
+    otlp_endpoint: str | None = Field(
+        None,
+        description="Where the platform sends OpenTelemetry traces and metrics (OTLP/HTTP), e.g. "
+        "http://127.0.0.1:4318; unset: no telemetry export.",
+    )
+    otlp_metric_interval_seconds: float = Field(
+        10.0, gt=0, description="How often the platform exports its OpenTelemetry metrics."
+    )
+
+    def engine_options(self) -> dict[str, int]:
+        """Keyword arguments for `make_engine` from these settings."""
+        return {"lock_timeout_ms": self.db_lock_timeout_ms, "statement_timeout_ms": self.db_statement_timeout_ms}
+
+    @model_validator(mode="after")
+    def _refuse_development_secrets(self) -> PlatformSettings:
+        if self.environment == "production" and self.admin_token.get_secret_value() == DEFAULT_ADMIN_TOKEN:
+            raise ValueError(
+                "PLATFORM_ADMIN_TOKEN is still 'changethis'; set a long random token "
+                "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`) before running in production"
+            )
+        return self
