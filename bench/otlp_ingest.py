@@ -84,7 +84,7 @@ from bench.postgres import postgres_reachable  # noqa: E402
 from bench.postgres import redact as _redact  # noqa: E402
 from collectors.ingest import aggregate_spans, commit_batch, content_digest  # noqa: E402
 from collectors.otlp import PROTOBUF, TRACES, decode_request  # noqa: E402
-from collectors.slices import SliceConfig, load_slices  # noqa: E402
+from controlplane.slices import SliceConfig, load_slices  # noqa: E402
 from controlplane.settings import Settings  # noqa: E402
 from controlplane.storage import make_engine  # noqa: E402
 from controlplane.store import SliBucket, migrate_store  # noqa: E402

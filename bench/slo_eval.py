@@ -75,7 +75,7 @@ from sqlalchemy.sql import Select  # noqa: E402
 
 from bench.postgres import postgres_reachable  # noqa: E402
 from bench.postgres import redact as _redact  # noqa: E402
-from collectors.slices import load_slices  # noqa: E402
+from controlplane.slices import load_slices  # noqa: E402
 from controlplane.slo import BURN_WINDOWS, evaluate_all, slo_window  # noqa: E402
 from controlplane.slo_spec import SloSpec, load_events, load_slos  # noqa: E402
 from controlplane.storage import make_engine, reader  # noqa: E402

@@ -26,7 +26,7 @@ from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from collectors.slices import SPAN_KINDS, SliceConfig
+from controlplane.slices import SPAN_KINDS, SliceConfig
 from controlplane.clock import utcnow
 from controlplane.store import IngestedBatch, MetricSeriesState, SliBucket, SliExemplar, SliLatencyBucket
 

@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from collectors.receiver import create_receiver
-from collectors.slices import SliceConfig
+from controlplane.slices import SliceConfig
 from collectors.slo_gauges import SloGauges
 from controlplane.settings import Settings
 from controlplane.slo_spec import EventSpec, SloSpec

@@ -60,3 +60,17 @@ def sli_rows(
         if entry is not None:
             entry["exemplars"][row.kind].append(row.trace_id)
     return list(by_key.values())
+
+
+def render_sli_table(rows: list[dict], *, since: datetime, slice_name: str | None = None) -> str:
+    """The rows of `sli_rows` as a table for people, one line per slice-minute."""
+    if not rows:
+        return f"no SLI data since {since.isoformat()}" + (f" for slice {slice_name}" if slice_name else "")
+    lines = [f"{'slice':<16} {'minute (UTC)':<20} {'total':>8} {'bad':>6} {'bad %':>7}  exemplar (bad)"]
+    for row in rows:
+        ratio = f"{100 * row['bad'] / row['total']:.2f}" if row["total"] else "-"
+        exemplar = row["exemplars"]["bad"][0] if row["exemplars"]["bad"] else ""
+        lines.append(
+            f"{row['slice']:<16} {row['minute'][:16]:<20} {row['total']:>8} {row['bad']:>6} {ratio:>7}  {exemplar}"
+        )
+    return "\n".join(lines)

@@ -24,16 +24,17 @@ from sqlalchemy.engine import make_url
 
 from collectors.service import create_collector_app
 from collectors.sli import sli_rows
-from collectors.slices import load_slices
 from controlplane.clock import utcnow
+from controlplane.serving import ThreadedServer
 from controlplane.settings import Settings
+from controlplane.slices import load_slices
 from controlplane.storage import make_engine
 from controlplane.store import migrate_store
 from sample_platform import db as platform_db
 from sample_platform.client import PlatformClient
 from sample_platform.ledger import check_ledger
 from sample_platform.outbox import OutboxRelay, read_jsonl_events
-from sample_platform.server import PlatformServer, ThreadedServer
+from sample_platform.server import PlatformServer
 from sample_platform.settings import PlatformSettings
 from sample_platform.telemetry import setup_telemetry, shutdown_telemetry
 

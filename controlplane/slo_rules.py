@@ -17,7 +17,7 @@ import re
 
 import yaml
 
-from collectors.slices import SliceConfig, label
+from controlplane.slices import SliceConfig, label
 from controlplane.slo import BURN_WINDOWS, PAGE_RULES, TICKET_RULES
 from controlplane.slo_spec import EventSpec, SloConfigError, SloSpec
 

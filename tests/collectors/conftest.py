@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import Engine
 
 from collectors.receiver import create_receiver
-from collectors.slices import load_slices
+from controlplane.serving import ThreadedServer
 from controlplane.settings import Settings
-from sample_platform.server import ThreadedServer
+from controlplane.slices import load_slices
 from tests.conftest import SLICES_PATH as SLICES
 
 

@@ -115,8 +115,8 @@ def test_sli_show_lists_minutes(store, store_settings, receiver) -> None:
 def test_collector_scrapes_the_platform(store, store_settings, server) -> None:
     from collectors.scraper import latest
     from collectors.service import create_collector_app
-    from collectors.slices import load_slices
-    from sample_platform.server import ThreadedServer
+    from controlplane.serving import ThreadedServer
+    from controlplane.slices import load_slices
 
     settings = store_settings.model_copy(
         update={"scrape_targets": f"{server.url}/metrics,http://127.0.0.1:1/metrics", "scrape_interval_seconds": 0.2}
@@ -135,9 +135,9 @@ def test_collector_metrics_carry_slo_gauges(store, store_settings) -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
     from collectors.service import create_collector_app
-    from collectors.slices import load_slices
+    from controlplane.serving import ThreadedServer
+    from controlplane.slices import load_slices
     from controlplane.slo_spec import load_events, load_slos
-    from sample_platform.server import ThreadedServer
 
     config_dir = SLICES.parent
     events = load_events(config_dir / "events.yaml")

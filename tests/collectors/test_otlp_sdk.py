@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from sqlalchemy import func, select
 
-from collectors.slices import DEFAULT_BOUNDARIES
+from controlplane.slices import DEFAULT_BOUNDARIES
 from controlplane.storage import reader
 from controlplane.store import SliBucket, SliExemplar, SliLatencyBucket
 

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from collectors import otlp
 from collectors.ingest import aggregate_spans
-from collectors.slices import load_slices
+from controlplane.slices import load_slices
 from controlplane.storage import reader
 from controlplane.store import IngestedBatch, SliBucket, SliLatencyBucket
 from tests.collectors.conftest import SLICES

@@ -11,7 +11,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from collectors.ingest import Batch, commit_batch
-from collectors.slices import DEFAULT_BOUNDARIES
+from controlplane.slices import DEFAULT_BOUNDARIES
 from controlplane.slo import MinuteCounts, evaluate, evaluate_all
 from controlplane.slo_spec import SloSpec
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from collectors.slices import load_slices
+from controlplane.slices import load_slices
 from controlplane.slo import BURN_WINDOWS, evaluate_all
 from controlplane.slo_rules import render_rules, rule_groups
 from controlplane.slo_spec import SloSpec, load_events, load_slos

@@ -1,356 +1,44 @@
-"""Derby-night load generator: open-model arrivals of logins, odds reads, wallet reads and bets (with
-client retries), long-lived SSE odds subscribers, and settlement of every market at full time.
-
-    report = run_load(LoadConfig("http://127.0.0.1:8080", "derby-night", 120, 20, admin_token="changethis"))
-    print(render_table(report))
-
-Open model: arrival i is due at a time drawn from a Poisson process whose rate follows `rate_at`, and
-is launched as its own task at that time whatever happened to the earlier ones; its latency runs
-from that *scheduled* time, so a server (or generator) that falls behind shows up in the latency
-instead of quietly lowering the offered load (no coordinated omission).
-"""
+"""One load run: set-up, open-model arrivals, SSE subscribers, price moves, drain and settlement."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import math
 import random
 import secrets
 import time
 import uuid
-from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 
-PROFILES = ("derby-night", "steady", "spike")
-PEAK_FACTOR = 15.0  # peak arrival rate as a multiple of the baseline
-DERBY_RAMP_SECONDS = 10.0
-MIX = (("login", 0.10), ("odds", 0.40), ("wallet", 0.10), ("bet", 0.40))
-ACCEPT_PRICE_CHANGE = (("better", 0.45), ("any", 0.35), ("none", 0.20))
-STAKES_MINOR = (100, 200, 500, 1000, 2000, 5000)
-DEPOSIT_MINOR = 10**9
-BET_RETRIES = 3
-ODDS_MOVE_INTERVAL = 1.0  # seconds between the house's price moves (gives re-quotes and SSE events)
-SETUP_CONCURRENCY = 8
-
-BETS = "POST /v1/bets"
-ODDS = "GET /v1/markets/{id}"
-MARKETS = "GET /v1/markets"
-LOGIN = "POST /v1/login"
-WALLET = "GET /v1/wallet"
-ODDS_CHANGE = "POST /v1/admin/markets/{id}/odds"
-RESULT = "POST /v1/admin/markets/{id}/result"
-SSE = "SSE /v1/odds/stream"
-
-
-class LoadSetupError(RuntimeError):
-    """The run could not start: target unreachable, admin token refused, setup calls failing."""
-
-
-@dataclass
-class LoadConfig:
-    target: str  # base URL, e.g. http://127.0.0.1:8080
-    profile: str  # "derby-night" | "steady" | "spike"
-    duration: float  # seconds
-    rate: float  # baseline requests/s (all routes together)
-    admin_token: str | None  # when given, create own accounts and markets via the admin API
-    players: int = 20
-    markets: int = 4
-    sse_subscribers: int = 5
-    seed: int = 1
-    request_timeout: float = 10.0
-    max_outstanding: int = 2000  # arrivals beyond this many in flight are dropped, not queued
-    max_connections: int = 256
-
-    def __post_init__(self) -> None:
-        _check_curve(self.profile, self.duration, self.rate)
-        if not self.target.startswith(("http://", "https://")):
-            raise ValueError(f"target must be an http(s) URL such as http://127.0.0.1:8080, not {self.target!r}")
-        for name in ("players", "markets", "max_outstanding", "max_connections"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
-        if self.sse_subscribers < 0:
-            raise ValueError(f"sse_subscribers must be 0 or more, not {self.sse_subscribers}")
-        if not self.request_timeout > 0:
-            raise ValueError(f"request_timeout must be positive seconds, not {self.request_timeout}")
+from sample_platform.loadgen.profiles import (
+    ACCEPT_PRICE_CHANGE,
+    BET_RETRIES,
+    BETS,
+    DEPOSIT_MINOR,
+    LOGIN,
+    MARKETS,
+    MIX,
+    ODDS,
+    ODDS_CHANGE,
+    ODDS_MOVE_INTERVAL,
+    RESULT,
+    SETUP_CONCURRENCY,
+    SSE,
+    STAKES_MINOR,
+    WALLET,
+    LoadConfig,
+    LoadSetupError,
+    arrival_offsets,
+    rate_at,
+)
+from sample_platform.loadgen.report import LoadReport
+from sample_platform.loadgen.wire import Market, Player, epoch, pick, problem_slug, retry_after
 
 
-def _check_curve(profile: str, duration: float, baseline: float) -> None:
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
-    if not (math.isfinite(duration) and duration > 0):
-        raise ValueError(f"duration must be a positive number of seconds, not {duration}")
-    if not (math.isfinite(baseline) and baseline > 0):
-        raise ValueError(f"rate must be a positive number of requests/s, not {baseline}")
-
-
-def rate_at(profile: str, t: float, duration: float, baseline: float) -> float:
-    """Offered arrival rate (req/s) at `t` seconds into a run of `duration` seconds."""
-    _check_curve(profile, duration, baseline)
-    peak = PEAK_FACTOR * baseline
-    if profile == "steady":
-        return baseline
-    if profile == "spike":
-        return peak if 0.4 * duration <= t < 0.6 * duration else baseline
-    # derby-night: quiet build-up, the off (a linear ramp), the race (hold), then the crowd drifts away.
-    ramp_start = 0.25 * duration
-    ramp = min(DERBY_RAMP_SECONDS, 0.1 * duration)
-    hold_end = ramp_start + ramp + 0.2 * duration
-    if t < ramp_start:
-        return baseline
-    if t < ramp_start + ramp:
-        return baseline + (peak - baseline) * (t - ramp_start) / ramp
-    if t < hold_end:
-        return peak
-    tau = (duration - hold_end) / 4  # ~98% of the way back to the baseline by the end
-    return baseline + (peak - baseline) * math.exp(-(t - hold_end) / tau)
-
-
-def arrival_offsets(
-    profile: str, duration: float, baseline: float, rng: random.Random, step: float = 0.01
-) -> Iterator[float]:
-    """Arrival times (seconds from the start) of a Poisson process following `rate_at`.
-
-    Each gap is an Exp(1) amount of *integrated* rate (time rescaling), so the arrivals track the
-    curve even where it jumps, instead of lagging a whole baseline gap behind a spike."""
-    t = 0.0
-    while True:
-        need = rng.expovariate(1.0)
-        while need > 0:
-            if t >= duration:
-                return
-            dt = min(step, duration - t)
-            r = rate_at(profile, t, duration, baseline)
-            if r * dt >= need:
-                t, need = t + need / r, 0.0
-            else:
-                t, need = t + dt, need - r * dt
-        if t >= duration:
-            return
-        yield t
-
-
-class Histogram:
-    """Log-linear latency histogram (HDR-style), values in integer microseconds, ~2 significant digits.
-
-    Values below 256 are exact; above, each power of two is cut into 128 buckets, so a reported value
-    is at most 1/128 (<1%) above the true one. Sparse and mergeable."""
-
-    SUB = 128
-
-    def __init__(self) -> None:
-        self.counts: Counter[int] = Counter()
-        self.count = 0
-        self.max = 0
-
-    @classmethod
-    def _index(cls, v: int) -> int:
-        if v < 2 * cls.SUB:
-            return v
-        shift = v.bit_length() - 8  # v >> shift lands in [128, 256)
-        return 2 * cls.SUB + (shift - 1) * cls.SUB + (v >> shift) - cls.SUB
-
-    @classmethod
-    def _highest(cls, index: int) -> int:
-        """The largest value that lands in bucket `index`."""
-        if index < 2 * cls.SUB:
-            return index
-        shift, top = divmod(index - 2 * cls.SUB, cls.SUB)
-        shift, top = shift + 1, top + cls.SUB
-        return ((top + 1) << shift) - 1
-
-    def record(self, micros: int) -> None:
-        v = max(0, int(micros))
-        self.counts[self._index(v)] += 1
-        self.count += 1
-        self.max = max(self.max, v)
-
-    def record_seconds(self, seconds: float) -> None:
-        self.record(round(seconds * 1_000_000))
-
-    def merge(self, other: Histogram) -> None:
-        self.counts.update(other.counts)
-        self.count += other.count
-        self.max = max(self.max, other.max)
-
-    def percentile(self, p: float) -> int | None:
-        """Nearest-rank percentile in microseconds (None when empty)."""
-        if not self.count:
-            return None
-        rank = max(1, math.ceil(p / 100 * self.count))
-        seen = 0
-        for index in sorted(self.counts):
-            seen += self.counts[index]
-            if seen >= rank:
-                return min(self._highest(index), self.max)
-        return self.max
-
-    def summary_ms(self, points: tuple[float, ...] = (50, 95, 99)) -> dict[str, float | int | None]:
-        out: dict[str, float | int | None] = {"n": self.count}
-        for p in points:
-            v = self.percentile(p)
-            out[f"p{p:g}"] = None if v is None else round(v / 1000, 2)
-        out["max"] = round(self.max / 1000, 2) if self.count else None
-        return out
-
-
-@dataclass
-class RouteStats:
-    sent: int = 0
-    ok: int = 0
-    replays: int = 0
-    errors: Counter[str] = field(default_factory=Counter)  # "409 price-changed", "503", "ReadTimeout"
-    latency: Histogram = field(default_factory=Histogram)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "sent": self.sent,
-            "ok": self.ok,
-            "replays": self.replays,
-            "errors": dict(sorted(self.errors.items())),
-            "latency_ms": self.latency.summary_ms((50, 95, 99)),
-        }
-
-
-@dataclass
-class LoadReport:
-    config: LoadConfig
-    routes: dict[str, RouteStats] = field(default_factory=dict)
-    arrivals: int = 0
-    dropped_by_generator: int = 0
-    cancelled_at_end: int = 0
-    elapsed: float = 0.0  # from the first scheduled arrival until in-flight work drained
-    completed: int = 0  # arrivals whose work finished (any outcome)
-    accepted_keys: set[str] = field(default_factory=set)
-    accepted_bet_ids: set[int] = field(default_factory=set)
-    uncertain_keys: set[str] = field(default_factory=set)  # a transport error left the outcome open
-    bet_retries: int = 0
-    price_change_requotes: int = 0
-    bet_latency: Histogram = field(default_factory=Histogram)  # scheduled -> final outcome, retries included
-    sse_events: Counter[str] = field(default_factory=Counter)  # by SSE event name (odds, overflow ...)
-    sse_lag: Histogram = field(default_factory=Histogram)
-    start_lag: Histogram = field(default_factory=Histogram)  # how late the generator launched arrivals
-    cpu_seconds: float = 0.0  # this process's CPU during load and drain (100% of elapsed = one core)
-    settlements: list[dict] = field(default_factory=list)
-    unavailable: dict[str, str] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-    generator_errors: Counter[str] = field(default_factory=Counter)
-
-    def route(self, name: str) -> RouteStats:
-        return self.routes.setdefault(name, RouteStats())
-
-    @property
-    def bets_accepted(self) -> int:
-        return len(self.accepted_keys)
-
-    @property
-    def bets_unknown(self) -> int:
-        return len(self.uncertain_keys - self.accepted_keys)
-
-    def errors_total(self) -> int:
-        return sum(sum(r.errors.values()) for r in self.routes.values())
-
-    def to_dict(self) -> dict[str, Any]:
-        cfg = asdict(self.config)
-        cfg["admin_token"] = "***" if cfg["admin_token"] else None
-        ok = sum(r.ok for name, r in self.routes.items() if name not in (SSE, ODDS_CHANGE, RESULT))
-        settled = {
-            k: sum(s.get(k, 0) for s in self.settlements) for k in ("settled", "resettled", "won", "lost", "void")
-        }
-        return {
-            "config": cfg,
-            "elapsed_s": round(self.elapsed, 3),
-            "arrivals": self.arrivals,
-            "offered_rate": round(self.arrivals / self.config.duration, 2),
-            "achieved_rate": round(self.completed / self.elapsed, 2) if self.elapsed else 0.0,
-            "ok_rate": round(ok / self.elapsed, 2) if self.elapsed else 0.0,
-            "dropped_by_generator": self.dropped_by_generator,
-            "generator_start_lag_ms": self.start_lag.summary_ms((50, 99)),
-            "generator_cpu_pct": round(100 * self.cpu_seconds / self.elapsed, 1) if self.elapsed else None,
-            "cancelled_at_end": self.cancelled_at_end,
-            "routes": {name: stats.to_dict() for name, stats in sorted(self.routes.items())},
-            "bets_accepted": self.bets_accepted,
-            "accepted_bet_ids": sorted(self.accepted_bet_ids),
-            "bets_unknown": self.bets_unknown,
-            "bet_retries": self.bet_retries,
-            "price_change_requotes": self.price_change_requotes,
-            "bet_latency_ms": self.bet_latency.summary_ms(),
-            "sse": {
-                "events": sum(self.sse_events.values()),
-                "by_type": dict(self.sse_events),
-                "lag_ms": self.sse_lag.summary_ms((50, 99)),
-            },
-            "settlement": {
-                "markets": self.settlements,
-                **settled,
-                "all_settled": bool(self.settlements) and all(s.get("status") == "settled" for s in self.settlements),
-            },
-            "unavailable_routes": dict(self.unavailable),
-            "notes": list(self.notes),
-            "generator_errors": dict(self.generator_errors),
-        }
-
-
-@dataclass
-class _Player:
-    id: int
-    username: str
-    password: str | None
-    token: str  # the account token from POST /v1/accounts
-    session: str | None = None  # short-lived token from POST /v1/login, preferred while it works
-
-    def bearer(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.session or self.token}"}
-
-
-@dataclass
-class _Market:
-    id: int
-    price_version: int
-    odds: dict[int, str]  # selection id -> decimal odds string
-    status: str = "open"
-
-
-def _pick(rng: random.Random, weighted: tuple[tuple[str, float], ...]) -> str:
-    return rng.choices([k for k, _ in weighted], weights=[w for _, w in weighted])[0]
-
-
-def _problem_slug(response: httpx.Response) -> str | None:
-    if not response.headers.get("content-type", "").startswith("application/problem+json"):
-        return None
-    try:
-        kind = response.json().get("type", "")
-    except (ValueError, AttributeError):
-        return None
-    return kind.rsplit("/", 1)[-1] if kind.startswith("/problems/") else None
-
-
-def _retry_after(response: httpx.Response | None) -> float | None:
-    try:
-        return float(response.headers["retry-after"]) if response is not None else None
-    except (KeyError, ValueError):
-        return None  # absent, or an HTTP date: fall back to our own backoff
-
-
-def _epoch(value: Any) -> float | None:
-    """`published_at` as epoch seconds: a number (s or ms) or an ISO 8601 string."""
-    if isinstance(value, int | float):
-        return value / 1000 if value > 1e12 else float(value)
-    if isinstance(value, str):
-        try:
-            stamp = datetime.fromisoformat(value)
-        except ValueError:
-            return None
-        return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).timestamp()
-    return None
-
-
-class _Run:
+class LoadRun:
     """One load run's state; everything it starts, it also ends."""
 
     def __init__(self, config: LoadConfig, client: httpx.AsyncClient, progress: Callable | None) -> None:
@@ -362,9 +50,9 @@ class _Run:
         self.house_rng = random.Random(f"house-{config.seed}")  # price moves and results
         self.jitter_rng = random.Random(f"jitter-{config.seed}")  # retry backoff
         self.loop = asyncio.get_running_loop()
-        self.players: list[_Player] = []
-        self.markets: dict[int, _Market] = {}  # the players' view of prices (odds reads and SSE)
-        self.house: dict[int, _Market] = {}  # the trader's own view (admin responses)
+        self.players: list[Player] = []
+        self.markets: dict[int, Market] = {}  # the players' view of prices (odds reads and SSE)
+        self.house: dict[int, Market] = {}  # the trader's own view (admin responses)
         self.outstanding: set[asyncio.Task] = set()
         self.phase = "setup"
         self.t0 = self.loop.time()
@@ -392,7 +80,7 @@ class _Run:
         if response.is_success:
             stats.ok += 1
         else:
-            slug = _problem_slug(response)
+            slug = problem_slug(response)
             stats.errors[f"{response.status_code} {slug}" if slug else str(response.status_code)] += 1
             if response.status_code in (404, 405) and route in (LOGIN, SSE):
                 self.mark_unavailable(route, f"{response.status_code} from the server")
@@ -427,7 +115,7 @@ class _Run:
         run_id = secrets.token_hex(4)
         gate = asyncio.Semaphore(SETUP_CONCURRENCY)
 
-        async def make_player(i: int) -> _Player:
+        async def make_player(i: int) -> Player:
             async with gate:
                 return await self.create_player(f"load-{run_id}-{i}")
 
@@ -442,7 +130,7 @@ class _Run:
             body = {"name": f"load {run_id} race {m + 1}", "selections": runners}
             self.remember_market((await self.setup_call("POST", "/v1/admin/markets", body)).json(), house=True)
 
-    async def create_player(self, username: str) -> _Player:
+    async def create_player(self, username: str) -> Player:
         password = secrets.token_urlsafe(12)
         response = await self.client.post(
             "/v1/accounts", json={"username": username, "password": password}, headers=self.admin()
@@ -458,7 +146,7 @@ class _Run:
             )
         account = response.json()
         await self.setup_call("POST", "/v1/admin/deposit", {"account_id": account["id"], "amount_minor": DEPOSIT_MINOR})
-        return _Player(account["id"], username, password, account["token"])
+        return Player(account["id"], username, password, account["token"])
 
     async def use_existing_markets(self) -> None:
         self.report.notes.append("no admin token: only odds reads and SSE ran (no accounts, bets, logins or wallet)")
@@ -472,9 +160,9 @@ class _Run:
 
     def remember_market(self, view: dict, *, house: bool = False) -> None:
         odds = {s["id"]: s["odds"] for s in view["selections"]}
-        self.markets[view["id"]] = _Market(view["id"], view["price_version"], dict(odds), view.get("status", "open"))
+        self.markets[view["id"]] = Market(view["id"], view["price_version"], dict(odds), view.get("status", "open"))
         if house:
-            self.house[view["id"]] = _Market(view["id"], view["price_version"], dict(odds))
+            self.house[view["id"]] = Market(view["id"], view["price_version"], dict(odds))
 
     def update_price(self, market_id: int, selection_id: int, odds: str, version: int) -> None:
         market = self.markets.get(market_id)
@@ -486,7 +174,7 @@ class _Run:
     def pick_kind(self, rng: random.Random) -> str:
         if self.config.admin_token is None:
             return "odds"
-        kind = _pick(rng, MIX)
+        kind = pick(rng, MIX)
         # A missing login route must not lower the offered load: its share goes to odds reads.
         return "odds" if kind == "login" and LOGIN in self.report.unavailable else kind
 
@@ -519,21 +207,21 @@ class _Run:
                 market.price_version, market.status = view["price_version"], view["status"]
                 market.odds = {s["id"]: s["odds"] for s in view["selections"]}
 
-    async def login(self, player: _Player, start: float) -> None:
+    async def login(self, player: Player, start: float) -> None:
         body = {"username": player.username, "password": player.password}
         response = await self.request(LOGIN, "POST", "/v1/login", start=start, json=body)
         if response is not None and response.is_success:
             data = response.json()
             player.session = data.get("token") or data.get("access_token") or player.session
 
-    async def wallet(self, player: _Player, start: float) -> None:
+    async def wallet(self, player: Player, start: float) -> None:
         response = await self.request(WALLET, "GET", "/v1/wallet", start=start, headers=player.bearer())
         if response is not None and response.status_code == 401:
             player.session = None  # the short-lived token expired: use the account token again
 
     # ------------------------------------------------------------------ bets
 
-    def bet_body(self, market: _Market, selection_id: int, stake: int, accept: str) -> dict:
+    def bet_body(self, market: Market, selection_id: int, stake: int, accept: str) -> dict:
         return {
             "market_id": market.id,
             "selection_id": selection_id,
@@ -547,7 +235,7 @@ class _Run:
         player = rng.choice(self.players)
         market = self.markets[rng.choice(list(self.markets))]
         selection_id = rng.choice(list(market.odds))
-        stake, accept = rng.choice(STAKES_MINOR), _pick(rng, ACCEPT_PRICE_CHANGE)
+        stake, accept = rng.choice(STAKES_MINOR), pick(rng, ACCEPT_PRICE_CHANGE)
         outcome = await self.place(player, self.bet_body(market, selection_id, stake, accept), scheduled)
         if outcome == "price-changed":
             # What a punter does: look at the new price and place a new bet (a new key) once.
@@ -556,7 +244,7 @@ class _Run:
             await self.place(player, self.bet_body(market, selection_id, stake, accept), self.loop.time())
         self.report.bet_latency.record_seconds(self.loop.time() - scheduled)
 
-    async def place(self, player: _Player, body: dict, start: float) -> str:
+    async def place(self, player: Player, body: dict, start: float) -> str:
         """POST /v1/bets with one key, retried with the same key and body; returns the outcome."""
         key = str(uuid.uuid4())
         self.report.uncertain_keys.add(key)  # until an answer says otherwise (covers cancellation at the end)
@@ -579,8 +267,8 @@ class _Run:
                 return outcome
         return "unknown"
 
-    def bet_outcome(self, player: _Player, key: str, body: dict, response: httpx.Response) -> str:
-        status, slug = response.status_code, _problem_slug(response)
+    def bet_outcome(self, player: Player, key: str, body: dict, response: httpx.Response) -> str:
+        status, slug = response.status_code, problem_slug(response)
         if status == 201:
             self.report.accepted_keys.add(key)
             self.report.accepted_bet_ids.add(int(response.json()["id"]))
@@ -602,7 +290,7 @@ class _Run:
         """Jittered exponential backoff (0.1 s, 0.2 s, 0.4 s ...), at least the server's Retry-After."""
         base = min(2.0, 0.1 * 2 ** (attempt - 1))
         delay = base / 2 + self.jitter_rng.uniform(0, base / 2)  # jitter: retries of a burst do not realign
-        hint = _retry_after(response)
+        hint = retry_after(response)
         return max(delay, hint + self.jitter_rng.uniform(0, 0.1)) if hint is not None else delay
 
     # ------------------------------------------------------------------ background: house, SSE, progress
@@ -671,7 +359,7 @@ class _Run:
             return
         if not isinstance(event, dict):
             return
-        published = _epoch(event.get("published_at"))
+        published = epoch(event.get("published_at"))
         if published is not None:
             self.report.sse_lag.record_seconds(time.time() - published)
         for part in (event, event.get("payload"), event.get("data")):
@@ -786,98 +474,3 @@ class _Run:
                 f"{route} unavailable ({why})" + ("; its share went to odds reads" if route == LOGIN else "")
             )
         return self.report
-
-
-async def run_load_async(
-    config: LoadConfig,
-    *,
-    progress: Callable[[float, dict], None] | None = None,
-    transport: httpx.AsyncBaseTransport | None = None,
-) -> LoadReport:
-    """Run one load profile against `config.target`; `progress(elapsed_s, snapshot)` is called ~4x/s."""
-    limits = httpx.Limits(max_connections=config.max_connections, max_keepalive_connections=config.max_connections)
-    async with httpx.AsyncClient(
-        base_url=config.target, timeout=config.request_timeout, limits=limits, transport=transport
-    ) as client:
-        return await _Run(config, client, progress).run()
-
-
-def run_load(config: LoadConfig, *, show_progress: bool = True) -> LoadReport:
-    """`run_load_async` in its own event loop, with a progress bar on stderr."""
-    if not show_progress:
-        return asyncio.run(run_load_async(config))
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    columns = (
-        TextColumn("{task.description:<9}"),
-        BarColumn(),
-        TextColumn("{task.completed:>5.0f}/{task.total:.0f} s"),
-        TimeElapsedColumn(),
-        TextColumn("offered {task.fields[rate]:>7.1f}/s  sent {task.fields[sent]:>7}  errors {task.fields[errors]:>5}"),
-    )
-    with Progress(*columns, console=Console(stderr=True)) as bar:
-        task = bar.add_task(config.profile, total=config.duration, rate=0.0, sent=0, errors=0)
-
-        def progress(elapsed: float, snap: dict) -> None:
-            done = elapsed if snap["phase"] == "load" else (config.duration if snap["phase"] != "setup" else 0)
-            bar.update(
-                task,
-                completed=min(done, config.duration),
-                description=snap["phase"],
-                rate=snap["offered_rate"],
-                sent=snap["sent"],
-                errors=snap["errors"],
-            )
-
-        return asyncio.run(run_load_async(config, progress=progress))
-
-
-def _fmt(value: float | int | None) -> str:
-    return "-" if value is None else f"{value:.1f}"
-
-
-def render_table(report: LoadReport) -> str:
-    """A fixed-width summary for a terminal."""
-    d = report.to_dict()
-    cfg = report.config
-    lag = d["generator_start_lag_ms"]
-    peak = cfg.rate if cfg.profile == "steady" else PEAK_FACTOR * cfg.rate
-    behind = (lag["p99"] or 0) > 100 or (d["generator_cpu_pct"] or 0) > 90
-    lines = [
-        f"{cfg.profile} load against {cfg.target}: {cfg.duration:g} s at baseline {cfg.rate:g} req/s "
-        f"(peak {peak:g}), seed {cfg.seed}",
-        f"arrivals {d['arrivals']}  offered {d['offered_rate']:.1f}/s  achieved {d['achieved_rate']:.1f}/s  "
-        f"2xx {d['ok_rate']:.1f}/s  over {d['elapsed_s']:.1f} s  dropped-by-generator {d['dropped_by_generator']}  "
-        f"cancelled-at-end {d['cancelled_at_end']}",
-        f"generator: start lag p50 {_fmt(lag['p50'])} ms p99 {_fmt(lag['p99'])} ms, "
-        f"cpu {_fmt(d['generator_cpu_pct'])}% of a core"
-        + ("  (the generator fell behind: latencies include its own lag)" if behind else ""),
-        "",
-        f"{'route':<34}{'sent':>7}{'ok':>7}{'replay':>7}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}  errors",
-    ]
-    for name, r in d["routes"].items():
-        lat = r["latency_ms"]
-        errors = ", ".join(f"{k}: {v}" for k, v in r["errors"].items()) or "-"
-        if name in report.unavailable:
-            errors += "  (unavailable)"
-        lines.append(
-            f"{name:<34}{r['sent']:>7}{r['ok']:>7}{r['replays']:>7}"
-            f"{_fmt(lat['p50']):>9}{_fmt(lat['p95']):>9}{_fmt(lat['p99']):>9}{_fmt(lat['max']):>9}  {errors}"
-        )
-    bl, sse, st = d["bet_latency_ms"], d["sse"], d["settlement"]
-    by_type = ", ".join(f"{name} {n}" for name, n in sorted(sse["by_type"].items()))
-    lines += [
-        "",
-        f"bets accepted {d['bets_accepted']} (unique keys)  unknown outcome {d['bets_unknown']}  "
-        f"retries {d['bet_retries']}  price-change re-quotes {d['price_change_requotes']}",
-        f"bet end-to-end (scheduled -> final answer, retries included) p50 {_fmt(bl['p50'])} ms "
-        f"p99 {_fmt(bl['p99'])} ms max {_fmt(bl['max'])} ms",
-        f"SSE events {sse['events']}" + (f" ({by_type})" if by_type else "") + "  publish-to-receive lag "
-        f"p50 {_fmt(sse['lag_ms']['p50'])} ms p99 {_fmt(sse['lag_ms']['p99'])} ms",
-        f"settlement: {len(st['markets'])} markets, all settled: {'yes' if st['all_settled'] else 'no'}; "
-        f"settled {st['settled']} (won {st['won']}, lost {st['lost']}, void {st['void']})",
-    ]
-    lines += [f"note: {note}" for note in d["notes"]]
-    lines += [f"generator error: {k} x{v}" for k, v in d["generator_errors"].items()]
-    return "\n".join(lines)

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from collectors.slices import SliceConfigError, load_slices
+from controlplane.slices import SliceConfigError, load_slices
 from tests.collectors.conftest import SLICES
 from tests.support import CONTROLPLANE
 

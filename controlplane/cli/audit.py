@@ -1,0 +1,199 @@
+"""`controlplane audit`: the tamper-evident audit log: append, checkpoint, keys, verify, prove, export."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from controlplane.cli.common import EXIT_CRITICAL, fail, load_settings
+from controlplane.settings import Settings
+from controlplane.storage import StorageConfigError
+
+if TYPE_CHECKING:
+    from audit.keys import KeyRing
+    from audit.log import AuditLog
+
+audit_app = typer.Typer(
+    help="The tamper-evident audit log: append, checkpoint, prove, export, verify.", no_args_is_help=True
+)
+AuditUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--audit-url",
+        help="The audit log's database (default: $CONTROLPLANE_AUDIT_URL, else sqlite:///./var/audit.db).",
+    ),
+]
+
+
+def _audit(settings: Settings, *, signing: bool = True) -> tuple[AuditLog, KeyRing]:
+    """The log, its key ring, and (when signing) the current signer."""
+    from audit.keys import AuditKeyError, KeyRing
+    from audit.log import AuditLog
+    from audit.schema import migrate_audit
+    from controlplane.storage import make_engine
+
+    try:
+        engine = make_engine(settings.audit_url, **settings.engine_options())
+    except StorageConfigError as exc:
+        raise fail(str(exc)) from None
+    migrate_audit(engine)
+    passphrase = settings.audit_key_passphrase.get_secret_value().encode() if settings.audit_key_passphrase else None
+    ring = KeyRing(
+        settings.audit_key_dir,
+        name=settings.audit_origin,
+        passphrase=passphrase,
+        development=settings.environment != "production",
+    )
+    try:
+        signer = ring.signer() if signing else None
+    except AuditKeyError as exc:
+        raise fail(str(exc)) from None
+    return AuditLog(engine, origin=settings.audit_origin, signer=signer), ring
+
+
+@audit_app.command("append")
+def audit_append(
+    kind: Annotated[str, typer.Option(help="change, money, checklist, attestation, access or system.")],
+    actor: Annotated[str, typer.Option(help="Who did it.")],
+    subject: Annotated[str, typer.Option(help="What it is about, e.g. bet:42 or slo:bet-placement.")],
+    payload: Annotated[str, typer.Option(help="A JSON object (integers for money; no floats).")],
+    audit_url: AuditUrl = None,
+) -> None:
+    """Append one entry; prints its sequence number and leaf hash."""
+    from audit.canonical import NotCanonical
+    from audit.log import AuditError
+
+    try:
+        document = json.loads(payload)
+    except ValueError as exc:
+        raise fail(f"--payload is not JSON ({exc}); give an object such as '{{\"amount_minor\": 500}}'") from None
+    if not isinstance(document, dict):
+        raise fail("--payload must be a JSON object")
+    log, _ring = _audit(load_settings(audit_url=audit_url), signing=False)
+    try:
+        appended = log.append(kind=kind, actor=actor, subject=subject, payload=document)
+    except (AuditError, NotCanonical) as exc:
+        raise fail(str(exc)) from None
+    typer.echo(json.dumps({"seq": appended.seq, "leaf_hash": appended.leaf_hash}))
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint(
+    every: Annotated[
+        float | None, typer.Option("--every", help="Keep signing every this many seconds, until interrupted.", min=1)
+    ] = None,
+    audit_url: AuditUrl = None,
+) -> None:
+    """Sign the current tree head (C2SP checkpoint); never signs one inconsistent with the last."""
+    import time
+
+    from audit.log import AuditError
+
+    log, _ring = _audit(load_settings(audit_url=audit_url))
+    while True:
+        try:
+            typer.echo(log.checkpoint(), nl=False)
+        except AuditError as exc:
+            raise fail(str(exc), EXIT_CRITICAL) from None
+        if every is None:
+            return
+        time.sleep(every)
+
+
+@audit_app.command("verifier-key")
+def audit_verifier_key(
+    all_keys: Annotated[bool, typer.Option("--all", help="Every key ever used, with dates.")] = False,
+    audit_url: AuditUrl = None,
+) -> None:
+    """Print the signed-note verifier key (name+keyid+base64) to give to whoever verifies the log."""
+    _log, ring = _audit(load_settings(audit_url=audit_url))
+    if all_keys:
+        typer.echo(json.dumps(ring.verifier_keys(), indent=2))
+    else:
+        typer.echo(ring.signer().verifier_key())
+
+
+@audit_app.command("rotate-key")
+def audit_rotate_key(audit_url: AuditUrl = None) -> None:
+    """Start signing with a new key; the old ones stay verifiers of the checkpoints they signed."""
+    _log, ring = _audit(load_settings(audit_url=audit_url))
+    typer.echo(ring.rotate().verifier_key())
+
+
+@audit_app.command("verify")
+def audit_verify(audit_url: AuditUrl = None) -> None:
+    """Check chain, leaves, tree and every checkpoint. Exit 0 intact; 2 names the first bad entry."""
+    log, ring = _audit(load_settings(audit_url=audit_url), signing=False)
+    result = log.verify(*ring.verifiers())
+    if result.ok:
+        typer.echo(f"OK: {result.entries} entries, {result.checkpoints} checkpoints verified")
+        return
+    typer.echo(f"FAILED at seq {result.first_bad_seq}: {result.problem}", err=True)
+    raise typer.Exit(EXIT_CRITICAL)
+
+
+@audit_app.command("check-money")
+def audit_check_money(audit_url: AuditUrl = None) -> None:
+    """Money invariants from the log alone: every settlement has its placement, payouts are stake x
+    bound odds. Exit 0 when they hold, 2 listing what does not."""
+    from audit.sink import check_money
+
+    log, _ring = _audit(load_settings(audit_url=audit_url), signing=False)
+    result = check_money(log)
+    if result.ok:
+        typer.echo(f"OK: {result.bets} bets, every settlement placed and paid as bound")
+        return
+    for problem in result.problems[:50]:
+        typer.echo(problem, err=True)
+    raise typer.Exit(EXIT_CRITICAL)
+
+
+@audit_app.command("prove")
+def audit_prove(
+    seq: Annotated[int, typer.Option("--seq", help="The entry to prove.", min=0)],
+    audit_url: AuditUrl = None,
+) -> None:
+    """An inclusion proof of one entry against the latest signed checkpoint (JSON)."""
+    from audit.log import AuditError
+
+    log, ring = _audit(load_settings(audit_url=audit_url))
+    try:
+        bundle = log.export([seq], verifier_key=ring.signer().verifier_key())
+    except (AuditError, KeyError) as exc:
+        raise fail(str(exc)) from None
+    typer.echo(json.dumps(bundle, indent=2))
+
+
+@audit_app.command("export")
+def audit_export(
+    out: Annotated[Path, typer.Option("--out", help="Where to write the bundle (JSON).")],
+    from_seq: Annotated[int | None, typer.Option("--from-seq", min=0)] = None,
+    to_seq: Annotated[int | None, typer.Option("--to-seq", min=0)] = None,
+    bet: Annotated[int | None, typer.Option("--bet", help="Every entry about this bet.")] = None,
+    audit_url: AuditUrl = None,
+) -> None:
+    """A proof bundle that verifies offline: `python -m audit.verify bundle.json --key VKEY`."""
+    from sqlalchemy import select
+
+    from audit.log import AuditError
+    from audit.schema import entries
+
+    if (bet is None) == (from_seq is None or to_seq is None):
+        raise fail("give either --from-seq A --to-seq B, or --bet ID")
+    log, ring = _audit(load_settings(audit_url=audit_url))
+    if bet is not None:
+        with log.engine.connect() as conn:
+            seqs = list(conn.execute(select(entries.c.seq).where(entries.c.subject == f"bet:{bet}")).scalars())
+    else:
+        if to_seq < from_seq:  # type: ignore[operator]
+            raise fail("--to-seq must not be below --from-seq")
+        seqs = list(range(from_seq, to_seq + 1))  # type: ignore[arg-type,operator]
+    try:
+        bundle = log.export(seqs, verifier_key=ring.signer().verifier_key())
+    except (AuditError, KeyError) as exc:
+        raise fail(str(exc)) from None
+    out.write_text(json.dumps(bundle, indent=2))
+    typer.echo(f"wrote {len(bundle['entries'])} entries, proven against tree size {bundle['tree_size']}, to {out}")

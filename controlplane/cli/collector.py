@@ -1,0 +1,71 @@
+"""`controlplane collector` and `controlplane sli`: receive telemetry into per-slice SLIs, and read them back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from controlplane.cli.common import (
+    StoreUrl,
+    TableOrJson,
+    fail,
+    load_settings,
+    load_slices,
+    load_slo_specs,
+    store_engine,
+)
+
+collector_app = typer.Typer(
+    help="Receive OTLP telemetry and scrape Prometheus metrics into SLIs.", no_args_is_help=True
+)
+sli_app = typer.Typer(help="Per-slice SLI buckets (events, bad events, latency) from the store.", no_args_is_help=True)
+
+
+@collector_app.command("serve")
+def collector_serve(
+    port: Annotated[int, typer.Option(help="TCP port (OTLP/HTTP's usual is 4318).", min=0, max=65535)] = 4318,
+    host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 to accept remote exporters.")] = "127.0.0.1",
+    store_url: StoreUrl = None,
+    slices: Annotated[Path | None, typer.Option(help="Slices file (default: $CONTROLPLANE_SLICES_PATH).")] = None,
+    scrape: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated /metrics URLs to scrape (default: $CONTROLPLANE_SCRAPE_TARGETS)."),
+    ] = None,
+) -> None:
+    """Serve the OTLP/HTTP receiver (/v1/traces, /v1/metrics; /metrics for Prometheus) and the scraper."""
+    import uvicorn
+
+    from collectors.service import create_collector_app
+
+    settings = load_settings(store_url=store_url, slices_path=slices, scrape_targets=scrape)
+    config = load_slices(settings)
+    slo_specs = load_slo_specs(settings) if Path(settings.slos_path).exists() else None
+    engine = store_engine(settings)
+    app = create_collector_app(settings, engine=engine, slices=config, slos=slo_specs)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+@sli_app.command("show")
+def sli_show(
+    slice_name: Annotated[str | None, typer.Option("--slice", help="Only this slice.")] = None,
+    since: Annotated[str, typer.Option(help="How far back: 90m, 2h, 1d, or an ISO 8601 time.")] = "2h",
+    store_url: StoreUrl = None,
+    fmt: TableOrJson = "table",
+) -> None:
+    """Per-minute buckets: events, bad events, bad ratio and latency quantiles per slice."""
+    from collectors.sli import render_sli_table, sli_rows
+    from controlplane.clock import parse_since
+
+    settings = load_settings(store_url=store_url)
+    try:
+        start = parse_since(since)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    rows = sli_rows(store_engine(settings), since=start, slice_name=slice_name)
+    if fmt == "json":
+        typer.echo(json.dumps(rows, indent=2))
+    else:
+        typer.echo(render_sli_table(rows, since=start, slice_name=slice_name))

@@ -1,0 +1,108 @@
+"""What every command group shares: exit codes, errors as messages, settings, the `--format` option, the store.
+
+Exit codes for checks meant for cron: 0 ok, 1 warning, 2 critical, 3 unknown or usage error.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
+
+import typer
+from pydantic import ValidationError
+
+from controlplane.settings import Settings
+from controlplane.storage import StorageConfigError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from controlplane.slices import SliceConfig
+    from controlplane.slo_spec import EventSpec, SloSpec
+
+EXIT_OK, EXIT_WARNING, EXIT_CRITICAL, EXIT_UNKNOWN = 0, 1, 2, 3
+FORMAT_HELP = {
+    "table": "a table for people",
+    "json": "JSON for scripts",
+    "csv": "CSV with a header row",
+    "junit": "JUnit XML for CI servers",
+    "openslo": "OpenSLO v1 YAML",
+}
+SettingsT = TypeVar("SettingsT")
+
+
+def fail(message: str, code: int = EXIT_UNKNOWN) -> typer.Exit:
+    """Print `error: message` on stderr; raise the returned exit (default 3, "could not run")."""
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def format_option(*choices: str) -> Any:
+    """The shared `--format` option; the Literal type limits it to what a verb can write:
+    `Fmt = Annotated[Literal["table", "json"], format_option("table", "json")]`.
+
+    A value outside the choices is a usage error (exit 3) that lists them."""
+    described = "; ".join(f"{choice}: {FORMAT_HELP.get(choice, choice)}" for choice in choices)
+    return typer.Option("--format", help=f"Output: {described}.")
+
+
+TableOrJson = Annotated[Literal["table", "json"], format_option("table", "json")]
+
+
+def load_settings(**overrides: object) -> Settings:
+    """The control plane's settings (`CONTROLPLANE_*`), with the flags a verb was given."""
+    return settings_or_exit(Settings, "CONTROLPLANE_", overrides)
+
+
+def settings_or_exit(model: type[SettingsT], prefix: str, overrides: dict[str, object]) -> SettingsT:
+    """`model(**overrides)` (unset flags left to the environment); invalid values exit 3 naming the variable."""
+    try:
+        return model(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{prefix}{'_'.join(str(p) for p in e['loc']).upper() or 'SETTINGS'}: {e['msg']}" for e in exc.errors()
+        )
+        raise fail(f"invalid settings: {problems}") from None
+
+
+StoreUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--store-url",
+        help="The control plane's store (default: $CONTROLPLANE_STORE_URL, else sqlite:///./var/controlplane.db).",
+    ),
+]
+SlosPath = Annotated[Path | None, typer.Option("--slos", help="SLO file (default: $CONTROLPLANE_SLOS_PATH).")]
+
+
+def store_engine(settings: Settings) -> Engine:
+    """The control plane's store, migrated to the newest schema."""
+    from controlplane.storage import make_engine
+    from controlplane.store import migrate_store
+
+    try:
+        engine = make_engine(settings.store_url, **settings.engine_options())
+    except StorageConfigError as exc:
+        raise fail(str(exc)) from None
+    migrate_store(engine)
+    return engine
+
+
+def load_slices(settings: Settings) -> SliceConfig:
+    from controlplane.slices import SliceConfigError
+    from controlplane.slices import load_slices as read_slices
+
+    try:
+        return read_slices(settings.slices_path)
+    except SliceConfigError as exc:
+        raise fail(str(exc)) from None
+
+
+def load_slo_specs(settings: Settings) -> tuple[list[SloSpec], dict[str, EventSpec]]:
+    from controlplane.slo_spec import SloConfigError, load_events, load_slos
+
+    try:
+        events = load_events(settings.events_path)
+        return load_slos(settings.slos_path, events=events), events
+    except SloConfigError as exc:
+        raise fail(str(exc)) from None

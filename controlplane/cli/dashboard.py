@@ -1,0 +1,41 @@
+"""`controlplane dashboard`: serve the Streamlit dashboard (`streamlit_app.py`)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from controlplane.cli.common import fail
+
+APP = Path(__file__).resolve().parents[2] / "streamlit_app.py"
+
+
+def dashboard(
+    port: Annotated[int, typer.Option(help="TCP port of the dashboard.", min=1, max=65535)] = 8501,
+    host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 to accept remote browsers.")] = "127.0.0.1",
+) -> None:
+    """Serve the dashboard in a browser-facing Streamlit server until interrupted."""
+    if not APP.exists():
+        raise fail(f"{APP} is missing; run the dashboard from a checkout of the project")
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(APP),
+        "--server.port",
+        str(port),
+        "--server.address",
+        host,
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+    ]
+    typer.echo(f"dashboard on http://{host}:{port}")
+    raise typer.Exit(subprocess.call(command, env=os.environ.copy()))

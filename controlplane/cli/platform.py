@@ -1,0 +1,159 @@
+"""`controlplane platform`: run the bundled sample platform, drive load against a platform, game-day faults.
+
+The platform is a separate system with its own settings (`PLATFORM_*`); these verbs start it, or talk to
+a running one over HTTP (`--target`, `CONTROLPLANE_PLATFORM_URL`).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from controlplane.cli.common import TableOrJson, fail, load_settings, settings_or_exit
+from controlplane.settings import Settings
+from controlplane.storage import StorageConfigError
+from sample_platform.settings import PlatformSettings
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from sample_platform.outbox import OutboxSink
+
+platform_app = typer.Typer(help="Run and manage the bundled sample betting platform.", no_args_is_help=True)
+
+
+def load_platform_settings(**overrides: object) -> PlatformSettings:
+    """The sample platform's settings (`PLATFORM_*`), with the flags a verb was given."""
+    return settings_or_exit(PlatformSettings, "PLATFORM_", overrides)
+
+
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        help="Platform database URL (sqlite:///path or postgresql+psycopg://user@host/db). "
+        "Default: $PLATFORM_DATABASE_URL, else sqlite:///./var/platform.db.",
+    ),
+]
+
+
+@platform_app.command("migrate")
+def platform_migrate(database_url: DatabaseUrl = None) -> None:
+    """Create or upgrade the platform's database schema (Alembic) to the newest revision."""
+    from sample_platform.db import migrate
+
+    settings = load_platform_settings(database_url=database_url)
+    engine = _engine(settings)
+    migrate(engine)
+    typer.echo(f"schema is up to date in {engine.url.render_as_string(hide_password=True)}")
+
+
+@platform_app.command("serve")
+def platform_serve(
+    port: Annotated[int, typer.Option(help="TCP port to listen on.", min=0, max=65535)] = 8080,
+    host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 to accept remote clients.")] = "127.0.0.1",
+    database_url: DatabaseUrl = None,
+    migrate_first: Annotated[
+        bool, typer.Option("--migrate/--no-migrate", help="Upgrade the schema before serving.")
+    ] = True,
+) -> None:
+    """Serve the sample platform's HTTP API (docs at /docs)."""
+    import uvicorn
+
+    from sample_platform.api import create_app
+    from sample_platform.db import migrate
+    from sample_platform.telemetry import setup_telemetry
+
+    settings = load_platform_settings(database_url=database_url)
+    engine = _engine(settings)
+    if migrate_first:
+        migrate(engine)
+    sink = _outbox_sink(load_settings())
+    setup_telemetry(settings)
+    # Open odds streams never end by themselves: give them a few seconds, then close them.
+    uvicorn.run(
+        create_app(settings, engine=engine, outbox_sink=sink),
+        host=host,
+        port=port,
+        log_level="warning",
+        timeout_graceful_shutdown=5,
+    )
+
+
+def _outbox_sink(settings: Settings) -> OutboxSink | None:
+    """The platform's relay delivers to its own JSON-lines file unless CONTROLPLANE_OUTBOX_SINK=audit."""
+    if settings.outbox_sink != "audit":
+        return None
+    from audit.log import AuditLog
+    from audit.schema import migrate_audit
+    from audit.sink import OutboxAuditSink, SubjectKeys
+    from controlplane.storage import make_engine
+
+    try:
+        audit_engine = make_engine(settings.audit_url, **settings.engine_options())
+    except StorageConfigError as exc:
+        raise fail(str(exc)) from None
+    migrate_audit(audit_engine)
+    return OutboxAuditSink(AuditLog(audit_engine, origin=settings.audit_origin), SubjectKeys(audit_engine))
+
+
+Target = Annotated[str, typer.Option("--target", help="Base URL of the platform.", envvar="CONTROLPLANE_PLATFORM_URL")]
+AdminToken = Annotated[
+    str | None,
+    typer.Option(
+        "--admin-token",
+        help="The platform's admin token (default: $CONTROLPLANE_PLATFORM_ADMIN_TOKEN).",
+        envvar="CONTROLPLANE_PLATFORM_ADMIN_TOKEN",
+        show_default=False,
+    ),
+]
+
+
+@platform_app.command("load")
+def platform_load(
+    profile: Annotated[str, typer.Option(help="derby-night, steady or spike.")] = "derby-night",
+    duration: Annotated[float, typer.Option(help="Seconds of arrivals.")] = 60.0,
+    rate: Annotated[float, typer.Option(help="Baseline arrivals per second, all routes together.")] = 10.0,
+    target: Target = "http://127.0.0.1:8080",
+    admin_token: AdminToken = None,
+    players: Annotated[int, typer.Option(help="Player accounts to create (with --admin-token).")] = 20,
+    markets: Annotated[int, typer.Option(help="Markets to create (with --admin-token).")] = 4,
+    sse_subscribers: Annotated[int, typer.Option(help="Odds stream subscribers held open.")] = 5,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed sends the same mix.")] = 1,
+    fmt: TableOrJson = "table",
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar on stderr.")] = True,
+) -> None:
+    """Drive open-model load (derby-night: baseline, 15x within 10 s, then decay) and report per route.
+
+    Requests are sent on schedule, not when earlier ones return, so latency includes any queueing
+    (no coordinated omission). With --admin-token it creates its own players and markets, retries
+    bets with the same Idempotency-Key, and settles its markets at full time."""
+    from sample_platform.loadgen import LoadConfig, LoadSetupError, render_table, run_load
+
+    try:
+        config = LoadConfig(
+            target=target.rstrip("/"),
+            profile=profile,
+            duration=duration,
+            rate=rate,
+            admin_token=admin_token,
+            players=players,
+            markets=markets,
+            sse_subscribers=sse_subscribers,
+            seed=seed,
+        )
+        report = run_load(config, show_progress=progress and fmt == "table")
+    except (ValueError, LoadSetupError) as exc:
+        raise fail(str(exc)) from None
+    typer.echo(json.dumps(report.to_dict(), indent=2) if fmt == "json" else render_table(report))
+
+
+def _engine(settings: PlatformSettings) -> Engine:
+    from sample_platform.db import DatabaseConfigError, make_engine
+
+    try:
+        return make_engine(settings.database_url, **settings.engine_options())
+    except DatabaseConfigError as exc:
+        raise fail(str(exc)) from None

@@ -1,0 +1,145 @@
+"""`controlplane slo`: SLO status with cron exit codes, Prometheus rules, OpenSLO export and import."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+from controlplane.cli.common import (
+    SlosPath,
+    StoreUrl,
+    TableOrJson,
+    fail,
+    format_option,
+    load_settings,
+    load_slices,
+    load_slo_specs,
+    store_engine,
+)
+
+slo_app = typer.Typer(help="Service level objectives: status, error budgets, burn-rate alerts.", no_args_is_help=True)
+
+
+@slo_app.command("status")
+def slo_status(
+    at: Annotated[
+        str | None, typer.Option(help="Evaluate as of this instant (ISO 8601 or 2h for two hours ago), to replay.")
+    ] = None,
+    store_url: StoreUrl = None,
+    slos: SlosPath = None,
+    fmt: TableOrJson = "table",
+) -> None:
+    """Each SLO: SLI, error budget left, burn rates, alerts. Exit 0 healthy, 1 ticket, 2 page, 3 unknown."""
+    from controlplane.clock import parse_since, utcnow
+    from controlplane.slo import evaluate_all
+    from controlplane.slo_spec import SloConfigError
+
+    settings = load_settings(store_url=store_url, slos_path=slos)
+    specs, events = load_slo_specs(settings)
+    slices = load_slices(settings)
+    try:
+        when = parse_since(at) if at else utcnow()
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    try:
+        report = evaluate_all(store_engine(settings), specs, events=events, boundaries=slices.boundaries, at=when)
+    except SloConfigError as exc:
+        raise fail(str(exc)) from None
+    except Exception as exc:  # the store unreachable or broken: "could not evaluate" for cron
+        raise fail(f"could not evaluate the SLOs: {type(exc).__name__}: {exc}") from None
+    if fmt == "json":
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        typer.echo(render_slo_table(report.to_dict()))
+    raise typer.Exit(report.exit_code)
+
+
+@slo_app.command("rules")
+def slo_rules(
+    out: Annotated[Path, typer.Option("--out", help="Where to write the Prometheus rules file.")] = Path(
+        "slo-rules.yml"
+    ),
+    slos: SlosPath = None,
+) -> None:
+    """Write Prometheus recording and alerting rules for the SLOs (check them with `promtool check rules`)."""
+    from controlplane.slo_rules import render_rules
+    from controlplane.slo_spec import SloConfigError
+
+    settings = load_settings(slos_path=slos)
+    specs, events = load_slo_specs(settings)
+    try:
+        text = render_rules(specs, load_slices(settings), events=events)
+    except SloConfigError as exc:
+        raise fail(str(exc)) from None
+    out.write_text(text)
+    rules = sum(1 for line in text.splitlines() if line.lstrip().startswith(("- record", "- alert")))
+    typer.echo(f"wrote {rules} rules to {out}")
+
+
+@slo_app.command("export")
+def slo_export(
+    fmt: Annotated[Literal["openslo"], format_option("openslo")] = "openslo",
+    out: Annotated[Path | None, typer.Option("--out", help="Write to this file instead of standard output.")] = None,
+    slos: SlosPath = None,
+) -> None:
+    """Export the SLOs as OpenSLO v1 documents (event windows have no OpenSLO form and are refused)."""
+    from controlplane.openslo import export_openslo
+    from controlplane.slo_spec import SloConfigError
+
+    specs, _events = load_slo_specs(load_settings(slos_path=slos))
+    try:
+        text = export_openslo(specs)
+    except SloConfigError as exc:
+        raise fail(str(exc)) from None
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text)
+        typer.echo(f"wrote {len(specs)} SLOs to {out}")
+
+
+@slo_app.command("import")
+def slo_import(
+    file: Annotated[Path, typer.Argument(help="OpenSLO v1 YAML (one or more `kind: SLO` documents).")],
+    actor: Annotated[str, typer.Option(help="Who makes the change (recorded).", envvar="USER")] = "admin",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check and show, change nothing.")] = False,
+    slos: Annotated[Path | None, typer.Option(help="SLO file to update (default: $CONTROLPLANE_SLOS_PATH).")] = None,
+) -> None:
+    """Import OpenSLO SLOs into the SLO file (merged by name); what does not map is refused with the reason."""
+    from controlplane.openslo import import_openslo
+    from controlplane.slo_spec import SloConfigError, apply_slo_changes, load_events, spec_document
+
+    settings = load_settings(slos_path=slos)
+    try:
+        specs = import_openslo(file.read_text(), source=str(file))
+        events = load_events(settings.events_path)
+        if dry_run:
+            typer.echo(json.dumps([spec_document(s) for s in specs], indent=2))
+            return
+        changes = apply_slo_changes(settings, specs, actor=actor, events=events)
+    except FileNotFoundError:
+        raise fail(f"{file}: file not found") from None
+    except SloConfigError as exc:
+        raise fail(str(exc)) from None
+    typer.echo(
+        f"{len(changes)} SLO(s) changed in {settings.slos_path}" + "".join(f"\n  {c['subject']}" for c in changes)
+    )
+
+
+def render_slo_table(report: dict) -> str:
+    lines = [
+        f"SLOs as of {report['at']}",
+        f"{'slo':<28} {'objective':>9} {'sli':>9} {'budget left':>11} {'burn 1h':>8} {'burn 6h':>8} "
+        f"{'alert':<7} policy",
+    ]
+    for s in report["slos"]:
+        alert = "PAGE" if s["alerts"]["page"] else ("ticket" if s["alerts"]["ticket"] else "-")
+        sli = "no data" if s["no_data"] else f"{100 * s['sli']:.3f}%"
+        lines.append(
+            f"{s['name']:<28} {100 * s['objective']:>8.2f}% {sli:>9} {100 * s['budget_remaining']:>10.1f}% "
+            f"{s['burn_rates']['1h']:>8.2f} {s['burn_rates']['6h']:>8.2f} {alert:<7} {s['policy']}"
+        )
+    return "\n".join(lines)

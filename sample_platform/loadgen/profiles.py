@@ -1,0 +1,115 @@
+"""The load generator's traffic model: profiles, request mix, arrival rate curves and open-model arrival times."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+PROFILES = ("derby-night", "steady", "spike")
+PEAK_FACTOR = 15.0  # peak arrival rate as a multiple of the baseline
+DERBY_RAMP_SECONDS = 10.0
+MIX = (("login", 0.10), ("odds", 0.40), ("wallet", 0.10), ("bet", 0.40))
+ACCEPT_PRICE_CHANGE = (("better", 0.45), ("any", 0.35), ("none", 0.20))
+STAKES_MINOR = (100, 200, 500, 1000, 2000, 5000)
+DEPOSIT_MINOR = 10**9
+BET_RETRIES = 3
+ODDS_MOVE_INTERVAL = 1.0  # seconds between the house's price moves (gives re-quotes and SSE events)
+SETUP_CONCURRENCY = 8
+
+BETS = "POST /v1/bets"
+ODDS = "GET /v1/markets/{id}"
+MARKETS = "GET /v1/markets"
+LOGIN = "POST /v1/login"
+WALLET = "GET /v1/wallet"
+ODDS_CHANGE = "POST /v1/admin/markets/{id}/odds"
+RESULT = "POST /v1/admin/markets/{id}/result"
+SSE = "SSE /v1/odds/stream"
+
+
+class LoadSetupError(RuntimeError):
+    """The run could not start: target unreachable, admin token refused, setup calls failing."""
+
+
+@dataclass
+class LoadConfig:
+    target: str  # base URL, e.g. http://127.0.0.1:8080
+    profile: str  # "derby-night" | "steady" | "spike"
+    duration: float  # seconds
+    rate: float  # baseline requests/s (all routes together)
+    admin_token: str | None  # when given, create own accounts and markets via the admin API
+    players: int = 20
+    markets: int = 4
+    sse_subscribers: int = 5
+    seed: int = 1
+    request_timeout: float = 10.0
+    max_outstanding: int = 2000  # arrivals beyond this many in flight are dropped, not queued
+    max_connections: int = 256
+
+    def __post_init__(self) -> None:
+        _check_curve(self.profile, self.duration, self.rate)
+        if not self.target.startswith(("http://", "https://")):
+            raise ValueError(f"target must be an http(s) URL such as http://127.0.0.1:8080, not {self.target!r}")
+        for name in ("players", "markets", "max_outstanding", "max_connections"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if self.sse_subscribers < 0:
+            raise ValueError(f"sse_subscribers must be 0 or more, not {self.sse_subscribers}")
+        if not self.request_timeout > 0:
+            raise ValueError(f"request_timeout must be positive seconds, not {self.request_timeout}")
+
+
+def _check_curve(profile: str, duration: float, baseline: float) -> None:
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    if not (math.isfinite(duration) and duration > 0):
+        raise ValueError(f"duration must be a positive number of seconds, not {duration}")
+    if not (math.isfinite(baseline) and baseline > 0):
+        raise ValueError(f"rate must be a positive number of requests/s, not {baseline}")
+
+
+def rate_at(profile: str, t: float, duration: float, baseline: float) -> float:
+    """Offered arrival rate (req/s) at `t` seconds into a run of `duration` seconds."""
+    _check_curve(profile, duration, baseline)
+    peak = PEAK_FACTOR * baseline
+    if profile == "steady":
+        return baseline
+    if profile == "spike":
+        return peak if 0.4 * duration <= t < 0.6 * duration else baseline
+    # derby-night: quiet build-up, the off (a linear ramp), the race (hold), then the crowd drifts away.
+    ramp_start = 0.25 * duration
+    ramp = min(DERBY_RAMP_SECONDS, 0.1 * duration)
+    hold_end = ramp_start + ramp + 0.2 * duration
+    if t < ramp_start:
+        return baseline
+    if t < ramp_start + ramp:
+        return baseline + (peak - baseline) * (t - ramp_start) / ramp
+    if t < hold_end:
+        return peak
+    tau = (duration - hold_end) / 4  # ~98% of the way back to the baseline by the end
+    return baseline + (peak - baseline) * math.exp(-(t - hold_end) / tau)
+
+
+def arrival_offsets(
+    profile: str, duration: float, baseline: float, rng: random.Random, step: float = 0.01
+) -> Iterator[float]:
+    """Arrival times (seconds from the start) of a Poisson process following `rate_at`.
+
+    Each gap is an Exp(1) amount of *integrated* rate (time rescaling), so the arrivals track the
+    curve even where it jumps, instead of lagging a whole baseline gap behind a spike."""
+    t = 0.0
+    while True:
+        need = rng.expovariate(1.0)
+        while need > 0:
+            if t >= duration:
+                return
+            dt = min(step, duration - t)
+            r = rate_at(profile, t, duration, baseline)
+            if r * dt >= need:
+                t, need = t + need / r, 0.0
+            else:
+                t, need = t + dt, need - r * dt
+        if t >= duration:
+            return
+        yield t
