@@ -26,8 +26,8 @@ from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from controlplane.slices import SPAN_KINDS, SliceConfig
 from controlplane.clock import utcnow
+from controlplane.slices import SPAN_KINDS, SliceConfig
 from controlplane.store import IngestedBatch, MetricSeriesState, SliBucket, SliExemplar, SliLatencyBucket
 
 STATUS_ERROR = 2  # opentelemetry.proto.trace.v1.Status.STATUS_CODE_ERROR

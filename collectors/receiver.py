@@ -25,8 +25,8 @@ from starlette.responses import Response
 
 from collectors import otlp
 from collectors.ingest import aggregate_spans, commit_batch, content_digest, metric_points
-from controlplane.slices import SliceConfig, load_slices
 from controlplane.settings import Settings
+from controlplane.slices import SliceConfig, load_slices
 from controlplane.storage import make_engine
 
 log = logging.getLogger(__name__)

@@ -17,9 +17,9 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from collectors.receiver import create_receiver
-from controlplane.slices import SliceConfig
 from collectors.slo_gauges import SloGauges
 from controlplane.settings import Settings
+from controlplane.slices import SliceConfig
 from controlplane.slo_spec import EventSpec, SloSpec
 
 

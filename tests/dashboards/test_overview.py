@@ -19,7 +19,9 @@ APP = str(Path(__file__).parents[2] / "streamlit_app.py")
 def test_overview_lists_every_slo_with_its_budget(store, store_settings, monkeypatch) -> None:
     minute = floor_minute(utcnow() - timedelta(minutes=5))
     with store.begin() as conn:
-        conn.execute(SliBucket.__table__.insert(), [{"slice": "bet-placement", "minute": minute, "total": 1000, "bad": 500}])
+        conn.execute(
+            SliBucket.__table__.insert(), [{"slice": "bet-placement", "minute": minute, "total": 1000, "bad": 500}]
+        )
     monkeypatch.setenv("CONTROLPLANE_STORE_URL", store_settings.store_url)
     at = AppTest.from_file(APP, default_timeout=60).run()
     assert not at.exception
