@@ -1,10 +1,13 @@
-"""The README stays true: it documents every setting and starts with the two commands."""
+"""The README stays true: it starts with the two commands and documents every setting of both systems."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from controlplane.settings import Settings
+from sample_platform.settings import PlatformSettings
 
 README = (Path(__file__).parents[1] / "README.md").read_text()
 
@@ -14,6 +17,7 @@ def test_readme_starts_with_the_two_commands() -> None:
     assert "make demo" in head and "make test" in head
 
 
-def test_readme_documents_every_setting() -> None:
-    missing = [name for name in Settings.model_fields if f"`CONTROLPLANE_{name.upper()}`" not in README]
+@pytest.mark.parametrize(("model", "prefix"), [(Settings, "CONTROLPLANE_"), (PlatformSettings, "PLATFORM_")])
+def test_readme_documents_every_setting(model: type, prefix: str) -> None:
+    missing = [name for name in model.model_fields if f"`{prefix}{name.upper()}`" not in README]
     assert missing == []

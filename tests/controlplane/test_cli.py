@@ -11,18 +11,50 @@ import pytest
 from typer.testing import CliRunner
 
 from controlplane.cli import app
+from controlplane.cli.reference import refresh, walk
 
 runner = CliRunner()
 CONTROLPLANE = str(Path(sys.executable).with_name("controlplane"))
 
 
-@pytest.mark.parametrize(
-    "args", [["--help"], ["platform", "--help"], ["platform", "serve", "--help"], ["demo", "--help"]]
-)
-def test_every_verb_has_help(args: list[str]) -> None:
-    result = runner.invoke(app, args)
+VERBS = [verb.path for verb in walk()]
+README = Path(__file__).parents[2] / "README.md"
+
+
+def test_the_walk_finds_every_command_group() -> None:
+    groups = {path[0] for path in VERBS}
+    assert {"platform", "collector", "sli", "slo", "audit", "demo", "dashboard"} <= groups
+    assert ("platform", "faults", "set") in VERBS
+
+
+@pytest.mark.parametrize("path", [(), *VERBS], ids=lambda path: " ".join(path) or "controlplane")
+def test_every_verb_has_help(path: tuple[str, ...]) -> None:
+    result = runner.invoke(app, [*path, "--help"])
     assert result.exit_code == 0, result.output
     assert "Usage" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_the_readme_command_reference_and_settings_are_current() -> None:
+    text = README.read_text()
+    assert refresh(text) == text, (
+        "the README's command reference or settings are stale: run `python -m controlplane.cli.reference --write README.md`"
+    )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("sli", "show", "--format", "xml"),
+        ("slo", "status", "--no-such-flag"),
+        ("audit", "prove", "--seq", "minus-one"),
+        ("no-such-group",),
+    ],
+)
+def test_usage_errors_exit_3_with_a_message(args: tuple[str, ...]) -> None:
+    result = subprocess.run([CONTROLPLANE, *args], capture_output=True, text=True)
+    assert result.returncode == 3, result.stderr
+    assert "Error" in result.stderr and "Traceback" not in result.stderr + result.stdout
 
 
 def test_bad_database_url_is_a_message_and_exit_3() -> None:
