@@ -55,7 +55,7 @@ class KeyRing:
         tmp.write_text(json.dumps(index, indent=2))
         os.replace(tmp, self._index_path)
 
-    def _encryption(self):  # type: ignore[no-untyped-def]
+    def _encryption(self):
         if self.passphrase:
             return BestAvailableEncryption(self.passphrase)
         if self.development:

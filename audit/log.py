@@ -185,7 +185,7 @@ class AuditLog:
                 return self.size(c)
         return conn.execute(select(func.count()).select_from(entries)).scalar_one()
 
-    def _subtree(self, conn: Connection):  # type: ignore[no-untyped-def]
+    def _subtree(self, conn: Connection):
         def subtree(start: int, end: int) -> bytes:
             n = end - start
             if n == 0:

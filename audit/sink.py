@@ -91,7 +91,11 @@ class OutboxAuditSink:
         elif event_type == "bet.placed":
             kind, kind_type, actor = "money", "bet_placed", "platform"
         elif event_type == "bet.settled":
-            kind, kind_type, actor = "money", SETTLEMENT_TYPES.get(payload.get("outcome"), "bet_settled"), "platform"
+            kind, kind_type, actor = (
+                "money",
+                SETTLEMENT_TYPES.get(str(payload.get("outcome")), "bet_settled"),
+                "platform",
+            )
         elif event_type == "bet.settlement_reversed":
             kind, kind_type, actor = "money", "resettlement", "platform"
         else:

@@ -22,13 +22,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from google.protobuf.message import Message
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from controlplane.clock import utcnow
 from controlplane.slices import SPAN_KINDS, SliceConfig
-from controlplane.store import IngestedBatch, MetricSeriesState, SliBucket, SliExemplar, SliLatencyBucket
+from controlplane.store import IngestedBatch, MetricSeriesState, SliBucket, SliExemplar, SliLatencyBucket, table
 
 STATUS_ERROR = 2  # opentelemetry.proto.trace.v1.Status.STATUS_CODE_ERROR
 TEMPORALITY_DELTA = 1
@@ -45,7 +47,7 @@ def minute_of(unix_nano: int) -> datetime:
     return datetime.fromtimestamp(unix_nano // NANOS_PER_MINUTE * 60, tz=UTC)
 
 
-def _attributes(attrs) -> dict[str, object]:  # type: ignore[no-untyped-def]
+def _attributes(attrs) -> dict[str, object]:
     out: dict[str, object] = {}
     for kv in attrs:
         which = kv.value.WhichOneof("value")
@@ -56,9 +58,11 @@ def _attributes(attrs) -> dict[str, object]:  # type: ignore[no-untyped-def]
 
 def _status_code(attrs: dict[str, object]) -> int:
     value = attrs.get("http.response.status_code")
+    if not isinstance(value, int | float | str):
+        return 0
     try:
-        return int(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+        return int(value)
+    except ValueError:
         return 0
 
 
@@ -90,7 +94,7 @@ class Batch:
         self.rejected_reason = self.rejected_reason or reason
 
 
-def aggregate_spans(request: Message, config: SliceConfig) -> Batch:
+def aggregate_spans(request: ExportTraceServiceRequest, config: SliceConfig) -> Batch:
     batch = Batch()
     for resource_spans in request.resource_spans:
         service = _attributes(resource_spans.resource.attributes).get("service.name")
@@ -142,7 +146,7 @@ class HistogramPoint:
     bad: bool
 
 
-def metric_points(request: Message, config: SliceConfig) -> tuple[list[HistogramPoint], Batch]:
+def metric_points(request: ExportMetricsServiceRequest, config: SliceConfig) -> tuple[list[HistogramPoint], Batch]:
     """The histogram points that belong to a slice; the Batch carries rejections only."""
     points: list[HistogramPoint] = []
     rejections = Batch()
@@ -191,7 +195,7 @@ def metric_points(request: Message, config: SliceConfig) -> tuple[list[Histogram
     return points, rejections
 
 
-def _dialect_insert(conn: Connection):  # type: ignore[no-untyped-def]
+def _dialect_insert(conn: Connection):
     return pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
 
 
@@ -199,7 +203,7 @@ def _point_delta(conn: Connection, point: HistogramPoint) -> tuple[int, tuple[in
     """How much of a point is new: all of a delta point; the growth of a cumulative one."""
     if not point.cumulative:
         return point.count, point.bucket_counts
-    state_t = MetricSeriesState.__table__
+    state_t = table(MetricSeriesState)
     state = conn.execute(
         select(state_t).where(state_t.c.series_key == point.series_key).with_for_update()
     ).one_or_none()
@@ -213,18 +217,19 @@ def _point_delta(conn: Connection, point: HistogramPoint) -> tuple[int, tuple[in
         conn.execute(state_t.insert().values(series_key=point.series_key, **values))
         return point.count, point.bucket_counts
     previous = tuple(json.loads(state.bucket_counts))
+    prior_count: int = state._mapping["count"]  # `Row.count` is the tuple method, not the column
     same_life = point.start_time_unix_nano == state.start_time_unix_nano
     if (same_life and point.time_unix_nano <= state.time_unix_nano) or (
         point.start_time_unix_nano < state.start_time_unix_nano
     ):
         return 0, ()  # seen already (a re-export), or older than what we hold
     conn.execute(state_t.update().where(state_t.c.series_key == point.series_key).values(**values))
-    if not same_life or len(previous) != len(point.bucket_counts) or point.count < state.count:
+    if not same_life or len(previous) != len(point.bucket_counts) or point.count < prior_count:
         return point.count, point.bucket_counts  # the series restarted: the whole point is new
     growth = tuple(a - b for a, b in zip(point.bucket_counts, previous, strict=True))
     if min(growth) < 0:  # a cumulative bucket never shrinks: the series was reset under the same start
         return point.count, point.bucket_counts
-    return point.count - state.count, growth
+    return point.count - prior_count, growth
 
 
 def commit_batch(
@@ -236,7 +241,7 @@ def commit_batch(
     points: list[HistogramPoint] | None = None,
 ) -> bool:
     """Add a request's counts to the store, once. Returns False if this content was counted before."""
-    batches_t = IngestedBatch.__table__
+    batches_t = table(IngestedBatch)
     with engine.begin() as conn:
         insert = _dialect_insert(conn)
         fresh = conn.execute(
@@ -264,7 +269,7 @@ def commit_batch(
 
 def _upsert(conn: Connection, batch: Batch) -> None:
     insert = _dialect_insert(conn)
-    buckets_t, latency_t = SliBucket.__table__, SliLatencyBucket.__table__
+    buckets_t, latency_t = table(SliBucket), table(SliLatencyBucket)
     # Sorted keys: concurrent collectors lock the same rows in the same order and never deadlock.
     for (slice_name, minute), delta in sorted(batch.buckets.items()):
         if delta.total == 0:
@@ -287,7 +292,7 @@ def _upsert(conn: Connection, batch: Batch) -> None:
 
 
 def _add_exemplars(conn: Connection, slice_name: str, minute: datetime, delta: BucketDelta) -> None:
-    exemplars_t = SliExemplar.__table__
+    exemplars_t = table(SliExemplar)
     for kind, found in (("bad", delta.bad_exemplars), ("slow", delta.slow_exemplars)):
         if not found:
             continue

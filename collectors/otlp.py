@@ -25,11 +25,11 @@ PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 TRACES = "traces"
 METRICS = "metrics"
-REQUESTS = {
+REQUESTS: dict[str, type[Message]] = {
     TRACES: trace_service_pb2.ExportTraceServiceRequest,
     METRICS: metrics_service_pb2.ExportMetricsServiceRequest,
 }
-RESPONSES = {
+RESPONSES: dict[str, Any] = {
     TRACES: trace_service_pb2.ExportTraceServiceResponse,
     METRICS: metrics_service_pb2.ExportMetricsServiceResponse,
 }

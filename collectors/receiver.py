@@ -17,6 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fastapi import FastAPI, Request
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
@@ -77,9 +79,10 @@ def create_receiver(
         message = otlp.decode_request(
             body, content_type=content_type, encoding=encoding, kind=kind, max_bytes=settings.collector_max_body_bytes
         )
-        if kind == otlp.TRACES:
+        if isinstance(message, ExportTraceServiceRequest):
             batch, points = aggregate_spans(message, config), None
         else:
+            assert isinstance(message, ExportMetricsServiceRequest)
             points, batch = metric_points(message, config)
         counted = commit_batch(engine, digest=content_digest(message), signal=kind, batch=batch, points=points)
         if not counted:

@@ -35,7 +35,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from controlplane.clock import as_utc, utcnow
 from controlplane.settings import Settings
 from controlplane.storage import make_engine, reader
-from controlplane.store import ScrapedSample, ScrapeTarget
+from controlplane.store import ScrapedSample, ScrapeTarget, table
 
 log = logging.getLogger(__name__)
 
@@ -269,7 +269,7 @@ class Scraper:
 # -- the store ---------------------------------------------------------------------------------------
 
 
-def _dialect_insert(conn: Connection):  # type: ignore[no-untyped-def]
+def _dialect_insert(conn: Connection):
     return pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
 
 
@@ -279,7 +279,7 @@ def write_scrape(engine: Engine, result: ScrapeResult) -> None:
     rows += [_row(result, sample.name, sample.labels, sample.value) for sample in result.samples]
     with engine.begin() as conn:
         _upsert_target(conn, result)
-        conn.execute(ScrapedSample.__table__.insert(), rows)
+        conn.execute(table(ScrapedSample).insert(), rows)
 
 
 def _row(result: ScrapeResult, name: str, labels: str, value: float) -> dict[str, Any]:
@@ -287,7 +287,7 @@ def _row(result: ScrapeResult, name: str, labels: str, value: float) -> dict[str
 
 
 def _upsert_target(conn: Connection, result: ScrapeResult) -> None:
-    targets_t = ScrapeTarget.__table__
+    targets_t = table(ScrapeTarget)
     stmt = _dialect_insert(conn)(targets_t).values(
         target=result.target,
         up=int(result.up),
@@ -307,7 +307,7 @@ def _upsert_target(conn: Connection, result: ScrapeResult) -> None:
 
 def prune_samples(engine: Engine, before: datetime) -> int:
     """Delete samples scraped before `before`; returns how many."""
-    samples_t = ScrapedSample.__table__
+    samples_t = table(ScrapedSample)
     with reader(engine).connect() as conn:
         series = conn.execute(select(samples_t.c.target, samples_t.c.name).distinct()).all()
     return sum(_prune_series(engine, target, name, as_utc(before)) for target, name in series)
@@ -316,7 +316,7 @@ def prune_samples(engine: Engine, before: datetime) -> int:
 def _prune_series(engine: Engine, target: str, name: str, before: datetime) -> int:
     # By (target, name) so each delete walks the (target, name, scraped_at) index (there is none on
     # scraped_at alone), in small transactions so scrapes never wait long behind a prune.
-    samples_t = ScrapedSample.__table__
+    samples_t = table(ScrapedSample)
     old = (
         select(samples_t.c.id)
         .where(samples_t.c.target == target, samples_t.c.name == name, samples_t.c.scraped_at < before)
@@ -337,7 +337,7 @@ def _prune_series(engine: Engine, target: str, name: str, before: datetime) -> i
 def latest(engine: Engine, target: str | None = None, name: str | None = None) -> list[dict[str, Any]]:
     """The newest sample of each series (target, name, labels), optionally of one target or name:
     `[{"target", "name", "labels": dict, "value", "time"}]`, ordered by target, name, labels."""
-    samples_t = ScrapedSample.__table__
+    samples_t = table(ScrapedSample)
     newest_first = (samples_t.c.scraped_at.desc(), samples_t.c.id.desc())
     rank = func.row_number().over(
         partition_by=(samples_t.c.target, samples_t.c.name, samples_t.c.labels), order_by=newest_first
@@ -356,7 +356,7 @@ def latest(engine: Engine, target: str | None = None, name: str | None = None) -
 def history(engine: Engine, name: str, since: datetime, target: str | None = None) -> list[dict[str, Any]]:
     """Every sample of `name` scraped at or after `since`, oldest first:
     `[{"time", "target", "name", "labels": dict, "value"}]`."""
-    samples_t = ScrapedSample.__table__
+    samples_t = table(ScrapedSample)
     query = select(samples_t).where(samples_t.c.name == name, samples_t.c.scraped_at >= as_utc(since))
     if target is not None:
         query = query.where(samples_t.c.target == target)
@@ -367,7 +367,7 @@ def history(engine: Engine, name: str, since: datetime, target: str | None = Non
 
 def target_status(engine: Engine) -> list[dict[str, Any]]:
     """Each target's last scrape: `[{"target", "up": bool, "last_scrape", "last_error", "scrape_seconds"}]`."""
-    targets_t = ScrapeTarget.__table__
+    targets_t = table(ScrapeTarget)
     with reader(engine).connect() as conn:
         rows = conn.execute(select(targets_t).order_by(targets_t.c.target)).mappings().all()
     return [

@@ -13,14 +13,14 @@ from sqlalchemy import Engine, select
 
 from controlplane.clock import as_utc
 from controlplane.storage import reader
-from controlplane.store import SliBucket, SliExemplar, SliLatencyBucket
+from controlplane.store import SliBucket, SliExemplar, SliLatencyBucket, table
 
 
 def sli_rows(
     engine: Engine, *, since: datetime, until: datetime | None = None, slice_name: str | None = None
 ) -> list[dict]:
     """One dict per slice-minute: slice, minute (ISO 8601 UTC), total, bad, latency {le: count}, exemplars."""
-    b, lat, ex = SliBucket.__table__, SliLatencyBucket.__table__, SliExemplar.__table__
+    b, lat, ex = table(SliBucket), table(SliLatencyBucket), table(SliExemplar)
     where = [b.c.minute >= since]
     if until is not None:
         where.append(b.c.minute <= until)

@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from controlplane.config_files import explain, read_yaml
 
 DEFAULT_BOUNDARIES = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
-SPAN_KINDS = ("unspecified", "internal", "server", "client", "producer", "consumer")
+SpanKind = Literal["unspecified", "internal", "server", "client", "producer", "consumer"]
+SPAN_KINDS: tuple[SpanKind, ...] = ("unspecified", "internal", "server", "client", "producer", "consumer")
 
 
 class SliceConfigError(ValueError):
@@ -35,9 +36,7 @@ class SliceSpec(BaseModel):
     signal: Literal["traces", "metrics"]
     service: str | None = None
     spans: list[str] = Field(default_factory=list)
-    kinds: list[Literal["unspecified", "internal", "server", "client", "producer", "consumer"]] = Field(
-        default_factory=lambda: ["server"]
-    )
+    kinds: list[SpanKind] = Field(default_factory=lambda: list[SpanKind](["server"]))
     metric: str | None = None
     routes: list[str] = Field(default_factory=list)
     bad: BadRule = Field(default_factory=BadRule)

@@ -59,7 +59,7 @@ def error_ratio_expr(spec: SloSpec, slices: SliceConfig, window: str) -> str:
     kind = spec.sli.kind
     if kind == "freshness":
         slice_spec = next((s for s in slices.slices if s.name == spec.slice), None)
-        metric = PROM_METRICS.get(slice_spec.metric if slice_spec else "", ODDS_LAG)
+        metric = PROM_METRICS.get((slice_spec.metric or "") if slice_spec else "", ODDS_LAG)
         threshold = spec.sli.threshold_seconds
         return (
             f"avg_over_time((histogram_quantile({spec.sli.percentile}, sum by (le) "

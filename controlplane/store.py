@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import cast
 
-from sqlalchemy import BigInteger, Column, DateTime, Engine, Float, Index, Integer, Text
+from sqlalchemy import BigInteger, Column, DateTime, Engine, Float, Index, Integer, Table, Text, inspect
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
@@ -117,3 +118,8 @@ def migrate_store(engine: Engine, revision: str = "head") -> None:
     from controlplane.storage import upgrade
 
     upgrade(engine, MIGRATIONS, revision)
+
+
+def table(model: type[SQLModel]) -> Table:
+    """The table behind a table model, typed (SQLModel sets `__table__` without declaring it)."""
+    return cast(Table, inspect(model).local_table)

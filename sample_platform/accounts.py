@@ -10,11 +10,11 @@ from sqlalchemy.exc import IntegrityError
 
 from sample_platform import ledger
 from sample_platform.clock import utcnow
-from sample_platform.models import Account, LedgerAccountKind
+from sample_platform.models import Account, LedgerAccountKind, table
 from sample_platform.outbox import write_event
 from sample_platform.problems import Problem
 
-accounts_t = Account.__table__
+accounts_t = table(Account)
 
 
 def token_hash(token: str) -> str:

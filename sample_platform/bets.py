@@ -19,16 +19,16 @@ from sqlalchemy import Connection, select, update
 from sample_platform import ledger
 from sample_platform.clock import as_utc, utcnow
 from sample_platform.markets import format_odds
-from sample_platform.models import Bet, BetStatus, LedgerTransaction, Market, MarketStatus, Selection
+from sample_platform.models import Bet, BetStatus, LedgerTransaction, Market, MarketStatus, Selection, table
 from sample_platform.outbox import write_event
 from sample_platform.problems import Problem
 from sample_platform.risk import RiskEngine, limit_problem
 from sample_platform.telemetry import tracer
 
-markets_t = Market.__table__
-selections_t = Selection.__table__
-bets_t = Bet.__table__
-txns_t = LedgerTransaction.__table__
+markets_t = table(Market)
+selections_t = table(Selection)
+bets_t = table(Bet)
+txns_t = table(LedgerTransaction)
 postings_t = ledger.postings_t
 
 

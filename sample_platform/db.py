@@ -67,7 +67,7 @@ def make_engine(
     engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_timeout=30)
 
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+    def _on_connect(dbapi_connection, _record):
         with dbapi_connection.cursor() as cursor:
             cursor.execute(f"SET statement_timeout = {int(statement_timeout_ms)}")
             cursor.execute(f"SET lock_timeout = {int(lock_timeout_ms)}")
@@ -114,7 +114,7 @@ def _sqlite_engine(url: str, *, lock_timeout_ms: int, statement_timeout_ms: int,
     )
 
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection, record):  # type: ignore[no-untyped-def]
+    def _on_connect(dbapi_connection, record):
         # Let SQLAlchemy's "begin" event below issue BEGIN itself instead of pysqlite's implicit one.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -133,7 +133,7 @@ def _sqlite_engine(url: str, *, lock_timeout_ms: int, statement_timeout_ms: int,
     writer = threading.Lock()
 
     @event.listens_for(engine, "begin")
-    def _on_begin(conn):  # type: ignore[no-untyped-def]
+    def _on_begin(conn):
         begin = conn.get_execution_options().get("sqlite_begin", "BEGIN IMMEDIATE")
         if begin != "BEGIN IMMEDIATE":
             conn.exec_driver_sql(begin)
@@ -149,18 +149,18 @@ def _sqlite_engine(url: str, *, lock_timeout_ms: int, statement_timeout_ms: int,
 
     @event.listens_for(engine, "commit")
     @event.listens_for(engine, "rollback")
-    def _on_end(conn):  # type: ignore[no-untyped-def]
+    def _on_end(conn):
         if conn.info.pop("holds_writer", False):
             writer.release()
 
     @event.listens_for(engine, "before_cursor_execute")
-    def _before(conn, *_args):  # type: ignore[no-untyped-def]
+    def _before(conn, *_args):
         deadline = conn.info.get("statement_deadline")
         if deadline is not None:
             deadline.start()
 
     @event.listens_for(engine, "after_cursor_execute")
-    def _after(conn, *_args):  # type: ignore[no-untyped-def]
+    def _after(conn, *_args):
         deadline = conn.info.get("statement_deadline")
         if deadline is not None:
             deadline.stop()
@@ -171,7 +171,7 @@ def _sqlite_engine(url: str, *, lock_timeout_ms: int, statement_timeout_ms: int,
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
-def alembic_config(engine: Engine):  # type: ignore[no-untyped-def]
+def alembic_config(engine: Engine):
     from alembic.config import Config
 
     config = Config()

@@ -25,10 +25,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from sample_platform.clock import as_utc, utcnow
-from sample_platform.models import IdempotencyKey
+from sample_platform.models import IdempotencyKey, table
 from sample_platform.problems import Problem
 
-keys_t = IdempotencyKey.__table__
+keys_t = table(IdempotencyKey)
 MAX_KEY_LENGTH = 255
 
 

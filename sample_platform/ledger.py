@@ -14,13 +14,13 @@ from decimal import ROUND_DOWN, Decimal
 from sqlalchemy import Connection, func, select, update
 
 from sample_platform.clock import utcnow
-from sample_platform.models import Bet, LedgerAccount, LedgerAccountKind, LedgerTransaction, Posting
+from sample_platform.models import Bet, LedgerAccount, LedgerAccountKind, LedgerTransaction, Posting, table
 from sample_platform.problems import Problem
 
-accounts_t = LedgerAccount.__table__
-txns_t = LedgerTransaction.__table__
-postings_t = Posting.__table__
-bets_t = Bet.__table__
+accounts_t = table(LedgerAccount)
+txns_t = table(LedgerTransaction)
+postings_t = table(Posting)
+bets_t = table(Bet)
 
 NON_NEGATIVE_KINDS = (LedgerAccountKind.WALLET.value, LedgerAccountKind.HELD.value)
 

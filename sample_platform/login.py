@@ -24,11 +24,11 @@ from sqlalchemy import Connection, Engine, delete, select, update
 from sample_platform.accounts import token_hash
 from sample_platform.clock import as_utc, utcnow
 from sample_platform.db import reader
-from sample_platform.models import Account, LoginSession
+from sample_platform.models import Account, LoginSession, table
 from sample_platform.problems import Problem
 
-accounts_t = Account.__table__
-sessions_t = LoginSession.__table__
+accounts_t = table(Account)
+sessions_t = table(LoginSession)
 SCRYPT_R, SCRYPT_P, SCRYPT_LEN = 8, 1, 32
 
 
@@ -59,7 +59,7 @@ def _scrypt(password: str, salt: bytes, log2_n: int, r: int, p: int) -> bytes:
 class SlidingWindowLimiter:
     """At most `limit` events per key in any `window` seconds; in-process and thread-safe."""
 
-    def __init__(self, limit: int, window: float = 60.0, clock=time.monotonic) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, limit: int, window: float = 60.0, clock=time.monotonic) -> None:
         self.limit = limit
         self.window = window
         self.clock = clock

@@ -16,14 +16,23 @@ from sqlalchemy import Connection, Engine, select, update
 from sample_platform import ledger
 from sample_platform.clock import utcnow
 from sample_platform.db import reader
-from sample_platform.models import Bet, BetStatus, LedgerAccountKind, Market, MarketStatus, PriceChange, Selection
+from sample_platform.models import (
+    Bet,
+    BetStatus,
+    LedgerAccountKind,
+    Market,
+    MarketStatus,
+    PriceChange,
+    Selection,
+    table,
+)
 from sample_platform.outbox import PendingEvent, write_event, write_events
 from sample_platform.problems import Problem
 
-markets_t = Market.__table__
-selections_t = Selection.__table__
-prices_t = PriceChange.__table__
-bets_t = Bet.__table__
+markets_t = table(Market)
+selections_t = table(Selection)
+prices_t = table(PriceChange)
+bets_t = table(Bet)
 
 
 def format_odds(odds: Decimal) -> str:
@@ -81,7 +90,7 @@ def market_view(conn: Connection, market_id: int) -> dict:
     }
 
 
-def _result_view(market) -> dict | None:  # type: ignore[no-untyped-def]
+def _result_view(market) -> dict | None:
     if market.result_version == 0:
         return None
     return {"version": market.result_version, "void": market.void, "winner_selection_id": market.winner_selection_id}
@@ -272,7 +281,7 @@ def _settle_batch(engine: Engine, market_id: int, batch_size: int, report: Settl
 
 def _settle_bet(
     conn: Connection, bet, market, house: int, now, report: SettlementReport, events: list[PendingEvent]
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     accounts = ledger.player_accounts(conn, bet.account_id)
     resettling = bet.status != BetStatus.OPEN.value
     if resettling:

@@ -90,7 +90,7 @@ class _OutboxCollector(Collector):
     def __init__(self, depth_and_lag: Callable[[], tuple[int, float]]) -> None:
         self.depth_and_lag = depth_and_lag
 
-    def collect(self):  # type: ignore[no-untyped-def]
+    def collect(self):
         try:
             depth, lag = self.depth_and_lag()
         except Exception:  # a scrape must not fail because the database is busy
@@ -102,5 +102,5 @@ class _OutboxCollector(Collector):
             value=lag,
         )
 
-    def describe(self):  # type: ignore[no-untyped-def]
+    def describe(self):
         return []

@@ -7,8 +7,21 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import cast
 
-from sqlalchemy import BigInteger, CheckConstraint, Column, DateTime, ForeignKey, Index, Integer, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Table,
+    Text,
+    UniqueConstraint,
+    inspect,
+)
 from sqlmodel import Field, SQLModel
 
 # BIGINT on PostgreSQL; INTEGER on SQLite, where only INTEGER PRIMARY KEY is an autoincrementing rowid.
@@ -204,3 +217,8 @@ class OutboxCursor(SQLModel, table=True):
 
     name: str = Field(primary_key=True, max_length=64)
     last_seq: int = Field(default=0, sa_column=Column(BigInteger(), nullable=False, server_default="0"))
+
+
+def table(model: type[SQLModel]) -> Table:
+    """The table behind a table model, typed (SQLModel sets `__table__` without declaring it)."""
+    return cast(Table, inspect(model).local_table)

@@ -27,7 +27,7 @@ from sample_platform import markets
 from sample_platform.clock import utcnow
 from sample_platform.db import reader
 from sample_platform.metrics import PlatformMetrics
-from sample_platform.models import Market, MarketStatus, Selection
+from sample_platform.models import Market, MarketStatus, Selection, table
 from sample_platform.problems import Problem
 from sample_platform.telemetry import odds_publish_lag
 
@@ -147,9 +147,9 @@ class PriceMover:
     def step(self) -> dict | None:
         with reader(self.engine).connect() as conn:
             rows = conn.execute(
-                select(Selection.__table__.c.market_id, Selection.__table__.c.id, Selection.__table__.c.odds)
-                .join(Market.__table__, Market.__table__.c.id == Selection.__table__.c.market_id)
-                .where(Market.__table__.c.status == MarketStatus.OPEN.value)
+                select(table(Selection).c.market_id, table(Selection).c.id, table(Selection).c.odds)
+                .join(table(Market), table(Market).c.id == table(Selection).c.market_id)
+                .where(table(Market).c.status == MarketStatus.OPEN.value)
             ).all()
         if not rows:
             return None

@@ -29,12 +29,12 @@ from sqlalchemy.exc import OperationalError
 
 from sample_platform.clock import as_utc, utcnow
 from sample_platform.db import reader
-from sample_platform.models import OutboxCursor, OutboxEvent
+from sample_platform.models import OutboxCursor, OutboxEvent, table
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("sample_platform.outbox")
-events_t = OutboxEvent.__table__
-cursors_t = OutboxCursor.__table__
+events_t = table(OutboxEvent)
+cursors_t = table(OutboxCursor)
 
 
 def canonical_json(payload: Any) -> str:
@@ -72,7 +72,7 @@ def write_events(conn: Connection, events: list[PendingEvent]) -> list[str]:
         for e in events
     ]
     conn.execute(events_t.insert(), rows)
-    return [row["event_id"] for row in rows]
+    return [str(row["event_id"]) for row in rows]
 
 
 @dataclass(frozen=True)

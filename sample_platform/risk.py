@@ -18,15 +18,16 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import Connection, func, select
 
 from sample_platform.clock import as_utc, utcnow
 from sample_platform.metrics import PlatformMetrics
-from sample_platform.models import Bet, BetStatus
+from sample_platform.models import Bet, BetStatus, table
 from sample_platform.problems import Problem
 
-bets_t = Bet.__table__
+bets_t = table(Bet)
 VELOCITY_WINDOW = 60.0
 
 
@@ -60,10 +61,10 @@ class FeatureCache:
         self.ttl = ttl
         self.metrics = metrics
         self.clock = clock
-        self._values: dict[tuple, tuple[float, object]] = {}
+        self._values: dict[tuple, tuple[float, Any]] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: tuple) -> object | None:
+    def get(self, key: tuple) -> Any:
         with self._lock:
             entry = self._values.get(key)
             if entry is not None and self.clock() - entry[0] < self.ttl:
@@ -72,13 +73,13 @@ class FeatureCache:
         self.metrics.risk_cache_lookups.labels(result="miss").inc()
         return None
 
-    def put(self, key: tuple, value: object) -> None:
+    def put(self, key: tuple, value: Any) -> None:
         with self._lock:
             self._values[key] = (self.clock(), value)
             if len(self._values) > 200_000:  # memory stays bounded under any number of keys
                 self._values.clear()
 
-    def update(self, key: tuple, change: Callable[[object], object]) -> None:
+    def update(self, key: tuple, change: Callable[[Any], Any]) -> None:
         """Apply a committed change to a cached value, keeping its age."""
         with self._lock:
             entry = self._values.get(key)
@@ -128,10 +129,10 @@ class RiskEngine:
 
     def committed(self, *, account_id: int, selection_id: int, stake_minor: int, liability_minor: int) -> None:
         """A bet committed: move the cached features with it."""
-        self.cache.update(("liability", selection_id), lambda v: v + liability_minor)  # type: ignore[operator]
-        self.cache.update(("exposure", account_id), lambda v: v + stake_minor)  # type: ignore[operator]
+        self.cache.update(("liability", selection_id), lambda v: v + liability_minor)
+        self.cache.update(("exposure", account_id), lambda v: v + stake_minor)
         now = time.monotonic()
-        self.cache.update(("velocity", account_id), lambda v: (v.append(now), v)[1])  # type: ignore[union-attr]
+        self.cache.update(("velocity", account_id), lambda v: (v.append(now), v)[1])
 
     def settled(self) -> None:
         """Bets left the open book: cached liabilities and exposures are stale."""
@@ -145,7 +146,7 @@ class RiskEngine:
         if value is None:
             value = load()
             self.cache.put(key, value)
-        return value  # type: ignore[return-value]
+        return value
 
     def _velocity(self, conn: Connection, account_id: int) -> int:
         if not self.cache_enabled():
@@ -160,9 +161,9 @@ class RiskEngine:
             times = deque(sorted(age_now - age for age in ages))
             self.cache.put(key, times)
         horizon = time.monotonic() - VELOCITY_WINDOW
-        while times and times[0] < horizon:  # type: ignore[union-attr]
-            times.popleft()  # type: ignore[union-attr]
-        return len(times)  # type: ignore[arg-type]
+        while times and times[0] < horizon:
+            times.popleft()
+        return len(times)
 
     @staticmethod
     def _liability_from_db(conn: Connection, selection_id: int) -> int:

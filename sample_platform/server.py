@@ -22,7 +22,7 @@ from sample_platform.settings import PlatformSettings
 class ThreadedServer:
     """uvicorn serving `app` on a free port of 127.0.0.1 until the `with` block ends."""
 
-    def __init__(self, app, *, host: str = "127.0.0.1", port: int = 0) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, app, *, host: str = "127.0.0.1", port: int = 0) -> None:
         config = uvicorn.Config(
             app, host=host, port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=2
         )

@@ -121,17 +121,18 @@ class LoadRun:
 
         # return_exceptions: on a failure, wait for the rest to end too, so no setup task outlives the client.
         made = await asyncio.gather(*(make_player(i) for i in range(self.config.players)), return_exceptions=True)
+        self.players = []
         for outcome in made:
             if isinstance(outcome, BaseException):
                 raise outcome
-        self.players = list(made)
+            self.players.append(outcome)
         for m in range(self.config.markets):
             runners = [{"name": f"runner {s + 1}", "odds": f"{self.house_rng.uniform(1.5, 12):.2f}"} for s in range(6)]
             body = {"name": f"load {run_id} race {m + 1}", "selections": runners}
             self.remember_market((await self.setup_call("POST", "/v1/admin/markets", body)).json(), house=True)
 
     async def create_player(self, username: str) -> Player:
-        password = secrets.token_urlsafe(12)
+        password: str | None = secrets.token_urlsafe(12)
         response = await self.client.post(
             "/v1/accounts", json={"username": username, "password": password}, headers=self.admin()
         )

@@ -8,7 +8,7 @@ Create Date: 2026-11-27
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-import sqlmodel
+from sqlmodel.sql.sqltypes import AutoString
 from alembic import op
 
 revision: str = "0001"
@@ -22,8 +22,8 @@ def upgrade() -> None:
     op.create_table(
         "accounts",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("username", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-        sa.Column("token_hash", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("username", AutoString(length=64), nullable=False),
+        sa.Column("token_hash", AutoString(length=64), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
@@ -34,8 +34,8 @@ def upgrade() -> None:
     op.create_table(
         "markets",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("name", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
-        sa.Column("status", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+        sa.Column("name", AutoString(length=200), nullable=False),
+        sa.Column("status", AutoString(length=16), nullable=False),
         sa.Column("price_version", sa.Integer(), nullable=False),
         sa.Column("result_version", sa.Integer(), nullable=False),
         sa.Column("winner_selection_id", sa.Integer(), nullable=True),
@@ -45,17 +45,17 @@ def upgrade() -> None:
     )
     op.create_table(
         "outbox_cursors",
-        sa.Column("name", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("name", AutoString(length=64), nullable=False),
         sa.Column("last_seq", sa.BigInteger(), server_default="0", nullable=False),
         sa.PrimaryKeyConstraint("name"),
     )
     op.create_table(
         "outbox_events",
         sa.Column("seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
-        sa.Column("event_id", sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
-        sa.Column("aggregate_type", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
-        sa.Column("aggregate_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-        sa.Column("event_type", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("event_id", AutoString(length=36), nullable=False),
+        sa.Column("aggregate_type", AutoString(length=32), nullable=False),
+        sa.Column("aggregate_id", AutoString(length=64), nullable=False),
+        sa.Column("event_type", AutoString(length=64), nullable=False),
         sa.Column("payload", sa.Text(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("seq"),
@@ -65,10 +65,10 @@ def upgrade() -> None:
         "idempotency_keys",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("account_id", sa.Integer(), nullable=False),
-        sa.Column("key", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
-        sa.Column("request_hash", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-        sa.Column("state", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
-        sa.Column("owner", sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
+        sa.Column("key", AutoString(length=255), nullable=False),
+        sa.Column("request_hash", AutoString(length=64), nullable=False),
+        sa.Column("state", AutoString(length=16), nullable=False),
+        sa.Column("owner", AutoString(length=36), nullable=False),
         sa.Column("response_status", sa.Integer(), nullable=True),
         sa.Column("response_body", sa.Text(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
@@ -88,7 +88,7 @@ def upgrade() -> None:
         "ledger_accounts",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("owner_account_id", sa.Integer(), nullable=True),
-        sa.Column("kind", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+        sa.Column("kind", AutoString(length=16), nullable=False),
         sa.Column("balance_minor", sa.BigInteger(), server_default="0", nullable=False),
         sa.CheckConstraint(
             "kind NOT IN ('wallet', 'held') OR balance_minor >= 0", name="ck_ledger_accounts_player_non_negative"
@@ -107,8 +107,8 @@ def upgrade() -> None:
         "selections",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("market_id", sa.Integer(), nullable=False),
-        sa.Column("name", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
-        sa.Column("odds", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+        sa.Column("name", AutoString(length=200), nullable=False),
+        sa.Column("odds", AutoString(length=16), nullable=False),
         sa.Column("liability_minor", sa.BigInteger(), server_default="0", nullable=False),
         sa.ForeignKeyConstraint(
             ["market_id"],
@@ -126,11 +126,11 @@ def upgrade() -> None:
         sa.Column("market_id", sa.Integer(), nullable=False),
         sa.Column("selection_id", sa.Integer(), nullable=False),
         sa.Column("stake_minor", sa.BigInteger(), nullable=False),
-        sa.Column("odds", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
-        sa.Column("requested_odds", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+        sa.Column("odds", AutoString(length=16), nullable=False),
+        sa.Column("requested_odds", AutoString(length=16), nullable=False),
         sa.Column("price_version", sa.Integer(), nullable=False),
         sa.Column("potential_payout_minor", sa.BigInteger(), nullable=False),
-        sa.Column("status", sqlmodel.sql.sqltypes.AutoString(length=8), nullable=False),
+        sa.Column("status", AutoString(length=8), nullable=False),
         sa.Column("settlement_version", sa.Integer(), nullable=False),
         sa.Column("settlement_transaction_id", sa.BigInteger(), nullable=True),
         sa.Column("placed_at", sa.DateTime(timezone=True), nullable=False),
@@ -160,7 +160,7 @@ def upgrade() -> None:
         sa.Column("market_id", sa.Integer(), nullable=False),
         sa.Column("price_version", sa.Integer(), nullable=False),
         sa.Column("selection_id", sa.Integer(), nullable=False),
-        sa.Column("odds", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+        sa.Column("odds", AutoString(length=16), nullable=False),
         sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["market_id"],
@@ -178,7 +178,7 @@ def upgrade() -> None:
     op.create_table(
         "ledger_transactions",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
-        sa.Column("kind", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+        sa.Column("kind", AutoString(length=32), nullable=False),
         sa.Column("bet_id", sa.Integer(), nullable=True),
         sa.Column("reverses_id", sa.BigInteger(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
