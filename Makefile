@@ -23,7 +23,11 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	$(BIN)/python bench/bet_placement.py
+	$(BIN)/python -m bench.audit_log --quick $(BENCH_ARGS)
+	$(BIN)/python -m bench.bet_placement --quick $(BENCH_ARGS)
+	$(BIN)/python -m bench.odds_fanout --quick $(BENCH_ARGS)
+	$(BIN)/python -m bench.otlp_ingest --quick $(BENCH_ARGS)
+	$(BIN)/python -m bench.slo_eval --quick $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var/*.db var/*.db-* var/*.jsonl

@@ -195,22 +195,17 @@ def run_all(args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
 
 
 def _git_state() -> str:
+    """The last commit of audit/log.py, and whether the log's code has changes not yet committed."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True, check=True).stdout
+
     try:
-        head = subprocess.run(
-            ["git", "-C", str(REPO), "log", "-1", "--format=%h", "--", "audit/log.py"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(REPO), "status", "--porcelain", "--", "audit/log.py", "audit/schema.py"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        return head + (" + local changes" if dirty else "")
+        head = git("log", "-1", "--format=%h", "--", "audit/log.py").strip()
+        dirty = git("status", "--porcelain", "--", "audit/log.py", "audit/schema.py").strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+    return head + (" + local changes" if dirty else "")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -361,7 +361,7 @@ async def run_load(
     for n, rate in enumerate(args.rates):
         for endpoint in ("bets", "health"):
             if not server.alive():
-                log("  the server has exited; stopping this database's run")
+                log.info("  the server has exited; stopping this database's run")
                 return out
             make = bet_request_factory(fixture, seed=100 + n) if endpoint == "bets" else health_request
             before = counter.count() if counter and endpoint == "bets" else None

@@ -320,8 +320,8 @@ def query_plan(engine: Engine, spec: SloSpec) -> str:
         if engine.dialect.name == "sqlite":
             plan = conn.execute(text(f"EXPLAIN QUERY PLAN {sql}"), params).all()
             return "; ".join(str(r[-1]) for r in plan)
-        plan = [str(r[0]) for r in conn.execute(text(f"EXPLAIN {sql}"), params).all()]
-        return " <- ".join(line.split("  (cost=")[0].strip(" ->") for line in plan if "Scan" in line)
+        steps = [str(r[0]) for r in conn.execute(text(f"EXPLAIN {sql}"), params).all()]
+        return " <- ".join(line.split("  (cost=")[0].strip(" ->") for line in steps if "Scan" in line)
 
 
 # ---------------------------------------------------------------------------------------- databases
