@@ -39,6 +39,10 @@ PostgreSQL: a fresh schema is created in the database of --postgres-url (default
 $CONTROLPLANE_TEST_POSTGRES_URL, else postgresql+psycopg://postgres@127.0.0.1:5432/test), the
 server migrates it at start, and it is dropped at the end. If PostgreSQL is unreachable, that part
 is skipped with a note.
+
+The server gets the platform's defaults plus the benchmark's own `PLATFORM_*` settings: those of the
+shell are not passed on, and its outbox relay writes to a file in the scratch folder (never to an
+audit log named by CONTROLPLANE_OUTBOX_SINK).
 """
 
 from __future__ import annotations

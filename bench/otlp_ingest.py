@@ -1,7 +1,7 @@
 """Benchmark: OTLP trace ingest on ONE core, beside the cost of only parsing the same protobuf bytes.
 
     .venv/bin/python -m bench.otlp_ingest                      # rates + 1,000,000-span memory run
-    .venv/bin/python -m bench.otlp_ingest --quick              # fewer spans (about 15 s)
+    .venv/bin/python -m bench.otlp_ingest --quick              # fewer spans (about 20 s)
     .venv/bin/python -m bench.otlp_ingest --rate-spans 100000 --spans 200000 --skip-postgres
     .venv/bin/python -m bench.otlp_ingest --format json > result.json
 

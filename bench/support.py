@@ -54,27 +54,26 @@ def setup_logging() -> None:
 
 
 class BenchmarkParser(argparse.ArgumentParser):
-    """The options every benchmark takes: `--quick`, `--format`, and (with `postgres`) `--skip-postgres`
-    and `--postgres-url`, so that `make bench BENCH_ARGS=...` can pass them to every benchmark.
+    """The options every benchmark takes, `--quick`, `--format`, `--skip-postgres` and `--postgres-url`, so
+    that `make bench BENCH_ARGS=...` can pass any of them to every benchmark.
 
     `quick` maps option destinations to the values of the short profile; options given explicitly win.
     """
 
-    def __init__(self, module: str, doc: str | None, quick: Mapping[str, object], *, postgres: bool = True) -> None:
+    QUICK_HELP = "a short run (a minute at most on 2 cores)"
+
+    def __init__(self, module: str, doc: str | None, quick: Mapping[str, object]) -> None:
         super().__init__(prog=f"python -m {module}", description=doc, formatter_class=argparse.RawTextHelpFormatter)
         self.quick = dict(quick)
-        self._quick_action = self.add_argument(
-            "--quick", action="store_true", help="a short run (well under a minute on 2 cores)"
-        )
+        self._quick_action = self.add_argument("--quick", action="store_true", help=self.QUICK_HELP)
         self.add_argument("--format", choices=("text", "json"), default="text", help="report format (default text)")
-        if postgres:
-            self.add_argument("--skip-postgres", action="store_true", help="do not try PostgreSQL")
-            self.add_argument(
-                "--postgres-url",
-                default=default_postgres_url(),
-                help="PostgreSQL database to create the scratch schema in\n"
-                "(default $CONTROLPLANE_TEST_POSTGRES_URL, else postgresql+psycopg://postgres@127.0.0.1:5432/test)",
-            )
+        self.add_argument("--skip-postgres", action="store_true", help="do not try PostgreSQL")
+        self.add_argument(
+            "--postgres-url",
+            default=default_postgres_url(),
+            help="PostgreSQL database to create the scratch schema in\n"
+            "(default $CONTROLPLANE_TEST_POSTGRES_URL, else postgresql+psycopg://postgres@127.0.0.1:5432/test)",
+        )
 
     def parse(self, argv: Sequence[str] | None = None) -> argparse.Namespace:
         actions = {a.dest: a for a in self._actions}
@@ -82,7 +81,7 @@ class BenchmarkParser(argparse.ArgumentParser):
         if unknown:
             raise ValueError(f"the quick profile names options this benchmark does not have: {unknown}")
         flags = [self._flag(actions[dest], value) for dest, value in self.quick.items()]
-        self._quick_action.help = f"a short run (well under a minute on 2 cores), the same as\n{' '.join(flags)}"
+        self._quick_action.help = f"{self.QUICK_HELP}, the same as\n{' '.join(flags)}"
         given, _ = self.parse_known_args(argv)
         if given.quick:
             self.set_defaults(**self.quick)
@@ -97,10 +96,12 @@ class BenchmarkParser(argparse.ArgumentParser):
 # ---------------------------------------------------------------------------------------- output
 
 
-def emit(report: dict[str, Any], fmt: str, render_text: Callable[[dict[str, Any]], str], started: float) -> None:
+def emit(
+    report: dict[str, Any], report_format: str, render_text: Callable[[dict[str, Any]], str], started: float
+) -> None:
     """Print the report on stdout: JSON, or text with the total run time (`started` from time.monotonic())."""
     report["elapsed_s"] = round(time.monotonic() - started, 1)
-    if fmt == "json":
+    if report_format == "json":
         print(json.dumps(report, indent=2))
         return
     print(render_text(report))
