@@ -30,7 +30,11 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 bench: $(STAMP)
-	$(BIN)/python bench/bet_placement.py
+	$(BIN)/python -m bench.audit_log --quick $(BENCH_ARGS)
+	$(BIN)/python -m bench.bet_placement --quick $(BENCH_ARGS)
+	$(BIN)/python -m bench.odds_fanout --quick $(BENCH_ARGS)
+	$(BIN)/python -m bench.otlp_ingest --quick $(BENCH_ARGS)
+	$(BIN)/python -m bench.slo_eval --quick $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var/*.db var/*.db-* var/*.jsonl

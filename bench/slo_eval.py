@@ -1,9 +1,10 @@
 """Benchmark: evaluating every SLO over D days of per-minute buckets, beside only reading those buckets.
 
-    .venv/bin/python bench/slo_eval.py                         # SQLite + PostgreSQL, D = 7, 30, 90
-    .venv/bin/python bench/slo_eval.py --days 7,30 --skip-postgres --repeats 5
-    .venv/bin/python bench/slo_eval.py --profile                # + cProfile of one evaluation at the largest D
-    .venv/bin/python bench/slo_eval.py --format json > result.json
+    .venv/bin/python -m bench.slo_eval                         # SQLite + PostgreSQL, D = 7, 30, 90
+    .venv/bin/python -m bench.slo_eval --quick                 # D = 3, 7 (about 15 s)
+    .venv/bin/python -m bench.slo_eval --days 7,30 --skip-postgres --repeats 5
+    .venv/bin/python -m bench.slo_eval --profile                # + cProfile of one evaluation at the largest D
+    .venv/bin/python -m bench.slo_eval --format json > result.json
 
 Store: a fresh, migrated store per database: a SQLite file in a tempdir, and a fresh schema of
 $CONTROLPLANE_TEST_POSTGRES_URL (default postgresql+psycopg://postgres@127.0.0.1:5432/test) reached
@@ -49,12 +50,10 @@ import argparse
 import cProfile
 import gc
 import io
-import json
 import os
 import platform
 import pstats
 import random
-import secrets
 import statistics
 import sys
 import tempfile
@@ -65,30 +64,23 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+import sqlalchemy
+from sqlalchemy import Engine, select, text
+from sqlalchemy.sql import Select
 
-import sqlalchemy  # noqa: E402
-from sqlalchemy import Engine, select, text  # noqa: E402
-from sqlalchemy.sql import Select  # noqa: E402
+from bench.postgres import ScratchSchema, postgres_skip_reason
+from bench.support import REPO, BenchmarkParser, Clock, emit, log, setup_logging
+from controlplane.slices import load_slices
+from controlplane.slo import BURN_WINDOWS, evaluate_all, slo_window
+from controlplane.slo_spec import SloSpec, load_events, load_slos
+from controlplane.storage import make_engine, reader
+from controlplane.store import SliBucket, SliLatencyBucket, migrate_store
 
-from bench.postgres import postgres_reachable  # noqa: E402
-from bench.postgres import redact as _redact  # noqa: E402
-from controlplane.slices import load_slices  # noqa: E402
-from controlplane.slo import BURN_WINDOWS, evaluate_all, slo_window  # noqa: E402
-from controlplane.slo_spec import SloSpec, load_events, load_slos  # noqa: E402
-from controlplane.storage import make_engine, reader  # noqa: E402
-from controlplane.store import SliBucket, SliLatencyBucket, migrate_store  # noqa: E402
-
-DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 AT = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)  # the fixed "now" of every evaluation; data ends here
 LE_LABELS = ("0.1", "0.5", "1.0", "+Inf")  # labels of boundaries of config/slices.yaml, per-bucket counts
 FILL_STATEMENT_TIMEOUT_MS = 600_000  # for the bulk load and ANALYZE only; measurements use the defaults
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+# D = 3 reads as many rows as any shorter window (the longest burn-rate window is 3 days); 7 shows the growth.
+QUICK = {"days": "3,7", "repeats": 2}
 
 
 # ---------------------------------------------------------------------------------------- data
@@ -159,7 +151,7 @@ def fill(engine: Engine, days: int, seed: int) -> dict[str, Any]:
         n_buckets += len(buckets)
         n_latency += len(latency)
         if day % 30 == 0:
-            log(f"  filled {day}/{days} days ({time.perf_counter() - t0:.1f} s)")
+            log.info(f"  filled {day}/{days} days ({time.perf_counter() - t0:.1f} s)")
     if engine.dialect.name == "sqlite":
         with engine.begin() as conn:  # the WAL is checkpointed when the loader's connections close
             conn.exec_driver_sql("ANALYZE")
@@ -199,24 +191,22 @@ def bucket_select(spec: SloSpec, at: datetime) -> Select:
 # ---------------------------------------------------------------------------------------- timing
 
 
-def read_only(engine: Engine, statements: list[Select]) -> tuple[float, float, list[list[Any]]]:
-    """(wall s, cpu s, rows per statement): execute + fetch only, one pooled reader connection each."""
-    wall = cpu = 0.0
+def read_only(engine: Engine, statements: list[Select]) -> tuple[Clock, list[list[Any]]]:
+    """(time spent, rows per statement): execute + fetch only, one pooled reader connection each."""
+    clock = Clock()
     results = []
     for stmt in statements:
-        with reader(engine).connect() as conn:
-            w0, c0 = time.perf_counter(), time.process_time()
+        with reader(engine).connect() as conn, clock.measure():
             rows = conn.execute(stmt).all()
-            wall += time.perf_counter() - w0
-            cpu += time.process_time() - c0
-        results.append(rows)
-    return wall, cpu, results
+        results.append(list(rows))
+    return clock, results
 
 
-def evaluate_once(engine: Engine, specs: list[SloSpec], boundaries: tuple[float, ...]) -> tuple[float, float, Any]:
-    w0, c0 = time.perf_counter(), time.process_time()
-    report = evaluate_all(engine, specs, events={}, boundaries=boundaries, at=AT)
-    return time.perf_counter() - w0, time.process_time() - c0, report
+def evaluate_once(engine: Engine, specs: list[SloSpec], boundaries: tuple[float, ...]) -> tuple[Clock, Any]:
+    clock = Clock()
+    with clock.measure():
+        report = evaluate_all(engine, specs, events={}, boundaries=boundaries, at=AT)
+    return clock, report
 
 
 def check(specs: list[SloSpec], rows: list[list[Any]], report: Any) -> None:
@@ -243,34 +233,34 @@ def measure_days(
 ) -> dict[str, Any]:
     specs = specs_for(base, days)
     statements = [bucket_select(s, AT) for s in specs]
-    _w, _c, rows = read_only(engine, statements)  # warm-up
-    _w, _c, report = evaluate_once(engine, specs, boundaries)  # warm-up
+    _clock, rows = read_only(engine, statements)  # warm-up
+    _clock, report = evaluate_once(engine, specs, boundaries)  # warm-up
     check(specs, rows, report)
     rows_read = sum(len(r) for r in rows)
     del rows
-    reads: list[tuple[float, float]] = []
-    evals: list[tuple[float, float]] = []
+    reads: list[Clock] = []
+    evals: list[Clock] = []
     for _ in range(repeats):
         gc.collect()
-        wall, cpu, _rows = read_only(engine, statements)
-        reads.append((wall, cpu))
+        clock, _rows = read_only(engine, statements)
+        reads.append(clock)
         del _rows
         gc.collect()
-        wall, cpu, _report = evaluate_once(engine, specs, boundaries)
-        evals.append((wall, cpu))
-    read_s = statistics.median(w for w, _ in reads)
-    eval_s = statistics.median(w for w, _ in evals)
+        clock, _report = evaluate_once(engine, specs, boundaries)
+        evals.append(clock)
+    read_s = statistics.median(c.wall for c in reads)
+    eval_s = statistics.median(c.wall for c in evals)
     return {
         "days": days,
         "rows_read": rows_read,
         "read_s": round(read_s, 4),
-        "read_cpu_s": round(statistics.median(c for _, c in reads), 4),
+        "read_cpu_s": round(statistics.median(c.cpu for c in reads), 4),
         "evaluate_s": round(eval_s, 4),
-        "evaluate_cpu_s": round(statistics.median(c for _, c in evals), 4),
+        "evaluate_cpu_s": round(statistics.median(c.cpu for c in evals), 4),
         "eval_over_read": round(eval_s / read_s, 3) if read_s else None,
         "evaluate_us_per_row": round(eval_s / rows_read * 1e6, 3) if rows_read else None,
-        "read_runs_s": [round(w, 4) for w, _ in reads],
-        "evaluate_runs_s": [round(w, 4) for w, _ in evals],
+        "read_runs_s": [round(c.wall, 4) for c in reads],
+        "evaluate_runs_s": [round(c.wall, 4) for c in evals],
         "alerts": {
             "page": sorted(s["name"] for s in report.slos if s["alerts"]["page"]),
             "ticket": sorted(s["name"] for s in report.slos if s["alerts"]["ticket"]),
@@ -330,42 +320,11 @@ def query_plan(engine: Engine, spec: SloSpec) -> str:
         if engine.dialect.name == "sqlite":
             plan = conn.execute(text(f"EXPLAIN QUERY PLAN {sql}"), params).all()
             return "; ".join(str(r[-1]) for r in plan)
-        plan = [str(r[0]) for r in conn.execute(text(f"EXPLAIN {sql}"), params).all()]
-        return " <- ".join(line.split("  (cost=")[0].strip(" ->") for line in plan if "Scan" in line)
+        steps = [str(r[0]) for r in conn.execute(text(f"EXPLAIN {sql}"), params).all()]
+        return " <- ".join(line.split("  (cost=")[0].strip(" ->") for line in steps if "Scan" in line)
 
 
 # ---------------------------------------------------------------------------------------- databases
-
-
-class PostgresSchema:
-    """A fresh schema in the target database (its URL has `options=-csearch_path=<schema>`), dropped on exit."""
-
-    def __init__(self, base_url: str) -> None:
-        from sqlalchemy.engine import make_url
-
-        from controlplane.storage import normalise_url
-
-        self.base = make_url(normalise_url(base_url))
-        self.schema = f"bench_slo_{secrets.token_hex(4)}"
-        self.admin: Engine | None = None
-
-    def __enter__(self) -> str:
-        from sqlalchemy import create_engine
-
-        self.admin = create_engine(self.base.update_query_dict({"connect_timeout": "5"}), isolation_level="AUTOCOMMIT")
-        with self.admin.connect() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{self.schema}"'))
-        url = self.base.update_query_dict({"options": f"-csearch_path={self.schema}"})
-        return url.render_as_string(hide_password=False)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.admin is None:
-            return
-        try:
-            with self.admin.connect() as conn:
-                conn.execute(text(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE'))
-        finally:
-            self.admin.dispose()
 
 
 def run_database(
@@ -374,7 +333,7 @@ def run_database(
     loader = make_engine(url, statement_timeout_ms=FILL_STATEMENT_TIMEOUT_MS)
     try:
         migrate_store(loader)
-        log(f"[{name}] filling {max(args.days)} days ...")
+        log.info(f"[{name}] filling {max(args.days)} days ...")
         filled = fill(loader, max(args.days), args.seed)
     finally:
         loader.dispose()
@@ -384,12 +343,12 @@ def run_database(
         result: dict[str, Any] = {"database": name, "fill": filled, "plan": query_plan(engine, latency_spec)}
         rows = []
         for days in args.days:
-            log(f"[{name}] D = {days} days: warm-up + {args.repeats} x (read, evaluate) ...")
+            log.info(f"[{name}] D = {days} days: warm-up + {args.repeats} x (read, evaluate) ...")
             rows.append(measure_days(engine, base, days, boundaries, args.repeats))
         add_growth(rows)
         result["runs"] = rows
         if args.profile:
-            log(f"[{name}] profiling one evaluation at D = {max(args.days)} ...")
+            log.info(f"[{name}] profiling one evaluation at D = {max(args.days)} ...")
             result["profile"] = profile_evaluation(engine, base, max(args.days), boundaries, args.profile_top)
         return result
     finally:
@@ -458,23 +417,13 @@ def parse_days(value: str) -> list[int]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
-    )
+    parser = BenchmarkParser("bench.slo_eval", __doc__, QUICK)
     parser.add_argument("--days", type=parse_days, default=[7, 30, 90], help="window lengths D (default 7,30,90)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each mode per D (default 3)")
     parser.add_argument("--seed", type=int, default=1, help="random seed of the data (default 1)")
-    parser.add_argument("--skip-postgres", action="store_true", help="do not try PostgreSQL")
     parser.add_argument("--profile", action="store_true", help="cProfile one evaluation at the largest D")
     parser.add_argument("--profile-top", type=int, default=15, help="functions shown by --profile (default 15)")
-    parser.add_argument(
-        "--postgres-url",
-        default=os.environ.get("CONTROLPLANE_TEST_POSTGRES_URL") or DEFAULT_POSTGRES_URL,
-        help=f"PostgreSQL database for the scratch schema\n(default $CONTROLPLANE_TEST_POSTGRES_URL, else "
-        f"{DEFAULT_POSTGRES_URL})",
-    )
-    parser.add_argument("--format", choices=("text", "json"), default="text")
-    args = parser.parse_args(argv)
+    args = parser.parse(argv)
     if args.repeats < 1 or args.profile_top < 1:
         parser.error("--repeats and --profile-top must be at least 1")
     return args
@@ -482,6 +431,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    setup_logging()
     started = time.monotonic()
     base = load_slos(REPO / "config" / "slos.yaml", events=load_events(REPO / "config" / "events.yaml"))
     slices = load_slices(REPO / "config" / "slices.yaml")
@@ -505,21 +455,12 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-slo-") as tmp:
         url = f"sqlite:///{Path(tmp) / 'store.db'}"
         report["databases"].append(run_database("SQLite", url, base, slices.boundaries, args))
-    if args.skip_postgres:
-        report["databases"].append({"database": "PostgreSQL", "skipped": "--skip-postgres"})
-    elif (why := postgres_reachable(args.postgres_url)) is not None:
-        report["databases"].append(
-            {"database": "PostgreSQL", "skipped": f"{_redact(args.postgres_url)} unreachable ({why})"}
-        )
+    if (why := postgres_skip_reason(args)) is not None:
+        report["databases"].append({"database": "PostgreSQL", "skipped": why})
     else:
-        with PostgresSchema(args.postgres_url) as pg_url:
-            report["databases"].append(run_database("PostgreSQL", pg_url, base, slices.boundaries, args))
-    report["elapsed_s"] = round(time.monotonic() - started, 1)
-    if args.format == "json":
-        print(json.dumps(report, indent=2))
-    else:
-        print(render_text(report))
-        print(f"\n(total run time {report['elapsed_s']:.0f} s)")
+        with ScratchSchema(args.postgres_url, "bench_slo") as schema:
+            report["databases"].append(run_database("PostgreSQL", schema.url, base, slices.boundaries, args))
+    emit(report, args.format, render_text, started)
     return 0
 
 
