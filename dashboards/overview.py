@@ -20,8 +20,11 @@ def render(settings: Settings) -> None:
         specs = load_slos(settings.slos_path, events=events)
         slices = load_slices(settings.slices_path)
         engine = make_engine(settings.store_url, **settings.engine_options())
-        migrate_store(engine)
-        report = evaluate_all(engine, specs, events=events, boundaries=slices.boundaries, at=utcnow()).to_dict()
+        try:
+            migrate_store(engine)
+            report = evaluate_all(engine, specs, events=events, boundaries=slices.boundaries, at=utcnow()).to_dict()
+        finally:
+            engine.dispose()
     except Exception as exc:  # the page reports, it does not crash
         st.error(
             f"Cannot evaluate the SLOs: {exc}. Check CONTROLPLANE_STORE_URL and the files under config/, "

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from controlplane.storage import reader
+from sample_platform.db import reader
 from sample_platform.ledger import check_ledger
 from tests.conftest import ADMIN_TOKEN, bet_body
 

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from controlplane.storage import reader
+from sample_platform.db import reader
 from sample_platform.ledger import check_ledger
 from tests.conftest import bet_body
 

@@ -16,8 +16,8 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from controlplane.storage import reader
 from sample_platform.client import PlatformClient
+from sample_platform.db import reader
 from sample_platform.ledger import check_ledger
 from sample_platform.models import Bet, LedgerTransaction, OutboxEvent
 from sample_platform.outbox import read_jsonl_events

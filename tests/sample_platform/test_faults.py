@@ -12,7 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from controlplane.storage import reader
+from sample_platform.db import reader
 from sample_platform.ledger import check_ledger
 from sample_platform.models import Bet, OutboxEvent
 from sample_platform.outbox import read_jsonl_events

@@ -7,7 +7,7 @@ import uuid
 
 from sqlalchemy import func, select
 
-from controlplane.storage import reader
+from sample_platform.db import reader
 from sample_platform.models import Bet, LedgerTransaction, OutboxEvent
 from tests.conftest import bet_body
 

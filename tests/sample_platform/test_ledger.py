@@ -7,11 +7,11 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import text
 
-from controlplane.problems import Problem
-from controlplane.storage import reader
 from sample_platform import ledger
 from sample_platform.accounts import create_account, deposit
+from sample_platform.db import reader
 from sample_platform.models import LedgerAccountKind
+from sample_platform.problems import Problem
 
 
 def test_unbalanced_transaction_is_refused(engine) -> None:

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from controlplane.storage import reader
+from sample_platform.db import reader
 from sample_platform.loadgen import (
     BETS,
     LOGIN,

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 
-from controlplane.storage import reader
+from sample_platform.db import reader
 from sample_platform.login import SlidingWindowLimiter, hash_password, verify_password
 from sample_platform.models import Account, LoginSession
 from tests.conftest import ADMIN_TOKEN

@@ -38,8 +38,8 @@ def test_database_refuses_negative_wallets(engine) -> None:
 
 
 def test_store_migrations_match_the_store_models(database_url) -> None:
-    from controlplane.storage import make_engine
     from controlplane.store import StoreModel, migrate_store
+    from sample_platform.db import make_engine
 
     engine = make_engine(database_url)
     migrate_store(engine)

@@ -8,7 +8,7 @@ import time
 import pytest
 from sqlalchemy import text
 
-from controlplane.storage import reader
+from sample_platform.db import reader
 from sample_platform.outbox import JsonlSink, OutboxMessage, OutboxRelay, read_jsonl_events, write_event
 
 
