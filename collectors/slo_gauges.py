@@ -16,7 +16,8 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
 from controlplane.clock import utcnow
-from controlplane.slo import SloReport, evaluate_all
+from controlplane.slo import evaluate_all
+from controlplane.slo_results import SloReport
 from controlplane.slo_spec import EventSpec, SloSpec
 
 log = logging.getLogger(__name__)
@@ -67,14 +68,14 @@ class SloGauges(Collector):
         )
         alert = GaugeMetricFamily("slo_alert", "1 while a burn-rate alert tier fires.", labels=[*labels, "severity"])
         for s in report.slos:
-            ids = [s["name"], s["slice"]]
-            sli.add_metric(ids, s["sli"])
-            objective.add_metric(ids, s["objective"])
-            remaining.add_metric(ids, s["budget_remaining"])
-            for window, rate in s["burn_rates"].items():
+            ids = [s.name, s.slice]
+            sli.add_metric(ids, s.sli)
+            objective.add_metric(ids, s.objective)
+            remaining.add_metric(ids, s.budget_remaining)
+            for window, rate in s.burn_rates.items():
                 burn.add_metric([*ids, window], rate)
-            for tier in ("page", "ticket"):
-                alert.add_metric([*ids, tier], 1.0 if s["alerts"][tier] else 0.0)
+            for tier, firing in (("page", s.alerts.page), ("ticket", s.alerts.ticket)):
+                alert.add_metric([*ids, tier], 1.0 if firing else 0.0)
         yield from (sli, objective, remaining, burn, alert)
 
     def describe(self):  # type: ignore[no-untyped-def]

@@ -210,11 +210,11 @@ def _print_slos(settings: Settings, store, out: Callable[[str], None]) -> None: 
     out("")
     out("SLOs (controlplane slo status)")
     for s in report.slos:
-        alert = "PAGE" if s["alerts"]["page"] else ("ticket" if s["alerts"]["ticket"] else "-")
-        sli = "no data" if s["no_data"] else f"{100 * s['sli']:.3f}%"
+        alert = "PAGE" if s.alerts.page else ("ticket" if s.alerts.ticket else "-")
+        sli = "no data" if s.no_data else f"{100 * s.sli:.3f}%"
         out(
-            f"  {s['name']:<28} objective {100 * s['objective']:.2f}%  sli {sli:>9}  budget left "
-            f"{100 * s['budget_remaining']:6.1f}%  alert {alert}"
+            f"  {s.name:<28} objective {100 * s.objective:.2f}%  sli {sli:>9}  budget left "
+            f"{100 * s.budget_remaining:6.1f}%  alert {alert}"
         )
 
 

@@ -28,6 +28,17 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, select
 
+from controlplane.clock import as_utc
+from controlplane.slo_results import (
+    AlertThreshold,
+    AlertThresholds,
+    Policy,
+    SloAlerts,
+    SloReport,
+    SloStatus,
+    SloWindow,
+    WindowKind,
+)
 from controlplane.slo_spec import EventSpec, SloConfigError, SloSpec
 from controlplane.storage import reader
 from controlplane.store import SliBucket, SliLatencyBucket
@@ -42,8 +53,9 @@ BURN_WINDOWS = {
     "3d": timedelta(days=3),
 }
 # (long window, short window, burn threshold for a 30-day period)
-PAGE_RULES = (("1h", "5m", 14.4), ("6h", "30m", 6.0))
-TICKET_RULES = (("1d", "2h", 3.0), ("3d", "6h", 1.0))
+BurnRule = tuple[str, str, float]
+PAGE_RULES: tuple[BurnRule, ...] = (("1h", "5m", 14.4), ("6h", "30m", 6.0))
+TICKET_RULES: tuple[BurnRule, ...] = (("1d", "2h", 3.0), ("3d", "6h", 1.0))
 CAUTION_REMAINING = 0.25
 
 
@@ -141,7 +153,9 @@ def load_counts(
     return MinuteCounts(first, events, bad)
 
 
-def slo_window(spec: SloSpec, at: datetime, events: dict[str, EventSpec]) -> tuple[str, datetime, datetime, float]:
+def slo_window(
+    spec: SloSpec, at: datetime, events: dict[str, EventSpec]
+) -> tuple[WindowKind, datetime, datetime, float]:
     """(kind, start, end, period in days) of the SLO's budgeting window as of `at`."""
     if spec.window.rolling_days is not None:
         return "rolling", at - timedelta(days=spec.window.rolling_days), at, float(spec.window.rolling_days)
@@ -158,46 +172,31 @@ def _ratio(events: int, bad: int) -> float:
     return bad / events if events else 0.0
 
 
-@dataclass
-class SloReport:
-    slos: list[dict]
-    at: datetime
-
-    @property
-    def exit_code(self) -> int:
-        if any(s["alerts"]["page"] for s in self.slos):
-            return 2
-        if any(s["alerts"]["ticket"] for s in self.slos):
-            return 1
-        return 0
-
-    def to_dict(self) -> dict:
-        return {"at": self.at.isoformat().replace("+00:00", "Z"), "slos": self.slos}
+def _thresholds(rules: tuple[BurnRule, ...], scale: float) -> tuple[AlertThreshold, ...]:
+    return tuple(AlertThreshold(long=lw, short=sw, burn=round(t * scale, 6)) for lw, sw, t in rules)
 
 
-def evaluate(spec: SloSpec, counts: MinuteCounts, *, at: datetime, events: dict[str, EventSpec]) -> dict:
+def evaluate(spec: SloSpec, counts: MinuteCounts, *, at: datetime, events: dict[str, EventSpec]) -> SloStatus:
+    """One SLO as of `at`, from the per-minute counts of its SLI."""
+    at = as_utc(at)  # windows are reported as UTC; a naive time is taken as UTC, as the store does
     kind, start, end, period_days = slo_window(spec, at, events)
     total, bad = counts.window(start, end)
     budget_fraction = 1.0 - spec.objective
     allowed = budget_fraction * total
     consumed = bad / allowed if allowed > 0 else 0.0
-    burn = {}
+    burn: dict[str, float] = {}
     for name, length in BURN_WINDOWS.items():
         w_total, w_bad = counts.window(at - length, at)
         burn[name] = _ratio(w_total, w_bad) / budget_fraction
     scale = period_days / 30.0
-    thresholds = {
-        "page": [{"long": lw, "short": sw, "burn": round(t * scale, 6)} for lw, sw, t in PAGE_RULES],
-        "ticket": [{"long": lw, "short": sw, "burn": round(t * scale, 6)} for lw, sw, t in TICKET_RULES],
-    }
 
-    def firing(rules: tuple) -> bool:
+    def firing(rules: tuple[BurnRule, ...]) -> bool:
         return any(burn[lw] > t * scale and burn[sw] > t * scale for lw, sw, t in rules)
 
-    alerts = {
-        "page": spec.alerting.page and firing(PAGE_RULES),
-        "ticket": spec.alerting.ticket and firing(TICKET_RULES),
-    }
+    alerts = SloAlerts(
+        page=spec.alerting.page and firing(PAGE_RULES),
+        ticket=spec.alerting.ticket and firing(TICKET_RULES),
+    )
     remaining_events = allowed - bad
     _hour_total, hour_bad = counts.window(at - timedelta(hours=1), at)
     exhaustion = None
@@ -206,37 +205,33 @@ def evaluate(spec: SloSpec, counts: MinuteCounts, *, at: datetime, events: dict[
     elif hour_bad > 0:
         exhaustion = remaining_events / hour_bad * 3600.0  # at the last hour's rate of bad events
     remaining = 1.0 - consumed
+    policy: Policy
     if total and remaining <= 0:
         policy = "freeze"  # budget spent: only fixes and reliability work ship
-    elif remaining < CAUTION_REMAINING or alerts["page"]:
+    elif remaining < CAUTION_REMAINING or alerts.page:
         policy = "caution"
     else:
         policy = "normal"
-    return {
-        "name": spec.name,
-        "slice": spec.slice,
-        "sli_kind": spec.sli.kind,
-        "objective": spec.objective,
-        "window": {
-            "kind": kind,
-            "start": start.isoformat().replace("+00:00", "Z"),
-            "end": end.isoformat().replace("+00:00", "Z"),
-            "period_days": round(period_days, 6),
-        },
-        "sli": (total - bad) / total if total else 1.0,
-        "no_data": total == 0,
-        "events": total,
-        "bad_events": bad,
-        "budget_total_events": allowed,
-        "budget_remaining_events": remaining_events,
-        "budget_consumed": consumed,
-        "budget_remaining": remaining,
-        "burn_rates": burn,
-        "alerts": alerts,
-        "alert_thresholds": thresholds,
-        "time_to_exhaustion_seconds": exhaustion,
-        "policy": policy,
-    }
+    return SloStatus(
+        name=spec.name,
+        slice=spec.slice,
+        sli_kind=spec.sli.kind,
+        objective=spec.objective,
+        window=SloWindow(kind=kind, start=start, end=end, period_days=round(period_days, 6)),
+        sli=(total - bad) / total if total else 1.0,
+        no_data=total == 0,
+        events=total,
+        bad_events=bad,
+        budget_total_events=allowed,
+        budget_remaining_events=remaining_events,
+        budget_consumed=consumed,
+        budget_remaining=remaining,
+        burn_rates=burn,
+        alerts=alerts,
+        alert_thresholds=AlertThresholds(page=_thresholds(PAGE_RULES, scale), ticket=_thresholds(TICKET_RULES, scale)),
+        time_to_exhaustion_seconds=exhaustion,
+        policy=policy,
+    )
 
 
 def evaluate_all(
@@ -247,6 +242,7 @@ def evaluate_all(
     boundaries: tuple[float, ...],
     at: datetime,
 ) -> SloReport:
+    at = as_utc(at)
     at = floor_minute(at) if at.second or at.microsecond else at
     results = []
     for spec in specs:
@@ -254,4 +250,4 @@ def evaluate_all(
         earliest = min(start, at - max(BURN_WINDOWS.values()))
         counts = load_counts(engine, spec, start=earliest, end=at, boundaries=boundaries)
         results.append(evaluate(spec, counts, at=at, events=events))
-    return SloReport(results, at)
+    return SloReport(at=at, slos=results)

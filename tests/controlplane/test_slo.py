@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from collectors.ingest import Batch, commit_batch
 from controlplane.slices import DEFAULT_BOUNDARIES
 from controlplane.slo import MinuteCounts, evaluate, evaluate_all
+from controlplane.slo_results import SloAlerts
 from controlplane.slo_spec import SloSpec
 
 T = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
@@ -35,9 +36,7 @@ def test_workbook_page_fires_between_34_and_36_minutes() -> None:
     start = T - timedelta(days=3)
     before = int((T - start).total_seconds() // 60)
     counts = steady(before + 120, 1000, before, 25, start)
-    fired = [
-        m for m in range(0, 60) if evaluate(spec(), counts, at=T + timedelta(minutes=m), events={})["alerts"]["page"]
-    ]
+    fired = [m for m in range(0, 60) if evaluate(spec(), counts, at=T + timedelta(minutes=m), events={}).alerts.page]
     assert fired and 34 <= fired[0] <= 36
     assert fired[0] == 35
     assert all(m in fired for m in range(fired[0], 60))  # and it keeps firing while the errors go on
@@ -46,33 +45,33 @@ def test_workbook_page_fires_between_34_and_36_minutes() -> None:
 def test_no_traffic_is_defined_and_finite() -> None:
     empty = MinuteCounts(int(T.timestamp()) // 60 - 100, [0] * 100, [0] * 100)
     result = evaluate(spec(), empty, at=T, events={})
-    assert result["sli"] == 1.0 and result["no_data"] is True
-    assert result["budget_consumed"] == 0.0 and result["budget_remaining"] == 1.0
-    assert all(rate == 0.0 for rate in result["burn_rates"].values())
-    assert result["alerts"] == {"page": False, "ticket": False}
-    assert result["time_to_exhaustion_seconds"] is None and result["policy"] == "normal"
+    assert result.sli == 1.0 and result.no_data is True
+    assert result.budget_consumed == 0.0 and result.budget_remaining == 1.0
+    assert all(rate == 0.0 for rate in result.burn_rates.values())
+    assert result.alerts == SloAlerts(page=False, ticket=False)
+    assert result.time_to_exhaustion_seconds is None and result.policy == "normal"
 
 
 def test_tiny_traffic_with_an_error_is_finite_and_freezes() -> None:
     counts = MinuteCounts(int(T.timestamp()) // 60 - 1, [1], [1])
     result = evaluate(spec(), counts, at=T, events={})
-    assert result["budget_consumed"] == pytest.approx(1000.0)
-    assert result["policy"] == "freeze" and result["time_to_exhaustion_seconds"] == 0.0
-    assert result["alerts"]["page"] is True
-    assert all(math.isfinite(v) for v in result["burn_rates"].values())
+    assert result.budget_consumed == pytest.approx(1000.0)
+    assert result.policy == "freeze" and result.time_to_exhaustion_seconds == 0.0
+    assert result.alerts.page is True
+    assert all(math.isfinite(v) for v in result.burn_rates.values())
 
 
 def test_ratios_are_event_weighted_not_averaged() -> None:
     # One busy clean minute and one quiet bad minute: averaging per-minute ratios would say 50%.
     counts = MinuteCounts(int(T.timestamp()) // 60 - 2, [999, 1], [0, 1])
     result = evaluate(spec(), counts, at=T, events={})
-    assert result["sli"] == pytest.approx(0.999)
-    assert result["burn_rates"]["5m"] == pytest.approx(1.0)
+    assert result.sli == pytest.approx(0.999)
+    assert result.burn_rates["5m"] == pytest.approx(1.0)
 
 
 def test_thresholds_scale_with_the_period() -> None:
     result = evaluate(spec(window={"rolling_days": 7}), MinuteCounts(0, [], []), at=T, events={})
-    assert result["alert_thresholds"]["page"][0]["burn"] == pytest.approx(14.4 * 7 / 30)
+    assert result.alert_thresholds.page[0].burn == pytest.approx(14.4 * 7 / 30)
 
 
 def test_tiers_can_be_switched_off() -> None:
@@ -80,8 +79,8 @@ def test_tiers_can_be_switched_off() -> None:
     counts = steady(6 * 60, 100, 0, 100, start)
     on = evaluate(spec(), counts, at=T, events={})
     off = evaluate(spec(alerting={"page": False, "ticket": False}), counts, at=T, events={})
-    assert on["alerts"] == {"page": True, "ticket": True}
-    assert off["alerts"] == {"page": False, "ticket": False}
+    assert on.alerts == SloAlerts(page=True, ticket=True)
+    assert off.alerts == SloAlerts(page=False, ticket=False)
 
 
 minute_lists = st.lists(st.tuples(st.integers(0, 50), st.integers(0, 50)), min_size=0, max_size=120)
@@ -99,11 +98,11 @@ def test_consumed_budget_never_decreases_when_bad_events_are_added(minutes, extr
         events[i] += extra
         bad[i] += extra
     worse = evaluate(spec(), MinuteCounts(first, events, bad), at=T, events={})
-    assert worse["budget_consumed"] >= base["budget_consumed"]
+    assert worse.budget_consumed >= base.budget_consumed
     for result in (base, worse):
-        numbers = [result["sli"], result["budget_consumed"], result["budget_remaining"], *result["burn_rates"].values()]
+        numbers = [result.sli, result.budget_consumed, result.budget_remaining, *result.burn_rates.values()]
         assert all(math.isfinite(x) for x in numbers)
-        assert 0.0 <= result["sli"] <= 1.0
+        assert 0.0 <= result.sli <= 1.0
 
 
 def test_evaluate_all_reads_the_store(store) -> None:
@@ -117,9 +116,9 @@ def test_evaluate_all_reads_the_store(store) -> None:
     specs = [spec(), spec(name="bets-latency", sli={"kind": "latency", "threshold_seconds": 0.5}, objective=0.99)]
     report = evaluate_all(store, specs, events={}, boundaries=DEFAULT_BOUNDARIES, at=T)
     availability, latency = report.slos
-    assert availability["events"] == 1000 and availability["bad_events"] == 30
-    assert availability["sli"] == pytest.approx(0.97)
-    assert latency["bad_events"] == 40 and latency["sli"] == pytest.approx(0.96)
+    assert availability.events == 1000 and availability.bad_events == 30
+    assert availability.sli == pytest.approx(0.97)
+    assert latency.bad_events == 40 and latency.sli == pytest.approx(0.96)
     assert report.exit_code == 2  # 3% errors over the last hour burns far beyond 14.4
     before = evaluate_all(store, specs, events={}, boundaries=DEFAULT_BOUNDARIES, at=minute)  # replay: data up to then
-    assert before.slos[0]["events"] == 0 and before.exit_code == 0
+    assert before.slos[0].events == 0 and before.exit_code == 0
