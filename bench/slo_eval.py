@@ -220,8 +220,8 @@ def check(specs: list[SloSpec], rows: list[list[Any]], report: Any) -> None:
             expected = sum(r[2] for r in in_window)
         else:
             expected = len({r[0] for r in in_window})  # freshness: one timeslice per minute with data
-        if result["events"] != expected or result["no_data"]:
-            raise AssertionError(f"{spec.name}: evaluate counted {result['events']} events, the rows hold {expected}")
+        if result.events != expected or result.no_data:
+            raise AssertionError(f"{spec.name}: evaluate counted {result.events} events, the rows hold {expected}")
 
 
 def _utc(moment: datetime) -> datetime:
@@ -262,8 +262,8 @@ def measure_days(
         "read_runs_s": [round(c.wall, 4) for c in reads],
         "evaluate_runs_s": [round(c.wall, 4) for c in evals],
         "alerts": {
-            "page": sorted(s["name"] for s in report.slos if s["alerts"]["page"]),
-            "ticket": sorted(s["name"] for s in report.slos if s["alerts"]["ticket"]),
+            "page": sorted(s.name for s in report.slos if s.alerts.page),
+            "ticket": sorted(s.name for s in report.slos if s.alerts.ticket),
         },
     }
 

@@ -51,7 +51,7 @@ class SloGauges(Collector):
                 self._cached = (now, report)
             return self._cached[1]
 
-    def collect(self):  # type: ignore[no-untyped-def]
+    def collect(self):
         try:
             report = self.report()
         except Exception as exc:  # a scrape must not fail because the store is busy
@@ -78,8 +78,8 @@ class SloGauges(Collector):
                 alert.add_metric([*ids, tier], 1.0 if firing else 0.0)
         yield from (sli, objective, remaining, burn, alert)
 
-    def describe(self):  # type: ignore[no-untyped-def]
+    def describe(self):
         return []
 
-    def register_on(self, registry) -> None:  # type: ignore[no-untyped-def]
+    def register_on(self, registry) -> None:
         registry.register(self)

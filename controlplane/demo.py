@@ -180,7 +180,7 @@ def run_demo(
     return summary
 
 
-def _start_collector(settings: Settings, *, fresh: bool):  # type: ignore[no-untyped-def]
+def _start_collector(settings: Settings, *, fresh: bool):
     """The collector beside the platform, writing SLI buckets to the demo's own store."""
     store_url = make_url(settings.store_url)
     if fresh and store_url.get_backend_name() == "sqlite" and store_url.database:
@@ -192,7 +192,7 @@ def _start_collector(settings: Settings, *, fresh: bool):  # type: ignore[no-unt
     return store, ThreadedServer(app)
 
 
-def _print_slos(settings: Settings, store, out: Callable[[str], None]) -> None:  # type: ignore[no-untyped-def]
+def _print_slos(settings: Settings, store, out: Callable[[str], None]) -> None:
     from controlplane.slo import evaluate_all, floor_minute
     from controlplane.slo_spec import SloConfigError, load_events, load_slos
 
@@ -218,7 +218,7 @@ def _print_slos(settings: Settings, store, out: Callable[[str], None]) -> None: 
         )
 
 
-def _print_slis(store, out: Callable[[str], None], *, since) -> None:  # type: ignore[no-untyped-def]
+def _print_slis(store, out: Callable[[str], None], *, since) -> None:
     totals: dict[str, list[int]] = {}
     for row in sli_rows(store, since=since - timedelta(minutes=1)):
         entry = totals.setdefault(row["slice"], [0, 0, 0])
@@ -239,7 +239,7 @@ class _NullSink:
         pass
 
 
-def _wait_for_relay(settings: PlatformSettings, engine) -> None:  # type: ignore[no-untyped-def]
+def _wait_for_relay(settings: PlatformSettings, engine) -> None:
     """The server's relay stopped with the server; deliver whatever it had not reached yet."""
     from sample_platform.outbox import JsonlSink
 

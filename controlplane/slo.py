@@ -41,7 +41,7 @@ from controlplane.slo_results import (
 )
 from controlplane.slo_spec import EventSpec, SloConfigError, SloSpec
 from controlplane.storage import reader
-from controlplane.store import SliBucket, SliLatencyBucket
+from controlplane.store import SliBucket, SliLatencyBucket, table
 
 BURN_WINDOWS = {
     "5m": timedelta(minutes=5),
@@ -114,7 +114,7 @@ def load_counts(
         # SQLite hands back naive UTC datetimes, PostgreSQL aware ones; subtracting is cheaper than timestamp().
         return (minute - (naive_base if minute.tzinfo is None else base)) // one_minute
 
-    b, lat = SliBucket.__table__, SliLatencyBucket.__table__
+    b, lat = table(SliBucket), table(SliLatencyBucket)
     with reader(engine).connect() as conn:
         if spec.sli.kind == "ratio":
             rows = conn.execute(

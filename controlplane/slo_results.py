@@ -149,3 +149,20 @@ class SloReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"at": _utc_text(self.at), "slos": [s.to_dict() for s in self.slos]}
+
+
+def render_slo_table(report: SloReport) -> str:
+    """The report as a table for people: one line per SLO, worst alert first in the `alert` column."""
+    lines = [
+        f"SLOs as of {_utc_text(report.at)}",
+        f"{'slo':<28} {'objective':>9} {'sli':>9} {'budget left':>11} {'burn 1h':>8} {'burn 6h':>8} "
+        f"{'alert':<7} policy",
+    ]
+    for s in report.slos:
+        alert = "PAGE" if s.alerts.page else ("ticket" if s.alerts.ticket else "-")
+        sli = "no data" if s.no_data else f"{100 * s.sli:.3f}%"
+        lines.append(
+            f"{s.name:<28} {100 * s.objective:>8.2f}% {sli:>9} {100 * s.budget_remaining:>10.1f}% "
+            f"{s.burn_rates['1h']:>8.2f} {s.burn_rates['6h']:>8.2f} {alert:<7} {s.policy}"
+        )
+    return "\n".join(lines)

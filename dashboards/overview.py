@@ -22,7 +22,7 @@ def render(settings: Settings) -> None:
         engine = make_engine(settings.store_url, **settings.engine_options())
         try:
             migrate_store(engine)
-            report = evaluate_all(engine, specs, events=events, boundaries=slices.boundaries, at=utcnow()).to_dict()
+            report = evaluate_all(engine, specs, events=events, boundaries=slices.boundaries, at=utcnow())
         finally:
             engine.dispose()
     except Exception as exc:  # the page reports, it does not crash
@@ -31,17 +31,17 @@ def render(settings: Settings) -> None:
             "or run `make demo` to fill a store."
         )
         return
-    st.caption(f"SLOs as of {report['at']}")
+    st.caption(f"SLOs as of {report.at:%Y-%m-%d %H:%M} UTC")
     rows = [
         {
-            "SLO": s["name"],
-            "slice": s["slice"],
-            "objective": f"{100 * s['objective']:.2f}%",
-            "SLI": "no data" if s["no_data"] else f"{100 * s['sli']:.3f}%",
-            "budget left": f"{100 * s['budget_remaining']:.1f}%",
-            "alert": "PAGE" if s["alerts"]["page"] else ("ticket" if s["alerts"]["ticket"] else "-"),
-            "policy": s["policy"],
+            "SLO": s.name,
+            "slice": s.slice,
+            "objective": f"{100 * s.objective:.2f}%",
+            "SLI": "no data" if s.no_data else f"{100 * s.sli:.3f}%",
+            "budget left": f"{100 * s.budget_remaining:.1f}%",
+            "alert": "PAGE" if s.alerts.page else ("ticket" if s.alerts.ticket else "-"),
+            "policy": s.policy,
         }
-        for s in report["slos"]
+        for s in report.slos
     ]
     st.dataframe(rows, hide_index=True, use_container_width=True)

@@ -35,6 +35,7 @@ def slo_status(
     """Each SLO: SLI, error budget left, burn rates, alerts. Exit 0 healthy, 1 ticket, 2 page, 3 unknown."""
     from controlplane.clock import parse_since, utcnow
     from controlplane.slo import evaluate_all
+    from controlplane.slo_results import render_slo_table
     from controlplane.slo_spec import SloConfigError
 
     settings = load_settings(store_url=store_url, slos_path=slos)
@@ -53,7 +54,7 @@ def slo_status(
     if fmt == "json":
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
-        typer.echo(render_slo_table(report.to_dict()))
+        typer.echo(render_slo_table(report))
     raise typer.Exit(report.exit_code)
 
 
@@ -127,19 +128,3 @@ def slo_import(
     typer.echo(
         f"{len(changes)} SLO(s) changed in {settings.slos_path}" + "".join(f"\n  {c['subject']}" for c in changes)
     )
-
-
-def render_slo_table(report: dict) -> str:
-    lines = [
-        f"SLOs as of {report['at']}",
-        f"{'slo':<28} {'objective':>9} {'sli':>9} {'budget left':>11} {'burn 1h':>8} {'burn 6h':>8} "
-        f"{'alert':<7} policy",
-    ]
-    for s in report["slos"]:
-        alert = "PAGE" if s["alerts"]["page"] else ("ticket" if s["alerts"]["ticket"] else "-")
-        sli = "no data" if s["no_data"] else f"{100 * s['sli']:.3f}%"
-        lines.append(
-            f"{s['name']:<28} {100 * s['objective']:>8.2f}% {sli:>9} {100 * s['budget_remaining']:>10.1f}% "
-            f"{s['burn_rates']['1h']:>8.2f} {s['burn_rates']['6h']:>8.2f} {alert:<7} {s['policy']}"
-        )
-    return "\n".join(lines)

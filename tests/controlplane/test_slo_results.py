@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from collectors.ingest import Batch, commit_batch
-from collectors.slices import DEFAULT_BOUNDARIES
+from controlplane.slices import DEFAULT_BOUNDARIES
 from controlplane.slo import MinuteCounts, evaluate, evaluate_all
 from controlplane.slo_results import SloReport
 from controlplane.slo_spec import EventSpec, SloSpec
