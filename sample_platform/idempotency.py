@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, select, update
+from sqlalchemy import Connection, Engine, Row, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -30,6 +30,7 @@ from sample_platform.problems import Problem
 
 keys_t = table(IdempotencyKey)
 MAX_KEY_LENGTH = 255
+CLAIM_ROUNDS = 5  # inserts tried when the key's row vanishes between our statements
 
 
 class ClaimOutcome(StrEnum):
@@ -100,41 +101,58 @@ def claim_key(
     }
     dialect_insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
     with engine.begin() as conn:
-        inserted = conn.execute(
-            dialect_insert(keys_t)
-            .values(account_id=account_id, key=key, **fresh)
-            .on_conflict_do_nothing()
-            .returning(keys_t.c.id)
-        ).scalar_one_or_none()
-        if inserted is not None:
-            return Claim(ClaimOutcome.NEW, account_id, key, owner)
-        row = conn.execute(
-            select(keys_t).where(keys_t.c.account_id == account_id, keys_t.c.key == key).with_for_update()
-        ).one()
-        if as_utc(row.expires_at) <= now:
-            _take_over(conn, row.id, fresh)
-            return Claim(ClaimOutcome.NEW, account_id, key, owner)
-        if row.request_hash != fingerprint:
-            raise Problem(
-                422,
-                "idempotency-key-reused",
-                "Idempotency-Key reused with another request",
-                "this Idempotency-Key was already used for a different request body; "
-                "use a new key for a new bet, or resend exactly the original body",
-            )
-        if row.state == "completed":
-            return Claim(ClaimOutcome.REPLAY, account_id, key, row.owner, row.response_status, row.response_body)
-        if as_utc(row.locked_until) > now:
-            retry_after = max(1, int((as_utc(row.locked_until) - now).total_seconds()))
-            raise Problem(
-                409,
-                "idempotency-key-in-flight",
-                "Request with this Idempotency-Key is in flight",
-                "the first request with this Idempotency-Key is still being processed; retry shortly",
-                headers={"Retry-After": str(min(retry_after, 5))},
-            )
-        _take_over(conn, row.id, {**fresh, "expires_at": row.expires_at})
+        # The key's row can change between our statements: its owner may release it (a retryable
+        # failure deletes it) after our insert saw it and before our read. Each round starts over on
+        # what is committed now; a row that keeps vanishing is a busy key, answered as in flight.
+        for _round in range(CLAIM_ROUNDS):
+            inserted = conn.execute(
+                dialect_insert(keys_t)
+                .values(account_id=account_id, key=key, **fresh)
+                .on_conflict_do_nothing()
+                .returning(keys_t.c.id)
+            ).scalar_one_or_none()
+            if inserted is not None:
+                return Claim(ClaimOutcome.NEW, account_id, key, owner)
+            row = conn.execute(
+                select(keys_t).where(keys_t.c.account_id == account_id, keys_t.c.key == key).with_for_update()
+            ).one_or_none()
+            if row is not None:
+                return _claim_existing(conn, row, fresh, fingerprint=fingerprint, now=now)
+        raise _in_flight(retry_after=1)
+
+
+def _claim_existing(
+    conn: Connection, row: Row[Any], fresh: dict[str, Any], *, fingerprint: str, now: datetime
+) -> Claim:
+    """The key is taken: take it over if it expired or its request died, else replay, refuse or wait."""
+    account_id, key, owner = row.account_id, row.key, fresh["owner"]
+    if as_utc(row.expires_at) <= now:
+        _take_over(conn, row.id, fresh)
         return Claim(ClaimOutcome.NEW, account_id, key, owner)
+    if row.request_hash != fingerprint:
+        raise Problem(
+            422,
+            "idempotency-key-reused",
+            "Idempotency-Key reused with another request",
+            "this Idempotency-Key was already used for a different request body; "
+            "use a new key for a new bet, or resend exactly the original body",
+        )
+    if row.state == "completed":
+        return Claim(ClaimOutcome.REPLAY, account_id, key, row.owner, row.response_status, row.response_body)
+    if as_utc(row.locked_until) > now:
+        raise _in_flight(retry_after=max(1, int((as_utc(row.locked_until) - now).total_seconds())))
+    _take_over(conn, row.id, {**fresh, "expires_at": row.expires_at})
+    return Claim(ClaimOutcome.NEW, account_id, key, owner)
+
+
+def _in_flight(*, retry_after: int) -> Problem:
+    return Problem(
+        409,
+        "idempotency-key-in-flight",
+        "Request with this Idempotency-Key is in flight",
+        "the first request with this Idempotency-Key is still being processed; retry shortly",
+        headers={"Retry-After": str(min(retry_after, 5))},
+    )
 
 
 def _take_over(conn: Connection, row_id: int, values: dict[str, Any]) -> None:
