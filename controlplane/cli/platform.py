@@ -122,6 +122,18 @@ def platform_load(
     markets: Annotated[int, typer.Option(help="Markets to create (with --admin-token).")] = 4,
     sse_subscribers: Annotated[int, typer.Option(help="Odds stream subscribers held open.")] = 5,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed sends the same mix.")] = 1,
+    mix: Annotated[
+        str, typer.Option(help="betting (logins, odds, wallet, bets) or health (GET /v1/health only: a ceiling probe).")
+    ] = "betting",
+    request_timeout: Annotated[
+        float, typer.Option(help="Seconds an attempt may take, counted from its scheduled time.")
+    ] = 10.0,
+    max_connections: Annotated[
+        int, typer.Option(help="Connections, and so requests in flight; an arrival beyond is dropped and counted.")
+    ] = 256,
+    settle_timeout: Annotated[
+        float, typer.Option(help="After the load: seconds for re-sending unanswered bets and settling markets.")
+    ] = 60.0,
     fmt: TableOrJson = "table",
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar on stderr.")] = True,
 ) -> None:
@@ -129,7 +141,9 @@ def platform_load(
 
     Requests are sent on schedule, not when earlier ones return, so latency includes any queueing
     (no coordinated omission). With --admin-token it creates its own players and markets, retries
-    bets with the same Idempotency-Key, and settles its markets at full time."""
+    bets with the same Idempotency-Key, re-sends unanswered bets after the load, and settles its
+    markets at full time. A run ends by duration + request timeout + settle timeout, always; the
+    report says when the generator itself, or the server, was the bottleneck."""
     from sample_platform.loadgen import LoadConfig, LoadSetupError, render_table, run_load
 
     try:
@@ -143,6 +157,10 @@ def platform_load(
             markets=markets,
             sse_subscribers=sse_subscribers,
             seed=seed,
+            mix=mix,
+            request_timeout=request_timeout,
+            max_connections=max_connections,
+            settle_timeout=settle_timeout,
         )
         report = run_load(config, show_progress=progress and fmt == "table")
     except (ValueError, LoadSetupError) as exc:

@@ -17,8 +17,10 @@ from collections.abc import Callable
 
 import httpx
 
+from sample_platform.loadgen.client import open_client
 from sample_platform.loadgen.profiles import (
     BETS,
+    HEALTH,
     LOGIN,
     MARKETS,
     MIX,
@@ -36,6 +38,7 @@ from sample_platform.loadgen.run import LoadRun
 
 __all__ = [
     "BETS",
+    "HEALTH",
     "LOGIN",
     "MARKETS",
     "MIX",
@@ -62,11 +65,10 @@ async def run_load_async(
     progress: Callable[[float, dict], None] | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> LoadReport:
-    """Run one load profile against `config.target`; `progress(elapsed_s, snapshot)` is called ~4x/s."""
-    limits = httpx.Limits(max_connections=config.max_connections, max_keepalive_connections=config.max_connections)
-    async with httpx.AsyncClient(
-        base_url=config.target, timeout=config.request_timeout, limits=limits, transport=transport
-    ) as client:
+    """Run one load profile against `config.target`; `progress(elapsed_s, snapshot)` is called ~4x/s.
+
+    The client is aiohttp; pass an httpx `transport` (e.g. `httpx.MockTransport`) to run offline."""
+    async with open_client(config.target, connections=config.max_connections, transport=transport) as client:
         return await LoadRun(config, client, progress).run()
 
 

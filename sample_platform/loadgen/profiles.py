@@ -11,6 +11,8 @@ PROFILES = ("derby-night", "steady", "spike")
 PEAK_FACTOR = 15.0  # peak arrival rate as a multiple of the baseline
 DERBY_RAMP_SECONDS = 10.0
 MIX = (("login", 0.10), ("odds", 0.40), ("wallet", 0.10), ("bet", 0.40))
+MIXES = ("betting", "health")
+SLIP_LIMIT = 0.1  # an arrival launched this much after its time means the generator is falling behind
 ACCEPT_PRICE_CHANGE = (("better", 0.45), ("any", 0.35), ("none", 0.20))
 STAKES_MINOR = (100, 200, 500, 1000, 2000, 5000)
 DEPOSIT_MINOR = 10**9
@@ -26,6 +28,7 @@ WALLET = "GET /v1/wallet"
 ODDS_CHANGE = "POST /v1/admin/markets/{id}/odds"
 RESULT = "POST /v1/admin/markets/{id}/result"
 SSE = "SSE /v1/odds/stream"
+HEALTH = "GET /v1/health"
 
 
 class LoadSetupError(RuntimeError):
@@ -44,14 +47,19 @@ class LoadConfig:
     sse_subscribers: int = 5
     seed: int = 1
     request_timeout: float = 10.0
-    max_outstanding: int = 2000  # arrivals beyond this many in flight are dropped, not queued
-    max_connections: int = 256
+    max_connections: int = 256  # also the most arrivals in flight: one more is dropped, never queued
+    settle_timeout: float = 60.0  # after the load: re-sending unknown bets and settling markets, at most
+    mix: str = "betting"  # "betting" (logins, odds, wallet, bets) or "health" (GET /v1/health only)
 
     def __post_init__(self) -> None:
         _check_curve(self.profile, self.duration, self.rate)
         if not self.target.startswith(("http://", "https://")):
             raise ValueError(f"target must be an http(s) URL such as http://127.0.0.1:8080, not {self.target!r}")
-        for name in ("players", "markets", "max_outstanding", "max_connections"):
+        if self.mix not in MIXES:
+            raise ValueError(f"unknown mix {self.mix!r}; choose one of {', '.join(MIXES)}")
+        if not self.settle_timeout > 0:
+            raise ValueError(f"settle_timeout must be positive seconds, not {self.settle_timeout}")
+        for name in ("players", "markets", "max_connections"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
         if self.sse_subscribers < 0:

@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sample_platform.loadgen.profiles import ODDS_CHANGE, PEAK_FACTOR, RESULT, SSE, LoadConfig
+from sample_platform.loadgen.profiles import ODDS_CHANGE, PEAK_FACTOR, RESULT, SLIP_LIMIT, SSE, LoadConfig
 
 
 class Histogram:
@@ -103,7 +103,8 @@ class LoadReport:
     completed: int = 0  # arrivals whose work finished (any outcome)
     accepted_keys: set[str] = field(default_factory=set)
     accepted_bet_ids: set[int] = field(default_factory=set)
-    uncertain_keys: set[str] = field(default_factory=set)  # a transport error left the outcome open
+    unknown_keys: set[str] = field(default_factory=set)  # bets whose outcome no answer ever settled
+    bets_resent_after_load: int = 0  # bets without an answer at the end, re-sent with their keys
     bet_retries: int = 0
     price_change_requotes: int = 0
     bet_latency: Histogram = field(default_factory=Histogram)  # scheduled -> final outcome, retries included
@@ -111,10 +112,53 @@ class LoadReport:
     sse_lag: Histogram = field(default_factory=Histogram)
     start_lag: Histogram = field(default_factory=Histogram)  # how late the generator launched arrivals
     cpu_seconds: float = 0.0  # this process's CPU during load and drain (100% of elapsed = one core)
+    behind_from_s: float | None = None  # first arrival the generator launched late (> SLIP_LIMIT)
+    late_arrivals: int = 0
+    first_drop_s: float | None = None  # first arrival dropped at the in-flight limit
     settlements: list[dict] = field(default_factory=list)
     unavailable: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     generator_errors: Counter[str] = field(default_factory=Counter)
+
+    def launched_late(self, offset: float) -> None:
+        """The arrival due at `offset` s started late: the generator itself is falling behind."""
+        if self.behind_from_s is None:
+            self.behind_from_s = offset
+        self.late_arrivals += 1
+
+    def dropped(self, offset: float) -> None:
+        """The arrival due at `offset` s found the in-flight limit reached: the server answers slower than
+        requests arrive (Little's law), so it is not sent rather than queued in the generator."""
+        if self.first_drop_s is None:
+            self.first_drop_s = offset
+        self.dropped_by_generator += 1
+
+    @property
+    def cpu_pct(self) -> float | None:
+        return round(100 * self.cpu_seconds / self.elapsed, 1) if self.elapsed else None
+
+    def bottleneck(self) -> str | None:
+        """In plain words, when the generator itself limited the run (its latencies then include its own lag)."""
+        parts = []
+        if self.behind_from_s is not None:
+            parts.append(
+                f"from {self.behind_from_s:.1f} s into the run it launched {self.late_arrivals} arrivals more than "
+                f"{SLIP_LIMIT * 1000:.0f} ms after their time"
+            )
+        if (self.cpu_pct or 0) > 90:
+            parts.append(f"it used {self.cpu_pct}% of a core")
+        if not parts:
+            return None
+        return "the load generator was the bottleneck (latencies include its own delay): " + "; ".join(parts)
+
+    def saturation(self) -> str | None:
+        """In plain words, when the server fell behind the offered load far enough to fill the in-flight limit."""
+        if self.first_drop_s is None:
+            return None
+        return (
+            f"the server fell behind: from {self.first_drop_s:.1f} s into the run {self.dropped_by_generator} "
+            f"arrivals found {self.config.max_connections} requests already in flight and were not sent"
+        )
 
     def route(self, name: str) -> RouteStats:
         return self.routes.setdefault(name, RouteStats())
@@ -125,7 +169,7 @@ class LoadReport:
 
     @property
     def bets_unknown(self) -> int:
-        return len(self.uncertain_keys - self.accepted_keys)
+        return len(self.unknown_keys)
 
     def errors_total(self) -> int:
         return sum(sum(r.errors.values()) for r in self.routes.values())
@@ -146,12 +190,18 @@ class LoadReport:
             "ok_rate": round(ok / self.elapsed, 2) if self.elapsed else 0.0,
             "dropped_by_generator": self.dropped_by_generator,
             "generator_start_lag_ms": self.start_lag.summary_ms((50, 99)),
-            "generator_cpu_pct": round(100 * self.cpu_seconds / self.elapsed, 1) if self.elapsed else None,
+            "generator_cpu_pct": self.cpu_pct,
+            "generator_behind_from_s": None if self.behind_from_s is None else round(self.behind_from_s, 3),
+            "generator_late_arrivals": self.late_arrivals,
+            "generator_bottleneck": self.bottleneck(),
+            "first_drop_s": None if self.first_drop_s is None else round(self.first_drop_s, 3),
+            "server_saturation": self.saturation(),
             "cancelled_at_end": self.cancelled_at_end,
             "routes": {name: stats.to_dict() for name, stats in sorted(self.routes.items())},
             "bets_accepted": self.bets_accepted,
             "accepted_bet_ids": sorted(self.accepted_bet_ids),
             "bets_unknown": self.bets_unknown,
+            "bets_resent_after_load": self.bets_resent_after_load,
             "bet_retries": self.bet_retries,
             "price_change_requotes": self.price_change_requotes,
             "bet_latency_ms": self.bet_latency.summary_ms(),
@@ -181,7 +231,6 @@ def render_table(report: LoadReport) -> str:
     cfg = report.config
     lag = d["generator_start_lag_ms"]
     peak = cfg.rate if cfg.profile == "steady" else PEAK_FACTOR * cfg.rate
-    behind = (lag["p99"] or 0) > 100 or (d["generator_cpu_pct"] or 0) > 90
     lines = [
         f"{cfg.profile} load against {cfg.target}: {cfg.duration:g} s at baseline {cfg.rate:g} req/s "
         f"(peak {peak:g}), seed {cfg.seed}",
@@ -189,8 +238,9 @@ def render_table(report: LoadReport) -> str:
         f"2xx {d['ok_rate']:.1f}/s  over {d['elapsed_s']:.1f} s  dropped-by-generator {d['dropped_by_generator']}  "
         f"cancelled-at-end {d['cancelled_at_end']}",
         f"generator: start lag p50 {_fmt(lag['p50'])} ms p99 {_fmt(lag['p99'])} ms, "
-        f"cpu {_fmt(d['generator_cpu_pct'])}% of a core"
-        + ("  (the generator fell behind: latencies include its own lag)" if behind else ""),
+        f"cpu {_fmt(d['generator_cpu_pct'])}% of a core",
+        *([d["generator_bottleneck"]] if d["generator_bottleneck"] else []),
+        *([d["server_saturation"]] if d["server_saturation"] else []),
         "",
         f"{'route':<34}{'sent':>7}{'ok':>7}{'replay':>7}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}  errors",
     ]
@@ -207,7 +257,8 @@ def render_table(report: LoadReport) -> str:
     by_type = ", ".join(f"{name} {n}" for name, n in sorted(sse["by_type"].items()))
     lines += [
         "",
-        f"bets accepted {d['bets_accepted']} (unique keys)  unknown outcome {d['bets_unknown']}  "
+        f"bets accepted {d['bets_accepted']} (unique keys)  unknown outcome {d['bets_unknown']} "
+        f"(after re-sending {d['bets_resent_after_load']} with their keys)  "
         f"retries {d['bet_retries']}  price-change re-quotes {d['price_change_requotes']}",
         f"bet end-to-end (scheduled -> final answer, retries included) p50 {_fmt(bl['p50'])} ms "
         f"p99 {_fmt(bl['p99'])} ms max {_fmt(bl['max'])} ms",

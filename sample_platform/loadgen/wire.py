@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
+from sample_platform.loadgen.client import Reply
 
 
 @dataclass
@@ -34,7 +34,7 @@ def pick(rng: random.Random, weighted: tuple[tuple[str, float], ...]) -> str:
     return rng.choices([k for k, _ in weighted], weights=[w for _, w in weighted])[0]
 
 
-def problem_slug(response: httpx.Response) -> str | None:
+def problem_slug(response: Reply) -> str | None:
     if not response.headers.get("content-type", "").startswith("application/problem+json"):
         return None
     try:
@@ -44,7 +44,7 @@ def problem_slug(response: httpx.Response) -> str | None:
     return kind.rsplit("/", 1)[-1] if kind.startswith("/problems/") else None
 
 
-def retry_after(response: httpx.Response | None) -> float | None:
+def retry_after(response: Reply | None) -> float | None:
     try:
         return float(response.headers["retry-after"]) if response is not None else None
     except (KeyError, ValueError):
