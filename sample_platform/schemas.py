@@ -1,18 +1,13 @@
-"""Request bodies of the platform's API, validated strictly (no silent type coercion of money)."""
+"""Request and response bodies of the platform's API. Requests are validated strictly (no silent type
+coercion of money); responses describe exactly the JSON the routes send."""
 
 from __future__ import annotations
 
-import json
 from decimal import Decimal
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Literal
 
-from fastapi import Request
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, ValidationError, field_validator
-from starlette.requests import ClientDisconnect
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, field_validator
 
-from sample_platform.problems import Problem
-
-ModelT = TypeVar("ModelT", bound=BaseModel)
 ODDS_PATTERN = r"^[0-9]{1,4}(\.[0-9]{1,3})?$"
 MAX_ODDS = Decimal("1000")
 USERNAME_PATTERN = r"^[A-Za-z0-9_.\-]+$"
@@ -101,28 +96,149 @@ class FaultCreate(StrictModel):
     reason: str | None = Field(default=None, max_length=500)
 
 
-def _validation_problem(exc: ValidationError) -> Problem:
-    errors = [{"field": ".".join(str(p) for p in err["loc"]) or "body", "message": err["msg"]} for err in exc.errors()]
-    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-    return Problem(422, "validation", "Request is not valid", detail, errors=errors)
+# -- responses ------------------------------------------------------------------------------------
+# Fields are declared in the order the JSON has them, and strings the domain formats (timestamps,
+# odds) stay strings here, so a response serialised through these models is the domain's JSON.
+
+Timestamp = Annotated[
+    str, Field(description="UTC timestamp, ISO 8601 with offset.", json_schema_extra={"format": "date-time"})
+]
 
 
-def parse_body(model: type[ModelT], body: Any) -> ModelT:
-    try:
-        return model.model_validate(body)
-    except ValidationError as exc:
-        raise _validation_problem(exc) from exc
+class ResponseModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
 
 
-async def json_body(request: Request) -> Any:
-    try:
-        raw = await request.body()
-    except ClientDisconnect as exc:
-        # Nobody will read the answer; end the request quietly instead of as a server error.
-        raise Problem(400, "client-disconnected", "Client disconnected", "the client went away mid-request") from exc
-    try:
-        return json.loads(raw, parse_float=Decimal)
-    except ValueError as exc:
-        raise Problem(
-            400, "malformed-json", "Malformed JSON", f"the request body is not valid JSON ({exc}); send a JSON object"
-        ) from exc
+class ServiceIndex(ResponseModel):
+    service: str
+    docs: str
+
+
+class Health(ResponseModel):
+    status: Literal["ok"]
+
+
+class AccountCreated(ResponseModel):
+    id: int
+    username: str
+    token: str = Field(description="The account's bearer token; shown once, only its hash is stored.")
+
+
+class PasswordResetDone(ResponseModel):
+    id: int
+    password_reset: Literal[True]
+
+
+class LoginSession(ResponseModel):
+    token: str = Field(description="A bearer token for the player routes.")
+    expires_at: Timestamp
+    token_type: Literal["Bearer"]
+
+
+class DepositReceipt(ResponseModel):
+    account_id: int
+    transaction_id: int
+    balance_minor: int = Field(description="Wallet balance after the deposit, integer minor units.")
+
+
+class WalletView(ResponseModel):
+    account_id: int
+    balance_minor: int = Field(description="What the player can bet with, integer minor units.")
+    held_minor: int = Field(description="Stakes of open bets, integer minor units.")
+    owed_minor: int = Field(description="What the player owes after a resettlement, integer minor units.")
+
+
+class SelectionView(ResponseModel):
+    id: int
+    name: str
+    odds: str = Field(description="Decimal odds as a string, e.g. '2.50'.", pattern=ODDS_PATTERN)
+
+
+class ResultView(ResponseModel):
+    version: int
+    void: bool
+    winner_selection_id: int | None
+
+
+class MarketView(ResponseModel):
+    id: int
+    name: str
+    status: Literal["open", "settling", "settled"]
+    price_version: int = Field(description="Goes up by one with every price change; send it with a bet.")
+    result: ResultView | None
+    selections: list[SelectionView]
+
+
+class MarketList(ResponseModel):
+    markets: list[MarketView]
+
+
+class SettlementView(ResponseModel):
+    market_id: int
+    result_version: int
+    settled: int
+    resettled: int
+    won: int
+    lost: int
+    void: int
+    complete: bool
+
+
+class MarketSettled(ResponseModel):
+    market: MarketView
+    settlement: SettlementView
+
+
+class BetView(ResponseModel):
+    id: int
+    status: Literal["open", "won", "lost", "void"]
+    market_id: int
+    selection_id: int
+    stake_minor: int
+    odds: str = Field(description="The price the bet was accepted at (current at commit).", pattern=ODDS_PATTERN)
+    requested_odds: str = Field(description="The price the client asked for.", pattern=ODDS_PATTERN)
+    price_version: int
+    potential_payout_minor: int
+    placed_at: Timestamp
+    settled_at: str | None = Field(description="UTC timestamp of settlement, or null while the bet is open.")
+
+
+class PostingView(ResponseModel):
+    account: Literal["wallet", "held", "receivable", "house", "external"]
+    amount_minor: int
+
+
+class LedgerEntryView(ResponseModel):
+    transaction_id: int
+    kind: str
+    reverses_transaction_id: int | None
+    created_at: Timestamp
+    postings: list[PostingView]
+
+
+class BetDetail(BetView):
+    ledger: list[LedgerEntryView] = Field(description="The bet's ledger transactions, oldest first.")
+
+
+class FaultView(ResponseModel):
+    id: str
+    kind: Literal["latency", "error_rate", "db_latency", "cache_off", "broker_slow", "lock_wait"]
+    expires_at: Timestamp
+    created_at: Timestamp
+    route: str
+    latency_ms: int
+    jitter_ms: int
+    # int before float: a rate sent as 0 or 1 is echoed as an integer, as the client wrote it.
+    error_rate: int | float
+    error_status: int
+    actor: str
+    reason: str | None
+    ttl_remaining_seconds: float
+
+
+class FaultList(ResponseModel):
+    faults: list[FaultView]
+
+
+class FaultsCleared(ResponseModel):
+    cleared: list[FaultView]

@@ -1,0 +1,179 @@
+"""The sample platform's HTTP API (FastAPI). Errors are application/problem+json (RFC 9457).
+
+Usage:
+
+    app = create_app(PlatformSettings(database_url="sqlite:///./var/platform.db"))
+    uvicorn.run(app, port=8080)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
+from starlette.responses import Response
+
+from sample_platform.api import accounts, admin, bets, faults, markets, ops
+from sample_platform.api.deps import get_platform
+from sample_platform.api.openapi import platform_openapi
+from sample_platform.api.platform import Platform, build_platform
+from sample_platform.api.routing import method_not_allowed
+from sample_platform.db import make_engine
+from sample_platform.idempotency import purge_expired
+from sample_platform.login import purge_expired_sessions
+from sample_platform.middleware import STREAMING_ROUTES, BodySizeLimit, InFlightLimit, RequestMetrics
+from sample_platform.odds_feed import PriceMover
+from sample_platform.outbox import OutboxSink
+from sample_platform.problems import Problem, install_problem_handlers
+from sample_platform.settings import PlatformSettings
+from sample_platform.telemetry import ServerSpans, flush_telemetry
+
+log = logging.getLogger(__name__)
+# Newer FastAPI releases emit spans of their own once a tracer provider is set; `ServerSpans` already
+# makes exactly one server span per request (without url.path), so theirs would count every request twice.
+_NO_NATIVE_TELEMETRY: dict[str, Any] = (
+    {"telemetry": {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}}
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters
+    else {}
+)
+TAGS = [
+    {"name": "player", "description": "Log in, look at the wallet, place and follow bets (player bearer token)."},
+    {"name": "markets", "description": "Markets, their prices and the live odds stream (no token needed)."},
+    {"name": "admin", "description": "Accounts, deposits, markets, prices and results (admin bearer token)."},
+    {"name": "game days", "description": "Inject and clear faults for game days (admin bearer token)."},
+    {"name": "ops", "description": "Liveness and Prometheus metrics."},
+]
+
+
+def create_app(
+    settings: PlatformSettings | None = None,
+    *,
+    engine: Engine | None = None,
+    outbox_sink: OutboxSink | None = None,
+    run_background: bool = True,
+) -> FastAPI:
+    """Build the platform app. Its schema must already be migrated (`sample_platform.db.migrate`).
+
+    The outbox relay delivers to `outbox_sink` (any object with `deliver(events)`), by default the
+    JSON-lines file at `settings.outbox_sink_path`; a caller that wants the events elsewhere (an
+    audit log, a broker) injects its own sink."""
+    settings = settings or PlatformSettings()
+    engine = engine or make_engine(settings.database_url, **settings.engine_options())
+    p = build_platform(settings, engine, outbox_sink)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        p.broker.bind(asyncio.get_running_loop())
+        stop = threading.Event()
+        workers: list[threading.Thread] = []
+        if run_background:
+            workers.append(
+                threading.Thread(
+                    target=p.relay.run, args=(stop, settings.outbox_relay_interval_seconds), name="outbox-relay"
+                )
+            )
+            workers.append(threading.Thread(target=_housekeeping, args=(p, stop), name="housekeeping"))
+            if settings.price_mover_interval_seconds > 0:
+                mover = PriceMover(engine, p.broker, interval=settings.price_mover_interval_seconds)
+                workers.append(threading.Thread(target=mover.run, args=(stop,), name="price-mover"))
+        for worker in workers:
+            worker.daemon = True
+            worker.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            p.faults.close()
+            for worker in workers:
+                worker.join(timeout=10)
+            flush_telemetry()
+
+    app = FastAPI(
+        **_NO_NATIVE_TELEMETRY,
+        title="Sample betting platform",
+        version="0.1.0",
+        lifespan=lifespan,
+        dependencies=[Depends(inject_faults)],
+        openapi_tags=TAGS,
+        description=(
+            "A small but real betting service: accounts, a double-entry ledger, markets, bets and "
+            "settlement. Errors are application/problem+json (RFC 9457). Money is integer minor "
+            "units; odds are decimal strings.\n\n"
+            f"**Idempotency**: `POST /v1/bets` requires an `Idempotency-Key` header. A key is "
+            f"remembered for {settings.idempotency_ttl_seconds} seconds "
+            "(`PLATFORM_IDEMPOTENCY_TTL_SECONDS`) per account.\n\n"
+            "**Game days**: while a fault is injected (`POST /v1/admin/faults`), any route but the fault "
+            "routes and `/metrics` may answer with the fault's status (503 unless set otherwise)."
+        ),
+    )
+    app.state.platform = p
+    install_problem_handlers(app)
+    app.add_exception_handler(DBAPIError, _database_busy)
+    routers = [module.router for module in (ops, accounts, markets, bets, admin, faults)]
+    for router in routers:
+        app.include_router(router)
+    app.add_exception_handler(405, method_not_allowed([*app.router.routes, *(r for x in routers for r in x.routes)]))
+    app.openapi = lambda: platform_openapi(app)  # type: ignore[method-assign]
+
+    app.add_middleware(
+        InFlightLimit, routes={("POST", "/v1/bets")}, limit=settings.bet_max_in_flight, metrics=p.metrics
+    )
+    app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
+    app.add_middleware(RequestMetrics, metrics=p.metrics)
+    app.add_middleware(ServerSpans, streaming=STREAMING_ROUTES)
+    return app
+
+
+async def inject_faults(request: Request) -> None:
+    """Game days: delay or fail this request as the faults in force say."""
+    p = get_platform(request)
+    route = getattr(request.scope.get("route"), "path", request.url.path)
+    delay = p.faults.route_delay(request.method, route)
+    if delay:
+        await asyncio.sleep(delay)
+    status = p.faults.route_error(request.method, route)
+    if status is not None:
+        raise Problem(
+            status,
+            "injected-fault",
+            "Injected fault",
+            "a game-day fault failed this request on purpose; see GET /v1/admin/faults",
+            headers={"Retry-After": "1"} if status in (429, 503) else None,
+        )
+
+
+async def _database_busy(request: Request, exc: Exception) -> Response:
+    # Lock and statement timeouts land here: nothing was committed, a retry is safe.
+    get_platform(request).metrics.db_lock_waits.inc()
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    log.warning("database error on %s %s: %s", request.method, request.url.path, type(orig).__name__)
+    return Problem(
+        503,
+        "database-busy",
+        "Database busy",
+        "the database did not answer in time; nothing was written, retry with the same Idempotency-Key",
+        headers={"Retry-After": "1"},
+        retryable=True,
+    ).response(request.url.path)
+
+
+def _housekeeping(p: Platform, stop: threading.Event, interval: float = 1.0) -> None:
+    rounds = 0
+    while not stop.wait(interval):
+        rounds += 1
+        try:
+            for fault in p.faults.expire():
+                p.metrics.faults_active.labels(kind=fault.kind).dec()
+            if rounds % 60 == 0:
+                purge_expired(p.engine)
+                purge_expired_sessions(p.engine)
+        except Exception:
+            log.exception("housekeeping round failed; will retry")

@@ -1,0 +1,114 @@
+"""What the OpenAPI document says about errors: the `Problem` schema (RFC 9457), the problem responses
+each route declares, and the one pass that files them under application/problem+json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel, ConfigDict, Field
+
+from sample_platform.problems import PROBLEM_JSON
+
+ResponseDocs = dict[int | str, dict[str, Any]]
+
+PROBLEM_DESCRIPTIONS = {
+    400: "The body is not JSON (`malformed-json`), or a required header is missing or malformed.",
+    401: "No bearer token, or one the platform does not know (`unauthenticated`).",
+    403: "A valid token that may not call this route (`forbidden`): admin routes need the admin token.",
+    404: "The resource named in the path or the body does not exist.",
+    409: "The request conflicts with the current state; `type` says how.",
+    413: "The body is larger than `PLATFORM_MAX_BODY_BYTES` (`body-too-large`).",
+    422: "Not valid: `validation` names each bad field in `errors`; other types name the rule refused.",
+    429: "Too many requests; retry after `Retry-After` seconds.",
+    503: "Overloaded, database busy or a game-day fault; nothing was written. Retry after `Retry-After` seconds.",
+}
+RETRY_AFTER = {"description": "Seconds to wait before retrying.", "schema": {"type": "integer", "minimum": 0}}
+PROBLEM_HEADERS: dict[int, dict[str, Any]] = {
+    401: {
+        "WWW-Authenticate": {
+            "description": "`Bearer` when the token is missing or unknown.",
+            "schema": {"type": "string"},
+        }
+    },
+    409: {"Retry-After": RETRY_AFTER},
+    429: {"Retry-After": RETRY_AFTER | {"required": True}},
+    503: {"Retry-After": RETRY_AFTER | {"required": True}},
+}
+
+
+class FieldError(BaseModel):
+    field: str = Field(description='Where the bad value is: a body field ("stake_minor"), "path.market_id", or "body".')
+    message: str
+
+
+class Problem(BaseModel):
+    """An error a client can act on (RFC 9457). Members beyond the standard five depend on `type`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(
+        description='"/problems/<slug>" naming the problem, or "about:blank" when the status code says it all.',
+        examples=["/problems/stake-limit"],
+    )
+    title: str
+    status: int = Field(ge=400, le=599)
+    detail: str = Field(description="What went wrong for this request, and how to fix it.")
+    instance: str | None = Field(default=None, description="The path of the request.")
+    errors: list[FieldError] | None = Field(default=None, description="`validation`: one entry per bad field.")
+    retryable: bool | None = Field(default=None, description="True when the same request may simply be retried.")
+    limit: str | None = Field(default=None, description="Risk and login limits: the limit that refused the request.")
+    limit_value: int | None = Field(default=None, description="Risk limits: the value of that limit.")
+    current_odds: str | None = Field(default=None, description="`price-changed`: the selection's odds now.")
+    current_price_version: int | None = Field(default=None, description="`price-changed`: the market's version now.")
+
+
+def problems(*statuses: int, say: dict[int, str] | None = None) -> ResponseDocs:
+    """The `responses=` entries for these problem statuses; `say` gives a route's own words for some."""
+    docs: ResponseDocs = {}
+    for status in statuses:
+        entry: dict[str, Any] = {
+            "model": Problem,
+            "description": (say or {}).get(status, PROBLEM_DESCRIPTIONS[status]),
+        }
+        if status in PROBLEM_HEADERS:
+            entry["headers"] = PROBLEM_HEADERS[status]
+        docs[status] = entry
+    return docs
+
+
+def platform_openapi(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document, with every error response under application/problem+json."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title,
+        version=app.version,
+        openapi_version=app.openapi_version,
+        description=app.description,
+        routes=app.routes,
+        tags=app.openapi_tags,
+    )
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.get("responses", {})
+            # FastAPI adds its own 422 to any route with parameters. Routes whose parameters can be
+            # refused document theirs as a Problem; the rest (free-text query strings) never send one.
+            if _is_fastapi_validation_error(responses.get("422")):
+                del responses["422"]
+            for status, response in responses.items():
+                content = response.get("content", {})
+                # FastAPI files every `model=` response under the route's media type; errors are not JSON.
+                if status[0] in "45" and "application/json" in content:
+                    content[PROBLEM_JSON] = content.pop("application/json")
+    components = schema.get("components", {}).get("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        components.pop(unused, None)
+    app.openapi_schema = schema
+    return schema
+
+
+def _is_fastapi_validation_error(response: dict[str, Any] | None) -> bool:
+    schema = (response or {}).get("content", {}).get("application/json", {}).get("schema", {})
+    return bool(schema.get("$ref", "").endswith("/HTTPValidationError"))
