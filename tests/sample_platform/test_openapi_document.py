@@ -1,0 +1,179 @@
+"""What /openapi.json promises clients: request bodies, success and problem responses, the
+Idempotency-Key, bearer auth; and that a wrong method is answered with every method of the path."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+import sample_platform.api
+from sample_platform.client import PlatformClient
+from tests.conftest import ADMIN_TOKEN
+
+PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+PUBLIC = {"GET /", "GET /metrics", "GET /v1/health", "GET /v1/markets", "GET /v1/markets/{market_id}"}
+PUBLIC |= {"GET /v1/odds/stream", "POST /v1/login"}
+PLAYER = {"GET /v1/wallet", "POST /v1/bets", "GET /v1/bets/{bet_id}"}
+
+
+@pytest.fixture
+def document(client: PlatformClient) -> dict[str, Any]:
+    response = client.http.get("/openapi.json")
+    assert response.status_code == 200
+    return dict(response.json())
+
+
+def operations(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {f"{method.upper()} {path}": op for path, item in document["paths"].items() for method, op in item.items()}
+
+
+def test_api_package_exports() -> None:
+    assert sorted(sample_platform.api.__all__) == ["Platform", "build_platform", "create_app"]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_every_route_is_documented(document: dict[str, Any]) -> None:
+    assert set(operations(document)) == PUBLIC | PLAYER | {
+        "POST /v1/accounts",
+        "POST /v1/admin/accounts/{account_id}/password",
+        "POST /v1/admin/deposit",
+        "POST /v1/admin/markets",
+        "POST /v1/admin/markets/{market_id}/odds",
+        "POST /v1/admin/markets/{market_id}/result",
+        "POST /v1/admin/faults",
+        "GET /v1/admin/faults",
+        "DELETE /v1/admin/faults",
+    }
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_every_post_documents_its_json_body(document: dict[str, Any]) -> None:
+    for name, op in operations(document).items():
+        if name.startswith("POST "):
+            body = op.get("requestBody", {})
+            assert body.get("required") is True, name
+            assert set(body["content"]) == {"application/json"}, name
+            assert body["content"]["application/json"]["schema"]["$ref"].startswith("#/components/schemas/"), name
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_every_success_response_has_a_schema(document: dict[str, Any]) -> None:
+    for name, op in operations(document).items():
+        successes = {status: response for status, response in op["responses"].items() if status.startswith("2")}
+        assert len(successes) == 1, name
+        (response,) = successes.values()
+        assert response["content"], name
+        for media in response["content"].values():
+            assert media.get("schema"), name
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_errors_are_documented_as_problem_json(document: dict[str, Any]) -> None:
+    assert "HTTPValidationError" not in json.dumps(document)
+    problem = document["components"]["schemas"]["Problem"]
+    assert set(problem["required"]) == {"type", "title", "status", "detail"}
+    assert problem.get("additionalProperties", True) is not False
+    for name, op in operations(document).items():
+        for status, response in op["responses"].items():
+            if status[0] in "45":
+                assert response["content"] == {"application/problem+json": {"schema": PROBLEM_REF}}, (name, status)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_refusable_input_documents_422(document: dict[str, Any]) -> None:
+    for name, op in operations(document).items():
+        if "requestBody" in op or "{" in name:
+            assert "422" in op["responses"], name
+            assert op["responses"]["422"]["content"]["application/problem+json"]["schema"] == PROBLEM_REF, name
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_bets_require_an_idempotency_key_header(document: dict[str, Any]) -> None:
+    parameters = operations(document)["POST /v1/bets"]["parameters"]
+    (key,) = [p for p in parameters if p["name"] == "Idempotency-Key"]
+    assert key["in"] == "header"
+    assert key["required"] is True
+    assert "400" in operations(document)["POST /v1/bets"]["responses"]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_admin_and_player_routes_use_bearer_auth(document: dict[str, Any]) -> None:
+    schemes = document["components"]["securitySchemes"]
+    assert schemes == {
+        "AdminToken": {"type": "http", "scheme": "bearer", "description": schemes["AdminToken"]["description"]},
+        "PlayerToken": {"type": "http", "scheme": "bearer", "description": schemes["PlayerToken"]["description"]},
+    }
+    for name, op in operations(document).items():
+        if name in PUBLIC:
+            assert "security" not in op, name
+            continue
+        expected = "PlayerToken" if name in PLAYER else "AdminToken"
+        assert op["security"] == [{expected: []}], name
+        assert "401" in op["responses"], name
+        assert "Authorization" not in {p["name"] for p in op.get("parameters", [])}, name
+
+
+def test_missing_token_is_401_with_a_bearer_challenge(client: PlatformClient) -> None:
+    for method, path in (("GET", "/v1/wallet"), ("GET", "/v1/admin/faults"), ("POST", "/v1/admin/deposit")):
+        response = client.http.request(method, path, json={})
+        assert response.status_code == 401, (path, response.text)
+        assert response.headers["www-authenticate"] == "Bearer"
+        assert response.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("PUT", "/v1/admin/faults", "DELETE, GET, POST"),
+        ("PATCH", "/v1/admin/faults", "DELETE, GET, POST"),
+        ("DELETE", "/v1/wallet", "GET"),
+        ("PUT", "/v1/markets/1", "GET"),
+        ("GET", "/v1/bets", "POST"),
+    ],
+)
+def test_wrong_method_is_405_allowing_every_method_of_the_path(
+    client: PlatformClient, method: str, path: str, allowed: str
+) -> None:
+    response = client.http.request(method, path, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert response.status_code == 405, response.text
+    assert response.headers["allow"] == allowed
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["status"] == 405
+
+
+def test_missing_idempotency_key_is_400_not_422(client: PlatformClient, funded_player: dict) -> None:
+    response = client.http.post(
+        "/v1/bets", json={"market_id": 1}, headers={"Authorization": f"Bearer {funded_player['token']}"}
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["type"] == "/problems/idempotency-key-missing"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Content-Type": "application/json"},
+        {"Content-Type": "text/plain"},
+        {"Content-Type": "application/x-www-form-urlencoded"},
+        {},
+    ],
+)
+def test_bodies_are_read_as_json_whatever_the_content_type(client: PlatformClient, headers: dict[str, str]) -> None:
+    # `curl -d` sends form-urlencoded; the platform has always read every body as JSON.
+    body = json.dumps({"name": "Any type", "selections": [{"name": "A", "odds": "2.00"}, {"name": "B", "odds": "2"}]})
+    response = client.http.post(
+        "/v1/admin/markets", content=body, headers=headers | {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    )
+    assert response.status_code == 201, response.text
+
+
+def test_malformed_json_is_400_after_authentication(client: PlatformClient) -> None:
+    anonymous = client.http.post("/v1/admin/markets", content=b"{", headers={"Content-Type": "application/json"})
+    assert anonymous.status_code == 401
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"}
+    for content in (b"{", b""):
+        response = client.http.post("/v1/admin/markets", content=content, headers=admin)
+        assert response.status_code == 400, response.text
+        assert response.json()["type"] == "/problems/malformed-json"
