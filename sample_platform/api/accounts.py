@@ -25,7 +25,7 @@ router = APIRouter(route_class=JsonBodyRoute, tags=["player"])
         422,
         429,
         503,
-        say={
+        descriptions={
             401: "The username or password is wrong (`invalid-credentials`).",
             429: "Too many attempts for the account or from the address, or the account is locked "
             "after repeated failures; `limit` says which.",

@@ -35,7 +35,7 @@ UNKNOWN_MARKET = {404: "No market has this id (`unknown-market`)."}
 @router.post(
     "/v1/accounts",
     status_code=201,
-    responses=problems(*ADMIN_PROBLEMS, 409, say={409: "An account has this username (`username-taken`)."}),
+    responses=problems(*ADMIN_PROBLEMS, 409, descriptions={409: "An account has this username (`username-taken`)."}),
 )
 def create_account(body: AccountCreate, platform: PlatformDep) -> AccountCreated:
     """Open a player account (wallet and ledger accounts) and return its bearer token, shown once."""
@@ -47,7 +47,7 @@ def create_account(body: AccountCreate, platform: PlatformDep) -> AccountCreated
 
 @router.post(
     "/v1/admin/accounts/{account_id}/password",
-    responses=problems(*ADMIN_PROBLEMS, 404, say={404: "No account has this id (`unknown-account`)."}),
+    responses=problems(*ADMIN_PROBLEMS, 404, descriptions={404: "No account has this id (`unknown-account`)."}),
 )
 def reset_password(account_id: int, body: PasswordReset, platform: PlatformDep) -> PasswordResetDone:
     """Set a new password, lift any lockout and revoke the account's login sessions."""
@@ -62,7 +62,7 @@ def reset_password(account_id: int, body: PasswordReset, platform: PlatformDep) 
 
 @router.post(
     "/v1/admin/deposit",
-    responses=problems(*ADMIN_PROBLEMS, 404, say={404: "No account has this id (`unknown-account`)."}),
+    responses=problems(*ADMIN_PROBLEMS, 404, descriptions={404: "No account has this id (`unknown-account`)."}),
 )
 def deposit(body: DepositCreate, platform: PlatformDep) -> DepositReceipt:
     """Credit a player's wallet from outside (a ledger transaction and an outbox event)."""
@@ -84,7 +84,7 @@ def create_market(body: MarketCreate, platform: PlatformDep) -> MarketView:
 @router.post(
     "/v1/admin/markets/{market_id}/odds",
     responses=problems(
-        *ADMIN_PROBLEMS, 404, 409, say={**UNKNOWN_MARKET, 409: "The market is resulted; prices are final."}
+        *ADMIN_PROBLEMS, 404, 409, descriptions={**UNKNOWN_MARKET, 409: "The market is resulted; prices are final."}
     ),
 )
 def change_odds(market_id: int, body: OddsChange, platform: PlatformDep) -> MarketView:
@@ -96,7 +96,9 @@ def change_odds(market_id: int, body: OddsChange, platform: PlatformDep) -> Mark
     return MarketView.model_validate(view)
 
 
-@router.post("/v1/admin/markets/{market_id}/result", responses=problems(*ADMIN_PROBLEMS, 404, say=UNKNOWN_MARKET))
+@router.post(
+    "/v1/admin/markets/{market_id}/result", responses=problems(*ADMIN_PROBLEMS, 404, descriptions=UNKNOWN_MARKET)
+)
 def result(market_id: int, body: ResultCreate, platform: PlatformDep) -> MarketSettled:
     """Record the result and settle every bet on the market, exactly once each.
 

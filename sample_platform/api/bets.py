@@ -42,7 +42,7 @@ REPLAYED = {
             413,
             422,
             503,
-            say={
+            descriptions={
                 400: "The body is not JSON, or the Idempotency-Key is missing or malformed.",
                 409: "The price moved (`price-changed`, with `current_odds`), the market is closed, or a "
                 "request with this Idempotency-Key is still in flight (Retry-After).",
@@ -140,7 +140,7 @@ def create_bet(
         404,
         422,
         503,
-        say={
+        descriptions={
             404: "No bet of yours has this id (`unknown-bet`); other players' bets look the same.",
             422: "`bet_id` is not an integer (`validation`).",
         },

@@ -29,7 +29,7 @@ WRITE_BLOCKED = {503: "The database is busy (a `lock_wait` fault holds it); retr
         413,
         422,
         503,
-        say={
+        descriptions={
             422: "Not valid (`validation`), or `ttl_seconds` above `PLATFORM_FAULT_MAX_TTL_SECONDS` "
             "(`fault-ttl-too-long`).",
             **WRITE_BLOCKED,
@@ -60,7 +60,7 @@ def list_faults(platform: PlatformDep) -> FaultList:
     return FaultList.model_validate({"faults": [f.to_dict() for f in platform.faults.active()]})
 
 
-@router.delete("/v1/admin/faults", responses=problems(401, 403, 503, say=WRITE_BLOCKED))
+@router.delete("/v1/admin/faults", responses=problems(401, 403, 503, descriptions=WRITE_BLOCKED))
 def clear_faults(
     platform: PlatformDep,
     kind: Annotated[str | None, Query(description="Clear only the faults of this kind.")] = None,

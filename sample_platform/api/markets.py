@@ -27,7 +27,7 @@ def list_markets(platform: PlatformDep) -> MarketList:
 
 @router.get(
     "/v1/markets/{market_id}",
-    responses=problems(404, 422, 503, say={422: "`market_id` is not an integer (`validation`)."}),
+    responses=problems(404, 422, 503, descriptions={422: "`market_id` is not an integer (`validation`)."}),
 )
 def get_market(market_id: int, platform: PlatformDep) -> MarketView:
     return MarketView.model_validate(markets.get_market(platform.engine, market_id))

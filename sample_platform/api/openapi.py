@@ -8,10 +8,13 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
 from sample_platform.problems import PROBLEM_JSON
 
 ResponseDocs = dict[int | str, dict[str, Any]]
+# Optional members are left out of a problem, never sent as null.
+Absent = SkipJsonSchema[None]
 
 PROBLEM_DESCRIPTIONS = {
     400: "The body is not JSON (`malformed-json`), or a required header is missing or malformed.",
@@ -55,22 +58,22 @@ class Problem(BaseModel):
     title: str
     status: int = Field(ge=400, le=599)
     detail: str = Field(description="What went wrong for this request, and how to fix it.")
-    instance: str | None = Field(default=None, description="The path of the request.")
-    errors: list[FieldError] | None = Field(default=None, description="`validation`: one entry per bad field.")
-    retryable: bool | None = Field(default=None, description="True when the same request may simply be retried.")
-    limit: str | None = Field(default=None, description="Risk and login limits: the limit that refused the request.")
-    limit_value: int | None = Field(default=None, description="Risk limits: the value of that limit.")
-    current_odds: str | None = Field(default=None, description="`price-changed`: the selection's odds now.")
-    current_price_version: int | None = Field(default=None, description="`price-changed`: the market's version now.")
+    instance: str | Absent = Field(default=None, description="The path of the request.")
+    errors: list[FieldError] | Absent = Field(default=None, description="`validation`: one entry per bad field.")
+    retryable: bool | Absent = Field(default=None, description="True when the same request may simply be retried.")
+    limit: str | Absent = Field(default=None, description="Risk and login limits: the limit that refused the request.")
+    limit_value: int | Absent = Field(default=None, description="Risk limits: the value of that limit.")
+    current_odds: str | Absent = Field(default=None, description="`price-changed`: the selection's odds now.")
+    current_price_version: int | Absent = Field(default=None, description="`price-changed`: the market's version now.")
 
 
-def problems(*statuses: int, say: dict[int, str] | None = None) -> ResponseDocs:
-    """The `responses=` entries for these problem statuses; `say` gives a route's own words for some."""
+def problems(*statuses: int, descriptions: dict[int, str] | None = None) -> ResponseDocs:
+    """The `responses=` entries for these problem statuses, with a route's own `descriptions` for some."""
     docs: ResponseDocs = {}
     for status in statuses:
         entry: dict[str, Any] = {
             "model": Problem,
-            "description": (say or {}).get(status, PROBLEM_DESCRIPTIONS[status]),
+            "description": (descriptions or {}).get(status, PROBLEM_DESCRIPTIONS[status]),
         }
         if status in PROBLEM_HEADERS:
             entry["headers"] = PROBLEM_HEADERS[status]

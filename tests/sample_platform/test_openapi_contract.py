@@ -77,7 +77,7 @@ def load_contract(url: str, player_token: str, operations: list[dict[str, Any]])
     schema = schemathesis.openapi.from_url(f"{url}/openapi.json", config=contract_config(player_token, operations))
 
     @schema.hook
-    def filter_case(context: HookContext, case: Case) -> bool:
+    def filter_case(context: HookContext, case: Case[Any]) -> bool:
         return not _holds([case.path_parameters, case.query, case.body], _is_known_server_error_input)
 
     return schema
@@ -138,7 +138,7 @@ def test_fault_injection_keeps_its_openapi_promises(server: PlatformServer, clie
     schema = load_contract(server.url, funded_player_token(client), operations)
 
     @schema.hook
-    def filter_case(context: HookContext, case: Case) -> bool:
+    def filter_case(context: HookContext, case: Case[Any]) -> bool:
         kind = case.body.get("kind") if isinstance(case.body, dict) else None
         return not (isinstance(kind, str) and kind in SELF_DISTURBING_FAULT_KINDS)
 

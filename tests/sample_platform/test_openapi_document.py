@@ -143,7 +143,7 @@ def test_wrong_method_is_405_allowing_every_method_of_the_path(
     assert response.json()["status"] == 405
 
 
-def test_missing_idempotency_key_is_400_not_422(client: PlatformClient, funded_player: dict) -> None:
+def test_missing_idempotency_key_is_400_not_422(client: PlatformClient, funded_player: dict[str, Any]) -> None:
     response = client.http.post(
         "/v1/bets", json={"market_id": 1}, headers={"Authorization": f"Bearer {funded_player['token']}"}
     )
