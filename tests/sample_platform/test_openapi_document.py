@@ -112,6 +112,7 @@ def test_admin_and_player_routes_use_bearer_auth(document: dict[str, Any]) -> No
         expected = "PlayerToken" if name in PLAYER else "AdminToken"
         assert op["security"] == [{expected: []}], name
         assert "401" in op["responses"], name
+        assert ("403" in op["responses"]) == (expected == "AdminToken"), name
         assert "Authorization" not in {p["name"] for p in op.get("parameters", [])}, name
 
 
