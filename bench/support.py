@@ -273,6 +273,7 @@ class PlatformServer:
         env["CONTROLPLANE_OUTBOX_SINK"] = "jsonl"
         env["PLATFORM_DATABASE_URL"] = self.database_url
         env["PLATFORM_OUTBOX_SINK_PATH"] = str(self.workdir / "outbox.jsonl")
+        env["PLATFORM_ODDS_STREAM_PORT"] = "0"  # a free port: the API's port + 1 may be taken
         env.update(self.settings)
         return env
 

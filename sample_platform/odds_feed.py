@@ -52,7 +52,8 @@ class OddsBroker:
         self._seq = 0
         self._seq_lock = threading.Lock()
 
-    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+    def bind(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        """Fan out on `loop` (the odds stream server's); None: nobody is listening."""
         self._loop = loop
 
     @property
@@ -69,12 +70,14 @@ class OddsBroker:
         loop = self._loop
         if loop is None or loop.is_closed():
             return
+        # Encoded once here, not once per subscriber.
+        text = f"id: {seq}\nevent: odds\ndata: {json.dumps(event, separators=(',', ':'))}\n\n"
         try:
-            loop.call_soon_threadsafe(self._fan_out, (event, time.monotonic()))
+            loop.call_soon_threadsafe(self._fan_out, (text, time.monotonic()))
         except RuntimeError:  # the loop closed meanwhile: nobody is listening
             pass
 
-    def _fan_out(self, item: tuple[dict, float]) -> None:
+    def _fan_out(self, item: tuple[str, float]) -> None:
         for subscriber in list(self._subscribers):
             try:
                 subscriber.queue.put_nowait(item)
@@ -109,12 +112,12 @@ class OddsBroker:
                     }
                     yield f"event: overflow\ndata: {json.dumps(detail)}\n\n"
                     return
-                event, published = item
+                text, published = item
                 lag = time.monotonic() - published
                 self.metrics.odds_publish_lag.observe(lag)
                 odds_publish_lag.record(lag)
                 subscriber.sent += 1
-                yield f"id: {event['seq']}\nevent: odds\ndata: {json.dumps(event, separators=(',', ':'))}\n\n"
+                yield text
         finally:
             self._subscribers.discard(subscriber)
             self.metrics.odds_subscribers.set(len(self._subscribers))

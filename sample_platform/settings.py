@@ -95,6 +95,17 @@ class PlatformSettings(BaseSettings):
         ge=1,
         description="Odds updates buffered per SSE subscriber; one that falls this far behind is disconnected.",
     )
+    odds_stream_host: str = Field(
+        "127.0.0.1",
+        description="Address the odds stream's own server binds (GET /v1/odds/stream redirects to it); "
+        "0.0.0.0 to accept remote subscribers.",
+    )
+    odds_stream_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="Port of the odds stream's own server; 0 picks a free one (`platform serve` uses its port + 1).",
+    )
     price_mover_interval_seconds: float = Field(
         2.0, ge=0, description="How often the background price mover changes a price (0 turns it off)."
     )

@@ -69,6 +69,7 @@ class PlatformProcess(ServiceProcess):
             "PLATFORM_OUTBOX_RELAY_INTERVAL_SECONDS": "0.05",
             "PLATFORM_SETTLEMENT_BATCH_SIZE": "5",
             "PLATFORM_PRICE_MOVER_INTERVAL_SECONDS": "0",
+            "PLATFORM_ODDS_STREAM_PORT": "0",
             **env_overrides,
         }
         super().__init__("platform", env, sink.with_name(f"platform-{_free_port()}.log"), "/v1/health")

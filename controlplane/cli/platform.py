@@ -7,6 +7,7 @@ a running one over HTTP (`--target`, `CONTROLPLANE_PLATFORM_URL`).
 from __future__ import annotations
 
 import json
+import os
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -58,15 +59,31 @@ def platform_serve(
     migrate_first: Annotated[
         bool, typer.Option("--migrate/--no-migrate", help="Upgrade the schema before serving.")
     ] = True,
+    stream_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Port of the odds stream's own server (GET /v1/odds/stream redirects there). "
+            "Default: $PLATFORM_ODDS_STREAM_PORT, else --port + 1 (0: a free port).",
+            min=0,
+            max=65535,
+        ),
+    ] = None,
 ) -> None:
-    """Serve the sample platform's HTTP API (docs at /docs)."""
+    """Serve the sample platform's HTTP API (docs at /docs), and its odds stream on a port of its own."""
     import uvicorn
 
     from sample_platform.api import create_app
     from sample_platform.db import migrate
     from sample_platform.telemetry import setup_telemetry
 
-    settings = load_platform_settings(database_url=database_url)
+    stream = {"odds_stream_host": host}
+    if stream_port is not None:
+        stream["odds_stream_port"] = str(stream_port)
+    elif "PLATFORM_ODDS_STREAM_PORT" not in os.environ:
+        stream["odds_stream_port"] = str(port + 1 if port else 0)
+    if "PLATFORM_ODDS_STREAM_HOST" in os.environ:
+        del stream["odds_stream_host"]
+    settings = load_platform_settings(database_url=database_url, **stream)
     engine = _engine(settings)
     if migrate_first:
         migrate(engine)

@@ -71,7 +71,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        p.broker.bind(asyncio.get_running_loop())
+        p.stream.start()  # the odds fan-out gets its own thread, loop and port: never this loop's work
         stop = threading.Event()
         workers: list[threading.Thread] = []
         if run_background:
@@ -91,6 +91,7 @@ def create_app(
             yield
         finally:
             stop.set()
+            p.stream.stop()
             p.faults.close()
             for worker in workers:
                 worker.join(timeout=10)

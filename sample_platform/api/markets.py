@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-from starlette.responses import StreamingResponse
+from fastapi import APIRouter, Request
+from starlette.responses import RedirectResponse
 
 from sample_platform import markets
 from sample_platform.api.deps import PlatformDep
@@ -35,18 +35,24 @@ def get_market(market_id: int, platform: PlatformDep) -> MarketView:
 
 @router.get(
     "/v1/odds/stream",
-    response_class=StreamingResponse,
+    status_code=307,
+    response_class=RedirectResponse,
     responses={
-        200: {"description": ODDS_EVENTS, "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+        307: {
+            "description": "The stream is served by the odds stream's own server: follow `Location` there. "
+            + ODDS_EVENTS,
+            "headers": {"Location": {"description": "The stream's URL.", "schema": {"type": "string"}}},
+        },
         **problems(503),
     },
 )
-async def odds_stream(platform: PlatformDep) -> StreamingResponse:
+async def odds_stream(request: Request, platform: PlatformDep) -> RedirectResponse:
     """Server-Sent Events: one `odds` event per price change, with `published_at` (UTC) and
-    `price_version`. A subscriber more than `PLATFORM_ODDS_SUBSCRIBER_QUEUE` updates behind
-    gets a final `overflow` event and is disconnected; it should reconnect and re-read markets."""
-    return StreamingResponse(
-        platform.broker.stream(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    `price_version`. Served from its own port, so fanning an update out to many subscribers never
+    delays the API: this answers 307 with the stream's URL. A subscriber more than
+    `PLATFORM_ODDS_SUBSCRIBER_QUEUE` updates behind gets a final `overflow` event and is
+    disconnected; it should reconnect and re-read markets."""
+    host = request.url.hostname or platform.settings.odds_stream_host
+    host = f"[{host}]" if ":" in host else host  # an IPv6 literal
+    location = f"{request.url.scheme}://{host}:{platform.stream.port}/v1/odds/stream"
+    return RedirectResponse(location, status_code=307, headers={"Cache-Control": "no-store"})

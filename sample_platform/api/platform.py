@@ -13,6 +13,7 @@ from sample_platform.faults import FaultRegistry
 from sample_platform.login import LoginPolicy, SlidingWindowLimiter
 from sample_platform.metrics import PlatformMetrics
 from sample_platform.odds_feed import OddsBroker
+from sample_platform.odds_stream import OddsStreamServer
 from sample_platform.outbox import JsonlSink, OutboxRelay, OutboxSink
 from sample_platform.risk import FeatureCache, RiskEngine, RiskLimits
 from sample_platform.settings import PlatformSettings
@@ -30,6 +31,7 @@ class Platform:
     broker: OddsBroker
     relay: OutboxRelay
     login_policy: LoginPolicy
+    stream: OddsStreamServer
 
     @property
     def idempotency_ttl(self) -> timedelta:
@@ -72,4 +74,5 @@ def build_platform(settings: PlatformSettings, engine: Engine, outbox_sink: Outb
         if delay:
             time.sleep(delay)
 
-    return Platform(settings, engine, metrics, faults, risk, broker, relay, policy)
+    stream = OddsStreamServer(broker, host=settings.odds_stream_host, port=settings.odds_stream_port)
+    return Platform(settings, engine, metrics, faults, risk, broker, relay, policy, stream)
