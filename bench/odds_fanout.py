@@ -1,5 +1,5 @@
 """Benchmark: publish-to-delivery lag of the odds SSE stream (`GET /v1/odds/stream`) with 1, 100 and
-1,000 subscribers.
+1,000 subscribers, and the admin odds change's own latency at 0 and 1,000 subscribers.
 
     .venv/bin/python -m bench.odds_fanout                                    # 1, 100, 1000 subscribers
     .venv/bin/python -m bench.odds_fanout --quick                            # 1, 100 subscribers, 2 s each
@@ -32,7 +32,10 @@ mean time from publish until the subscriber's generator took the event off its q
 `platform_odds_publish_lag_seconds`); cli cpu% / srv cpu% = CPU of this process and of the server
 process from the first publish until the last delivery (100% = one core); host% = share of all the
 machine's cores busy. A cli cpu% near 100 means this process's parsing of the streams, not the
-server, set the lag. The ratio is p99 at N subscribers / p99 at the first (smallest) count.
+server, set the lag. The ratio is p99 at N subscribers / p99 at the smallest count with subscribers.
+The 0-subscriber step publishes to nobody: its odds-change round trip (POST .../odds, send to answer)
+is the API's latency with no fan-out at all, and each later step's round trip is shown against it.
+Subscribers connect to the address `GET /v1/odds/stream` redirects to (the stream's own server).
 """
 
 from __future__ import annotations
@@ -53,7 +56,15 @@ from typing import Any
 import httpx
 
 from bench.odds_fanout_report import add_ratios, render_text
-from bench.odds_fanout_stream import Publishing, Step, publish, scrape, subscribe, wait_for_no_subscribers
+from bench.odds_fanout_stream import (
+    Publishing,
+    Step,
+    publish,
+    scrape,
+    stream_address,
+    subscribe,
+    wait_for_no_subscribers,
+)
 from bench.postgres import ScratchSchema, postgres_skip_reason, redact
 from bench.support import (
     BenchmarkParser,
@@ -67,11 +78,11 @@ from bench.support import (
     setup_logging,
 )
 
-DEFAULT_SUBSCRIBERS = "1,100,1000"
+DEFAULT_SUBSCRIBERS = "0,1,100,1000"
 GENERATOR_BOUND = 0.9  # this process's CPU (fraction of a core) above which it is the bottleneck
 CONNECT_CONCURRENCY = 64  # connection attempts in flight while opening the subscribers
 FD_HEADROOM = 256
-QUICK = {"subscribers": "1,100", "duration": 2.0}
+QUICK = {"subscribers": "0,1,100", "duration": 2.0}
 
 
 def raise_fd_limit(needed: int) -> str | None:
@@ -86,7 +97,7 @@ def raise_fd_limit(needed: int) -> str | None:
 
 
 async def run_step(server: PlatformServer, market: dict, subscribers: int, args: argparse.Namespace) -> dict[str, Any]:
-    host, port = "127.0.0.1", server.port
+    host, port = await asyncio.to_thread(stream_address, server.url)
     leftover = await wait_for_no_subscribers(server.url, 15.0)
     step = Step(subscribers)
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
@@ -249,8 +260,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.subscribers = [int(n) for n in args.subscribers.split(",") if n.strip()]
     except ValueError:
         parser.error("--subscribers must be a comma-separated list of integers, e.g. 1,100,1000")
-    if not args.subscribers or any(n < 1 for n in args.subscribers):
-        parser.error("--subscribers must be positive integers")
+    if not args.subscribers or any(n < 0 for n in args.subscribers):
+        parser.error("--subscribers must be integers from 0 (0: the admin odds change with nobody listening)")
     if args.rate <= 0 or args.duration <= 0 or args.queue < 1:
         parser.error("--rate, --duration and --queue must be positive")
     return args

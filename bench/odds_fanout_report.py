@@ -8,10 +8,16 @@ from bench.support import fmt
 
 
 def add_ratios(steps: list[dict[str, Any]]) -> None:
-    base = steps[0]["lag_ms"]["p99"] if steps else None
+    listened = [s for s in steps if s["subscribers"] > 0]
+    base = listened[0]["lag_ms"]["p99"] if listened else None
+    idle = next((s["publish_round_trip_ms"] for s in steps if s["subscribers"] == 0), None)
     for s in steps:
         p99 = s["lag_ms"]["p99"]
-        s["p99_ratio_to_baseline"] = round(p99 / base, 2) if base and p99 is not None else None
+        s["p99_ratio_to_baseline"] = round(p99 / base, 2) if base and p99 is not None and s["subscribers"] else None
+        rtt = s["publish_round_trip_ms"]
+        for q in ("p50", "p99"):
+            ratio = rtt[q] / idle[q] if idle and idle[q] and rtt[q] is not None else None
+            s[f"odds_change_{q}_ratio_to_idle"] = None if ratio is None else round(ratio, 2)
 
 
 def render_text(report: dict[str, Any]) -> str:
@@ -61,12 +67,25 @@ def _database_lines(db: dict[str, Any]) -> list[str]:
             f"{fmt(s['server_cpu_pct'], '.0f'):>8} {fmt(s['host_busy_pct'], '.0f'):>6} "
             f"{fmt(s['p99_ratio_to_baseline'], '.2f'):>7}"
         )
-    if steps:
-        base = steps[0]
+    listened = [s for s in steps if s["subscribers"] > 0]
+    if listened:
+        base = listened[0]
         lines.append("")
         lines.append(
             f"baseline: p99 lag {fmt(base['lag_ms']['p99'])} ms at {base['subscribers']} subscriber(s)"
-            + "".join(f"; {s['subscribers']} subscribers {fmt(s['p99_ratio_to_baseline'], '.2f')}x" for s in steps[1:])
+            + "".join(
+                f"; {s['subscribers']} subscribers {fmt(s['p99_ratio_to_baseline'], '.2f')}x" for s in listened[1:]
+            )
+        )
+    if any(s["subscribers"] == 0 for s in steps):
+        lines.append(
+            "admin odds change (POST round trip) against 0 subscribers: "
+            + "; ".join(
+                f"{s['subscribers']} subs p50 {fmt(s['publish_round_trip_ms']['p50'])} ms "
+                f"({fmt(s['odds_change_p50_ratio_to_idle'], '.2f')}x) p99 {fmt(s['publish_round_trip_ms']['p99'])} ms "
+                f"({fmt(s['odds_change_p99_ratio_to_idle'], '.2f')}x)"
+                for s in steps
+            )
         )
     for s in steps:
         notes = []

@@ -215,6 +215,15 @@ async def _publish(url: str, admin_token: str, market: dict, rate: float, durati
 # ---------------------------------------------------------------------------------------- server metrics
 
 
+def stream_address(url: str) -> tuple[str, int]:
+    """Where the API's `GET /v1/odds/stream` redirects to: the odds stream's own server."""
+    response = httpx.get(f"{url}/v1/odds/stream", follow_redirects=False, timeout=10.0)
+    if response.status_code not in (301, 302, 307, 308):
+        return "127.0.0.1", httpx.URL(url).port or 80  # a server that streams on the API's own port
+    location = httpx.URL(response.headers["location"])
+    return location.host, location.port or 80
+
+
 def scrape(url: str) -> dict[str, float]:
     """The odds feed's Prometheus series from /metrics (unlabelled ones only)."""
     wanted = (

@@ -67,7 +67,7 @@ class PlatformMetrics:
         )
         self.odds_publish_lag = Histogram(
             "platform_odds_publish_lag_seconds",
-            "From a price change's commit to its delivery to an SSE subscriber.",
+            "From a price change's commit until every SSE subscriber's connection has it (one per change).",
             buckets=LAG_BUCKETS,
             registry=r,
         )

@@ -1,11 +1,11 @@
 """The odds feed: price changes fanned out to Server-Sent-Events subscribers, and a price mover.
 
-    broker = OddsBroker(metrics, queue_size=256); broker.bind(asyncio.get_running_loop())
+    broker = OddsBroker(metrics, queue_size=256)    # bound to a loop by the odds stream's server
     broker.publish({"market_id": 1, "selection_id": 2, "odds": "2.40", "price_version": 7})
 
-Slow subscribers never delay the others: publishing puts each update on every subscriber's own
-bounded queue without waiting. A subscriber whose queue is full (it has fallen `queue_size` updates
-behind) is disconnected with a final `overflow` event and counted in
+Slow subscribers never delay the others: publishing writes each update to every subscriber's socket
+without waiting. A subscriber with more than `queue_size` updates still unsent (it has fallen that
+far behind) is disconnected with a final `overflow` event and counted in
 `platform_odds_subscribers_dropped_total`; it should reconnect and re-read `GET /v1/markets`.
 """
 
@@ -17,7 +17,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -33,28 +33,40 @@ from sample_platform.telemetry import odds_publish_lag
 
 log = logging.getLogger(__name__)
 KEEPALIVE_SECONDS = 15.0
-_OVERFLOW = object()
+ABORT_AFTER_DROP_SECONDS = 10.0  # a dropped subscriber that never reads its overflow notice is cut off
 
 
 @dataclass(eq=False)
-class _Subscriber:
-    queue: asyncio.Queue
-    dropped: bool = False
+class Subscriber:
+    """One SSE connection: the writer of its socket, and how many updates it was sent."""
+
+    writer: asyncio.StreamWriter
     sent: int = field(default=0)
+    dropped: bool = False
+
+    def buffered(self) -> int:
+        return self.writer.transport.get_write_buffer_size()
 
 
 class OddsBroker:
+    """Fans each update out to every subscriber's socket, on the loop it is bound to (the odds stream's).
+
+    Each update is framed once and written to every subscriber without waiting. A subscriber whose
+    socket has more than `queue_size` updates' worth of bytes still unsent has fallen that far behind:
+    it gets a final `overflow` event and is disconnected."""
+
     def __init__(self, metrics: PlatformMetrics, *, queue_size: int = 256) -> None:
         self.metrics = metrics
         self.queue_size = queue_size
-        self._subscribers: set[_Subscriber] = set()
+        self._subscribers: set[Subscriber] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._frame: Callable[[str], bytes] = str.encode
         self._seq = 0
         self._seq_lock = threading.Lock()
 
-    def bind(self, loop: asyncio.AbstractEventLoop | None) -> None:
-        """Fan out on `loop` (the odds stream server's); None: nobody is listening."""
-        self._loop = loop
+    def bind(self, loop: asyncio.AbstractEventLoop | None, frame: Callable[[str], bytes] = str.encode) -> None:
+        """Fan out on `loop`, framing each event's text with `frame`; None: nobody is listening."""
+        self._loop, self._frame = loop, frame
 
     @property
     def subscribers(self) -> int:
@@ -70,57 +82,55 @@ class OddsBroker:
         loop = self._loop
         if loop is None or loop.is_closed():
             return
-        # Encoded once here, not once per subscriber.
-        text = f"id: {seq}\nevent: odds\ndata: {json.dumps(event, separators=(',', ':'))}\n\n"
+        # Framed once here, not once per subscriber.
+        chunk = self._frame(f"id: {seq}\nevent: odds\ndata: {json.dumps(event, separators=(',', ':'))}\n\n")
         try:
-            loop.call_soon_threadsafe(self._fan_out, (text, time.monotonic()))
+            loop.call_soon_threadsafe(self._fan_out, chunk, time.monotonic())
         except RuntimeError:  # the loop closed meanwhile: nobody is listening
             pass
 
-    def _fan_out(self, item: tuple[str, float]) -> None:
-        for subscriber in list(self._subscribers):
-            try:
-                subscriber.queue.put_nowait(item)
-            except asyncio.QueueFull:
-                self._drop(subscriber)
-
-    def _drop(self, subscriber: _Subscriber) -> None:
-        subscriber.dropped = True
-        self._subscribers.discard(subscriber)
-        self.metrics.odds_subscribers.set(len(self._subscribers))
-        self.metrics.odds_subscribers_dropped.inc()
-        while not subscriber.queue.empty():
-            subscriber.queue.get_nowait()
-        subscriber.queue.put_nowait(_OVERFLOW)
-
-    async def stream(self) -> AsyncIterator[str]:
-        """One subscriber's SSE byte stream; ends when the client goes away or falls too far behind."""
-        subscriber = _Subscriber(asyncio.Queue(maxsize=self.queue_size))
+    def attach(self, writer: asyncio.StreamWriter) -> Subscriber:
+        """A new subscriber on this socket (call on the bound loop, after the response head)."""
+        subscriber = Subscriber(writer)
+        writer.write(self._frame("retry: 2000\n: connected\n\n"))
         self._subscribers.add(subscriber)
         self.metrics.odds_subscribers.set(len(self._subscribers))
-        try:
-            yield "retry: 2000\n: connected\n\n"
-            while True:
-                try:
-                    item = await asyncio.wait_for(subscriber.queue.get(), timeout=KEEPALIVE_SECONDS)
-                except TimeoutError:
-                    yield ": keepalive\n\n"
-                    continue
-                if item is _OVERFLOW:
-                    detail = {
-                        "reason": f"more than {self.queue_size} updates behind; reconnect and re-read /v1/markets"
-                    }
-                    yield f"event: overflow\ndata: {json.dumps(detail)}\n\n"
-                    return
-                text, published = item
-                lag = time.monotonic() - published
-                self.metrics.odds_publish_lag.observe(lag)
-                odds_publish_lag.record(lag)
-                subscriber.sent += 1
-                yield text
-        finally:
-            self._subscribers.discard(subscriber)
-            self.metrics.odds_subscribers.set(len(self._subscribers))
+        return subscriber
+
+    def detach(self, subscriber: Subscriber) -> None:
+        self._subscribers.discard(subscriber)
+        self.metrics.odds_subscribers.set(len(self._subscribers))
+
+    def keepalive(self) -> None:
+        chunk = self._frame(": keepalive\n\n")
+        for subscriber in list(self._subscribers):
+            subscriber.writer.write(chunk)
+
+    def _fan_out(self, chunk: bytes, published: float) -> None:
+        limit = self.queue_size * len(chunk)
+        written = 0
+        for subscriber in list(self._subscribers):
+            if subscriber.buffered() + len(chunk) > limit:
+                self._drop(subscriber)
+                continue
+            subscriber.writer.write(chunk)
+            subscriber.sent += 1
+            written += 1
+        if written:
+            # One observation per update: fresh only once every subscriber's socket has it.
+            lag = time.monotonic() - published
+            self.metrics.odds_publish_lag.observe(lag)
+            odds_publish_lag.record(lag)
+
+    def _drop(self, subscriber: Subscriber) -> None:
+        subscriber.dropped = True
+        self.detach(subscriber)
+        self.metrics.odds_subscribers_dropped.inc()
+        detail = {"reason": f"more than {self.queue_size} updates behind; reconnect and re-read /v1/markets"}
+        subscriber.writer.write(self._frame(f"event: overflow\ndata: {json.dumps(detail)}\n\n"))
+        subscriber.writer.close()  # after what is buffered; a client that never reads is cut off below
+        if self._loop is not None:
+            self._loop.call_later(ABORT_AFTER_DROP_SECONDS, subscriber.writer.transport.abort)
 
 
 def change_and_publish(engine: Engine, broker: OddsBroker, *, market_id: int, selection_id: int, odds: Decimal) -> dict:

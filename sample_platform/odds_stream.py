@@ -19,10 +19,8 @@ import asyncio
 import json
 import logging
 import threading
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from sample_platform.odds_feed import OddsBroker
+from sample_platform.odds_feed import KEEPALIVE_SECONDS, OddsBroker
 
 log = logging.getLogger(__name__)
 STREAM_PATH = "/v1/odds/stream"
@@ -62,7 +60,8 @@ class OddsStreamServer:
             loop.close()
             return
         self.port = self._server.sockets[0].getsockname()[1]
-        self.broker.bind(loop)
+        self.broker.bind(loop, frame=_chunk)
+        loop.call_later(KEEPALIVE_SECONDS, self._keepalive)
         self._ready.set()
         try:
             loop.run_forever()
@@ -77,6 +76,11 @@ class OddsStreamServer:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _keepalive(self) -> None:
+        self.broker.keepalive()
+        if self._loop is not None:
+            self._loop.call_later(KEEPALIVE_SECONDS, self._keepalive)
 
     def stop(self) -> None:
         loop = self._loop
@@ -109,16 +113,22 @@ class OddsStreamServer:
                 b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\ncache-control: no-cache\r\n"
                 b"x-accel-buffering: no\r\ntransfer-encoding: chunked\r\n\r\n"
             )
-            async for text in self.broker.stream():
-                data = text.encode()
-                writer.write(b"%x\r\n%s\r\n" % (len(data), data))
-                await writer.drain()  # a stalled client blocks only itself; its queue overflows and it is dropped
-            writer.write(b"0\r\n\r\n")
-            await writer.drain()
+            subscriber = self.broker.attach(writer)
+            try:
+                # Updates are written by the broker; this only waits for the subscriber to go away.
+                while await reader.read(4096):
+                    pass
+            finally:
+                self.broker.detach(subscriber)
         except (ConnectionError, OSError):
             pass  # the subscriber went away
         finally:
             writer.close()
+
+
+def _chunk(text: str) -> bytes:
+    data = text.encode()
+    return b"%x\r\n%s\r\n" % (len(data), data)
 
 
 async def _problem(writer: asyncio.StreamWriter, status: int, slug: str, detail: str, *, allow: str = "") -> None:

@@ -31,7 +31,9 @@ request_duration = meter.create_histogram(
     "http.server.request.duration", unit="s", description="Duration of HTTP server requests."
 )
 odds_publish_lag = meter.create_histogram(
-    "platform.odds.publish_lag", unit="s", description="From a price change's commit to its delivery to a subscriber."
+    "platform.odds.publish_lag",
+    unit="s",
+    description="From a price change's commit until every subscriber's connection has it (one per change).",
 )
 _installed = False
 
