@@ -1,9 +1,11 @@
-"""ASGI middleware of the platform: body size limit, load shedding, request metrics."""
+"""ASGI middleware of the platform: body size limit, admission control (load shedding), request metrics."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sample_platform.metrics import PlatformMetrics
@@ -50,45 +52,72 @@ class _BodyTooLarge(Exception):
         self.problem = problem
 
 
-class InFlightLimit:
-    """Bound the work in progress on some routes; past the bound, shed at once with 503 + Retry-After.
+class AdmissionControl:
+    """Bound the work in progress per class of route; past a bound, shed at once with 503 + Retry-After.
 
     It runs on the event loop before any thread is taken, so excess requests never queue for the
-    worker pool: they are answered immediately and the client retries later.
+    worker pool: they are answered immediately and the client retries later. It finds the route
+    itself first and leaves it in the scope, so a shed request is still labelled with its route
+    template (metrics, server span) and counts against that route's SLO like any other 5xx.
+    Routes in no class (health, metrics, the fault switches, the odds stream's redirect) are never shed.
     """
 
-    def __init__(self, app: ASGIApp, *, routes: set[tuple[str, str]], limit: int, metrics: PlatformMetrics) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        classes: dict[str, int],
+        route_class: Callable[[str, str], str | None],
+        routes: Callable[[], Sequence[BaseRoute]],
+        metrics: PlatformMetrics,
+    ) -> None:
         self.app = app
+        self.limits = classes
+        self.route_class = route_class
         self.routes = routes
-        self.limit = limit
         self.metrics = metrics
-        self.in_flight = 0
+        self.in_flight = dict.fromkeys(classes, 0)
+
+    def _match(self, scope: Scope) -> BaseRoute | None:
+        for route in self.routes():
+            match, child = route.matches(scope)
+            if match is Match.FULL:
+                scope.update(child)  # what the router would set: the outer layers see the route too
+                return route
+        return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or (scope["method"], scope["path"]) not in self.routes:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        route = f"{scope['method']} {scope['path']}"
-        if self.in_flight >= self.limit:
-            self.metrics.shed_requests.labels(route=route).inc()
+        route = self._match(scope)
+        template = getattr(route, "path", None)
+        kind = self.route_class(scope["method"], template) if template else None
+        if kind is None:
+            await self.app(scope, receive, send)
+            return
+        label = f"{scope['method']} {template}"
+        limit = self.limits[kind]
+        if self.in_flight[kind] >= limit:
+            self.metrics.shed_requests.labels(route=label).inc()
             problem = Problem(
                 503,
                 "overloaded",
                 "Overloaded",
-                f"{self.limit} requests of this kind are already in progress; retry after the Retry-After delay "
-                "with the same Idempotency-Key",
+                f"{limit} requests of this kind ({kind}) are already in progress; retry after the Retry-After "
+                "delay (bets: with the same Idempotency-Key)",
                 headers={"Retry-After": "1"},
                 retryable=True,
             )
             await problem.response(scope["path"])(scope, receive, send)
             return
-        self.in_flight += 1
-        admitted = self.metrics.admitted_in_flight.labels(route=route)
+        self.in_flight[kind] += 1
+        admitted = self.metrics.admitted_in_flight.labels(route=label)
         admitted.inc()
         try:
             await self.app(scope, receive, send)
         finally:
-            self.in_flight -= 1
+            self.in_flight[kind] -= 1
             admitted.dec()
 
 

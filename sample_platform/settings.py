@@ -83,6 +83,14 @@ class PlatformSettings(BaseSettings):
     bet_max_in_flight: int = Field(
         32, ge=1, description="Bet requests processed at once; more are shed with 503 and Retry-After."
     )
+    write_max_in_flight: int = Field(
+        16,
+        ge=1,
+        description="Other writes (logins, admin calls) processed at once; more are shed with 503 and Retry-After.",
+    )
+    read_max_in_flight: int = Field(
+        64, ge=1, description="Reads that touch the database processed at once; more are shed with 503 and Retry-After."
+    )
     max_exposure_minor: int = Field(
         1_000_000, ge=1, description="Largest total stake of one account's open bets, minor units."
     )

@@ -20,6 +20,7 @@ from fastapi import Depends, FastAPI, Request
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 from starlette.responses import Response
+from starlette.routing import Route
 
 from sample_platform.api import accounts, admin, bets, faults, markets, ops
 from sample_platform.api.deps import get_platform
@@ -29,7 +30,7 @@ from sample_platform.api.routing import method_not_allowed
 from sample_platform.db import make_engine
 from sample_platform.idempotency import purge_expired
 from sample_platform.login import purge_expired_sessions
-from sample_platform.middleware import STREAMING_ROUTES, BodySizeLimit, InFlightLimit, RequestMetrics
+from sample_platform.middleware import STREAMING_ROUTES, AdmissionControl, BodySizeLimit, RequestMetrics
 from sample_platform.odds_feed import PriceMover
 from sample_platform.outbox import OutboxSink
 from sample_platform.problems import Problem, install_problem_handlers
@@ -124,13 +125,36 @@ def create_app(
     app.add_exception_handler(405, method_not_allowed([*app.router.routes, *(r for x in routers for r in x.routes)]))
     app.openapi = lambda: platform_openapi(app)  # type: ignore[method-assign]
 
+    # The routes themselves, not the wrappers of included routers: the bound is found per route template.
+    routes = [r for r in (*app.router.routes, *(r for x in routers for r in x.routes)) if isinstance(r, Route)]
     app.add_middleware(
-        InFlightLimit, routes={("POST", "/v1/bets")}, limit=settings.bet_max_in_flight, metrics=p.metrics
+        AdmissionControl,
+        classes={
+            "bets": settings.bet_max_in_flight,
+            "writes": settings.write_max_in_flight,
+            "reads": settings.read_max_in_flight,
+        },
+        route_class=route_class,
+        routes=lambda: routes,
+        metrics=p.metrics,
     )
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=p.metrics)
     app.add_middleware(ServerSpans, streaming=STREAMING_ROUTES)
     return app
+
+
+NEVER_SHED = frozenset({"/v1/health", "/metrics", "/v1/admin/faults", "/v1/odds/stream", "/", "/openapi.json", "/docs"})
+
+
+def route_class(method: str, template: str) -> str | None:
+    """Which in-flight bound a route's requests count against; None: never shed (no database, or the
+    switches a game day is stopped with)."""
+    if template in NEVER_SHED or template.startswith("/docs"):
+        return None
+    if (method, template) == ("POST", "/v1/bets"):
+        return "bets"
+    return "reads" if method in ("GET", "HEAD") else "writes"
 
 
 async def inject_faults(request: Request) -> None:
