@@ -7,9 +7,11 @@ afterwards. With CONTROLPLANE_TEST_REQUIRE_POSTGRES=1 an unreachable server fail
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import psycopg
@@ -26,6 +28,7 @@ from sample_platform.server import PlatformServer
 from sample_platform.settings import PlatformSettings
 
 ADMIN_TOKEN = "test-admin-token"
+CPU_HOGS = int(os.environ.get("CONTROLPLANE_TEST_CPU_HOGS", "0"))
 SLICES_PATH = Path(__file__).parents[1] / "config" / "slices.yaml"
 POSTGRES_URL = os.environ.get("CONTROLPLANE_TEST_POSTGRES_URL", "")
 REQUIRE_POSTGRES = os.environ.get("CONTROLPLANE_TEST_REQUIRE_POSTGRES") == "1"
@@ -34,6 +37,25 @@ REQUIRE_POSTGRES = os.environ.get("CONTROLPLANE_TEST_REQUIRE_POSTGRES") == "1"
 def _libpq_dsn(url: str) -> str:
     parsed = make_url(url)
     return parsed.set(drivername="postgresql", query={}).render_as_string(hide_password=False)
+
+
+@contextmanager
+def cpu_hogs(count: int) -> Iterator[None]:
+    """`count` processes that keep a core busy each, for as long as the block runs (a loaded machine)."""
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def loaded_machine() -> Iterator[None]:
+    """With CONTROLPLANE_TEST_CPU_HOGS=N (`make test-loaded`), the whole session runs beside N CPU hogs."""
+    with cpu_hogs(CPU_HOGS):
+        yield
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -75,6 +75,7 @@ def test_faults_without_a_token_say_how_to_give_one(server) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timing
 def test_derby_night_run_reconciles_with_the_database(engine, settings, tmp_path) -> None:
     platform = PlatformProcess(
         settings.database_url, tmp_path / "outbox.jsonl", PLATFORM_PRICE_MOVER_INTERVAL_SECONDS="1"

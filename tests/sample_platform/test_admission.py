@@ -71,6 +71,7 @@ def _concurrently(url: str, method: str, path: str, n: int, **kwargs: object) ->
     ("setting", "method", "route"),
     [("read_max_in_flight", "GET", "/v1/markets/{market_id}"), ("write_max_in_flight", "POST", "/v1/admin/deposit")],
 )
+@pytest.mark.timing
 def test_reads_and_writes_are_shed_past_their_bound(start_platform, setting: str, method: str, route: str) -> None:
     server, client = start_platform(**{setting: 2})
     market = client.create_market("Held", [("A", "2.00"), ("B", "2.00")])

@@ -190,6 +190,7 @@ def test_lock_wait_fails_bets_fast_and_clean(client, engine, funded_player, mark
     _ledger_ok(engine)
 
 
+@pytest.mark.timing
 def test_shedding_bounds_in_flight_bets(start_platform, engine) -> None:
     limit = 4
     server, client = start_platform(bet_max_in_flight=limit)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import uuid
 
+import pytest
 from sqlalchemy import func, select
 
 from sample_platform.db import reader
@@ -17,6 +18,7 @@ def _count(engine, table, *where) -> int:  # type: ignore[no-untyped-def]
         return conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one()
 
 
+@pytest.mark.timing
 def test_fifty_concurrent_requests_with_one_key_make_one_bet(client, engine, funded_player, market) -> None:
     body = bet_body(market)
     key = str(uuid.uuid4())

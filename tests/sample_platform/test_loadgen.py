@@ -352,6 +352,7 @@ def test_an_unreachable_target_is_reported_not_raised_during_the_run() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timing
 def test_derby_night_end_to_end_reconciles_with_the_database(server, engine) -> None:  # type: ignore[no-untyped-def]
     config = LoadConfig(server.url, "derby-night", 12.0, 4.0, ADMIN_TOKEN, players=10, markets=3, sse_subscribers=3)
     report = asyncio.run(run_load_async(config))

@@ -8,6 +8,7 @@ import json
 import time
 
 import httpx
+import pytest
 
 from sample_platform.loadgen import HEALTH, LoadConfig, render_table, run_load_async
 from tests.sample_platform.test_loadgen import FakePlatform
@@ -29,6 +30,7 @@ class HangingBets(FakePlatform):
         return super().__call__(request)
 
 
+@pytest.mark.timing
 def test_a_run_ends_on_time_when_the_server_never_answers_bets() -> None:
     fake = HangingBets()
     config = LoadConfig(
@@ -45,6 +47,7 @@ def test_a_run_ends_on_time_when_the_server_never_answers_bets() -> None:
     assert any("settle phase was cut" in note for note in out["notes"])
 
 
+@pytest.mark.timing
 def test_bets_without_an_answer_are_resent_with_their_keys_after_the_load() -> None:
     fake = HangingBets()
     config = LoadConfig(

@@ -9,6 +9,7 @@ import time
 from datetime import UTC, datetime
 
 import httpx
+import pytest
 
 from sample_platform.odds_feed import PriceMover
 
@@ -110,6 +111,7 @@ def test_the_api_redirects_to_the_streams_own_server(server) -> None:
     assert posted.status_code == 405 and posted.headers["allow"] == "GET"
 
 
+@pytest.mark.timing
 def test_slow_subscriber_does_not_delay_the_others(start_platform) -> None:
     server, _client = start_platform(odds_subscriber_queue=256)
     platform = server.app.state.platform
