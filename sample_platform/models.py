@@ -60,7 +60,7 @@ class MarketStatus(StrEnum):
 class Account(SQLModel, table=True):
     __tablename__ = "accounts"
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True))
     username: str = Field(max_length=64, unique=True, index=True)
     token_hash: str = Field(max_length=64, unique=True, index=True)
     created_at: datetime = Field(sa_column=_utc_column())
@@ -76,7 +76,7 @@ class LoginSession(SQLModel, table=True):
     __tablename__ = "login_sessions"
 
     id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True))
-    account_id: int = Field(foreign_key="accounts.id", index=True)
+    account_id: int = Field(sa_column=Column(BigId, ForeignKey("accounts.id"), nullable=False, index=True))
     token_hash: str = Field(max_length=64, unique=True, index=True)
     created_at: datetime = Field(sa_column=_utc_column())
     expires_at: datetime = Field(sa_column=_utc_column(index=True))
@@ -91,8 +91,10 @@ class LedgerAccount(SQLModel, table=True):
         ),
     )
 
-    id: int | None = Field(default=None, primary_key=True)
-    owner_account_id: int | None = Field(default=None, foreign_key="accounts.id", index=True)
+    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True))
+    owner_account_id: int | None = Field(
+        default=None, sa_column=Column(BigId, ForeignKey("accounts.id"), nullable=True, index=True)
+    )
     kind: str = Field(max_length=16)
     # A cached running balance, always equal to the sum of this account's postings (checked by
     # `ledger.check_invariants`); kept so that the non-negative rule is one guarded UPDATE.
@@ -104,7 +106,7 @@ class LedgerTransaction(SQLModel, table=True):
 
     id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True))
     kind: str = Field(max_length=32)
-    bet_id: int | None = Field(default=None, foreign_key="bets.id", index=True)
+    bet_id: int | None = Field(default=None, sa_column=Column(BigId, ForeignKey("bets.id"), nullable=True, index=True))
     reverses_id: int | None = Field(default=None, sa_column=Column(BigInteger(), ForeignKey("ledger_transactions.id")))
     created_at: datetime = Field(sa_column=_utc_column())
 
@@ -116,20 +118,22 @@ class Posting(SQLModel, table=True):
     transaction_id: int = Field(
         sa_column=Column(BigInteger(), ForeignKey("ledger_transactions.id"), nullable=False, index=True)
     )
-    ledger_account_id: int = Field(foreign_key="ledger_accounts.id", index=True)
+    ledger_account_id: int = Field(
+        sa_column=Column(BigId, ForeignKey("ledger_accounts.id"), nullable=False, index=True)
+    )
     amount_minor: int = Field(sa_column=_money_column())
 
 
 class Market(SQLModel, table=True):
     __tablename__ = "markets"
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True))
     name: str = Field(max_length=200)
     status: str = Field(default=MarketStatus.OPEN, max_length=16)
     price_version: int = Field(default=1)
     # Bumped each time the result changes; a bet settled under an older version is resettled.
     result_version: int = Field(default=0)
-    winner_selection_id: int | None = Field(default=None)
+    winner_selection_id: int | None = Field(default=None, sa_column=Column(BigId, nullable=True))
     void: bool = Field(default=False)
     created_at: datetime = Field(sa_column=_utc_column())
 
@@ -137,8 +141,8 @@ class Market(SQLModel, table=True):
 class Selection(SQLModel, table=True):
     __tablename__ = "selections"
 
-    id: int | None = Field(default=None, primary_key=True)
-    market_id: int = Field(foreign_key="markets.id", index=True)
+    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True))
+    market_id: int = Field(sa_column=Column(BigId, ForeignKey("markets.id"), nullable=False, index=True))
     name: str = Field(max_length=200)
     odds: str = Field(max_length=16)
     # Sum over open bets of (potential payout - stake): what the house loses if this selection wins.
@@ -149,9 +153,9 @@ class PriceChange(SQLModel, table=True):
     __tablename__ = "price_changes"
 
     id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True))
-    market_id: int = Field(foreign_key="markets.id", index=True)
+    market_id: int = Field(sa_column=Column(BigId, ForeignKey("markets.id"), nullable=False, index=True))
     price_version: int
-    selection_id: int = Field(foreign_key="selections.id")
+    selection_id: int = Field(sa_column=Column(BigId, ForeignKey("selections.id"), nullable=False))
     odds: str = Field(max_length=16)
     changed_at: datetime = Field(sa_column=_utc_column())
 
@@ -163,10 +167,10 @@ class Bet(SQLModel, table=True):
         Index("ix_bets_market_status", "market_id", "status"),
     )
 
-    id: int | None = Field(default=None, primary_key=True)
-    account_id: int = Field(foreign_key="accounts.id", index=True)
-    market_id: int = Field(foreign_key="markets.id")
-    selection_id: int = Field(foreign_key="selections.id")
+    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True))
+    account_id: int = Field(sa_column=Column(BigId, ForeignKey("accounts.id"), nullable=False, index=True))
+    market_id: int = Field(sa_column=Column(BigId, ForeignKey("markets.id"), nullable=False))
+    selection_id: int = Field(sa_column=Column(BigId, ForeignKey("selections.id"), nullable=False))
     stake_minor: int = Field(sa_column=_money_column())
     odds: str = Field(max_length=16)  # bound at commit
     requested_odds: str = Field(max_length=16)
@@ -184,7 +188,7 @@ class IdempotencyKey(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("account_id", "key", name="uq_idempotency_keys_account_key"),)
 
     id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True))
-    account_id: int = Field(foreign_key="accounts.id")
+    account_id: int = Field(sa_column=Column(BigId, ForeignKey("accounts.id"), nullable=False))
     key: str = Field(max_length=255)
     request_hash: str = Field(max_length=64)
     state: str = Field(max_length=16)  # in_flight | completed

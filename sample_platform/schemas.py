@@ -6,11 +6,17 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Literal
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, field_validator
 
 ODDS_PATTERN = r"^[0-9]{1,4}(\.[0-9]{1,3})?$"
 MAX_ODDS = Decimal("1000")
 USERNAME_PATTERN = r"^[A-Za-z0-9_.\-]+$"
+MAX_ID = 2**63 - 1  # every id column is a signed 64-bit integer (BIGINT, SQLite INTEGER)
+MAX_VERSION = 2**31 - 1  # price versions are 32-bit
+MAX_MINOR = 2**63 - 1  # money columns are BIGINT minor units
+Id = Annotated[StrictInt, Field(gt=0, le=MAX_ID, description=f"An id: 1 to {MAX_ID}.")]
+PathId = Annotated[int, Path(gt=0, le=MAX_ID, description=f"An id: 1 to {MAX_ID}.")]
 
 
 def _check_odds(value: str) -> str:
@@ -22,6 +28,14 @@ def _check_odds(value: str) -> str:
 
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: object) -> object:
+        # PostgreSQL cannot store NUL in text; no name, password or reason needs one.
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("must not contain the NUL character (\\u0000)")
+        return value
 
 
 class AccountCreate(StrictModel):
@@ -39,7 +53,7 @@ class LoginRequest(StrictModel):
 
 
 class DepositCreate(StrictModel):
-    account_id: StrictInt = Field(gt=0)
+    account_id: Id
     amount_minor: StrictInt = Field(gt=0, le=10**12, description="Integer minor units (pence/cents).")
     reference: str | None = Field(default=None, max_length=200)
 
@@ -56,22 +70,22 @@ class MarketCreate(StrictModel):
 
 
 class OddsChange(StrictModel):
-    selection_id: StrictInt = Field(gt=0)
+    selection_id: Id
     odds: str = Field(pattern=ODDS_PATTERN)
     _odds = field_validator("odds")(_check_odds)
 
 
 class ResultCreate(StrictModel):
-    winner_selection_id: StrictInt | None = Field(default=None, gt=0)
+    winner_selection_id: Id | None = None
     void: StrictBool = False
 
 
 class BetCreate(StrictModel):
-    market_id: StrictInt = Field(gt=0)
-    selection_id: StrictInt = Field(gt=0)
-    stake_minor: StrictInt = Field(gt=0, description="Integer minor units; must be above zero.")
+    market_id: Id
+    selection_id: Id
+    stake_minor: StrictInt = Field(gt=0, le=MAX_MINOR, description="Integer minor units; must be above zero.")
     odds: str = Field(pattern=ODDS_PATTERN, description="The odds the client saw, e.g. '2.50'.")
-    price_version: StrictInt = Field(ge=1)
+    price_version: StrictInt = Field(ge=1, le=MAX_VERSION)
     accept_price_change: Literal["none", "better", "any"] = "none"
     _odds = field_validator("odds")(_check_odds)
 

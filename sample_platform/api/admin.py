@@ -23,6 +23,7 @@ from sample_platform.schemas import (
     OddsChange,
     PasswordReset,
     PasswordResetDone,
+    PathId,
     ResultCreate,
 )
 
@@ -49,7 +50,7 @@ def create_account(body: AccountCreate, platform: PlatformDep) -> AccountCreated
     "/v1/admin/accounts/{account_id}/password",
     responses=problems(*ADMIN_PROBLEMS, 404, descriptions={404: "No account has this id (`unknown-account`)."}),
 )
-def reset_password(account_id: int, body: PasswordReset, platform: PlatformDep) -> PasswordResetDone:
+def reset_password(account_id: PathId, body: PasswordReset, platform: PlatformDep) -> PasswordResetDone:
     """Set a new password, lift any lockout and revoke the account's login sessions."""
     set_password(
         platform.engine,
@@ -87,7 +88,7 @@ def create_market(body: MarketCreate, platform: PlatformDep) -> MarketView:
         *ADMIN_PROBLEMS, 404, 409, descriptions={**UNKNOWN_MARKET, 409: "The market is resulted; prices are final."}
     ),
 )
-def change_odds(market_id: int, body: OddsChange, platform: PlatformDep) -> MarketView:
+def change_odds(market_id: PathId, body: OddsChange, platform: PlatformDep) -> MarketView:
     """Give one selection a new price; the market's price version goes up by one and the odds stream
     publishes the change once it is committed."""
     view = change_and_publish(
@@ -99,7 +100,7 @@ def change_odds(market_id: int, body: OddsChange, platform: PlatformDep) -> Mark
 @router.post(
     "/v1/admin/markets/{market_id}/result", responses=problems(*ADMIN_PROBLEMS, 404, descriptions=UNKNOWN_MARKET)
 )
-def result(market_id: int, body: ResultCreate, platform: PlatformDep) -> MarketSettled:
+def result(market_id: PathId, body: ResultCreate, platform: PlatformDep) -> MarketSettled:
     """Record the result and settle every bet on the market, exactly once each.
 
     Repeating the same result finishes an interrupted settlement and changes nothing else;

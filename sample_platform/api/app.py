@@ -18,7 +18,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -118,7 +118,8 @@ def create_app(
     )
     app.state.platform = p
     install_problem_handlers(app)
-    app.add_exception_handler(DBAPIError, _database_busy)
+    app.add_exception_handler(OperationalError, _database_busy)
+    app.add_exception_handler(DataError, _data_refused)
     routers = [module.router for module in (ops, accounts, markets, bets, admin, faults)]
     for router in routers:
         app.include_router(router)
@@ -176,7 +177,8 @@ async def inject_faults(request: Request) -> None:
 
 
 async def _database_busy(request: Request, exc: Exception) -> Response:
-    # Lock and statement timeouts land here: nothing was committed, a retry is safe.
+    # Transient conditions only (lock and statement timeouts, serialization failures, deadlocks, a lost
+    # connection): nothing was committed and a retry is safe. Data errors are `_data_refused`.
     get_platform(request).metrics.db_lock_waits.inc()
     orig = exc.orig if isinstance(exc, DBAPIError) else exc
     log.warning("database error on %s %s: %s", request.method, request.url.path, type(orig).__name__)
@@ -187,6 +189,20 @@ async def _database_busy(request: Request, exc: Exception) -> Response:
         "the database did not answer in time; nothing was written, retry with the same Idempotency-Key",
         headers={"Retry-After": "1"},
         retryable=True,
+    ).response(request.url.path)
+
+
+async def _data_refused(request: Request, exc: Exception) -> Response:
+    # The edge validation should have caught it; the database refusing a value is the client's to fix,
+    # and retrying it would fail the same way.
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    log.warning("database refused a value on %s %s: %s", request.method, request.url.path, type(orig).__name__)
+    return Problem(
+        400,
+        "invalid-value",
+        "Value not storable",
+        "a value in the request is out of range or cannot be stored (ids up to 2^63-1, no NUL in text); "
+        "fix the request instead of retrying it",
     ).response(request.url.path)
 
 

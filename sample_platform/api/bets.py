@@ -16,7 +16,7 @@ from sample_platform.bets import BetOrder, bet_view, place_bet
 from sample_platform.db import reader
 from sample_platform.idempotency import ClaimOutcome, claim_key, complete_key, fingerprint, release_key
 from sample_platform.problems import PROBLEM_JSON, Problem
-from sample_platform.schemas import BetCreate, BetDetail, BetView
+from sample_platform.schemas import BetCreate, BetDetail, BetView, PathId
 from sample_platform.telemetry import tracer
 
 router = APIRouter(route_class=JsonBodyRoute, tags=["player"])
@@ -146,6 +146,6 @@ def create_bet(
         },
     ),
 )
-def get_bet(bet_id: int, account_id: PlayerId, platform: PlatformDep) -> BetDetail:
+def get_bet(bet_id: PathId, account_id: PlayerId, platform: PlatformDep) -> BetDetail:
     with reader(platform.engine).begin() as conn:
         return BetDetail.model_validate(bet_view(conn, bet_id, account_id=account_id))

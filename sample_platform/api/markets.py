@@ -9,7 +9,7 @@ from sample_platform import markets
 from sample_platform.api.deps import PlatformDep
 from sample_platform.api.openapi import problems
 from sample_platform.api.routing import JsonBodyRoute
-from sample_platform.schemas import MarketList, MarketView
+from sample_platform.schemas import MarketList, MarketView, PathId
 
 router = APIRouter(route_class=JsonBodyRoute, tags=["markets"])
 
@@ -29,7 +29,7 @@ def list_markets(platform: PlatformDep) -> MarketList:
     "/v1/markets/{market_id}",
     responses=problems(404, 422, 503, descriptions={422: "`market_id` is not an integer (`validation`)."}),
 )
-def get_market(market_id: int, platform: PlatformDep) -> MarketView:
+def get_market(market_id: PathId, platform: PlatformDep) -> MarketView:
     return MarketView.model_validate(markets.get_market(platform.engine, market_id))
 
 

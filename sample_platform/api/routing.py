@@ -8,6 +8,7 @@ like any other body error). `method_not_allowed` answers 405 with every method t
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Coroutine, Iterable
 from decimal import Decimal
 from typing import Any
@@ -26,6 +27,35 @@ Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 ExceptionHandler = Callable[[Request, Exception], Coroutine[Any, Any, Response]]
 # Stands in for a body that is not JSON: FastAPI refuses it as missing, and we answer 400 instead.
 _NOT_JSON = None
+
+
+MAX_JSON_DEPTH = 32  # no body of this API nests beyond 3; refused before parsing could recurse
+_STRUCTURE = re.compile(rb'[\[\]{}"\\]')
+
+
+def json_depth(body: bytes) -> int:
+    """How deep arrays and objects nest in `body`, brackets inside strings not counted (no parsing)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    last = -2
+    for match in _STRUCTURE.finditer(body):
+        char, position = match.group(), match.start()
+        if in_string:
+            if escaped and position == last + 1:
+                escaped = False
+            elif char == b"\\":
+                escaped, last = True, position
+            elif char == b'"':
+                in_string = False
+            continue
+        if char == b'"':
+            in_string, escaped = True, False
+        elif char in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in (b"]", b"}"):
+            depth -= 1
+    return deepest
 
 
 class _ParsedJsonRequest(Request):
@@ -67,8 +97,10 @@ class JsonBodyRoute(APIRoute):
                 ) from exc
             malformed: Problem | None = None
             try:
+                if json_depth(body) > MAX_JSON_DEPTH:
+                    raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
                 document = json.loads(body, parse_float=Decimal)
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:
                 document = _NOT_JSON
                 malformed = Problem(
                     400,

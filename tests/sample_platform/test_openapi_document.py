@@ -61,6 +61,11 @@ def test_every_post_documents_its_json_body(document: dict[str, Any]) -> None:
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_every_success_response_has_a_schema(document: dict[str, Any]) -> None:
     for name, op in operations(document).items():
+        redirects = {status: r for status, r in op["responses"].items() if status.startswith("3")}
+        if redirects:  # the odds stream: served from its own port, the API points there
+            assert name == "GET /v1/odds/stream" and set(redirects) == {"307"}, name
+            assert "Location" in redirects["307"]["headers"], name
+            continue
         successes = {status: response for status, response in op["responses"].items() if status.startswith("2")}
         assert len(successes) == 1, name
         (response,) = successes.values()
