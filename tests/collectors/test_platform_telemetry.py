@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 from sample_platform.client import PlatformClient
 from tests.collectors.test_otlp_sdk import totals
@@ -56,3 +57,37 @@ def test_platform_spans_become_slice_counts(receiver, store, tmp_path, database_
     assert counted["settlement"] == (1, 0)
     log = platform.log.read_text()
     assert password not in log and player["token"] not in log
+
+
+def test_shed_bets_are_bad_events_of_the_bet_placement_slice(receiver, store, tmp_path, database_url) -> None:
+    platform = PlatformProcess(
+        f"sqlite:///{tmp_path / 'platform-shedding.db'}",
+        tmp_path / "outbox.jsonl",
+        PLATFORM_OTLP_ENDPOINT=receiver.url,
+        PLATFORM_OTLP_METRIC_INTERVAL_SECONDS="1",
+        PLATFORM_BET_MAX_IN_FLIGHT="1",
+    )
+    try:
+        admin = PlatformClient(platform.url, admin_token=ADMIN_TOKEN)
+        player = admin.create_account(f"t{uuid.uuid4().hex[:8]}")
+        admin.deposit(player["id"], 1_000_000)
+        market = admin.create_market("Shed cup", [("A", "2.00"), ("B", "2.00")])
+        # Every admitted bet is held a while, so a burst finds the one slot taken.
+        admin.http.post(
+            "/v1/admin/faults",
+            json={"kind": "latency", "route": "POST /v1/bets", "latency_ms": 1500, "ttl_seconds": 60},
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        )
+        with ThreadPoolExecutor(max_workers=10) as pool:
+            statuses = list(
+                pool.map(lambda _: admin.place_bet(player["token"], bet_body(market, stake=100)).status_code, range(10))
+            )
+        metrics = admin.http.get("/metrics").text
+        admin.close()
+    finally:
+        platform.stop()  # SIGTERM: the exporters flush on the way out
+    shed = statuses.count(503)
+    assert shed >= 1 and statuses.count(201) == 10 - shed, statuses
+    assert f'platform_http_requests_total{{code="503",method="POST",route="/v1/bets"}} {float(shed)}' in metrics
+    # The shed requests are server spans with their route: bad events of the slice, not invisible.
+    assert totals(store)["bet-placement"] == (10, shed)
