@@ -12,6 +12,7 @@ content types are 415; when the store already has `collector_max_pending_writes`
 the answer is 503 with Retry-After, which exporters retry. Re-sent content is never counted twice.
 """
 
+import hmac
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +21,7 @@ from fastapi import FastAPI, Request
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from pydantic import SecretStr
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 from starlette.concurrency import run_in_threadpool
@@ -32,7 +34,7 @@ from controlplane.slices import SliceConfig, load_slices
 from controlplane.storage import make_engine
 
 log = logging.getLogger(__name__)
-GRPC_INVALID_ARGUMENT, GRPC_UNAVAILABLE, GRPC_RESOURCE_EXHAUSTED = 3, 14, 8
+GRPC_INVALID_ARGUMENT, GRPC_UNAVAILABLE, GRPC_RESOURCE_EXHAUSTED, GRPC_UNAUTHENTICATED = 3, 14, 8, 16
 
 
 class ReceiverMetrics:
@@ -92,7 +94,31 @@ def create_receiver(
         metrics.rejected.labels(signal=kind).inc(batch.rejected)
         return batch.rejected, batch.rejected_reason
 
+    tokens = [t.strip().encode() for t in (settings.collector_tokens or SecretStr("")).get_secret_value().split(",")]
+    tokens = [t for t in tokens if t]
+
+    def authenticated(request: Request) -> bool:
+        if not tokens:
+            return True
+        scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+        given = presented.strip().encode()
+        # Compared with every token, so the time taken does not say which one nearly matched.
+        matches = [hmac.compare_digest(given, token) for token in tokens]
+        return scheme.lower() == "bearer" and any(matches)
+
     async def handle(kind: str, request: Request) -> Response:
+        if not authenticated(request):
+            response = _error(
+                metrics,
+                kind,
+                otlp.JSON,
+                401,
+                "send Authorization: Bearer <token> with one of CONTROLPLANE_COLLECTOR_TOKENS "
+                "(OTEL_EXPORTER_OTLP_HEADERS=Authorization=Bearer%20<token> for an OpenTelemetry exporter)",
+                GRPC_UNAUTHENTICATED,
+            )
+            response.headers["WWW-Authenticate"] = "Bearer"
+            return response
         content_type = request.headers.get("content-type")
         try:
             media = otlp.media_type(content_type)

@@ -9,6 +9,7 @@ checks the ledger.
 from __future__ import annotations
 
 import random
+import secrets
 import threading
 import time
 import uuid
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
 from collectors.service import create_collector_app
@@ -86,10 +88,19 @@ def run_demo(
     summary = DemoSummary(bets_requested=bets)
     started = time.monotonic()
     out(f"platform database: {engine.url.render_as_string(hide_password=True)}")
+    # The collector takes telemetry only with a token, as it should anywhere but a trusted network.
+    token = settings.collector_tokens or SecretStr(secrets.token_urlsafe(24))
+    settings = settings.model_copy(update={"collector_tokens": token})
+    first_token = token.get_secret_value().split(",")[0].strip()
     store, collector = _start_collector(settings, fresh=fresh)
     with ExitStack() as running:
         running.enter_context(collector)
-        platform = platform.model_copy(update={"otlp_endpoint": collector.url})
+        platform = platform.model_copy(
+            update={
+                "otlp_endpoint": collector.url,
+                "otlp_headers": SecretStr(f"Authorization=Bearer%20{first_token}"),
+            }
+        )
         exporting = setup_telemetry(platform)
         out(f"collector (OTLP/HTTP) on {collector.url}, store {store.url.render_as_string(hide_password=True)}")
         server = running.enter_context(PlatformServer(platform, engine))

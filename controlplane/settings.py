@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     collector_max_pending_writes: int = Field(
         8, ge=1, description="OTLP requests written to the store at once; more get 503 with Retry-After."
     )
+    collector_tokens: SecretStr | None = Field(
+        None,
+        description="Comma-separated bearer tokens the OTLP receiver accepts on /v1/traces and /v1/metrics (several "
+        "while rotating); unset: no authentication (only on a trusted network).",
+    )
     scrape_targets: str = Field(
         "", description="Comma-separated /metrics URLs the collector scrapes, e.g. http://127.0.0.1:8080/metrics."
     )

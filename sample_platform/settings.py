@@ -123,6 +123,11 @@ class PlatformSettings(BaseSettings):
         description="Where the platform sends OpenTelemetry traces and metrics (OTLP/HTTP), e.g. "
         "http://127.0.0.1:4318; unset: no telemetry export.",
     )
+    otlp_headers: SecretStr | None = Field(
+        None,
+        description="Headers the OTLP exporter sends, in OTEL_EXPORTER_OTLP_HEADERS form, e.g. "
+        "'Authorization=Bearer%20TOKEN' for a collector that wants a token; unset: OTEL_EXPORTER_OTLP_HEADERS.",
+    )
     otlp_metric_interval_seconds: float = Field(
         10.0, gt=0, description="How often the platform exports its OpenTelemetry metrics."
     )

@@ -51,13 +51,18 @@ def setup_telemetry(settings: PlatformSettings) -> bool:
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.util.re import parse_env_headers
 
     endpoint = settings.otlp_endpoint.rstrip("/")
     resource = Resource.create({"service.name": SERVICE_NAME, "service.version": "0.1.0"})
     traces = TracerProvider(resource=resource)
-    traces.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces")))
+    # Unset: the exporters read the standard OTEL_EXPORTER_OTLP_HEADERS themselves.
+    headers = (
+        parse_env_headers(settings.otlp_headers.get_secret_value(), liberal=True) if settings.otlp_headers else None
+    )
+    traces.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces", headers=headers)))
     reader = PeriodicExportingMetricReader(
-        OTLPMetricExporter(endpoint=f"{endpoint}/v1/metrics"),
+        OTLPMetricExporter(endpoint=f"{endpoint}/v1/metrics", headers=headers),
         export_interval_millis=int(settings.otlp_metric_interval_seconds * 1000),
     )
     views = [

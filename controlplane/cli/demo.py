@@ -7,8 +7,12 @@ from typing import Annotated
 
 import typer
 
-from controlplane.cli.common import EXIT_CRITICAL, EXIT_OK, load_settings
+from controlplane.cli.common import EXIT_CRITICAL, EXIT_OK, fail, load_settings
 from controlplane.cli.platform import DatabaseUrl, load_platform_settings
+from controlplane.slices import SliceConfigError
+from controlplane.slo_spec import SloConfigError
+from controlplane.storage import StorageConfigError
+from sample_platform.db import DatabaseConfigError
 
 
 def demo(
@@ -28,5 +32,8 @@ def demo(
     settings = load_settings(
         store_url=None if "CONTROLPLANE_STORE_URL" in os.environ else "sqlite:///./var/demo-store.db",
     )
-    summary = run_demo(settings, platform, bets=bets, out=typer.echo)
+    try:
+        summary = run_demo(settings, platform, bets=bets, out=typer.echo)
+    except (SliceConfigError, SloConfigError, StorageConfigError, DatabaseConfigError) as exc:
+        raise fail(str(exc)) from None
     raise typer.Exit(EXIT_OK if summary.ledger_ok else EXIT_CRITICAL)
