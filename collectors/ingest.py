@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -36,6 +37,34 @@ STATUS_ERROR = 2  # opentelemetry.proto.trace.v1.Status.STATUS_CODE_ERROR
 TEMPORALITY_DELTA = 1
 EXEMPLARS_PER_KIND = 3
 NANOS_PER_MINUTE = 60 * 10**9
+MAX_UNIX_NANO = 2**63 - 1  # what the store's BIGINT columns hold
+MAX_EVENTS_PER_POINT = 10**12  # a million a second for eleven days: more in one point is not a measurement
+
+
+@dataclass(frozen=True)
+class ItemLimits:
+    """What one span or point may claim: a time after 1970 and not ahead of the collector's clock by more
+    than the allowed skew, and a plausible count. Items beyond are refused one by one (partial success)."""
+
+    now_unix_nano: int
+    max_skew_nanos: int = 300 * 10**9
+
+    @classmethod
+    def now(cls, *, max_skew_seconds: float = 300.0) -> ItemLimits:
+        return cls(time.time_ns(), int(max_skew_seconds * 10**9))
+
+    def time_problem(self, unix_nano: int) -> str | None:
+        if unix_nano <= 0:
+            return "has no time, or one before 1970"
+        if unix_nano > min(MAX_UNIX_NANO, self.now_unix_nano + self.max_skew_nanos):
+            return f"is timed more than {self.max_skew_nanos // 10**9} s ahead of the collector's clock"
+        return None
+
+    @staticmethod
+    def count_problem(*counts: int) -> str | None:
+        if any(count > MAX_EVENTS_PER_POINT for count in counts):
+            return f"claims more than {MAX_EVENTS_PER_POINT} events"
+        return None
 
 
 def content_digest(message: Message) -> str:
@@ -94,7 +123,8 @@ class Batch:
         self.rejected_reason = self.rejected_reason or reason
 
 
-def aggregate_spans(request: ExportTraceServiceRequest, config: SliceConfig) -> Batch:
+def aggregate_spans(request: ExportTraceServiceRequest, config: SliceConfig, limits: ItemLimits | None = None) -> Batch:
+    limits = limits or ItemLimits.now()
     batch = Batch()
     for resource_spans in request.resource_spans:
         service = _attributes(resource_spans.resource.attributes).get("service.name")
@@ -107,6 +137,10 @@ def aggregate_spans(request: ExportTraceServiceRequest, config: SliceConfig) -> 
                 start, end = span.start_time_unix_nano, span.end_time_unix_nano
                 if end == 0 or end < start or len(span.trace_id) != 16 or len(span.span_id) != 8:
                     batch.reject("spans need trace_id (16 bytes), span_id (8 bytes) and end >= start > 0")
+                    continue
+                problem = limits.time_problem(end)
+                if problem is not None:
+                    batch.reject(f"a span {problem}")
                     continue
                 attrs = _attributes(span.attributes)
                 bad = (spec.bad.span_status_error and span.status.code == STATUS_ERROR) or (
@@ -146,8 +180,11 @@ class HistogramPoint:
     bad: bool
 
 
-def metric_points(request: ExportMetricsServiceRequest, config: SliceConfig) -> tuple[list[HistogramPoint], Batch]:
+def metric_points(
+    request: ExportMetricsServiceRequest, config: SliceConfig, limits: ItemLimits | None = None
+) -> tuple[list[HistogramPoint], Batch]:
     """The histogram points that belong to a slice; the Batch carries rejections only."""
+    limits = limits or ItemLimits.now()
     points: list[HistogramPoint] = []
     rejections = Batch()
     for resource_metrics in request.resource_metrics:
@@ -173,6 +210,14 @@ def metric_points(request: ExportMetricsServiceRequest, config: SliceConfig) -> 
                         or (counts and sum(counts) != point.count)
                     ):
                         rejections.reject("histogram points need a time and bucket_counts matching explicit_bounds")
+                        continue
+                    problem = (
+                        limits.time_problem(point.time_unix_nano)
+                        or ("starts after its own time" if point.start_time_unix_nano > point.time_unix_nano else None)
+                        or limits.count_problem(point.count, *counts)
+                    )
+                    if problem is not None:
+                        rejections.reject(f"a histogram point {problem}")
                         continue
                     labels = (*(config.latency_label(b) for b in bounds), "+Inf")
                     identity = json.dumps(

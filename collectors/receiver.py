@@ -28,7 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from collectors import otlp
-from collectors.ingest import aggregate_spans, commit_batch, content_digest, metric_points
+from collectors.ingest import ItemLimits, aggregate_spans, commit_batch, content_digest, metric_points
 from controlplane.settings import Settings
 from controlplane.slices import SliceConfig, load_slices
 from controlplane.storage import make_engine
@@ -81,11 +81,12 @@ def create_receiver(
         message = otlp.decode_request(
             body, content_type=content_type, encoding=encoding, kind=kind, max_bytes=settings.collector_max_body_bytes
         )
+        limits = ItemLimits.now(max_skew_seconds=settings.collector_max_clock_skew_seconds)
         if isinstance(message, ExportTraceServiceRequest):
-            batch, points = aggregate_spans(message, config), None
+            batch, points = aggregate_spans(message, config, limits), None
         else:
             assert isinstance(message, ExportMetricsServiceRequest)
-            points, batch = metric_points(message, config)
+            points, batch = metric_points(message, config, limits)
         counted = commit_batch(engine, digest=content_digest(message), signal=kind, batch=batch, points=points)
         if not counted:
             metrics.duplicates.labels(signal=kind).inc()

@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     collector_max_pending_writes: int = Field(
         8, ge=1, description="OTLP requests written to the store at once; more get 503 with Retry-After."
     )
+    collector_max_clock_skew_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="A span or point timed further ahead of the collector's clock is refused (partial success).",
+    )
     collector_tokens: SecretStr | None = Field(
         None,
         description="Comma-separated bearer tokens the OTLP receiver accepts on /v1/traces and /v1/metrics (several "

@@ -1,0 +1,89 @@
+"""Hostile OTLP values are refused one item at a time (partial success), never by failing the request: uint64
+times and counts past what the store holds, times before 1970 or far ahead of the clock, absurd counts.
+What the same request carries besides is stored, and no value can poison a minute for later exports."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+from tests.collectors.otlp_samples import metric_request, to_otlp_json, trace_request
+from tests.collectors.test_receiver import METRIC_SLICES, snapshot
+
+PB = {"Content-Type": "application/x-protobuf"}
+JS = {"Content-Type": "application/json"}
+UINT64_MAX = 2**64 - 1
+NOW = time.time_ns()
+
+
+def _two_point_request(**hostile: int) -> metrics_service_pb2.ExportMetricsServiceRequest:
+    """A delta request with one sane point and one carrying the hostile values."""
+    request = metric_request(cumulative_total=8)
+    histogram = request.resource_metrics[0].scope_metrics[0].metrics[0].histogram
+    histogram.aggregation_temporality = 1  # delta
+    good = histogram.data_points[0]
+    bad = histogram.data_points.add()
+    bad.CopyFrom(good)
+    bad.attributes[0].value.string_value = "POST"  # same series shape, its own values below
+    for name, value in hostile.items():
+        if name == "bucket_count":
+            bad.bucket_counts[0] = value
+            bad.count = sum(bad.bucket_counts)
+        else:
+            setattr(bad, name, value)
+    return request
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        {"time_unix_nano": UINT64_MAX},
+        {"time_unix_nano": 2**63},
+        {"start_time_unix_nano": UINT64_MAX},
+        {"time_unix_nano": NOW + 3600 * 10**9},  # an hour ahead of the clock
+        {"count": UINT64_MAX},
+        {"bucket_count": 2**63 - 1},
+        {"bucket_count": UINT64_MAX - 100},
+    ],
+    ids=lambda h: "-".join(f"{k}={v}" for k, v in h.items()),
+)
+@pytest.mark.parametrize("encoding", ["protobuf", "json"])
+def test_hostile_points_are_refused_and_the_rest_stored(start_receiver, store, tmp_path, hostile, encoding) -> None:
+    slices = tmp_path / "slices.yaml"
+    slices.write_text(METRIC_SLICES)
+    receiver = start_receiver(slices)
+    request = _two_point_request(**hostile)
+    body, headers = (request.SerializeToString(), PB) if encoding == "protobuf" else (to_otlp_json(request), JS)
+    with httpx.Client(base_url=receiver.url) as http:
+        response = http.post("/v1/metrics", content=body, headers=headers)
+        assert response.status_code == 200, response.text
+        if encoding == "protobuf":
+            answer = metrics_service_pb2.ExportMetricsServiceResponse.FromString(response.content)
+            assert answer.partial_success.rejected_data_points == 1
+            assert answer.partial_success.error_message
+        else:
+            assert response.json()["partialSuccess"]["rejectedDataPoints"] in ("1", 1)
+        # The connection is still good, and the minute takes later exports as before.
+        again = http.post("/v1/metrics", content=metric_request(cumulative_total=8).SerializeToString(), headers=PB)
+        assert again.status_code == 200
+    buckets, _latency = snapshot(store)
+    totals = [row[2] for row in buckets]
+    assert all(isinstance(t, int) for t in totals)
+    assert sum(totals) == 8 + 8  # the sane delta point, then the cumulative series' first point
+
+
+@pytest.mark.parametrize("end", [UINT64_MAX, 2**63, NOW + 3600 * 10**9])
+def test_hostile_span_times_are_refused_one_by_one(receiver, store, end: int) -> None:
+    request = trace_request(spans=6, seed=4, names=("POST /v1/bets",))
+    spans = request.resource_spans[0].scope_spans[0].spans
+    spans[0].start_time_unix_nano = min(end, spans[0].start_time_unix_nano)
+    spans[0].end_time_unix_nano = end
+    response = httpx.post(f"{receiver.url}/v1/traces", content=request.SerializeToString(), headers=PB)
+    assert response.status_code == 200
+    answer = trace_service_pb2.ExportTraceServiceResponse.FromString(response.content)
+    assert answer.partial_success.rejected_spans == 1
+    assert sum(row[2] for row in snapshot(store)[0]) == 5
