@@ -18,8 +18,6 @@ from sample_platform.loadgen.wire import Market, Player, pick, problem_slug, ret
 if TYPE_CHECKING:
     from sample_platform.loadgen.run import LoadRun
 
-RESOLVE_ATTEMPTS = 6  # re-sends of one unknown bet after the load, each bounded by the request timeout
-
 
 @dataclass(frozen=True)
 class PendingBet:
@@ -120,19 +118,28 @@ class Bettor:
         hint = retry_after(response)
         return max(delay, hint + self.jitter_rng.uniform(0, 0.1)) if hint is not None else delay
 
-    async def resolve_pending(self) -> None:
+    async def resolve_pending(self, deadline: float) -> None:
         """Re-send every bet whose outcome is unknown with its own key and body, as a real client would
         after a timeout: the server answers with the first response (it committed) or does it now.
-        Bounded: at most RESOLVE_ATTEMPTS tries each, all in parallel."""
+        All in parallel, each until the server gives an answer or `deadline` (loop time) passes; a
+        server still working through a backlog answers 409 in-flight meanwhile, with Retry-After."""
         todo = [bet for key, bet in self.pending.items() if key not in self.run.report.accepted_keys]
         self.run.report.bets_resent_after_load = len(todo)
-        await asyncio.gather(*(self.resolve(bet) for bet in todo))
+        try:
+            async with asyncio.timeout_at(deadline):
+                await asyncio.gather(*(self.resolve(bet) for bet in todo))
+        except TimeoutError:
+            self.run.report.notes.append(
+                f"{self.unknown} bets still had no answer after re-sending them with their keys until the deadline"
+            )
 
     async def resolve(self, bet: PendingBet) -> None:
         run, response = self.run, None
-        for attempt in range(RESOLVE_ATTEMPTS):
+        attempt = 0
+        while True:
             if attempt:
-                await asyncio.sleep(self.backoff(attempt, response))
+                await asyncio.sleep(self.backoff(min(attempt, 6), response))
+            attempt += 1
             response = await run.request(
                 BETS,
                 "POST",

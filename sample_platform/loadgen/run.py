@@ -334,7 +334,8 @@ class LoadRun:
         try:
             async with asyncio.timeout_at(deadline):
                 self.phase = "resolving"
-                await self.bettor.resolve_pending()
+                # Half the phase at most for unknown bets: the markets must be settled too.
+                await self.bettor.resolve_pending(self.loop.time() + self.config.settle_timeout / 2)
                 self.phase = "settling"
                 await self.settle(deadline)
         except TimeoutError:
