@@ -4,10 +4,14 @@ What the same request carries besides is stored, and no value can poison a minut
 
 from __future__ import annotations
 
+import json
 import time
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
@@ -18,6 +22,11 @@ PB = {"Content-Type": "application/x-protobuf"}
 JS = {"Content-Type": "application/json"}
 UINT64_MAX = 2**64 - 1
 NOW = time.time_ns()
+TRACE_SLICE = """
+  - name: bets-by-spans
+    signal: traces
+    spans: ["POST /v1/bets"]
+"""
 
 
 def _two_point_request(**hostile: int) -> metrics_service_pb2.ExportMetricsServiceRequest:
@@ -87,3 +96,100 @@ def test_hostile_span_times_are_refused_one_by_one(receiver, store, end: int) ->
     answer = trace_service_pb2.ExportTraceServiceResponse.FromString(response.content)
     assert answer.partial_success.rejected_spans == 1
     assert sum(row[2] for row in snapshot(store)[0]) == 5
+
+
+HOSTILE_TIMES = st.sampled_from([UINT64_MAX, 2**63, 2**63 - 1, NOW + 3600 * 10**9, UINT64_MAX - 1])
+
+
+def _any_value(depth: int) -> dict:
+    """An AnyValue nested `depth` levels deep (arrays of key-value lists of ...)."""
+    value: dict = {"intValue": str(UINT64_MAX)}
+    for level in range(depth):
+        value = (
+            {"arrayValue": {"values": [value]}}
+            if level % 2
+            else {"kvlistValue": {"values": [{"key": "k", "value": value}]}}
+        )
+    return value
+
+
+@st.composite
+def hostile_traces(draw: st.DrawFn) -> bytes:
+    spans = []
+    for _ in range(draw(st.integers(min_value=1, max_value=5))):
+        end = draw(HOSTILE_TIMES)
+        spans.append(
+            {
+                "traceId": "ab" * 16,
+                "spanId": "cd" * 8,
+                "name": "POST /v1/bets",
+                "kind": 2,
+                "startTimeUnixNano": str(draw(st.sampled_from([end, 1, NOW]))),
+                "endTimeUnixNano": str(end),
+                "attributes": [
+                    {
+                        "key": "http.response.status_code",
+                        "value": draw(
+                            st.sampled_from(
+                                [
+                                    {"intValue": str(2**63 - 1)},
+                                    {"intValue": "-9223372036854775808"},
+                                    {"doubleValue": 1e308},
+                                    _any_value(draw(st.integers(min_value=1, max_value=120))),
+                                ]
+                            )
+                        ),
+                    },
+                ],
+            }
+        )
+    resource = {"attributes": [{"key": "service.name", "value": {"stringValue": "sample-platform"}}]}
+    return json.dumps({"resourceSpans": [{"resource": resource, "scopeSpans": [{"spans": spans}]}]}).encode()
+
+
+@st.composite
+def hostile_points(draw: st.DrawFn) -> bytes:
+    request = _two_point_request(
+        **draw(
+            st.sampled_from(
+                [
+                    {"time_unix_nano": UINT64_MAX},
+                    {"start_time_unix_nano": UINT64_MAX},
+                    {"count": UINT64_MAX},
+                    {"bucket_count": 2**64 - 16},
+                    {"time_unix_nano": NOW + 3600 * 10**9},
+                ]
+            )
+        )
+    )
+    histogram = request.resource_metrics[0].scope_metrics[0].metrics[0].histogram
+    del histogram.data_points[0]  # only the hostile point
+    return request.SerializeToString() if draw(st.booleans()) else to_otlp_json(request)
+
+
+def test_fuzzed_hostile_items_never_fail_a_request_nor_change_a_count(start_receiver, store, tmp_path) -> None:
+    slices = tmp_path / "slices.yaml"
+    slices.write_text(METRIC_SLICES + TRACE_SLICE)
+    receiver = start_receiver(slices)
+    statuses: dict[int, int] = {}
+    with httpx.Client(base_url=receiver.url, timeout=30) as http:
+
+        @hsettings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @given(
+            case=st.one_of(
+                hostile_traces().map(lambda b: ("/v1/traces", b)), hostile_points().map(lambda b: ("/v1/metrics", b))
+            )
+        )
+        def check(case: tuple[str, bytes]) -> None:
+            path, body = case
+            headers = JS if body.startswith(b"{") else PB
+            response = http.post(path, content=body, headers=headers)
+            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+            assert response.status_code < 500, response.text[:300]
+
+        check()
+        assert snapshot(store) == ([], [])  # every item was hostile: not one count changed
+        sane = metric_request(cumulative_total=12)
+        assert http.post("/v1/metrics", content=sane.SerializeToString(), headers=PB).status_code == 200
+    assert [row[2] for row in snapshot(store)[0]] == [12]
+    assert sum(statuses.values()) >= 300
