@@ -14,6 +14,8 @@ from sample_platform.faults import Fault
 from sample_platform.problems import Problem
 from sample_platform.schemas import FaultCreate, FaultList, FaultsCleared, FaultView
 
+PLAIN_TEXT = r"^[^\x00-\x1f]*$"  # no NUL nor other control characters
+
 router = APIRouter(route_class=JsonBodyRoute, tags=["game days"], dependencies=[AdminOnly])
 # Adding or clearing a fault writes an outbox event, which a lock_wait fault can hold up.
 WRITE_BLOCKED = {503: "The database is busy (a `lock_wait` fault holds it); retry after `Retry-After` seconds."}
@@ -63,9 +65,15 @@ def list_faults(platform: PlatformDep) -> FaultList:
 @router.delete("/v1/admin/faults", responses=problems(401, 403, 503, descriptions=WRITE_BLOCKED))
 def clear_faults(
     platform: PlatformDep,
-    kind: Annotated[str | None, Query(description="Clear only the faults of this kind.")] = None,
-    id: Annotated[str | None, Query(description="Clear only the fault with this id.")] = None,
-    actor: Annotated[str, Query(description="Who cleared the faults (for the audit log).")] = "admin",
+    kind: Annotated[
+        str | None, Query(max_length=32, pattern=PLAIN_TEXT, description="Clear only the faults of this kind.")
+    ] = None,
+    id: Annotated[
+        str | None, Query(max_length=64, pattern=PLAIN_TEXT, description="Clear only the fault with this id.")
+    ] = None,
+    actor: Annotated[
+        str, Query(max_length=100, pattern=PLAIN_TEXT, description="Who cleared the faults (for the audit log).")
+    ] = "admin",
 ) -> FaultsCleared:
     """Clear every fault, or those of one `kind`, or the one with `id`."""
     cleared = platform.faults.clear(kind=kind, fault_id=id, actor=actor)

@@ -108,3 +108,13 @@ def test_nul_characters_are_refused_naming_the_field(client, server) -> None:
     )
     _assert_problem(market, 422, "name", "NUL")
     assert _lock_timeouts(server) == 0
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"actor": "nul\u0000actor"}, {"actor": "x" * 101}, {"kind": "latency\u0000"}, {"id": "y" * 65}],
+)
+def test_fault_clearing_query_values_are_checked(client, server, params: dict) -> None:
+    response = client.http.delete("/v1/admin/faults", params=params, headers=ADMIN)
+    _assert_problem(response, 422, next(iter(params)))
+    assert _lock_timeouts(server) == 0
