@@ -62,7 +62,19 @@ def list_faults(platform: PlatformDep) -> FaultList:
     return FaultList.model_validate({"faults": [f.to_dict() for f in platform.faults.active()]})
 
 
-@router.delete("/v1/admin/faults", responses=problems(401, 403, 503, descriptions=WRITE_BLOCKED))
+@router.delete(
+    "/v1/admin/faults",
+    responses=problems(
+        401,
+        403,
+        422,
+        503,
+        descriptions={
+            **WRITE_BLOCKED,
+            422: "A query value is too long or holds control characters (`validation`).",
+        },
+    ),
+)
 def clear_faults(
     platform: PlatformDep,
     kind: Annotated[
