@@ -366,11 +366,13 @@ def test_derby_night_end_to_end_reconciles_with_the_database(server, engine) -> 
     assert out["bets_accepted"] == len(bet_ids) > 20
     assert set(out["accepted_bet_ids"]) == bet_ids
     assert out["bets_unknown"] == 0 and out["cancelled_at_end"] == 0 and out["dropped_by_generator"] == 0
+    # A busy server may shed (503 overloaded) or time a lock out (503 database-busy), both retryable with
+    # Retry-After; any other 5xx is a server error.
     five_xx = {
         f"{route} {err}": n
         for route, r in out["routes"].items()
         for err, n in r["errors"].items()
-        if err.startswith("5")
+        if err.startswith("5") and err not in ("503 overloaded", "503 database-busy")
     }
     assert five_xx == {}
     assert out["generator_errors"] == {}
