@@ -6,6 +6,7 @@ with its key until the server says what became of it.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import uuid
 from dataclasses import dataclass
@@ -123,23 +124,22 @@ class Bettor:
         after a timeout: the server answers with the first response (it committed) or does it now.
         All in parallel, each until the server gives an answer or `deadline` (loop time) passes; a
         server still working through a backlog answers 409 in-flight meanwhile, with Retry-After."""
-        todo = [bet for key, bet in self.pending.items() if key not in self.run.report.accepted_keys]
+        todo = [self.pending[key] for key in self.unknown_keys()]
         self.run.report.bets_resent_after_load = len(todo)
         try:
             async with asyncio.timeout_at(deadline):
                 await asyncio.gather(*(self.resolve(bet) for bet in todo))
         except TimeoutError:
             self.run.report.notes.append(
-                f"{self.unknown} bets still had no answer after re-sending them with their keys until the deadline"
+                f"{len(self.unknown_keys())} bets still had no answer after re-sending them with their keys "
+                "until the deadline"
             )
 
     async def resolve(self, bet: PendingBet) -> None:
         run, response = self.run, None
-        attempt = 0
-        while True:
+        for attempt in itertools.count():
             if attempt:
                 await asyncio.sleep(self.backoff(min(attempt, 6), response))
-            attempt += 1
             response = await run.request(
                 BETS,
                 "POST",
@@ -154,6 +154,6 @@ class Bettor:
                 self.pending.pop(bet.key, None)
                 return
 
-    @property
-    def unknown(self) -> int:
-        return len(set(self.pending) - self.run.report.accepted_keys)
+    def unknown_keys(self) -> set[str]:
+        """Keys of bets sent whose outcome no answer has settled yet."""
+        return set(self.pending) - self.run.report.accepted_keys

@@ -366,7 +366,7 @@ class LoadRun:
             for task in [*background, *self.outstanding]:
                 task.cancel()
             await asyncio.gather(*background, *self.outstanding, return_exceptions=True)
-        self.report.unknown_keys = set(self.bettor.pending) - self.report.accepted_keys
+        self.report.unknown_keys = self.bettor.unknown_keys()
         self.phase = "done"
         self.report_progress()
         for route, why in self.report.unavailable.items():
