@@ -9,7 +9,7 @@ Exposition text is parsed with prometheus-client's own parser. Only samples whos
 (sample names, so a counter is `platform_shed_requests_total`) are stored, plus a synthetic `up`
 sample per target and round (1 or 0), so history shows outages. A target that cannot be read or
 parsed is recorded as down with the reason in `scrape_targets.last_error`; it never stops the round.
-`latest`, `history` and `target_status` are the read side for checklists and dashboards.
+The read side (`latest`, `history`, `target_status`) is in `controlplane.scraped`.
 """
 
 from __future__ import annotations
@@ -27,15 +27,18 @@ from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import Connection, Engine, delete, func, select
+from sqlalchemy import Connection, Engine, delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 
 from controlplane.clock import as_utc, utcnow
+from controlplane.scraped import history, latest, target_status
 from controlplane.settings import Settings
 from controlplane.storage import make_engine, reader
 from controlplane.store import ScrapedSample, ScrapeTarget, table
+
+__all__ = ["ScrapeError", "Scraper", "history", "latest", "target_status"]
 
 log = logging.getLogger(__name__)
 
@@ -329,67 +332,6 @@ def _prune_series(engine: Engine, target: str, name: str, before: datetime) -> i
         deleted += count
         if count < PRUNE_BATCH_ROWS:
             return deleted
-
-
-# -- the read side ----------------------------------------------------------------------------------
-
-
-def latest(engine: Engine, target: str | None = None, name: str | None = None) -> list[dict[str, Any]]:
-    """The newest sample of each series (target, name, labels), optionally of one target or name:
-    `[{"target", "name", "labels": dict, "value", "time"}]`, ordered by target, name, labels."""
-    samples_t = table(ScrapedSample)
-    newest_first = (samples_t.c.scraped_at.desc(), samples_t.c.id.desc())
-    rank = func.row_number().over(
-        partition_by=(samples_t.c.target, samples_t.c.name, samples_t.c.labels), order_by=newest_first
-    )
-    ranked = select(samples_t, rank.label("rank"))
-    if target is not None:
-        ranked = ranked.where(samples_t.c.target == target)
-    if name is not None:
-        ranked = ranked.where(samples_t.c.name == name)
-    sub = ranked.subquery()
-    query = select(sub).where(sub.c.rank == 1).order_by(sub.c.target, sub.c.name, sub.c.labels)
-    with reader(engine).connect() as conn:
-        return [_sample_dict(row) for row in conn.execute(query).mappings()]
-
-
-def history(engine: Engine, name: str, since: datetime, target: str | None = None) -> list[dict[str, Any]]:
-    """Every sample of `name` scraped at or after `since`, oldest first:
-    `[{"time", "target", "name", "labels": dict, "value"}]`."""
-    samples_t = table(ScrapedSample)
-    query = select(samples_t).where(samples_t.c.name == name, samples_t.c.scraped_at >= as_utc(since))
-    if target is not None:
-        query = query.where(samples_t.c.target == target)
-    query = query.order_by(samples_t.c.scraped_at, samples_t.c.target, samples_t.c.labels, samples_t.c.id)
-    with reader(engine).connect() as conn:
-        return [_sample_dict(row) for row in conn.execute(query).mappings()]
-
-
-def target_status(engine: Engine) -> list[dict[str, Any]]:
-    """Each target's last scrape: `[{"target", "up": bool, "last_scrape", "last_error", "scrape_seconds"}]`."""
-    targets_t = table(ScrapeTarget)
-    with reader(engine).connect() as conn:
-        rows = conn.execute(select(targets_t).order_by(targets_t.c.target)).mappings().all()
-    return [
-        {
-            "target": row["target"],
-            "up": bool(row["up"]),
-            "last_scrape": as_utc(row["last_scrape"]),
-            "last_error": row["last_error"],
-            "scrape_seconds": row["scrape_seconds"],
-        }
-        for row in rows
-    ]
-
-
-def _sample_dict(row: Any) -> dict[str, Any]:
-    return {
-        "time": as_utc(row["scraped_at"]),
-        "target": row["target"],
-        "name": row["name"],
-        "labels": json.loads(row["labels"]),
-        "value": row["value"],
-    }
 
 
 def _clip(message: str) -> str:

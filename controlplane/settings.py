@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     events_path: Path = Field(
         Path("config/events.yaml"), description="Sporting events that SLOs can use as their window."
     )
+    checklist_path: Path = Field(
+        Path("config/checklist.yaml"),
+        description="The pre-event readiness checklist that `controlplane checklist run` evaluates.",
+    )
     collector_max_body_bytes: int = Field(
         20 * 2**20, ge=1024, description="Largest OTLP request body, after decompression (413 above)."
     )
@@ -89,7 +93,8 @@ class Settings(BaseSettings):
     scrape_metrics: str = Field(
         "platform_outbox_depth,platform_outbox_relay_lag_seconds,platform_http_requests_in_flight,"
         "platform_admitted_in_flight,platform_odds_subscribers,platform_faults_active,"
-        "platform_shed_requests_total,platform_db_lock_timeouts_total,platform_rate_limited_total",
+        "platform_shed_requests_total,platform_db_lock_timeouts_total,platform_rate_limited_total,"
+        "platform_risk_cache_lookups_total",
         description="Comma-separated metric names (samples) the scraper keeps.",
     )
 
@@ -98,7 +103,9 @@ class Settings(BaseSettings):
         description="Base URL of the betting platform the control plane watches, probes and drives load against.",
     )
     platform_admin_token: SecretStr | None = Field(
-        None, description="That platform's admin bearer token (for load, faults and probes); unset: no admin calls."
+        None,
+        description="That platform's admin bearer token (for load, faults and checklist probes); unset: no admin "
+        "calls, and probes report unknown.",
     )
 
     def engine_options(self) -> dict[str, int]:

@@ -167,12 +167,31 @@ def audit_prove(
     typer.echo(json.dumps(bundle, indent=2))
 
 
+def _checklist_run_seqs(log: AuditLog, run_id: str) -> list[int]:
+    """The run's entry and the entries of the waivers and attestations its results name."""
+    from audit.query import find_entries
+
+    found = find_entries(log.engine, kind="checklist", subject=f"checklist-run:{run_id}")
+    if not found:
+        raise fail(f"no checklist run {run_id!r} in the audit log; `controlplane checklist history` lists runs")
+    seqs = [entry.seq for entry in found]
+    for check in found[0].payload.get("checks", []):
+        for prefix, key in (("waiver", "waiver_id"), ("attestation", "attestation_id")):
+            if check.get(key):
+                seqs += [e.seq for e in find_entries(log.engine, subject=f"{prefix}:{check[key]}")]
+    return seqs
+
+
 @audit_app.command("export")
 def audit_export(
     out: Annotated[Path, typer.Option("--out", help="Where to write the bundle (JSON).")],
     from_seq: Annotated[int | None, typer.Option("--from-seq", min=0)] = None,
     to_seq: Annotated[int | None, typer.Option("--to-seq", min=0)] = None,
     bet: Annotated[int | None, typer.Option("--bet", help="Every entry about this bet.")] = None,
+    checklist_run: Annotated[
+        str | None,
+        typer.Option("--checklist-run", help="A checklist run, with the waivers and attestations it relied on."),
+    ] = None,
     audit_url: AuditUrl = None,
 ) -> None:
     """A proof bundle that verifies offline: `python -m audit.verify bundle.json --key VKEY`."""
@@ -181,10 +200,13 @@ def audit_export(
     from audit.log import AuditError
     from audit.schema import entries
 
-    if (bet is None) == (from_seq is None or to_seq is None):
-        raise fail("give either --from-seq A --to-seq B, or --bet ID")
+    ranges = from_seq is not None or to_seq is not None
+    if sum((ranges, bet is not None, checklist_run is not None)) != 1 or (ranges and None in (from_seq, to_seq)):
+        raise fail("give one of --from-seq A --to-seq B, --bet ID or --checklist-run RUN_ID")
     log, ring = _audit(load_settings(audit_url=audit_url))
-    if bet is not None:
+    if checklist_run is not None:
+        seqs = _checklist_run_seqs(log, checklist_run)
+    elif bet is not None:
         with log.engine.connect() as conn:
             seqs = list(conn.execute(select(entries.c.seq).where(entries.c.subject == f"bet:{bet}")).scalars())
     else:

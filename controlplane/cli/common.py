@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import typer
 from pydantic import ValidationError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from controlplane.settings import Settings
 from controlplane.storage import StorageConfigError
@@ -84,7 +86,12 @@ def store_engine(settings: Settings) -> Engine:
         engine = make_engine(settings.store_url, **settings.engine_options())
     except StorageConfigError as exc:
         raise fail(str(exc)) from None
-    migrate_store(engine)
+    try:
+        migrate_store(engine)
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        where = make_url(settings.store_url).render_as_string(hide_password=True)
+        raise fail(f"cannot open the store at {where}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
     return engine
 
 

@@ -1,0 +1,60 @@
+"""What every evaluator may look at: the instant, the event, the store, the audit log, the SLOs and the
+platform (over HTTP, as any client would).
+
+Usage:
+
+    ctx = CheckContext(settings=settings, store=engine, at=utcnow(), event=events["cup-final"], ...)
+    outcome = evaluate(check, ctx)
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cached_property
+
+from sqlalchemy import Engine
+
+from controlplane.settings import Settings
+from controlplane.slices import SliceConfig
+from controlplane.slo_spec import EventSpec, SloSpec
+from controlplane.storage import make_engine
+
+
+@dataclass
+class CheckContext:
+    settings: Settings
+    store: Engine
+    at: datetime
+    now: datetime
+    run_id: str
+    event: EventSpec | None = None
+    slos: list[SloSpec] = field(default_factory=list)
+    events: dict[str, EventSpec] = field(default_factory=dict)
+    slices: SliceConfig | None = None
+    probe_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @cached_property
+    def audit(self) -> Engine:
+        """The audit log's database (opened on first use: only evidence checks need it)."""
+        from audit.schema import migrate_audit
+
+        engine = make_engine(self.settings.audit_url, **self.settings.engine_options())
+        migrate_audit(engine)
+        return engine
+
+    def slo(self, name: str) -> SloSpec:
+        for spec in self.slos:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+    @property
+    def live(self) -> bool:
+        """Whether `at` is now (within 5 minutes): probes observe the platform only as it is now."""
+        return abs((self.at - self.now).total_seconds()) <= 300
+
+    def close(self) -> None:
+        if "audit" in self.__dict__:
+            self.audit.dispose()

@@ -1,0 +1,392 @@
+"""Checklist runs, attestations and waivers: kept in the control plane's store and appended to the
+audit log, so a go/no-go, and what it leaned on, can be proven later.
+
+Usage:
+
+    att = attest(settings, store, check_id="incident-roles", by="ana", expires=timedelta(hours=24))
+    waiver = waive(settings, store, check_id="risk-cache", requested_by="bo", approved_by="ana",
+                   reason="cache rebuilt at 14:00", expires_at=event_end)
+    save_run(settings, store, run)        # the run, each result, and a `checklist` audit entry
+
+Audit entries: a run is `checklist` / `checklist-run:<run_id>`; a waiver is `checklist` /
+`waiver:<id>`; an attestation is `attestation` / `attestation:<id>`; a drill is `attestation` /
+`drill:<kind>`.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Column, DateTime, Engine, Index, Text, select
+from sqlmodel import Field
+
+from controlplane.checklist.results import ChecklistRun, CheckResult, evidence_digest, utc_text
+from controlplane.clock import as_utc, utcnow
+from controlplane.settings import Settings
+from controlplane.storage import make_engine, reader
+from controlplane.store import StoreModel, table
+
+
+class RecordError(ValueError):
+    """An attestation, waiver or drill the control plane refuses; the message says why and the fix."""
+
+
+def _utc(*, index: bool = False, nullable: bool = False) -> Column:
+    return Column(DateTime(timezone=True), nullable=nullable, index=index)
+
+
+class ChecklistRunRow(StoreModel, table=True):
+    __tablename__ = "checklist_runs"
+
+    run_id: str = Field(primary_key=True, max_length=32)
+    event: str | None = Field(default=None, max_length=64, index=True)
+    at: datetime = Field(sa_column=_utc(index=True))
+    decision: str = Field(max_length=16)
+    spec_path: str = Field(max_length=500)
+    spec_digest: str = Field(max_length=64)
+    audit_seq: int | None = Field(default=None, sa_column=Column(BigInteger(), nullable=True))
+    created_at: datetime = Field(sa_column=_utc())
+
+
+class ChecklistResultRow(StoreModel, table=True):
+    __tablename__ = "checklist_results"
+
+    run_id: str = Field(primary_key=True, max_length=32)
+    position: int = Field(primary_key=True)
+    check_id: str = Field(max_length=64)
+    severity: str = Field(max_length=16)
+    status: str = Field(max_length=16)
+    evidence_digest: str = Field(max_length=64)
+    result: str = Field(sa_column=Column(Text(), nullable=False))  # the result's JSON, evidence included
+
+
+class AttestationRow(StoreModel, table=True):
+    __tablename__ = "checklist_attestations"
+    __table_args__ = (Index("ix_checklist_attestations_check", "check_id", "expires_at"),)
+
+    id: str = Field(primary_key=True, max_length=32)
+    check_id: str = Field(max_length=64)
+    event: str | None = Field(default=None, max_length=64)
+    by: str = Field(max_length=200)
+    note: str | None = Field(default=None, sa_column=Column(Text(), nullable=True))
+    created_at: datetime = Field(sa_column=_utc())
+    expires_at: datetime = Field(sa_column=_utc())
+    audit_seq: int | None = Field(default=None, sa_column=Column(BigInteger(), nullable=True))
+
+
+class WaiverRow(StoreModel, table=True):
+    __tablename__ = "checklist_waivers"
+    __table_args__ = (Index("ix_checklist_waivers_check", "check_id", "expires_at"),)
+
+    id: str = Field(primary_key=True, max_length=32)
+    check_id: str = Field(max_length=64)
+    event: str | None = Field(default=None, max_length=64)
+    requested_by: str = Field(max_length=200)
+    approved_by: str = Field(max_length=200)
+    reason: str = Field(sa_column=Column(Text(), nullable=False))
+    created_at: datetime = Field(sa_column=_utc())
+    expires_at: datetime = Field(sa_column=_utc())
+    audit_seq: int | None = Field(default=None, sa_column=Column(BigInteger(), nullable=True))
+
+
+runs_t, results_t = table(ChecklistRunRow), table(ChecklistResultRow)
+attestations_t, waivers_t = table(AttestationRow), table(WaiverRow)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def audit_append(settings: Settings, *, kind: str, actor: str, subject: str, payload: dict) -> int:
+    """Append one entry to the audit log at `settings.audit_url`; returns its sequence number."""
+    from audit.canonical import floats_as_strings
+    from audit.log import AuditLog
+    from audit.schema import migrate_audit
+
+    engine = make_engine(settings.audit_url, **settings.engine_options())
+    try:
+        migrate_audit(engine)
+        log = AuditLog(engine, origin=settings.audit_origin)
+        return log.append(kind=kind, actor=actor, subject=subject, payload=floats_as_strings(payload)).seq
+    finally:
+        engine.dispose()
+
+
+def _name(value: str, flag: str) -> str:
+    value = value.strip()
+    if not value or len(value) > 200:
+        raise RecordError(f"{flag} must name a person (1 to 200 characters)")
+    return value
+
+
+# -- attestations -----------------------------------------------------------------------------
+
+
+def attestation_dict(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "check_id": row.check_id,
+        "event": row.event,
+        "by": row.by,
+        "note": row.note,
+        "created_at": utc_text(as_utc(row.created_at)),
+        "expires_at": utc_text(as_utc(row.expires_at)),
+        "audit_seq": row.audit_seq,
+    }
+
+
+def attest(
+    settings: Settings,
+    store: Engine,
+    *,
+    check_id: str,
+    by: str,
+    expires_at: datetime,
+    event: str | None = None,
+    note: str | None = None,
+) -> dict[str, Any]:
+    now = utcnow()
+    if as_utc(expires_at) <= now:
+        raise RecordError("--expires must lie in the future, e.g. 24h")
+    row: dict[str, Any] = {
+        "id": new_id(),
+        "check_id": check_id,
+        "event": event,
+        "by": _name(by, "--by"),
+        "note": note,
+        "created_at": now,
+        "expires_at": as_utc(expires_at),
+    }
+    row["audit_seq"] = audit_append(
+        settings,
+        kind="attestation",
+        actor=row["by"],
+        subject=f"attestation:{row['id']}",
+        payload={
+            "type": "attestation",
+            **{k: v for k, v in row.items() if k not in ("created_at", "expires_at")},
+            "created_at": utc_text(now),
+            "expires_at": utc_text(row["expires_at"]),
+        },
+    )
+    with store.begin() as conn:
+        conn.execute(attestations_t.insert().values(**row))
+    return attestation_dict(_Row(row))
+
+
+def active_attestation(store: Engine, check_id: str, *, at: datetime, event: str | None) -> dict[str, Any] | None:
+    """The newest attestation of the check valid at `at` (for this event, or for none in particular)."""
+    t = attestations_t
+    query = (
+        select(t)
+        .where(t.c.check_id == check_id, t.c.created_at <= at, t.c.expires_at > at)
+        .where((t.c.event.is_(None)) | (t.c.event == event) if event else t.c.event.is_(None))
+        .order_by(t.c.created_at.desc())
+        .limit(1)
+    )
+    with reader(store).connect() as conn:
+        row = conn.execute(query).first()
+    return attestation_dict(row) if row else None
+
+
+def latest_attestation(store: Engine, check_id: str) -> dict[str, Any] | None:
+    t = attestations_t
+    with reader(store).connect() as conn:
+        row = conn.execute(select(t).where(t.c.check_id == check_id).order_by(t.c.created_at.desc()).limit(1)).first()
+    return attestation_dict(row) if row else None
+
+
+# -- waivers ----------------------------------------------------------------------------------
+
+
+def waiver_dict(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "check_id": row.check_id,
+        "event": row.event,
+        "requested_by": row.requested_by,
+        "approved_by": row.approved_by,
+        "reason": row.reason,
+        "created_at": utc_text(as_utc(row.created_at)),
+        "expires_at": utc_text(as_utc(row.expires_at)),
+        "audit_seq": row.audit_seq,
+    }
+
+
+def waive(
+    settings: Settings,
+    store: Engine,
+    *,
+    check_id: str,
+    requested_by: str,
+    approved_by: str,
+    reason: str,
+    expires_at: datetime,
+    event: str | None = None,
+) -> dict[str, Any]:
+    requested_by, approved_by = _name(requested_by, "--by"), _name(approved_by, "--approved-by")
+    if requested_by.casefold() == approved_by.casefold():
+        raise RecordError("a waiver needs a second person: --approved-by must differ from --by")
+    if len(reason.strip()) < 10:
+        raise RecordError("--reason must justify the waiver (at least 10 characters)")
+    now = utcnow()
+    if as_utc(expires_at) <= now:
+        raise RecordError("the waiver would already have expired; give --expires in the future (e.g. 48h)")
+    row: dict[str, Any] = {
+        "id": new_id(),
+        "check_id": check_id,
+        "event": event,
+        "requested_by": requested_by,
+        "approved_by": approved_by,
+        "reason": reason.strip(),
+        "created_at": now,
+        "expires_at": as_utc(expires_at),
+    }
+    payload = {"type": "waiver", **waiver_dict(_Row({**row, "audit_seq": None}))}
+    payload.pop("audit_seq")
+    row["audit_seq"] = audit_append(
+        settings, kind="checklist", actor=requested_by, subject=f"waiver:{row['id']}", payload=payload
+    )
+    with store.begin() as conn:
+        conn.execute(waivers_t.insert().values(**row))
+    return waiver_dict(_Row(row))
+
+
+def active_waiver(store: Engine, check_id: str, *, at: datetime, event: str | None) -> dict[str, Any] | None:
+    """The newest waiver of the check in force at `at`; an expired waiver is simply not found."""
+    t = waivers_t
+    query = (
+        select(t)
+        .where(t.c.check_id == check_id, t.c.created_at <= at, t.c.expires_at > at)
+        .where((t.c.event.is_(None)) | (t.c.event == event) if event else t.c.event.is_(None))
+        .order_by(t.c.created_at.desc())
+        .limit(1)
+    )
+    with reader(store).connect() as conn:
+        row = conn.execute(query).first()
+    return waiver_dict(row) if row else None
+
+
+# -- runs -------------------------------------------------------------------------------------
+
+
+def save_run(settings: Settings, store: Engine, run: ChecklistRun) -> ChecklistRun:
+    """Append the run to the audit log, then keep it and every result in the store."""
+    seq = audit_append(
+        settings,
+        kind="checklist",
+        actor="controlplane",
+        subject=f"checklist-run:{run.run_id}",
+        payload=run.audit_payload(),
+    )
+    run = replace(run, audit_seq=seq)
+    with store.begin() as conn:
+        conn.execute(
+            runs_t.insert().values(
+                run_id=run.run_id,
+                event=run.event,
+                at=run.at,
+                decision=run.decision,
+                spec_path=run.spec_path,
+                spec_digest=run.spec_digest,
+                audit_seq=seq,
+                created_at=utcnow(),
+            )
+        )
+        conn.execute(
+            results_t.insert(),
+            [
+                {
+                    "run_id": run.run_id,
+                    "position": i,
+                    "check_id": c.id,
+                    "severity": c.severity,
+                    "status": c.status,
+                    "evidence_digest": evidence_digest(c.evidence),
+                    "result": json.dumps(c.to_dict(), sort_keys=True),
+                }
+                for i, c in enumerate(run.checks)
+            ],
+        )
+    return run
+
+
+def load_run(store: Engine, run_id: str) -> ChecklistRun | None:
+    with reader(store).connect() as conn:
+        head = conn.execute(select(runs_t).where(runs_t.c.run_id == run_id)).first()
+        if head is None:
+            return None
+        rows = conn.execute(
+            select(results_t.c.result).where(results_t.c.run_id == run_id).order_by(results_t.c.position)
+        ).scalars()
+        checks = [CheckResult.from_dict(json.loads(text)) for text in rows]
+    return ChecklistRun(
+        run_id=head.run_id,
+        event=head.event,
+        at=as_utc(head.at),
+        checks=checks,
+        spec_path=head.spec_path,
+        spec_digest=head.spec_digest,
+        audit_seq=head.audit_seq,
+    )
+
+
+def list_runs(store: Engine, *, event: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    """The newest runs first: run id, event, time, decision, and counts by status."""
+    query = select(runs_t).order_by(runs_t.c.at.desc(), runs_t.c.created_at.desc()).limit(limit)
+    if event is not None:
+        query = query.where(runs_t.c.event == event)
+    with reader(store).connect() as conn:
+        heads = conn.execute(query).all()
+        ids = [h.run_id for h in heads]
+        counts: dict[str, dict[str, int]] = {i: {} for i in ids}
+        if ids:
+            for run_id, status in conn.execute(
+                select(results_t.c.run_id, results_t.c.status).where(results_t.c.run_id.in_(ids))
+            ):
+                counts[run_id][status] = counts[run_id].get(status, 0) + 1
+    return [
+        {
+            "run_id": h.run_id,
+            "event": h.event,
+            "at": utc_text(as_utc(h.at)),
+            "decision": h.decision,
+            "counts": counts[h.run_id],
+            "audit_seq": h.audit_seq,
+        }
+        for h in heads
+    ]
+
+
+class _Row:
+    """Attribute access over a dict, so fresh rows and fetched rows render alike."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.__dict__.update(values)
+
+
+# -- drills -----------------------------------------------------------------------------------
+
+DRILL_KINDS = ("failover", "restore", "gameday")
+
+
+def record_drill(settings: Settings, *, kind: str, by: str, note: str) -> dict[str, Any]:
+    """A drill someone ran (failover, backup restore, game day), as an `attestation` entry `drill:<kind>`."""
+    if kind not in DRILL_KINDS:
+        raise RecordError(f"--kind must be one of {', '.join(DRILL_KINDS)}")
+    if not note.strip():
+        raise RecordError("--note must say what was drilled and what was learned")
+    by = _name(by, "--by")
+    at = utc_text(utcnow())
+    seq = audit_append(
+        settings,
+        kind="attestation",
+        actor=by,
+        subject=f"drill:{kind}",
+        payload={"type": "drill", "drill": kind, "by": by, "note": note.strip(), "recorded_at": at},
+    )
+    return {"drill": kind, "by": by, "note": note.strip(), "recorded_at": at, "audit_seq": seq}
