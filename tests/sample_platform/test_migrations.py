@@ -38,6 +38,7 @@ def test_database_refuses_negative_wallets(engine) -> None:
 
 
 def test_store_migrations_match_the_store_models(database_url) -> None:
+    import controlplane.checklist.records  # noqa: F401 - its tables are the store's too
     from controlplane.store import StoreModel, migrate_store
     from sample_platform.db import make_engine
 
