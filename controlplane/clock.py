@@ -17,12 +17,26 @@ def as_utc(value: datetime) -> datetime:
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
+def parse_duration(text: str) -> timedelta:
+    """'30s', '90m', '2h', '1d', '2w': a whole number of one unit."""
+    text = text.strip()
+    number = text[:-1]
+    if text and text[-1] in _UNITS and number.isascii() and number.isdigit():
+        try:
+            return timedelta(seconds=int(number) * _UNITS[text[-1]])
+        except OverflowError:
+            raise ValueError(f"{text!r} is too long a duration") from None
+    raise ValueError(f"cannot read {text!r} as a duration: use a whole number and a unit, like 30s, 5m, 2h, 1d or 2w")
+
+
 def parse_since(text: str, *, now: datetime | None = None) -> datetime:
     """'90m', '2h', '1d', '2w' back from now, or an ISO 8601 time (UTC if it has no zone)."""
     text = text.strip()
     now = now or utcnow()
-    if text and text[-1] in _UNITS and text[:-1].isdigit():
-        return now - timedelta(seconds=int(text[:-1]) * _UNITS[text[-1]])
+    try:
+        return now - parse_duration(text)
+    except ValueError:
+        pass
     try:
         return as_utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
     except ValueError:

@@ -58,21 +58,73 @@ def slo_status(
     raise typer.Exit(report.exit_code)
 
 
+def _duration_flag(value: str) -> str:
+    """A duration the outbox alerts can use (30s, 5m, ...); anything else is a usage error naming the flag."""
+    from controlplane.slo_rules import alert_duration
+
+    try:
+        alert_duration(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return value
+
+
 @slo_app.command("rules")
 def slo_rules(
     out: Annotated[Path, typer.Option("--out", help="Where to write the Prometheus rules file.")] = Path(
         "slo-rules.yml"
     ),
     slos: SlosPath = None,
+    outbox_alerts: Annotated[
+        bool,
+        typer.Option(
+            "--outbox-alerts/--no-outbox-alerts",
+            help="Add the platform-outbox group (queue depth, relay lag, metrics absent); "
+            "--no-outbox-alerts for a platform without a transactional outbox.",
+        ),
+    ] = True,
+    depth_threshold: Annotated[
+        int,
+        typer.Option(
+            "--outbox-depth-threshold",
+            min=1,
+            help="OutboxQueueDepthHigh (ticket) fires when platform_outbox_depth stays above this many events.",
+        ),
+    ] = 1000,
+    lag_threshold: Annotated[
+        str,
+        typer.Option(
+            "--relay-lag-threshold",
+            callback=_duration_flag,
+            help="OutboxRelayLagHigh (page) fires when platform_outbox_relay_lag_seconds stays above this "
+            "(30s, 2m, ...).",
+        ),
+    ] = "30s",
+    hold: Annotated[
+        str,
+        typer.Option(
+            "--for",
+            callback=_duration_flag,
+            help="How long each outbox condition must hold before its alert fires (Prometheus `for:`), "
+            "and how long the metrics may be missing before OutboxMetricsAbsent (page).",
+        ),
+    ] = "5m",
 ) -> None:
-    """Write Prometheus recording and alerting rules for the SLOs (check them with `promtool check rules`)."""
-    from controlplane.slo_rules import render_rules
+    """Write Prometheus recording and alerting rules for the SLOs and the outbox (check with `promtool check rules`)."""
+    from controlplane.slo_rules import OutboxThresholds, alert_duration, render_rules
     from controlplane.slo_spec import SloConfigError
 
     settings = load_settings(slos_path=slos)
     specs, events = load_slo_specs(settings)
+    outbox = (
+        OutboxThresholds(
+            depth=depth_threshold, relay_lag=alert_duration(lag_threshold), for_duration=alert_duration(hold)
+        )
+        if outbox_alerts
+        else None
+    )
     try:
-        text = render_rules(specs, load_slices(settings), events=events)
+        text = render_rules(specs, load_slices(settings), events=events, outbox=outbox)
     except SloConfigError as exc:
         raise fail(str(exc)) from None
     out.write_text(text)
