@@ -41,11 +41,3 @@ def parse_since(text: str, *, now: datetime | None = None) -> datetime:
         return as_utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
     except ValueError:
         raise ValueError(f"cannot read {text!r} as a time: use 90m, 2h, 1d, 2w or an ISO 8601 time") from None
-
-
-def parse_duration(text: str) -> timedelta:
-    """'90s', '15m', '24h', '7d', '2w' as a positive timedelta; anything else is a ValueError saying so."""
-    text = str(text).strip()
-    if len(text) >= 2 and text[-1] in _UNITS and text[:-1].isdigit() and int(text[:-1]) > 0:
-        return timedelta(seconds=int(text[:-1]) * _UNITS[text[-1]])
-    raise ValueError(f"cannot read {text!r} as a duration: use a whole number and a unit, e.g. 90s, 15m, 24h, 7d, 2w")

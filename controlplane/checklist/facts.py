@@ -6,6 +6,7 @@ from __future__ import annotations
 from controlplane.checklist.context import CheckContext
 from controlplane.checklist.results import Outcome
 from controlplane.checklist.spec import PrometheusRules, SloCoverage
+from controlplane.slo_rules import alert_names
 from controlplane.slo_spec import SloConfigError
 
 
@@ -22,8 +23,6 @@ def slo_coverage(params: SloCoverage, ctx: CheckContext) -> Outcome:
 
 
 def prometheus_rules(params: PrometheusRules, ctx: CheckContext) -> Outcome:
-    from controlplane.slo_rules import alert_names
-
     path = params.file
     evidence: dict = {"file": str(path), "required": params.alerts}
     try:

@@ -11,7 +11,7 @@ import pytest
 
 from controlplane.checklist import runner
 from controlplane.checklist.records import load_run, save_run, waive
-from controlplane.checklist.results import CheckResult, ChecklistRun, Outcome, render_junit, render_table
+from controlplane.checklist.results import ChecklistRun, CheckResult, Outcome, render_junit, render_table
 from controlplane.checklist.spec import Checklist
 from controlplane.clock import utcnow
 from tests.controlplane.checklist.conftest import check
