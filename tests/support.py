@@ -17,7 +17,7 @@ from tests.conftest import ADMIN_TOKEN
 CONTROLPLANE = str(Path(sys.executable).with_name("controlplane"))
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -26,8 +26,8 @@ def _free_port() -> int:
 class ServiceProcess:
     """A `controlplane <group> serve` process on a free port, waited for until `health` answers 200."""
 
-    def __init__(self, group: str, env: dict[str, str], log: Path, health: str) -> None:
-        self.port = _free_port()
+    def __init__(self, group: str, env: dict[str, str], log: Path, health: str, *, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         with log.open("wb") as out:
@@ -61,7 +61,7 @@ class ServiceProcess:
 class PlatformProcess(ServiceProcess):
     """`controlplane platform serve` with the tests' admin token, a sink file and quick background loops."""
 
-    def __init__(self, database_url: str, sink: Path, **env_overrides: str) -> None:
+    def __init__(self, database_url: str, sink: Path, *, port: int | None = None, **env_overrides: str) -> None:
         env = {
             "PLATFORM_DATABASE_URL": database_url,
             "PLATFORM_ADMIN_TOKEN": ADMIN_TOKEN,
@@ -72,4 +72,4 @@ class PlatformProcess(ServiceProcess):
             "PLATFORM_ODDS_STREAM_PORT": "0",
             **env_overrides,
         }
-        super().__init__("platform", env, sink.with_name(f"platform-{_free_port()}.log"), "/v1/health")
+        super().__init__("platform", env, sink.with_name(f"platform-{free_port()}.log"), "/v1/health", port=port)
