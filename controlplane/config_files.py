@@ -22,6 +22,12 @@ def read_yaml(path: Path, *, error: type[ValueError], missing_hint: str) -> Any:
         raise error(f"{path}: file not found; {missing_hint}") from None
     except yaml.YAMLError as exc:
         raise error(f"{path}: not valid YAML ({exc})") from None
+    except UnicodeDecodeError:
+        raise error(f"{path}: not UTF-8 text; save it as UTF-8") from None
+    except OSError as exc:
+        raise error(
+            f"{path}: cannot be read ({exc.strerror or type(exc).__name__}); give a readable YAML file"
+        ) from None
 
 
 def explain(path: Path, raw: Any, exc: ValidationError, *, list_key: str, what: str) -> str:

@@ -40,11 +40,15 @@ def latest(engine: Engine, target: str | None = None, name: str | None = None) -
         return [_sample_dict(row) for row in conn.execute(query).mappings()]
 
 
-def history(engine: Engine, name: str, since: datetime, target: str | None = None) -> list[dict[str, Any]]:
-    """Every sample of `name` scraped at or after `since`, oldest first:
+def history(
+    engine: Engine, name: str, since: datetime, target: str | None = None, until: datetime | None = None
+) -> list[dict[str, Any]]:
+    """Every sample of `name` scraped at or after `since` (and at or before `until`), oldest first:
     `[{"time", "target", "name", "labels": dict, "value"}]`."""
     samples_t = table(ScrapedSample)
     query = select(samples_t).where(samples_t.c.name == name, samples_t.c.scraped_at >= as_utc(since))
+    if until is not None:
+        query = query.where(samples_t.c.scraped_at <= as_utc(until))
     if target is not None:
         query = query.where(samples_t.c.target == target)
     query = query.order_by(samples_t.c.scraped_at, samples_t.c.target, samples_t.c.labels, samples_t.c.id)

@@ -12,14 +12,13 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cached_property
 
 from sqlalchemy import Engine
 
 from controlplane.settings import Settings
 from controlplane.slices import SliceConfig
 from controlplane.slo_spec import EventSpec, SloSpec
-from controlplane.storage import make_engine
+from controlplane.storage import make_engine, reader
 
 
 @dataclass
@@ -35,14 +34,24 @@ class CheckContext:
     slices: SliceConfig | None = None
     probe_lock: threading.Lock = field(default_factory=threading.Lock)
 
-    @cached_property
+    _audit: Engine | None = field(default=None, repr=False)
+    _audit_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
     def audit(self) -> Engine:
-        """The audit log's database (opened on first use: only evidence checks need it)."""
+        """The audit log's database, opened once on first use (only evidence checks need it), for reading."""
         from audit.schema import migrate_audit
 
-        engine = make_engine(self.settings.audit_url, **self.settings.engine_options())
-        migrate_audit(engine)
-        return engine
+        with self._audit_lock:
+            if self._audit is None:
+                engine = make_engine(self.settings.audit_url, **self.settings.engine_options())
+                try:
+                    migrate_audit(engine)
+                except Exception:
+                    engine.dispose()
+                    raise
+                self._audit = engine
+            return reader(self._audit)
 
     def slo(self, name: str) -> SloSpec:
         for spec in self.slos:
@@ -56,5 +65,5 @@ class CheckContext:
         return abs((self.at - self.now).total_seconds()) <= 300
 
     def close(self) -> None:
-        if "audit" in self.__dict__:
-            self.audit.dispose()
+        if self._audit is not None:
+            self._audit.dispose()

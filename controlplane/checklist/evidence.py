@@ -36,7 +36,8 @@ def audit_evidence(params: AuditEvidence, ctx: CheckContext) -> Outcome:
         if kind == "gameday":
             for entry in find_entries(ctx.audit, kind="change", subject_prefix="fault:", since=since, until=until):
                 fault = entry.payload.get("fault") or {}
-                if entry.payload.get("type") == "fault_set" and not fault.get("synthetic_only"):
+                probe = fault.get("synthetic_only") or entry.actor == "checklist" or fault.get("actor") == "checklist"
+                if entry.payload.get("type") == "fault_set" and not probe:
                     found.append(_found(entry, f"game-day fault {fault.get('kind', '?')}"))
     found.sort(key=lambda f: f["seq"])
     kinds = " or ".join(params.kinds)
@@ -54,6 +55,7 @@ def audit_evidence(params: AuditEvidence, ctx: CheckContext) -> Outcome:
             **evidence,
         )
     last = found[-1]
+    evidence["audit_seqs"] = [last["seq"]]  # exported with the run: the entry this pass rests on
     return Outcome.passed(f"{last['what']} at {last['time']} by {last['actor']} (audit seq {last['seq']})", **evidence)
 
 
@@ -72,7 +74,7 @@ def attestation(check_id: str, ctx: CheckContext) -> tuple[Outcome, dict[str, An
             ),
             current,
         )
-    last = latest_attestation(ctx.store, check_id)
+    last = latest_attestation(ctx.store, check_id, at=ctx.at, event=event)
     if last is not None and datetime.fromisoformat(last["expires_at"].replace("Z", "+00:00")) <= ctx.at:
         return (
             Outcome.failed(

@@ -18,16 +18,18 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, DateTime, Engine, Index, Text, select
+from sqlalchemy import BigInteger, Column, DateTime, Engine, Index, Table, Text, delete, select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Field
 
 from controlplane.checklist.results import ChecklistRun, CheckResult, evidence_digest, utc_text
 from controlplane.clock import as_utc, utcnow
 from controlplane.settings import Settings
-from controlplane.storage import make_engine, reader
+from controlplane.storage import StorageConfigError, make_engine, reader
 from controlplane.store import StoreModel, table
 
 
@@ -46,7 +48,7 @@ class ChecklistRunRow(StoreModel, table=True):
     event: str | None = Field(default=None, max_length=64, index=True)
     at: datetime = Field(sa_column=_utc(index=True))
     decision: str = Field(max_length=16)
-    spec_path: str = Field(max_length=500)
+    spec_path: str = Field(sa_column=Column(Text(), nullable=False))
     spec_digest: str = Field(max_length=64)
     audit_seq: int | None = Field(default=None, sa_column=Column(BigInteger(), nullable=True))
     created_at: datetime = Field(sa_column=_utc())
@@ -97,23 +99,58 @@ runs_t, results_t = table(ChecklistRunRow), table(ChecklistResultRow)
 attestations_t, waivers_t = table(AttestationRow), table(WaiverRow)
 
 
+MAX_LIFETIME = timedelta(days=30)
+
+
 def new_id() -> str:
     return uuid.uuid4().hex[:16]
 
 
 def audit_append(settings: Settings, *, kind: str, actor: str, subject: str, payload: dict) -> int:
-    """Append one entry to the audit log at `settings.audit_url`; returns its sequence number."""
+    """Append one entry to the audit log at `settings.audit_url`; returns its sequence number.
+    Raises RecordError (naming the log, password hidden) when the log cannot be written."""
     from audit.canonical import floats_as_strings
     from audit.log import AuditLog
     from audit.schema import migrate_audit
 
-    engine = make_engine(settings.audit_url, **settings.engine_options())
+    try:
+        engine = make_engine(settings.audit_url, **settings.engine_options())
+    except StorageConfigError as exc:
+        raise RecordError(f"CONTROLPLANE_AUDIT_URL: {exc}") from None
     try:
         migrate_audit(engine)
         log = AuditLog(engine, origin=settings.audit_origin)
         return log.append(kind=kind, actor=actor, subject=subject, payload=floats_as_strings(payload)).seq
+    except SQLAlchemyError as exc:
+        where = make_url(settings.audit_url).render_as_string(hide_password=True)
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise RecordError(f"the audit log at {where} cannot be written: {type(exc).__name__}: {first}") from None
     finally:
         engine.dispose()
+
+
+def _recorded(
+    settings: Settings, store: Engine, rows: list[tuple[Table, list[dict[str, Any]]]], entry: dict[str, Any]
+) -> int:
+    """Keep `rows` in the store and `entry` in the audit log, both or neither: the rows go in first
+    (without their sequence number), are taken out again if the audit append fails, and get the
+    entry's sequence number once it is appended."""
+    with store.begin() as conn:
+        for t, values in rows:
+            conn.execute(t.insert(), values)
+    try:
+        seq = audit_append(settings, **entry)
+    except BaseException:
+        with store.begin() as conn:
+            for t, values in reversed(rows):
+                key = t.primary_key.columns.values()[0]
+                conn.execute(delete(t).where(key.in_({v[key.name] for v in values})))
+        raise
+    with store.begin() as conn:
+        t, values = rows[0]
+        key = t.primary_key.columns.values()[0]
+        conn.execute(update(t).where(key == values[0][key.name]).values(audit_seq=seq))
+    return seq
 
 
 def _name(value: str, flag: str) -> str:
@@ -152,6 +189,8 @@ def attest(
     now = utcnow()
     if as_utc(expires_at) <= now:
         raise RecordError("--expires must lie in the future, e.g. 24h")
+    if as_utc(expires_at) - now > MAX_LIFETIME:
+        raise RecordError(f"--expires: an attestation holds at most {MAX_LIFETIME.days} days; attest again later")
     row: dict[str, Any] = {
         "id": new_id(),
         "check_id": check_id,
@@ -161,20 +200,14 @@ def attest(
         "created_at": now,
         "expires_at": as_utc(expires_at),
     }
-    row["audit_seq"] = audit_append(
+    payload = {"type": "attestation", **attestation_dict(_Row({**row, "audit_seq": None}))}
+    payload.pop("audit_seq")
+    row["audit_seq"] = _recorded(
         settings,
-        kind="attestation",
-        actor=row["by"],
-        subject=f"attestation:{row['id']}",
-        payload={
-            "type": "attestation",
-            **{k: v for k, v in row.items() if k not in ("created_at", "expires_at")},
-            "created_at": utc_text(now),
-            "expires_at": utc_text(row["expires_at"]),
-        },
+        store,
+        [(attestations_t, [row])],
+        {"kind": "attestation", "actor": row["by"], "subject": f"attestation:{row['id']}", "payload": payload},
     )
-    with store.begin() as conn:
-        conn.execute(attestations_t.insert().values(**row))
     return attestation_dict(_Row(row))
 
 
@@ -193,10 +226,18 @@ def active_attestation(store: Engine, check_id: str, *, at: datetime, event: str
     return attestation_dict(row) if row else None
 
 
-def latest_attestation(store: Engine, check_id: str) -> dict[str, Any] | None:
+def latest_attestation(store: Engine, check_id: str, *, at: datetime, event: str | None) -> dict[str, Any] | None:
+    """The newest attestation of the check made by `at` that would apply to this event, expired or not."""
     t = attestations_t
+    query = (
+        select(t)
+        .where(t.c.check_id == check_id, t.c.created_at <= at)
+        .where((t.c.event.is_(None)) | (t.c.event == event) if event else t.c.event.is_(None))
+        .order_by(t.c.created_at.desc())
+        .limit(1)
+    )
     with reader(store).connect() as conn:
-        row = conn.execute(select(t).where(t.c.check_id == check_id).order_by(t.c.created_at.desc()).limit(1)).first()
+        row = conn.execute(query).first()
     return attestation_dict(row) if row else None
 
 
@@ -236,6 +277,8 @@ def waive(
     now = utcnow()
     if as_utc(expires_at) <= now:
         raise RecordError("the waiver would already have expired; give --expires in the future (e.g. 48h)")
+    if as_utc(expires_at) - now > MAX_LIFETIME:
+        raise RecordError(f"--expires: a waiver lasts at most {MAX_LIFETIME.days} days; waive again if it must go on")
     row: dict[str, Any] = {
         "id": new_id(),
         "check_id": check_id,
@@ -248,11 +291,12 @@ def waive(
     }
     payload = {"type": "waiver", **waiver_dict(_Row({**row, "audit_seq": None}))}
     payload.pop("audit_seq")
-    row["audit_seq"] = audit_append(
-        settings, kind="checklist", actor=requested_by, subject=f"waiver:{row['id']}", payload=payload
+    row["audit_seq"] = _recorded(
+        settings,
+        store,
+        [(waivers_t, [row])],
+        {"kind": "checklist", "actor": requested_by, "subject": f"waiver:{row['id']}", "payload": payload},
     )
-    with store.begin() as conn:
-        conn.execute(waivers_t.insert().values(**row))
     return waiver_dict(_Row(row))
 
 
@@ -275,44 +319,36 @@ def active_waiver(store: Engine, check_id: str, *, at: datetime, event: str | No
 
 
 def save_run(settings: Settings, store: Engine, run: ChecklistRun) -> ChecklistRun:
-    """Append the run to the audit log, then keep it and every result in the store."""
-    seq = audit_append(
-        settings,
-        kind="checklist",
-        actor="controlplane",
-        subject=f"checklist-run:{run.run_id}",
-        payload=run.audit_payload(),
-    )
-    run = replace(run, audit_seq=seq)
-    with store.begin() as conn:
-        conn.execute(
-            runs_t.insert().values(
-                run_id=run.run_id,
-                event=run.event,
-                at=run.at,
-                decision=run.decision,
-                spec_path=run.spec_path,
-                spec_digest=run.spec_digest,
-                audit_seq=seq,
-                created_at=utcnow(),
-            )
-        )
-        conn.execute(
-            results_t.insert(),
-            [
-                {
-                    "run_id": run.run_id,
-                    "position": i,
-                    "check_id": c.id,
-                    "severity": c.severity,
-                    "status": c.status,
-                    "evidence_digest": evidence_digest(c.evidence),
-                    "result": json.dumps(c.to_dict(), sort_keys=True),
-                }
-                for i, c in enumerate(run.checks)
-            ],
-        )
-    return run
+    """Keep the run and every result in the store and append it to the audit log: both or neither."""
+    head = {
+        "run_id": run.run_id,
+        "event": run.event,
+        "at": run.at,
+        "decision": run.decision,
+        "spec_path": run.spec_path,
+        "spec_digest": run.spec_digest,
+        "created_at": utcnow(),
+    }
+    results = [
+        {
+            "run_id": run.run_id,
+            "position": i,
+            "check_id": c.id,
+            "severity": c.severity,
+            "status": c.status,
+            "evidence_digest": evidence_digest(c.evidence),
+            "result": json.dumps(c.to_dict(), sort_keys=True),
+        }
+        for i, c in enumerate(run.checks)
+    ]
+    entry = {
+        "kind": "checklist",
+        "actor": "controlplane",
+        "subject": f"checklist-run:{run.run_id}",
+        "payload": run.audit_payload(),
+    }
+    seq = _recorded(settings, store, [(runs_t, [head]), (results_t, results)], entry)
+    return replace(run, audit_seq=seq)
 
 
 def load_run(store: Engine, run_id: str) -> ChecklistRun | None:

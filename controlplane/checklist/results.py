@@ -166,6 +166,7 @@ class ChecklistRun:
                         "evidence_digest": evidence_digest(c.evidence),
                         "waiver_id": (c.waiver or {}).get("id"),
                         "attestation_id": (c.attestation or {}).get("id"),
+                        "audit_seqs": list(c.evidence.get("audit_seqs", [])),
                     }
                     for c in self.checks
                 ],

@@ -6,9 +6,10 @@ Usage:
     run = save_run(settings, store, run)         # in the store and the audit log
 
 Checks run concurrently, one thread each; probes of the platform take turns (they inject
-synthetic-only faults and would disturb each other). A check still running after its
-`timeout_seconds` (counted from when it started) is reported `unknown` and left to finish in the
-background. An evaluator that raises is `unknown` with the error as its reason, never a crash.
+synthetic-only faults and would disturb each other), and a probe's `timeout_seconds` counts from
+when its turn comes. A check still running after its timeout is reported `unknown` and left to
+finish in the background (a probe's faults carry a short TTL, so they end even if it cannot).
+An evaluator that raises is `unknown` with the error as its reason, never a crash.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
 
 from controlplane.checklist import evidence, facts, gates, probes, signals
@@ -49,18 +51,23 @@ class _Job(threading.Thread):
         self.finished_at: float | None = None
         self.outcome: Outcome | None = None
         self.attestation: dict[str, Any] | None = None
+        self.cancelled = threading.Event()  # set when the run gave up on it before it started
 
     def run(self) -> None:
-        self.started_at = time.monotonic()
-        try:
-            if self.check.evaluator.type == "attestation":
-                self.outcome, self.attestation = evidence.attestation(self.check.id, self.ctx)
-            else:
-                self.outcome = EVALUATORS[self.check.evaluator.type](self.check.evaluator, self.ctx)
-        except Exception as exc:  # an evaluator's failure is this check's unknown, never the run's crash
-            self.outcome = Outcome.unknown(f"could not evaluate: {type(exc).__name__}: {_clip(str(exc))}")
-        finally:
-            self.finished_at = time.monotonic()
+        # A probe's clock starts once it has the platform to itself, not while it waits its turn.
+        with self.ctx.probe_lock if self.check.is_probe else nullcontext():
+            if self.cancelled.is_set():
+                return
+            self.started_at = time.monotonic()
+            try:
+                if self.check.evaluator.type == "attestation":
+                    self.outcome, self.attestation = evidence.attestation(self.check.id, self.ctx)
+                else:
+                    self.outcome = EVALUATORS[self.check.evaluator.type](self.check.evaluator, self.ctx)
+            except Exception as exc:  # an evaluator's failure is this check's unknown, never the run's crash
+                self.outcome = Outcome.unknown(f"could not evaluate: {type(exc).__name__}: {_clip(str(exc))}")
+            finally:
+                self.finished_at = time.monotonic()
 
     def overdue(self, now: float) -> bool:
         return (
@@ -92,13 +99,19 @@ def run_checklist(checklist: Checklist, ctx: CheckContext) -> ChecklistRun:
             break
         for job in pending:
             if job.overdue(now) or now > run_deadline:
+                job.cancelled.set()
                 timed_out.add(job.check.id)
         time.sleep(POLL_SECONDS)
     results = []
     for job in jobs:
         if job.check.id in timed_out:
-            outcome = Outcome.unknown(f"timed out after {job.check.timeout_seconds:g}s")
-            duration = job.check.timeout_seconds
+            started = job.started_at is not None
+            outcome = Outcome.unknown(
+                f"timed out after {job.check.timeout_seconds:g}s"
+                if started
+                else "did not get its turn before the run's deadline (earlier probes took too long)"
+            )
+            duration = job.check.timeout_seconds if started else 0.0
         else:
             outcome = job.outcome or Outcome.unknown("the check produced no outcome")
             duration = (job.finished_at or 0.0) - (job.started_at or 0.0)

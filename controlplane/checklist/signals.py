@@ -2,14 +2,17 @@
 never a pass.
 
 Gauges take each target's newest sample (the worst target decides). Counters are read over `window`
-as the increase between each series' first and last sample in it (a reset counts from zero), summed
-over targets: the risk-cache hit ratio is hits / all lookups, the lock-timeout rate is per minute.
+as the sum of the increases between consecutive samples of each series (a drop is a restart, counted
+from zero), summed over targets: the risk-cache hit ratio is hits / all lookups, the lock-timeout
+rate is per minute. A target (or series) seen lately but not within `max_age` makes the signal
+unknown: a stale target is never left out quietly.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime
+from itertools import pairwise
 from typing import Any
 
 from controlplane.checklist.context import CheckContext
@@ -22,6 +25,7 @@ COUNTERS = {
     "risk_cache_hit_ratio": "platform_risk_cache_lookups_total",
     "lock_timeout_rate": "platform_db_lock_timeouts_total",
 }
+LOOKBACK_FACTOR = 10  # how far back (in max_ages) a target counts as "seen lately"
 
 
 def _compare(params: ScrapedSignal, value: float) -> bool:
@@ -35,8 +39,15 @@ def _bound(params: ScrapedSignal) -> str:
 
 
 def _samples(params: ScrapedSignal, ctx: CheckContext, name: str, since: datetime) -> list[dict[str, Any]]:
-    rows = history(ctx.store, name, since, target=params.target)
-    return [r for r in rows if r["time"] <= ctx.at]
+    return history(ctx.store, name, since, target=params.target, until=ctx.at)
+
+
+def _increase(points: list[dict[str, Any]]) -> float:
+    total = 0.0
+    for before, after in pairwise(points):
+        step = after["value"] - before["value"]
+        total += step if step >= 0 else after["value"]  # a restart: the counter began again at zero
+    return total
 
 
 def scraped_signal(params: ScrapedSignal, ctx: CheckContext) -> Outcome:
@@ -49,43 +60,48 @@ def scraped_signal(params: ScrapedSignal, ctx: CheckContext) -> Outcome:
     }
     if params.signal in GAUGES:
         name = GAUGES[params.signal]
-        rows = _samples(params, ctx, name, ctx.at - max_age)
         newest: dict[str, dict[str, Any]] = {}
-        for row in rows:
+        for row in _samples(params, ctx, name, ctx.at - max_age * LOOKBACK_FACTOR):
             newest[row["target"]] = row
         evidence["metric"] = name
         evidence["samples"] = [
             {"target": t, "value": r["value"], "time": utc_text(r["time"])} for t, r in sorted(newest.items())
         ]
-        if not newest:
+        stale = sorted(t for t, r in newest.items() if ctx.at - r["time"] > max_age)
+        if not newest or stale:
+            evidence["stale_targets"] = stale
+            where = f"from {', '.join(stale)} " if stale else ""
             return Outcome.unknown(
-                f"no sample of {name} in the last {params.max_age}: is the collector scraping the platform?", **evidence
+                f"no sample of {name} {where}in the last {params.max_age}: is the collector scraping the platform?",
+                **evidence,
             )
         values = [r["value"] for r in newest.values()]
         value = min(values) if params.at_least is not None else max(values)
     else:
         name = COUNTERS[params.signal]
         window = duration(params.window)
-        rows = _samples(params, ctx, name, ctx.at - window)
         series: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-        for row in rows:
+        for row in _samples(params, ctx, name, ctx.at - max(window, max_age * LOOKBACK_FACTOR)):
             series[(row["target"], str(sorted(row["labels"].items())))].append(row)
         evidence["metric"] = name
         evidence["window_seconds"] = window.total_seconds()
-        fresh = [points for points in series.values() if ctx.at - points[-1]["time"] <= max_age]
-        if not fresh or all(len(points) < 2 for points in fresh):
+        stale = sorted({t for (t, _labels), points in series.items() if ctx.at - points[-1]["time"] > max_age})
+        in_window = [[p for p in points if p["time"] >= ctx.at - window] for points in series.values()]
+        in_window = [points for points in in_window if len(points) >= 2]
+        if stale or not in_window:
+            evidence["stale_targets"] = stale
             evidence["series"] = len(series)
             return Outcome.unknown(
                 f"not enough fresh samples of {name} (two in the last {params.window}, the newest within "
-                f"{params.max_age}): is the collector scraping the platform?",
+                f"{params.max_age}{'; stale: ' + ', '.join(stale) if stale else ''}): is the collector scraping "
+                "the platform?",
                 **evidence,
             )
         increases: dict[str, float] = defaultdict(float)
-        first_time, last_time = min(p[0]["time"] for p in fresh), max(p[-1]["time"] for p in fresh)
-        for points in fresh:
-            first, last = points[0]["value"], points[-1]["value"]
-            key = str(points[0]["labels"].get("result", "all"))
-            increases[key] += last - first if last >= first else last
+        for points in in_window:
+            increases[str(points[0]["labels"].get("result", "all"))] += _increase(points)
+        first_time = min(points[0]["time"] for points in in_window)
+        last_time = max(points[-1]["time"] for points in in_window)
         evidence["increase"] = dict(sorted(increases.items()))
         evidence["from"], evidence["to"] = utc_text(first_time), utc_text(last_time)
         if params.signal == "risk_cache_hit_ratio":

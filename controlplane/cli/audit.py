@@ -168,7 +168,8 @@ def audit_prove(
 
 
 def _checklist_run_seqs(log: AuditLog, run_id: str) -> list[int]:
-    """The run's entry and the entries of the waivers and attestations its results name."""
+    """The run's entry, the entries of the waivers and attestations its results name, and the audit
+    entries its evidence rests on (drills, game days)."""
     from audit.query import find_entries
 
     found = find_entries(log.engine, kind="checklist", subject=f"checklist-run:{run_id}")
@@ -179,6 +180,7 @@ def _checklist_run_seqs(log: AuditLog, run_id: str) -> list[int]:
         for prefix, key in (("waiver", "waiver_id"), ("attestation", "attestation_id")):
             if check.get(key):
                 seqs += [e.seq for e in find_entries(log.engine, subject=f"{prefix}:{check[key]}")]
+        seqs += [int(seq) for seq in check.get("audit_seqs", [])]
     return seqs
 
 

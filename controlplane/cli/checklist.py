@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
+from sqlalchemy.exc import SQLAlchemyError
 
 from controlplane.cli.common import (
     StoreUrl,
@@ -96,8 +97,10 @@ def checklist_run(
     now = utcnow()
     try:
         when = parse_since(at, now=now) if at else now
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         raise fail(f"--at: {exc}") from None
+    if when > now + timedelta(minutes=1):
+        raise fail("--at lies in the future; a go/no-go is about what was true then, give a past or present time")
     ctx = CheckContext(
         settings=settings,
         store=store_engine(settings),
@@ -111,6 +114,8 @@ def checklist_run(
     )
     try:
         result = run_checklist(spec, ctx)
+    except SQLAlchemyError as exc:  # the store failed under the run (waivers are read from it)
+        raise fail(f"the store failed during the run: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
     finally:
         ctx.close()
     try:
@@ -131,7 +136,7 @@ def _expiry(text: str, event: EventSpec | None, *, allow_event_end: bool) -> dat
         return event.window()[1]
     try:
         return utcnow() + parse_duration(text)
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         hint = " or event-end" if allow_event_end else ""
         raise fail(f"--expires: {exc}{hint}") from None
 

@@ -23,7 +23,7 @@ def upgrade() -> None:
         sa.Column("event", sa.String(length=64), nullable=True),
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("decision", sa.String(length=16), nullable=False),
-        sa.Column("spec_path", sa.String(length=500), nullable=False),
+        sa.Column("spec_path", sa.Text(), nullable=False),
         sa.Column("spec_digest", sa.String(length=64), nullable=False),
         sa.Column("audit_seq", sa.BigInteger(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),

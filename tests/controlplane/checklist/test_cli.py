@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
@@ -39,22 +40,31 @@ checks:
 """
 
 
+KICKOFF = datetime.now(UTC).replace(microsecond=0) + timedelta(days=2)
+
+
 @pytest.fixture
 def cli(database_url: str, tmp_path: Path):
     spec = tmp_path / "checklist.yaml"
     spec.write_text(SPEC)
+    events = tmp_path / "events.yaml"
+    settles = KICKOFF + timedelta(hours=2)
+    events.write_text(f"events:\n  - {{name: cup-final, kickoff: '{KICKOFF.isoformat()}', "
+                      f"settlement_expected: '{settles.isoformat()}'}}\n")  # fmt: skip
     env = os.environ | {
         "CONTROLPLANE_STORE_URL": database_url,
         "CONTROLPLANE_AUDIT_URL": database_url,
         "CONTROLPLANE_AUDIT_KEY_DIR": str(tmp_path / "keys"),
         "CONTROLPLANE_CHECKLIST_PATH": str(spec),
         "CONTROLPLANE_SLOS_PATH": str(CONFIG / "slos.yaml"),
-        "CONTROLPLANE_EVENTS_PATH": str(CONFIG / "events.yaml"),
+        "CONTROLPLANE_EVENTS_PATH": str(events),
         "CONTROLPLANE_SLICES_PATH": str(CONFIG / "slices.yaml"),
     }
 
-    def run(*args: str, code: int | None = 0) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run([CONTROLPLANE, *args], env=env, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    def run(*args: str, code: int | None = 0, extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [CONTROLPLANE, *args], env=env | (extra or {}), capture_output=True, text=True, cwd=tmp_path, timeout=300
+        )
         assert "Traceback" not in done.stderr + done.stdout, done.stderr
         if code is not None:
             assert done.returncode == code, (args, done.returncode, done.stdout, done.stderr)
@@ -119,7 +129,8 @@ def test_a_waiver_turns_a_failure_into_waived_and_the_exit_code_follows(cli) -> 
     assert _run(cli, code=2)["decision"] == "no-go"
     out = cli("checklist", "waive", "incident-roles", "--by", "ana", "--approved-by", "bo",
               "--reason", "roles named in the war room, attest after", "--expires", "event-end", "--event", "cup-final")  # fmt: skip
-    assert "waived incident-roles until 2026-12-05T18:30:00Z" in out.stdout
+    event_end = (KICKOFF + timedelta(hours=3)).isoformat().replace("+00:00", "Z")
+    assert f"waived incident-roles until {event_end}" in out.stdout
     assert _run(cli, code=2)["decision"] == "no-go", "an event's waiver does not cover a run for no event"
     run = _run(cli, "--event", "cup-final", code=0)
     waived = next(c for c in run["checks"] if c["id"] == "incident-roles")
@@ -190,6 +201,24 @@ def test_a_waiver_turns_a_failure_into_waived_and_the_exit_code_follows(cli) -> 
             ["--expires", "a whole number and a unit"],
         ),
         (("checklist", "show", "0123456789abcdef"), ["no checklist run"]),
+        (
+            (
+                "checklist",
+                "run",
+                "--at",
+                "2h",
+                "--event",
+                "cup-final",
+                "--format",
+                "json",
+                "--at",
+                "2999-01-01T00:00:00Z",
+            ),
+            ["--at lies in the future"],
+        ),
+        (("checklist", "run", "--at", "500000w"), ["--at"]),
+        (("checklist", "attest", "incident-roles", "--by", "ana", "--expires", "500000w"), ["--expires"]),
+        (("checklist", "attest", "incident-roles", "--by", "ana", "--expires", "60d"), ["at most 30 days"]),
         (("drill", "record", "--kind", "fire", "--by", "ana", "--note", "x"), ["fire"]),
         (("audit", "export", "--checklist-run", "nope", "--out", "x.json"), ["no checklist run 'nope'"]),
     ],
@@ -207,3 +236,12 @@ def test_a_bad_spec_or_store_cannot_run(cli, tmp_path: Path) -> None:
     cli.spec.write_text(SPEC)
     done = cli("checklist", "run", "--store-url", "postgresql+psycopg://nobody:secret@127.0.0.1:1/none", code=3)
     assert "cannot open the store" in done.stderr and "secret" not in done.stderr
+
+
+def test_an_audit_log_that_cannot_be_written_is_a_message(cli) -> None:
+    done = cli("drill", "record", "--kind", "failover", "--by", "ana", "--note", "promoted the replica", code=3,
+               extra={"CONTROLPLANE_AUDIT_URL": "mysql://root@127.0.0.1/audit"})  # fmt: skip
+    assert "CONTROLPLANE_AUDIT_URL" in done.stderr and "mysql" in done.stderr
+    done = cli("checklist", "attest", "incident-roles", "--by", "ana", "--expires", "1h", code=3,
+               extra={"CONTROLPLANE_AUDIT_URL": "postgresql+psycopg://nobody:pw@127.0.0.1:1/none"})  # fmt: skip
+    assert "cannot be written" in done.stderr and ":pw@" not in done.stderr

@@ -47,10 +47,16 @@ def test_game_day_faults_count_but_probe_faults_do_not(make_ctx, audit_log) -> N
     assert_outcome(audit_evidence(_drills(["gameday"], 30), make_ctx()), "pass", "cache_off", "ops")
 
 
-def test_an_unreachable_audit_log_is_an_error_the_runner_reports(make_ctx) -> None:
+def test_an_unreachable_audit_log_makes_the_check_unknown(make_ctx) -> None:
+    from controlplane.checklist.runner import run_checklist
+    from controlplane.checklist.spec import Checklist
+
     ctx = make_ctx(audit_url="postgresql+psycopg://nobody@127.0.0.1:1/none")
-    with pytest.raises(Exception):  # noqa: B017 - the runner turns any evaluator error into unknown
-        audit_evidence(_drills(["failover"]), ctx)
+    spec = Checklist(
+        checks=[check({"type": "audit_evidence", "kinds": ["failover"], "within_days": 7})], path="x", digest="0"
+    )
+    [result] = run_checklist(spec, ctx).checks
+    assert result.status == "unknown" and "OperationalError" in result.reason
 
 
 def test_attestation_passes_until_it_expires(make_ctx, cp_settings, store, now) -> None:
@@ -99,6 +105,28 @@ def test_malformed_attestations_and_waivers_are_refused(cp_settings, store) -> N
             cp_settings, store, check_id="x", requested_by="ana", approved_by="bo", reason="a good reason",
             expires_at=utcnow() - timedelta(seconds=1),
         )  # fmt: skip
+
+
+def test_lifetimes_are_capped_and_a_failed_audit_append_leaves_no_record(cp_settings, store) -> None:
+    from sqlalchemy import func, select
+
+    from controlplane.checklist.records import attestations_t, waivers_t
+
+    with pytest.raises(RecordError, match="at most 30 days"):
+        attest(cp_settings, store, check_id="x", by="ana", expires_at=utcnow() + timedelta(days=31))
+    with pytest.raises(RecordError, match="at most 30 days"):
+        waive(cp_settings, store, check_id="x", requested_by="ana", approved_by="bo", reason="a good reason",
+              expires_at=utcnow() + timedelta(days=31))  # fmt: skip
+    broken = cp_settings.model_copy(update={"audit_url": "postgresql+psycopg://nobody:pw@127.0.0.1:1/none"})
+    with pytest.raises(RecordError, match="cannot be written") as caught:
+        attest(broken, store, check_id="x", by="ana", expires_at=utcnow() + timedelta(hours=1))
+    assert "pw" not in str(caught.value)
+    with pytest.raises(RecordError, match="cannot be written"):
+        waive(broken, store, check_id="x", requested_by="ana", approved_by="bo", reason="a good reason",
+              expires_at=utcnow() + timedelta(hours=1))  # fmt: skip
+    with store.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(attestations_t)).scalar() == 0
+        assert conn.execute(select(func.count()).select_from(waivers_t)).scalar() == 0
 
 
 def test_a_waiver_is_gone_once_expired(cp_settings, store) -> None:

@@ -54,17 +54,19 @@ def test_quiet_hours_pass_the_page_gate(make_ctx, seed_minutes, now) -> None:
 
 
 def test_a_burn_within_the_hours_fails_the_page_gate(make_ctx, seed_minutes, now) -> None:
-    # An hour of 5% errors ending 30 minutes ago: burn 50 over 1h and 5m, far above 14.4.
-    seed_minutes("bet-placement", now - timedelta(hours=4), minutes=150, total=100, bad=0)
-    seed_minutes("bet-placement", now - timedelta(minutes=90), minutes=60, total=100, bad=5)
-    seed_minutes("bet-placement", now - timedelta(minutes=30), minutes=30, total=100, bad=0)
-    outcome = no_page_alert(_no_page(2), make_ctx())
+    # An hour of 5% errors, from 4h to 3h ago, quiet before and after: burn 50 over 1h and 5m, far above 14.4.
+    seed_minutes("bet-placement", now - timedelta(hours=8), minutes=4 * 60, total=100, bad=0)
+    seed_minutes("bet-placement", now - timedelta(hours=4), minutes=60, total=100, bad=5)
+    seed_minutes("bet-placement", now - timedelta(hours=3), minutes=3 * 60, total=100, bad=0)
+    outcome = no_page_alert(_no_page(5), make_ctx())
     assert_outcome(outcome, "fail", "paged for")
-    assert outcome.evidence["minutes_firing"] > 0
+    assert 30 <= outcome.evidence["minutes_firing"] <= 100
     first = outcome.evidence["first_firing"]
-    assert first is not None and first >= (now - timedelta(minutes=90)).isoformat().replace("+00:00", "Z")
-    # The same burn outside the window (the last hour only) is not held against it.
-    assert no_page_alert(_no_page(1), make_ctx(at=now + timedelta(hours=2))).status != "fail"
+    assert first > (now - timedelta(hours=4)).isoformat().replace("+00:00", "Z")
+    # The 6h/30m rule keeps paging for up to 30 minutes after the burn stops.
+    assert outcome.evidence["last_firing"] <= (now - timedelta(hours=2, minutes=30)).isoformat().replace("+00:00", "Z")
+    # Two hours back, the burn is outside the window and not held against the SLO.
+    assert_outcome(no_page_alert(_no_page(2), make_ctx()), "pass")
 
 
 def test_page_gate_without_data_is_unknown(make_ctx) -> None:

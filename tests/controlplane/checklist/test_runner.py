@@ -106,22 +106,23 @@ def test_an_evaluator_error_is_unknown_not_a_crash(make_ctx, monkeypatch) -> Non
     assert run.decision == "go-with-warnings"
 
 
-def test_probes_take_turns(make_ctx, monkeypatch) -> None:
-    inside = []
-    overlap = []
+def test_probes_take_turns_and_waiting_is_not_timing_out(make_ctx, monkeypatch) -> None:
+    inside: list[int] = []
+    overlap: list[int] = []
 
     def probe(params, ctx) -> Outcome:
-        with ctx.probe_lock:
-            inside.append(1)
-            overlap.append(len(inside))
-            time.sleep(0.05)
-            inside.pop()
+        inside.append(1)
+        overlap.append(len(inside))
+        time.sleep(0.3)
+        inside.pop()
         return Outcome.passed("probed")
 
     monkeypatch.setitem(runner.EVALUATORS, "probe_login_limit", probe)
-    checks = [check({"type": "probe_login_limit"}, id=f"p{i}") for i in range(4)]
+    # Five probes of 0.3 s each with a 1 s timeout: together longer than one timeout, each well within it.
+    checks = [check({"type": "probe_login_limit"}, id=f"p{i}", timeout_seconds=1) for i in range(5)]
     run = runner.run_checklist(_checklist(*checks), make_ctx())
-    assert [c.status for c in run.checks] == ["pass"] * 4 and max(overlap) == 1
+    assert [c.status for c in run.checks] == ["pass"] * 5, [c.reason for c in run.checks]
+    assert max(overlap) == 1
 
 
 def test_a_waiver_reports_waived_never_pass_and_is_recorded(make_ctx, cp_settings, store, monkeypatch) -> None:

@@ -64,6 +64,25 @@ def test_a_counter_reset_counts_from_zero(make_ctx, seed_samples, now) -> None:
     assert outcome.evidence["increase"] == {"hit": 80.0, "miss": 1.0}
 
 
+def test_increases_add_up_across_a_restart_in_the_middle(make_ctx, seed_samples, now) -> None:
+    _lookups(seed_samples, now, hits=[1000, 5000, 40, 6000], misses=[0, 0, 0, 10])
+    outcome = scraped_signal(_signal(signal="risk_cache_hit_ratio", at_least=0.8), make_ctx())
+    assert outcome.evidence["increase"] == {"hit": 4000.0 + 40 + 5960, "miss": 10.0}
+
+
+def test_a_target_gone_stale_is_unknown_not_left_out(make_ctx, seed_samples, now) -> None:
+    seed_samples("platform_outbox_depth", [(now - timedelta(seconds=5), 3)], target="a")
+    seed_samples("platform_outbox_depth", [(now - timedelta(minutes=5), 3)], target="b")
+    outcome = scraped_signal(_signal(signal="outbox_depth", at_most=1000, max_age="2m"), make_ctx())
+    assert_outcome(outcome, "unknown", "from b")
+    assert outcome.evidence["stale_targets"] == ["b"]
+    times = [now - timedelta(minutes=m) for m in (6, 5)]
+    seed_samples("platform_db_lock_timeouts_total", list(zip(times, [0, 0], strict=True)), target="b")
+    seed_samples("platform_db_lock_timeouts_total", [(now - timedelta(minutes=1), 0), (now, 0)], target="a")
+    outcome = scraped_signal(_signal(signal="lock_timeout_rate", at_most=1, max_age="2m"), make_ctx())
+    assert_outcome(outcome, "unknown", "stale: b")
+
+
 def test_no_lookups_is_unknown(make_ctx, seed_samples, now) -> None:
     _lookups(seed_samples, now, hits=[7, 7], misses=[3, 3])
     assert_outcome(scraped_signal(_signal(signal="risk_cache_hit_ratio", at_least=0.8), make_ctx()), "unknown")

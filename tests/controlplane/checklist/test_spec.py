@@ -46,6 +46,7 @@ def test_the_shipped_checklist_covers_the_pre_event_list() -> None:
         (GOOD + GOOD.replace("checks:\n", ""), ["unique", "budget"]),
         (GOOD.replace("id: budget", "id: Budget Check"), ["id", "pattern"]),
         ("checks: []\n", ["checks", "at least 1"]),
+        (GOOD.replace("min_remaining: 0.5", "min_remaining: .nan"), ["min_remaining", "finite"]),
         ("checks: [\n", ["not valid YAML"]),
         (
             GOOD.replace(
@@ -79,6 +80,14 @@ def test_mistakes_name_the_file_check_and_field(tmp_path: Path, text: str, words
     assert message.startswith(str(path)), message
     for word in words:
         assert word in message, (word, message)
+
+
+def test_an_unreadable_file_is_a_message(tmp_path: Path) -> None:
+    with pytest.raises(ChecklistConfigError, match="cannot be read"):
+        load_checklist(tmp_path)
+    (tmp_path / "latin1.yaml").write_bytes("checks: [caf\xe9]".encode("latin-1"))
+    with pytest.raises(ChecklistConfigError, match="not UTF-8"):
+        load_checklist(tmp_path / "latin1.yaml")
 
 
 def test_a_missing_file_says_where_to_get_one(tmp_path: Path) -> None:
