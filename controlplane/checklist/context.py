@@ -13,6 +13,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import httpx
 from sqlalchemy import Engine
 
 from controlplane.settings import Settings
@@ -33,6 +34,8 @@ class CheckContext:
     events: dict[str, EventSpec] = field(default_factory=dict)
     slices: SliceConfig | None = None
     probe_lock: threading.Lock = field(default_factory=threading.Lock)
+    # How probes reach the platform; None: over the network. Tests give a stand-in for a broken platform.
+    transport: httpx.BaseTransport | None = None
 
     _audit: Engine | None = field(default=None, repr=False)
     _audit_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)

@@ -43,7 +43,8 @@ class Platform:
             raise ProbeUnavailable("CONTROLPLANE_PLATFORM_ADMIN_TOKEN is not set, so the platform cannot be probed")
         self.url = ctx.settings.platform_url.rstrip("/")
         self.admin = {"Authorization": f"Bearer {token.get_secret_value()}"}
-        self.client = httpx.Client(base_url=self.url, headers=SYNTHETIC, timeout=timeout)
+        self.transport = ctx.transport
+        self.client = httpx.Client(base_url=self.url, headers=SYNTHETIC, timeout=timeout, transport=ctx.transport)
         self.label = f"checklist-{ctx.run_id}"
 
     def call(self, method: str, path: str, *, admin: bool = False, **kwargs: Any) -> httpx.Response:
@@ -292,7 +293,9 @@ def probe_shedding(params: ProbeShedding, ctx: CheckContext, platform: Platform)
     with platform.fault(kind="latency", route=params.route, latency_ms=params.latency_ms) as fault_id:
         limits = httpx.Limits(max_connections=sends, max_keepalive_connections=sends)
         with (
-            httpx.Client(base_url=platform.url, headers=SYNTHETIC, timeout=30.0, limits=limits) as burst,
+            httpx.Client(
+                base_url=platform.url, headers=SYNTHETIC, timeout=30.0, limits=limits, transport=platform.transport
+            ) as burst,
             ThreadPoolExecutor(max_workers=sends) as pool,
         ):
             answers = list(pool.map(lambda _i: _get(burst, method, path), range(sends)))
