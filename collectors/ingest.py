@@ -10,7 +10,8 @@ Exactly-once: a request's content digest is recorded in the same transaction as 
 exporter retry, or the same export in the other encoding, adds nothing. Cumulative metric points
 are turned into deltas against the last point stored for their series, so re-exported cumulative
 values add nothing either. Upserts add to counts atomically, so several collectors may share one
-PostgreSQL store.
+PostgreSQL store. Spans and points marked synthetic (`user_agent.synthetic.type`, any value: probes,
+readiness checks) describe no player, so they are left out of the buckets and only counted.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ EXEMPLARS_PER_KIND = 3
 NANOS_PER_MINUTE = 60 * 10**9
 MAX_UNIX_NANO = 2**63 - 1  # what the store's BIGINT columns hold
 MAX_EVENTS_PER_POINT = 10**12  # a million a second for eleven days: more in one point is not a measurement
+SYNTHETIC_ATTRIBUTE = "user_agent.synthetic.type"  # OpenTelemetry semantic conventions
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,11 @@ def _attributes(attrs) -> dict[str, object]:
     return out
 
 
+def _synthetic(attrs) -> bool:
+    """Marked synthetic, whatever the attribute's value (even one of a type we do not read)."""
+    return any(kv.key == SYNTHETIC_ATTRIBUTE for kv in attrs)
+
+
 def _status_code(attrs: dict[str, object]) -> int:
     value = attrs.get("http.response.status_code")
     if not isinstance(value, int | float | str):
@@ -110,6 +117,7 @@ class Batch:
     rejected: int = 0
     rejected_reason: str = ""
     events: int = 0
+    synthetic: int = 0  # spans or points of a slice left out because they are marked synthetic
 
     def bucket(self, slice_name: str, minute: datetime) -> BucketDelta:
         key = (slice_name, minute)
@@ -143,6 +151,9 @@ def aggregate_spans(request: ExportTraceServiceRequest, config: SliceConfig, lim
                     batch.reject(f"a span {problem}")
                     continue
                 attrs = _attributes(span.attributes)
+                if _synthetic(span.attributes):
+                    batch.synthetic += 1
+                    continue
                 bad = (spec.bad.span_status_error and span.status.code == STATUS_ERROR) or (
                     spec.bad.http_status_min > 0 and _status_code(attrs) >= spec.bad.http_status_min
                 )
@@ -183,7 +194,7 @@ class HistogramPoint:
 def metric_points(
     request: ExportMetricsServiceRequest, config: SliceConfig, limits: ItemLimits | None = None
 ) -> tuple[list[HistogramPoint], Batch]:
-    """The histogram points that belong to a slice; the Batch carries rejections only."""
+    """The histogram points that belong to a slice; the Batch carries rejections and synthetic skips only."""
     limits = limits or ItemLimits.now()
     points: list[HistogramPoint] = []
     rejections = Batch()
@@ -218,6 +229,9 @@ def metric_points(
                     )
                     if problem is not None:
                         rejections.reject(f"a histogram point {problem}")
+                        continue
+                    if _synthetic(point.attributes):
+                        rejections.synthetic += 1
                         continue
                     labels = (*(config.latency_label(b) for b in bounds), "+Inf")
                     identity = json.dumps(

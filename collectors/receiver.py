@@ -50,6 +50,13 @@ class ReceiverMetrics:
         self.rejected = Counter(
             "collector_rejected_items", "Spans or points refused (partial success).", ["signal"], registry=r
         )
+        self.synthetic = Counter(
+            "collector_synthetic_items",
+            "Spans or points of a slice left out of SLI buckets because they are marked synthetic "
+            "(user_agent.synthetic.type).",
+            ["signal"],
+            registry=r,
+        )
         self.duplicates = Counter(
             "collector_duplicate_requests", "Requests whose content was already counted.", ["signal"], registry=r
         )
@@ -92,6 +99,7 @@ def create_receiver(
             metrics.duplicates.labels(signal=kind).inc()
         else:
             metrics.events.labels(signal=kind).inc(batch.events)
+            metrics.synthetic.labels(signal=kind).inc(batch.synthetic)
         metrics.rejected.labels(signal=kind).inc(batch.rejected)
         return batch.rejected, batch.rejected_reason
 

@@ -17,10 +17,11 @@ from typing import Literal
 from sqlalchemy import Connection, select, update
 
 from sample_platform import ledger
+from sample_platform.accounts import require_account
 from sample_platform.clock import as_utc, utcnow
 from sample_platform.markets import format_odds
 from sample_platform.models import Bet, BetStatus, LedgerTransaction, Market, MarketStatus, Selection, table
-from sample_platform.outbox import write_event
+from sample_platform.outbox import synthetic_mark, write_event
 from sample_platform.problems import Problem
 from sample_platform.risk import RiskEngine, limit_problem
 from sample_platform.telemetry import tracer
@@ -169,6 +170,7 @@ def place_bet(
     }
     if before_outbox is not None:
         before_outbox(view)
+    synthetic = market.synthetic or require_account(conn, account_id)
     write_event(
         conn,
         aggregate_type="bet",
@@ -184,6 +186,7 @@ def place_bet(
             "price_version": market.price_version,
             "potential_payout_minor": payout,
             "transaction_id": txn_id,
+            **synthetic_mark(synthetic),
         },
     )
     return view

@@ -8,7 +8,9 @@ template for every method, or "*"), `db_latency` slows every database statement,
 the risk engine's feature cache off, `broker_slow` delays each outbox delivery, and `lock_wait`
 holds a database lock (SQLite: the write lock; PostgreSQL: an EXCLUSIVE lock on `ledger_accounts`)
 so that writers time out. Faults live in the process that serves the API; the fault routes
-themselves and /metrics are never faulted, so a game day can always be ended.
+themselves and /metrics are never faulted, so a game day can always be ended. A `synthetic_only`
+fault (latency and error_rate only) acts on synthetic requests alone: a readiness probe can prove an
+alert or a timeout fires without a single player feeling it.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from sample_platform.problems import Problem
 
 log = logging.getLogger(__name__)
 KINDS = ("latency", "error_rate", "db_latency", "cache_off", "broker_slow", "lock_wait")
+ROUTE_KINDS = ("latency", "error_rate")  # the kinds that act on one request, so can pick synthetic ones
 UNFAULTED_PREFIXES = ("/v1/admin/faults", "/metrics")
 
 
@@ -45,6 +48,7 @@ class Fault:
     error_status: int = 503
     actor: str = "admin"
     reason: str | None = None
+    synthetic_only: bool = False
     _deadline: float = field(default=0.0, repr=False)
 
     @classmethod
@@ -64,7 +68,9 @@ class Fault:
     def expired(self) -> bool:
         return time.monotonic() >= self._deadline
 
-    def matches(self, method: str, route: str) -> bool:
+    def matches(self, method: str, route: str, *, synthetic: bool = False) -> bool:
+        if self.synthetic_only and not synthetic:
+            return False
         if self.route == "*":
             return True
         want_method, _, want_route = self.route.partition(" ") if " " in self.route else ("", "", self.route)
@@ -76,6 +82,20 @@ class Fault:
         data["expires_at"] = self.expires_at.isoformat()
         data["ttl_remaining_seconds"] = max(0.0, round(self._deadline - time.monotonic(), 3))
         return data
+
+
+def _synthetic_only_refused(kind: str) -> Problem:
+    why = (
+        f"a {kind} fault acts on the whole platform, not on single requests; "
+        f"synthetic_only is for {' and '.join(ROUTE_KINDS)} faults only"
+    )
+    return Problem(
+        422,
+        "validation",
+        "Request is not valid",
+        f"synthetic_only: {why}",
+        errors=[{"field": "synthetic_only", "message": why}],
+    )
 
 
 class FaultRegistry:
@@ -92,6 +112,8 @@ class FaultRegistry:
     def add(self, fault: Fault) -> Fault:
         if fault.kind not in KINDS:
             raise Problem(422, "unknown-fault", "Unknown fault kind", f"kind must be one of {', '.join(KINDS)}")
+        if fault.synthetic_only and fault.kind not in ROUTE_KINDS:
+            raise _synthetic_only_refused(fault.kind)
         self._record("change.fault_set", fault)
         with self._lock:
             self._faults[fault.id] = fault
@@ -144,16 +166,16 @@ class FaultRegistry:
             return []
         return [f for f in list(self._faults.values()) if f.kind == kind and not f.expired]
 
-    def route_delay(self, method: str, route: str) -> float:
+    def route_delay(self, method: str, route: str, *, synthetic: bool = False) -> float:
         if route.startswith(UNFAULTED_PREFIXES):
             return 0.0
-        return sum(self._jittered(f) for f in self._live("latency") if f.matches(method, route))
+        return sum(self._jittered(f) for f in self._live("latency") if f.matches(method, route, synthetic=synthetic))
 
-    def route_error(self, method: str, route: str) -> int | None:
+    def route_error(self, method: str, route: str, *, synthetic: bool = False) -> int | None:
         if route.startswith(UNFAULTED_PREFIXES):
             return None
         for fault in self._live("error_rate"):
-            if fault.matches(method, route) and self.rng.random() < fault.error_rate:
+            if fault.matches(method, route, synthetic=synthetic) and self.rng.random() < fault.error_rate:
                 return fault.error_status
         return None
 

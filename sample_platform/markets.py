@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from decimal import Decimal
 
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Connection, Engine, false, select, update
 
 from sample_platform import ledger
+from sample_platform.accounts import synthetic_accounts
 from sample_platform.clock import utcnow
 from sample_platform.db import reader
 from sample_platform.models import (
@@ -26,7 +27,7 @@ from sample_platform.models import (
     Selection,
     table,
 )
-from sample_platform.outbox import PendingEvent, write_event, write_events
+from sample_platform.outbox import PendingEvent, synthetic_mark, write_event, write_events
 from sample_platform.problems import Problem
 
 markets_t = table(Market)
@@ -45,13 +46,20 @@ def unknown_market(market_id: int) -> Problem:
     )
 
 
-def create_market(engine: Engine, *, name: str, selections: list[tuple[str, Decimal]]) -> dict:
+def create_market(engine: Engine, *, name: str, selections: list[tuple[str, Decimal]], synthetic: bool = False) -> dict:
+    """Open a market at price version 1. A `synthetic` one is a probe's: not listed, its bets' events marked."""
     now = utcnow()
     with engine.begin() as conn:
         market_id = conn.execute(
             markets_t.insert()
             .values(
-                name=name, status=MarketStatus.OPEN.value, price_version=1, result_version=0, void=False, created_at=now
+                name=name,
+                status=MarketStatus.OPEN.value,
+                price_version=1,
+                result_version=0,
+                void=False,
+                created_at=now,
+                synthetic=synthetic,
             )
             .returning(markets_t.c.id)
         ).scalar_one()
@@ -67,7 +75,9 @@ def create_market(engine: Engine, *, name: str, selections: list[tuple[str, Deci
                 )
             )
         view = market_view(conn, market_id)
-        write_event(conn, aggregate_type="market", aggregate_id=market_id, event_type="market.created", payload=view)
+        # The event keeps the shape it has always had; only a probe's market adds its mark.
+        payload = {key: value for key, value in view.items() if key != "synthetic"} | synthetic_mark(synthetic)
+        write_event(conn, aggregate_type="market", aggregate_id=market_id, event_type="market.created", payload=payload)
     return view
 
 
@@ -87,6 +97,7 @@ def market_view(conn: Connection, market_id: int) -> dict:
         "price_version": market.price_version,
         "result": _result_view(market),
         "selections": [{"id": s.id, "name": s.name, "odds": s.odds} for s in sels],
+        "synthetic": bool(market.synthetic),
     }
 
 
@@ -97,8 +108,13 @@ def _result_view(market) -> dict | None:
 
 
 def list_markets(engine: Engine) -> list[dict]:
+    """Every market but the synthetic ones (probes'), which players are never shown."""
     with reader(engine).begin() as conn:
-        ids = conn.execute(select(markets_t.c.id).order_by(markets_t.c.id)).scalars().all()
+        ids = (
+            conn.execute(select(markets_t.c.id).where(markets_t.c.synthetic == false()).order_by(markets_t.c.id))
+            .scalars()
+            .all()
+        )
         return [market_view(conn, market_id) for market_id in ids]
 
 
@@ -273,14 +289,23 @@ def _settle_batch(engine: Engine, market_id: int, batch_size: int, report: Settl
         ).all()
         now = utcnow()
         events: list[PendingEvent] = []
+        probes = synthetic_accounts(conn, {bet.account_id for bet in bets})
         for bet in bets:
-            _settle_bet(conn, bet, market, house, now, report, events)
+            mark = synthetic_mark(market.synthetic or bet.account_id in probes)
+            _settle_bet(conn, bet, market, house, now, report, events, mark)
         write_events(conn, events)
         return True
 
 
 def _settle_bet(
-    conn: Connection, bet, market, house: int, now, report: SettlementReport, events: list[PendingEvent]
+    conn: Connection,
+    bet,
+    market,
+    house: int,
+    now,
+    report: SettlementReport,
+    events: list[PendingEvent],
+    mark: dict[str, bool],
 ) -> None:
     accounts = ledger.player_accounts(conn, bet.account_id)
     resettling = bet.status != BetStatus.OPEN.value
@@ -298,6 +323,7 @@ def _settle_bet(
                     "transaction_id": reversal_id,
                     "previous_status": bet.status,
                     "result_version": market.result_version,
+                    **mark,
                 },
             )
         )
@@ -349,6 +375,7 @@ def _settle_bet(
                 "payout_minor": paid,
                 "transaction_id": txn_id,
                 "result_version": market.result_version,
+                **mark,
             },
         )
     )

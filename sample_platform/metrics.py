@@ -42,6 +42,13 @@ class PlatformMetrics:
             buckets=HTTP_DURATION_BUCKETS,
             registry=r,
         )
+        self.synthetic_requests = Counter(
+            "platform_synthetic_requests",
+            "Synthetic HTTP requests answered (header X-Synthetic); left out of the request counter and "
+            "histogram above, which feed the SLOs.",
+            ["method", "route", "code"],
+            registry=r,
+        )
         self.idempotency_replays = Counter(
             "platform_idempotency_replays", "Bet requests answered from a stored Idempotency-Key response.", registry=r
         )
@@ -61,7 +68,7 @@ class PlatformMetrics:
         )
         self.shed_requests = Counter(
             "platform_shed_requests",
-            "Requests shed with 503 because in-flight work was at its bound.",
+            "Requests shed with 503 because in-flight work was at its bound (synthetic requests not counted).",
             ["route"],
             registry=r,
         )

@@ -1,7 +1,10 @@
-"""ASGI middleware of the platform: body size limit, admission control (load shedding), request metrics."""
+"""ASGI middleware of the platform: body size limit, admission control (load shedding), request timeout,
+request metrics."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import Callable, Sequence
 
@@ -10,6 +13,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sample_platform.metrics import PlatformMetrics
 from sample_platform.problems import Problem
+from sample_platform.synthetic import is_synthetic
+
+log = logging.getLogger(__name__)
 
 
 class BodySizeLimit:
@@ -60,6 +66,8 @@ class AdmissionControl:
     itself first and leaves it in the scope, so a shed request is still labelled with its route
     template (metrics, server span) and counts against that route's SLO like any other 5xx.
     Routes in no class (health, metrics, the fault switches, the odds stream's redirect) are never shed.
+    Synthetic requests on a bounded route, whatever its class, share a pool of their own
+    (`synthetic_limit`): a probe can prove that shedding works without taking a player's slot.
     """
 
     def __init__(
@@ -67,16 +75,19 @@ class AdmissionControl:
         app: ASGIApp,
         *,
         classes: dict[str, int],
+        synthetic_limit: int,
         route_class: Callable[[str, str], str | None],
         routes: Callable[[], Sequence[BaseRoute]],
         metrics: PlatformMetrics,
     ) -> None:
         self.app = app
         self.limits = classes
+        self.synthetic_limit = synthetic_limit
         self.route_class = route_class
         self.routes = routes
         self.metrics = metrics
         self.in_flight = dict.fromkeys(classes, 0)
+        self.synthetic_in_flight = 0
 
     def _match(self, scope: Scope) -> BaseRoute | None:
         for route in self.routes():
@@ -96,20 +107,14 @@ class AdmissionControl:
         if kind is None:
             await self.app(scope, receive, send)
             return
+        if is_synthetic(scope):
+            await self._admit_synthetic(scope, receive, send)
+            return
         label = f"{scope['method']} {template}"
         limit = self.limits[kind]
         if self.in_flight[kind] >= limit:
             self.metrics.shed_requests.labels(route=label).inc()
-            problem = Problem(
-                503,
-                "overloaded",
-                "Overloaded",
-                f"{limit} requests of this kind ({kind}) are already in progress; retry after the Retry-After "
-                "delay (bets: with the same Idempotency-Key)",
-                headers={"Retry-After": "1"},
-                retryable=True,
-            )
-            await problem.response(scope["path"])(scope, receive, send)
+            await _overloaded(f"{limit} requests of this kind ({kind}) are already in progress")(scope, receive, send)
             return
         self.in_flight[kind] += 1
         admitted = self.metrics.admitted_in_flight.labels(route=label)
@@ -120,13 +125,108 @@ class AdmissionControl:
             self.in_flight[kind] -= 1
             admitted.dec()
 
+    async def _admit_synthetic(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Neither counted as shed nor as admitted: those series describe what players get.
+        if self.synthetic_in_flight >= self.synthetic_limit:
+            detail = f"{self.synthetic_limit} synthetic requests are already in progress (their own pool)"
+            await _overloaded(detail)(scope, receive, send)
+            return
+        self.synthetic_in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.synthetic_in_flight -= 1
+
+
+def _overloaded(why: str) -> ASGIApp:
+    problem = Problem(
+        503,
+        "overloaded",
+        "Overloaded",
+        f"{why}; retry after the Retry-After delay (bets: with the same Idempotency-Key)",
+        headers={"Retry-After": "1"},
+        retryable=True,
+    )
+
+    async def answer(scope: Scope, receive: Receive, send: Send) -> None:
+        await problem.response(scope["path"])(scope, receive, send)
+
+    return answer
+
+
+class RequestTimeout:
+    """Answer 504 `timeout` to a request still unanswered after `seconds`, and drop its late answer.
+
+    The work itself is not cancelled: a bet may be committing in a worker thread, and its outcome is
+    kept under its Idempotency-Key for the client's retry. This returns only once the work has
+    finished, so the admission slot around it stays taken until then: capacity is never handed out
+    again while abandoned work still runs. A response that has started is never cut off, and paths
+    under `exempt` (metrics, the fault switches, the odds stream) are never timed.
+    """
+
+    def __init__(self, app: ASGIApp, *, seconds: float, exempt: tuple[str, ...] = ()) -> None:
+        self.app = app
+        self.seconds = seconds
+        self.exempt = exempt
+        self.problem = Problem(
+            504,
+            "timeout",
+            "Request timed out",
+            f"no answer within {seconds:g} s (PLATFORM_REQUEST_TIMEOUT_SECONDS); the request may still complete. "
+            "Retry; bets: with the same Idempotency-Key, which answers with the bet's outcome once it is known",
+            headers={"Retry-After": "1"},
+            retryable=True,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(self.exempt):
+            await self.app(scope, receive, send)
+            return
+        answer = {"started": False, "abandoned": False}
+
+        async def guarded_send(message: Message) -> None:
+            if answer["abandoned"]:
+                return  # the client has its 504: exactly one response per request
+            if message["type"] == "http.response.start":
+                answer["started"] = True
+            await send(message)
+
+        work = asyncio.ensure_future(self.app(scope, receive, guarded_send))
+        try:
+            await asyncio.wait({work}, timeout=self.seconds)
+        except asyncio.CancelledError:  # the server is going away
+            work.cancel()
+            raise
+        if work.done() or answer["started"]:
+            await work
+            return
+        answer["abandoned"] = True
+        try:
+            await self.problem.response(scope["path"])(scope, receive, send)
+        finally:
+            await _finish(work, scope)
+
+
+async def _finish(work: asyncio.Future[None], scope: Scope) -> None:
+    """Wait for abandoned work; its errors are logged (its answer, and so its error response, is gone)."""
+    try:
+        await work
+    except Exception:
+        log.exception("%s %s failed after it had been answered 504 timeout", scope["method"], scope["path"])
+
 
 STREAMING_ROUTES = frozenset({"/v1/odds/stream"})
+# Never answered 504: scrapes, the switches that end a game day, the odds stream (long-lived by design).
+UNTIMED_PATHS = ("/metrics", "/v1/admin/faults", "/v1/odds/stream")
 TRACKED_PATHS = frozenset({"/v1/bets", "/v1/login", "/v1/odds/stream", "/v1/wallet"})
 
 
 class RequestMetrics:
-    """In-flight gauge, request counter and duration histogram per route template."""
+    """In-flight gauge, request counter and duration histogram per route template; synthetic requests
+    go to a counter of their own instead, so that the SLO series describe players only.
+
+    A request is counted as soon as its response's last byte is sent (for a timed-out request: its
+    504), not when abandoned work behind it finishes; one that never got a response, when it ends."""
 
     def __init__(self, app: ASGIApp, *, metrics: PlatformMetrics) -> None:
         self.app = app
@@ -137,12 +237,27 @@ class RequestMetrics:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = {"code": 500}
+        status = {"code": 500, "counted": False}
+
+        def count() -> None:
+            if status["counted"]:
+                return
+            status["counted"] = True
+            template = getattr(scope.get("route"), "path", None) or "unmatched"
+            labels = {"method": scope["method"], "route": template, "code": str(status["code"])}
+            if is_synthetic(scope):
+                self.metrics.synthetic_requests.labels(**labels).inc()
+                return
+            self.metrics.requests.labels(**labels).inc()
+            if template not in STREAMING_ROUTES:  # a stream's length is not a latency
+                self.metrics.request_duration.labels(**labels).observe(time.perf_counter() - started)
 
         async def recording_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
             await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                count()
 
         in_flight = self.metrics.requests_in_flight.labels(
             route=scope["path"] if scope["path"] in TRACKED_PATHS else "other"
@@ -152,9 +267,4 @@ class RequestMetrics:
             await self.app(scope, receive, recording_send)
         finally:
             in_flight.dec()
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
-            labels = {"method": scope["method"], "route": template, "code": str(status["code"])}
-            self.metrics.requests.labels(**labels).inc()
-            if template not in STREAMING_ROUTES:  # a stream's length is not a latency
-                self.metrics.request_duration.labels(**labels).observe(time.perf_counter() - started)
+            count()

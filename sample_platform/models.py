@@ -11,6 +11,7 @@ from typing import cast
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     inspect,
 )
 from sqlmodel import Field, SQLModel
@@ -30,6 +32,10 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 def _utc_column(*, nullable: bool = False, index: bool = False) -> Column:
     return Column(DateTime(timezone=True), nullable=nullable, index=index)
+
+
+def _flag_column() -> Column:
+    return Column(Boolean(), nullable=False, server_default=false())
 
 
 def _money_column(*, default: int | None = None) -> Column:
@@ -68,6 +74,8 @@ class Account(SQLModel, table=True):
     password_hash: str | None = Field(default=None, max_length=200)
     failed_logins: int = Field(default=0, sa_column=Column(Integer(), nullable=False, server_default="0"))
     locked_until: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    # A probe's account (readiness checks): its money events are marked, so reports can leave them out.
+    synthetic: bool = Field(default=False, sa_column=_flag_column())
 
 
 class LoginSession(SQLModel, table=True):
@@ -136,6 +144,8 @@ class Market(SQLModel, table=True):
     winner_selection_id: int | None = Field(default=None, sa_column=Column(BigId, nullable=True))
     void: bool = Field(default=False)
     created_at: datetime = Field(sa_column=_utc_column())
+    # A probe's market: not listed to players, and the money events of its bets are marked.
+    synthetic: bool = Field(default=False, sa_column=_flag_column())
 
 
 class Selection(SQLModel, table=True):

@@ -49,6 +49,12 @@ class PendingEvent:
     payload: dict[str, Any]
 
 
+def synthetic_mark(synthetic: bool) -> dict[str, bool]:
+    """What a money event of a probe's account or market adds to its payload: `"synthetic": true`, and
+    nothing at all for players, whose events keep the shape they always had."""
+    return {"synthetic": True} if synthetic else {}
+
+
 def write_event(
     conn: Connection, *, aggregate_type: str, aggregate_id: str | int, event_type: str, payload: dict[str, Any]
 ) -> str:

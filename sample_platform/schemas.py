@@ -41,6 +41,11 @@ class StrictModel(BaseModel):
 class AccountCreate(StrictModel):
     username: str = Field(min_length=1, max_length=64, pattern=USERNAME_PATTERN)
     password: str | None = Field(default=None, min_length=8, max_length=256)
+    synthetic: StrictBool = Field(
+        default=False,
+        description='A probe\'s account: its money events carry `"synthetic": true`, so audit and cost reports '
+        "can leave them out.",
+    )
 
 
 class PasswordReset(StrictModel):
@@ -67,6 +72,11 @@ class SelectionCreate(StrictModel):
 class MarketCreate(StrictModel):
     name: str = Field(min_length=1, max_length=200)
     selections: list[SelectionCreate] = Field(min_length=2, max_length=100)
+    synthetic: StrictBool = Field(
+        default=False,
+        description="A probe's market: left out of GET /v1/markets (GET by id finds it); the money events of its "
+        'bets carry `"synthetic": true`.',
+    )
 
 
 class OddsChange(StrictModel):
@@ -108,6 +118,10 @@ class FaultCreate(StrictModel):
     error_status: StrictInt = Field(default=503, ge=400, le=599, description="Status of injected errors.")
     actor: str = Field(default="admin", max_length=100, description="Who set the fault (for the audit log).")
     reason: str | None = Field(default=None, max_length=500)
+    synthetic_only: StrictBool = Field(
+        default=False,
+        description="Act only on synthetic requests (header X-Synthetic); latency and error_rate only.",
+    )
 
 
 # -- responses ------------------------------------------------------------------------------------
@@ -126,6 +140,10 @@ class ResponseModel(BaseModel):
 class ServiceIndex(ResponseModel):
     service: str
     docs: str
+    request_timeout_seconds: float = Field(description="PLATFORM_REQUEST_TIMEOUT_SECONDS: later, 504 `timeout`.")
+    synthetic_max_in_flight: int = Field(
+        description="PLATFORM_SYNTHETIC_MAX_IN_FLIGHT: synthetic requests admitted at once, apart from players'."
+    )
 
 
 class Health(ResponseModel):
@@ -136,6 +154,7 @@ class AccountCreated(ResponseModel):
     id: int
     username: str
     token: str = Field(description="The account's bearer token; shown once, only its hash is stored.")
+    synthetic: bool
 
 
 class PasswordResetDone(ResponseModel):
@@ -181,6 +200,7 @@ class MarketView(ResponseModel):
     price_version: int = Field(description="Goes up by one with every price change; send it with a bet.")
     result: ResultView | None
     selections: list[SelectionView]
+    synthetic: bool = Field(description="A probe's market, left out of GET /v1/markets.")
 
 
 class MarketList(ResponseModel):
@@ -247,6 +267,7 @@ class FaultView(ResponseModel):
     error_status: int
     actor: str
     reason: str | None
+    synthetic_only: bool
     ttl_remaining_seconds: float
 
 

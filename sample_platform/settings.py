@@ -91,6 +91,19 @@ class PlatformSettings(BaseSettings):
     read_max_in_flight: int = Field(
         64, ge=1, description="Reads that touch the database processed at once; more are shed with 503 and Retry-After."
     )
+    synthetic_max_in_flight: int = Field(
+        2,
+        ge=1,
+        description="Synthetic requests (header X-Synthetic) processed at once on any bounded route, in a pool "
+        "of their own so probes never take players' slots; more are shed with 503 and Retry-After.",
+    )
+    request_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="A request not answered within this gets 504 `timeout` (retryable; bets with the same "
+        "Idempotency-Key); its work still finishes and keeps its admission slot until then. Not applied to "
+        "/metrics, the fault routes or the odds stream.",
+    )
     max_exposure_minor: int = Field(
         1_000_000, ge=1, description="Largest total stake of one account's open bets, minor units."
     )

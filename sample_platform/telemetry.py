@@ -9,19 +9,23 @@ Spans and instruments come from the global OpenTelemetry API, so they cost nothi
 `setup_telemetry` installs providers (the process serving the platform does; library users and
 tests that do not export get no-ops). No personal data: HTTP spans carry the route template, the
 method and the status code, never paths with ids, query strings, client addresses or tokens.
+Synthetic requests (`X-Synthetic`) are marked `user_agent.synthetic.type = "test"` on their server
+span, the spans inside it and their `http.server.request.duration` points, so a collector can drop them.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
-from opentelemetry import metrics, trace
+from opentelemetry import context, metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sample_platform.metrics import HTTP_DURATION_BUCKETS, LAG_BUCKETS
 from sample_platform.settings import PlatformSettings
+from sample_platform.synthetic import SYNTHETIC_TYPE, SYNTHETIC_TYPE_ATTRIBUTE, is_synthetic
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = "sample-platform"
@@ -56,6 +60,7 @@ def setup_telemetry(settings: PlatformSettings) -> bool:
     endpoint = settings.otlp_endpoint.rstrip("/")
     resource = Resource.create({"service.name": SERVICE_NAME, "service.version": "0.1.0"})
     traces = TracerProvider(resource=resource)
+    traces.add_span_processor(_synthetic_children())  # first: the mark is set before any export sees the span
     # Unset: the exporters read the standard OTEL_EXPORTER_OTLP_HEADERS themselves.
     headers = (
         parse_env_headers(settings.otlp_headers.get_secret_value(), liberal=True) if settings.otlp_headers else None
@@ -83,6 +88,20 @@ def setup_telemetry(settings: PlatformSettings) -> bool:
     return True
 
 
+def _synthetic_children() -> Any:
+    """A span processor that gives a span the synthetic mark of its parent (SDK only: imported here)."""
+    from opentelemetry.sdk.trace import Span, SpanProcessor
+
+    class SyntheticChildren(SpanProcessor):
+        def on_start(self, span: Span, parent_context: context.Context | None = None) -> None:
+            parent = trace.get_current_span(parent_context)
+            mark = (getattr(parent, "attributes", None) or {}).get(SYNTHETIC_TYPE_ATTRIBUTE)
+            if mark is not None:
+                span.set_attribute(SYNTHETIC_TYPE_ATTRIBUTE, mark)
+
+    return SyntheticChildren()
+
+
 def shutdown_telemetry() -> None:
     """Export what is buffered and stop exporting (before the collector it talks to goes away)."""
     global _installed
@@ -102,7 +121,8 @@ def flush_telemetry(timeout_millis: int = 10_000) -> None:
 
 class ServerSpans:
     """One SERVER span per request, named `{method} {route}`, with stable HTTP semantic conventions,
-    and the `http.server.request.duration` histogram. Status Error for 5xx."""
+    and the `http.server.request.duration` histogram. Status Error for 5xx. Both end as the
+    response's last byte is sent (a timed-out request's 504), not when abandoned work behind it does."""
 
     def __init__(self, app: ASGIApp, *, streaming: frozenset[str] = frozenset()) -> None:
         self.app = app
@@ -114,29 +134,52 @@ class ServerSpans:
             return
         method = scope["method"]
         started = time.perf_counter()
-        status = {"code": 500}
+        status = {"code": 500, "ended": False}
+        mark = {SYNTHETIC_TYPE_ATTRIBUTE: SYNTHETIC_TYPE} if is_synthetic(scope) else {}
 
-        async def recording_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status["code"] = message["status"]
-            await send(message)
+        def end(span: trace.Span) -> None:
+            if status["ended"]:
+                return
+            status["ended"] = True
+            route = getattr(scope.get("route"), "path", None)
+            code = status["code"]
+            attributes: dict[str, str | int] = {
+                "http.request.method": method,
+                "http.response.status_code": code,
+                "url.scheme": scope.get("scheme", "http"),
+                **mark,
+            }
+            if route:
+                attributes["http.route"] = route
+                span.update_name(f"{method} {route}")
+            span.set_attributes(attributes)
+            if code >= 500:
+                span.set_status(Status(StatusCode.ERROR))
+            span.end()
+            if route not in self.streaming:
+                request_duration.record(time.perf_counter() - started, attributes)
 
-        with tracer.start_as_current_span(method, kind=SpanKind.SERVER) as span:
+        with tracer.start_as_current_span(
+            method,
+            kind=SpanKind.SERVER,
+            attributes=mark,
+            end_on_exit=False,
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+
+            async def recording_send(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    status["code"] = message["status"]
+                await send(message)
+                if message["type"] == "http.response.body" and not message.get("more_body", False):
+                    end(span)
+
             try:
                 await self.app(scope, receive, recording_send)
+            except Exception as exc:
+                if not status["ended"]:
+                    span.record_exception(exc)
+                raise
             finally:
-                route = getattr(scope.get("route"), "path", None)
-                code = status["code"]
-                attributes = {
-                    "http.request.method": method,
-                    "http.response.status_code": code,
-                    "url.scheme": scope.get("scheme", "http"),
-                }
-                if route:
-                    attributes["http.route"] = route
-                    span.update_name(f"{method} {route}")
-                span.set_attributes(attributes)
-                if code >= 500:
-                    span.set_status(Status(StatusCode.ERROR))
-                if route not in self.streaming:
-                    request_duration.record(time.perf_counter() - started, attributes)
+                end(span)

@@ -1,4 +1,5 @@
-"""Test support: the platform as a real separate process (`controlplane platform serve`)."""
+"""Test support: the platform as a real separate process (`controlplane platform serve`), and waiting
+for a condition with a generous deadline (never for a fixed time)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -15,6 +17,15 @@ import httpx
 from tests.conftest import ADMIN_TOKEN
 
 CONTROLPLANE = str(Path(sys.executable).with_name("controlplane"))
+
+
+def wait_until(condition: Callable[[], object], what: str, timeout: float = 60) -> None:
+    """Return as soon as `condition()` is true; fail saying `what` did not happen within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout} s")
+        time.sleep(0.02)
 
 
 def free_port() -> int:

@@ -50,6 +50,8 @@ def render_faults(faults: list[dict[str, Any]], fmt: str, empty: str) -> None:
             "broker_slow": f"{f['latency_ms']}ms per event",
             "error_rate": f"{f['error_rate']:.0%} -> {f['error_status']}",
         }.get(f["kind"], "")
+        if f.get("synthetic_only"):
+            knobs = f"{knobs}, synthetic only"
         typer.echo(f"{f['id']:<13} {f['kind']:<12} {f['route']:<28} {knobs:<34} {f['ttl_remaining_seconds']:>8.0f}s")
 
 
@@ -62,6 +64,14 @@ def faults_set(
     jitter_ms: Annotated[int, typer.Option(help="Jitter around the delay, ms.")] = 0,
     error_rate: Annotated[float, typer.Option(help="Share of requests failed, 0..1 (error_rate).")] = 0.0,
     error_status: Annotated[int, typer.Option(help="HTTP status of injected errors.")] = 503,
+    synthetic_only: Annotated[
+        bool,
+        typer.Option(
+            "--synthetic-only",
+            help="Act only on synthetic requests (header X-Synthetic), so probes see the fault and players "
+            "do not (latency, error_rate).",
+        ),
+    ] = False,
     reason: Annotated[str | None, typer.Option(help="Why: recorded in the audit trail.")] = None,
     actor: Annotated[str, typer.Option(help="Who: recorded in the audit trail.", envvar="USER")] = "admin",
     target: Target = "http://127.0.0.1:8080",
@@ -80,6 +90,8 @@ def faults_set(
         "actor": actor,
         "reason": reason,
     }
+    if synthetic_only:  # only when asked: a platform without the flag still takes every other fault
+        body["synthetic_only"] = True
     with _faults_client(target, admin_token) as http:
         fault = _call(lambda: http.post("/v1/admin/faults", json=body))
     render_faults([fault], fmt, "")

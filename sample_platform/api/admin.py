@@ -42,8 +42,10 @@ def create_account(body: AccountCreate, platform: PlatformDep) -> AccountCreated
     """Open a player account (wallet and ledger accounts) and return its bearer token, shown once."""
     settings = platform.settings
     hashed = hash_password(body.password, log2_n=settings.password_scrypt_log2_n) if body.password else None
-    account_id, token = accounts.create_account(platform.engine, username=body.username, password_hash=hashed)
-    return AccountCreated(id=account_id, username=body.username, token=token)
+    account_id, token = accounts.create_account(
+        platform.engine, username=body.username, password_hash=hashed, synthetic=body.synthetic
+    )
+    return AccountCreated(id=account_id, username=body.username, token=token, synthetic=body.synthetic)
 
 
 @router.post(
@@ -75,9 +77,12 @@ def deposit(body: DepositCreate, platform: PlatformDep) -> DepositReceipt:
 
 @router.post("/v1/admin/markets", status_code=201, responses=problems(*ADMIN_PROBLEMS))
 def create_market(body: MarketCreate, platform: PlatformDep) -> MarketView:
-    """Open a market at price version 1."""
+    """Open a market at price version 1 (a `synthetic` one, for probes, is not listed to players)."""
     view = markets.create_market(
-        platform.engine, name=body.name, selections=[(s.name, Decimal(s.odds)) for s in body.selections]
+        platform.engine,
+        name=body.name,
+        selections=[(s.name, Decimal(s.odds)) for s in body.selections],
+        synthetic=body.synthetic,
     )
     return MarketView.model_validate(view)
 

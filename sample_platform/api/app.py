@@ -30,11 +30,19 @@ from sample_platform.api.routing import method_not_allowed
 from sample_platform.db import make_engine
 from sample_platform.idempotency import purge_expired
 from sample_platform.login import purge_expired_sessions
-from sample_platform.middleware import STREAMING_ROUTES, AdmissionControl, BodySizeLimit, RequestMetrics
+from sample_platform.middleware import (
+    STREAMING_ROUTES,
+    UNTIMED_PATHS,
+    AdmissionControl,
+    BodySizeLimit,
+    RequestMetrics,
+    RequestTimeout,
+)
 from sample_platform.odds_feed import PriceMover
 from sample_platform.outbox import OutboxSink
 from sample_platform.problems import Problem, install_problem_handlers
 from sample_platform.settings import PlatformSettings
+from sample_platform.synthetic import is_synthetic
 from sample_platform.telemetry import ServerSpans, flush_telemetry
 
 log = logging.getLogger(__name__)
@@ -113,7 +121,12 @@ def create_app(
             f"remembered for {settings.idempotency_ttl_seconds} seconds "
             "(`PLATFORM_IDEMPOTENCY_TTL_SECONDS`) per account.\n\n"
             "**Game days**: while a fault is injected (`POST /v1/admin/faults`), any route but the fault "
-            "routes and `/metrics` may answer with the fault's status (503 unless set otherwise)."
+            "routes and `/metrics` may answer with the fault's status (503 unless set otherwise).\n\n"
+            "**Synthetic requests**: a probe sends `X-Synthetic: <label>`. It is served as usual but left out "
+            "of the SLO metrics, admitted through a pool of its own (`PLATFORM_SYNTHETIC_MAX_IN_FLIGHT`), and "
+            "alone touched by `synthetic_only` faults.\n\n"
+            f"**Timeouts**: a request not answered within {settings.request_timeout_seconds:g} seconds "
+            "(`PLATFORM_REQUEST_TIMEOUT_SECONDS`) gets 504 `timeout`; retry bets with the same Idempotency-Key."
         ),
     )
     app.state.platform = p
@@ -128,6 +141,8 @@ def create_app(
 
     # The routes themselves, not the wrappers of included routers: the bound is found per route template.
     routes = [r for r in (*app.router.routes, *(r for x in routers for r in x.routes)) if isinstance(r, Route)]
+    # Inside admission control: a timed-out request keeps its slot until its work has really finished.
+    app.add_middleware(RequestTimeout, seconds=settings.request_timeout_seconds, exempt=UNTIMED_PATHS)
     app.add_middleware(
         AdmissionControl,
         classes={
@@ -135,6 +150,7 @@ def create_app(
             "writes": settings.write_max_in_flight,
             "reads": settings.read_max_in_flight,
         },
+        synthetic_limit=settings.synthetic_max_in_flight,
         route_class=route_class,
         routes=lambda: routes,
         metrics=p.metrics,
@@ -159,13 +175,15 @@ def route_class(method: str, template: str) -> str | None:
 
 
 async def inject_faults(request: Request) -> None:
-    """Game days: delay or fail this request as the faults in force say."""
+    """Game days: delay or fail this request as the faults in force say (`synthetic_only` ones: only
+    if it is synthetic)."""
     p = get_platform(request)
     route = getattr(request.scope.get("route"), "path", request.url.path)
-    delay = p.faults.route_delay(request.method, route)
+    synthetic = is_synthetic(request.scope)
+    delay = p.faults.route_delay(request.method, route, synthetic=synthetic)
     if delay:
         await asyncio.sleep(delay)
-    status = p.faults.route_error(request.method, route)
+    status = p.faults.route_error(request.method, route, synthetic=synthetic)
     if status is not None:
         raise Problem(
             status,

@@ -10,6 +10,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
+from sample_platform.middleware import UNTIMED_PATHS
 from sample_platform.problems import PROBLEM_JSON
 
 ResponseDocs = dict[int | str, dict[str, Any]]
@@ -26,6 +27,8 @@ PROBLEM_DESCRIPTIONS = {
     422: "Not valid: `validation` names each bad field in `errors`; other types name the rule refused.",
     429: "Too many requests; retry after `Retry-After` seconds.",
     503: "Overloaded, database busy or a game-day fault; nothing was written. Retry after `Retry-After` seconds.",
+    504: "No answer within `PLATFORM_REQUEST_TIMEOUT_SECONDS` (`timeout`, retryable); the work may still "
+    "complete: retry (bets: with the same Idempotency-Key).",
 }
 RETRY_AFTER = {"description": "Seconds to wait before retrying.", "schema": {"type": "integer", "minimum": 0}}
 PROBLEM_HEADERS: dict[int, dict[str, Any]] = {
@@ -38,6 +41,7 @@ PROBLEM_HEADERS: dict[int, dict[str, Any]] = {
     409: {"Retry-After": RETRY_AFTER},
     429: {"Retry-After": RETRY_AFTER | {"required": True}},
     503: {"Retry-After": RETRY_AFTER | {"required": True}},
+    504: {"Retry-After": RETRY_AFTER | {"required": True}},
 }
 
 
@@ -93,9 +97,11 @@ def platform_openapi(app: FastAPI) -> dict[str, Any]:
         routes=app.routes,
         tags=app.openapi_tags,
     )
-    for operations in schema.get("paths", {}).values():
+    for path, operations in schema.get("paths", {}).items():
         for operation in operations.values():
             responses = operation.get("responses", {})
+            if not path.startswith(UNTIMED_PATHS):  # any other route may time out
+                responses.setdefault("504", _timeout_response())
             # FastAPI adds its own 422 to any route with parameters. Routes whose parameters can be
             # refused document theirs as a Problem; the rest (free-text query strings) never send one.
             if _is_fastapi_validation_error(responses.get("422")):
@@ -110,6 +116,14 @@ def platform_openapi(app: FastAPI) -> dict[str, Any]:
         components.pop(unused, None)
     app.openapi_schema = schema
     return schema
+
+
+def _timeout_response() -> dict[str, Any]:
+    return {
+        "description": PROBLEM_DESCRIPTIONS[504],
+        "headers": PROBLEM_HEADERS[504],
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
 
 
 def _is_fastapi_validation_error(response: dict[str, Any] | None) -> bool:

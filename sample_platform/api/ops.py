@@ -31,5 +31,12 @@ def prometheus_metrics(platform: PlatformDep) -> Response:
 
 
 @router.get("/", responses=problems(503))
-def root() -> ServiceIndex:
-    return ServiceIndex(service="sample betting platform", docs="/docs")
+def root(platform: PlatformDep) -> ServiceIndex:
+    """What the service is, and the limits a probe plans around (its timeout, its synthetic pool)."""
+    settings = platform.settings
+    return ServiceIndex(
+        service="sample betting platform",
+        docs="/docs",
+        request_timeout_seconds=settings.request_timeout_seconds,
+        synthetic_max_in_flight=settings.synthetic_max_in_flight,
+    )

@@ -99,7 +99,7 @@ class Bettor:
             run.report.accepted_keys.add(key)
             run.report.accepted_bet_ids.add(int(response.json()["id"]))
             return "accepted"
-        if status in (429, 503) or (status == 409 and slug == "idempotency-key-in-flight"):
+        if status in (429, 503, 504) or (status == 409 and slug == "idempotency-key-in-flight"):
             return "retry"
         if status == 409 and slug == "price-changed":
             problem = response.json()

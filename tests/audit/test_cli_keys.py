@@ -99,7 +99,7 @@ def test_verify_names_the_first_bad_entry(tmp_path) -> None:
     [
         (("append", "--kind", "money", "--actor", "a", "--subject", "s", "--payload", "not json"), "not JSON"),
         (("append", "--kind", "rumour", "--actor", "a", "--subject", "s", "--payload", "{}"), "kind"),
-        (("export", "--out", "x.json"), "either --from-seq"),
+        (("export", "--out", "x.json"), "one of --from-seq"),
         (("export", "--from-seq", "0", "--to-seq", "3", "--out", "x.json"), "no checkpoint yet"),
     ],
 )

@@ -91,3 +91,66 @@ def test_shed_bets_are_bad_events_of_the_bet_placement_slice(receiver, store, tm
     assert f'platform_http_requests_total{{code="503",method="POST",route="/v1/bets"}} {float(shed)}' in metrics
     # The shed requests are server spans with their route: bad events of the slice, not invisible.
     assert totals(store)["bet-placement"] == (10, shed)
+
+
+PROBE_SLICES_YAML = """
+slices:
+  - name: bet-placement
+    signal: traces
+    service: sample-platform
+    spans: ["POST /v1/bets"]
+    kinds: [server]
+  - name: ledger-commits
+    signal: traces
+    service: sample-platform
+    spans: ["ledger commit"]
+    kinds: [internal]
+  - name: bets-by-metrics
+    signal: metrics
+    service: sample-platform
+    metric: http.server.request.duration
+    routes: ["POST /v1/bets"]
+"""
+
+
+def test_synthetic_requests_are_marked_and_never_counted(start_receiver, store, tmp_path, database_url) -> None:
+    slices = tmp_path / "slices.yaml"
+    slices.write_text(PROBE_SLICES_YAML)
+    receiver = start_receiver(slices)
+    platform = PlatformProcess(
+        f"sqlite:///{tmp_path / 'platform-probed.db'}",
+        tmp_path / "outbox.jsonl",
+        PLATFORM_OTLP_ENDPOINT=receiver.url,
+        PLATFORM_OTLP_METRIC_INTERVAL_SECONDS="1",
+    )
+    try:
+        admin = PlatformClient(platform.url, admin_token=ADMIN_TOKEN)
+        player = admin.create_account(f"t{uuid.uuid4().hex[:8]}")
+        admin.deposit(player["id"], 1_000_000)
+        market = admin.create_market("Probe cup", [("A", "2.00"), ("B", "2.00")])
+        played = [admin.place_bet(player["token"], bet_body(market, stake=100)).status_code for _ in range(5)]
+        probed = [
+            admin.http.post(
+                "/v1/bets",
+                json=bet_body(market, stake=100),
+                headers={
+                    "Authorization": f"Bearer {player['token']}",
+                    "Idempotency-Key": str(uuid.uuid4()),
+                    "X-Synthetic": "checklist",
+                },
+            ).status_code
+            for _ in range(3)
+        ]
+        metrics = admin.http.get("/metrics").text
+        admin.close()
+    finally:
+        platform.stop()  # SIGTERM: the exporters flush on the way out
+    assert played == [201] * 5 and probed == [201] * 3
+    assert 'platform_synthetic_requests_total{code="201",method="POST",route="/v1/bets"} 3.0' in metrics
+    assert 'platform_http_requests_total{code="201",method="POST",route="/v1/bets"} 5.0' in metrics
+    # The probes' server spans, the spans inside them and their histogram points are all marked, so
+    # every slice counts the players' five bets only.
+    assert totals(store) == {"bet-placement": (5, 0), "ledger-commits": (5, 0), "bets-by-metrics": (5, 0)}
+    registry = receiver.app.state.metrics.registry
+    assert registry.get_sample_value("collector_synthetic_items_total", {"signal": "traces"}) == 6
+    assert registry.get_sample_value("collector_synthetic_items_total", {"signal": "metrics"}) >= 1

@@ -51,6 +51,17 @@ def test_faults_set_list_clear(server) -> None:
     assert "no faults in force" in run_cli("platform", "faults", "list", *common).stdout
 
 
+def test_faults_set_synthetic_only(server) -> None:
+    common = ("--target", server.url, "--admin-token", ADMIN_TOKEN)
+    args = ("platform", "faults", "set", "error_rate", "--error-rate", "1", "--ttl", "60", "--synthetic-only")
+    made = run_cli(*args, *common, "--format", "json")
+    assert made.returncode == 0, made.stderr
+    assert json.loads(made.stdout)[0]["synthetic_only"] is True
+    assert "synthetic only" in run_cli("platform", "faults", "list", *common).stdout
+    refused = run_cli("platform", "faults", "set", "cache_off", "--ttl", "60", "--synthetic-only", *common)
+    assert refused.returncode == 3 and "synthetic_only" in refused.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

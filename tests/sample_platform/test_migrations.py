@@ -52,3 +52,25 @@ def test_store_migrations_match_the_store_models(database_url) -> None:
         diff = compare_metadata(context, StoreModel.metadata)
     engine.dispose()
     assert diff == []
+
+
+def test_existing_accounts_and_markets_stay_players_after_0005(database_url) -> None:
+    from sample_platform.db import make_engine
+
+    engine = make_engine(database_url)
+    migrate(engine, "0004")
+    with engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO accounts (username, token_hash, created_at) VALUES ('old', 'h', CURRENT_TIMESTAMP)")
+        )
+        conn.execute(
+            text(
+                "INSERT INTO markets (name, status, price_version, result_version, void, created_at) "
+                "VALUES ('Old cup', 'open', 1, 0, false, CURRENT_TIMESTAMP)"
+            )
+        )
+    migrate(engine)
+    with engine.connect() as conn:
+        flags = [conn.execute(text(f"SELECT synthetic FROM {table}")).scalar_one() for table in ("accounts", "markets")]
+    engine.dispose()
+    assert flags == [False, False]
