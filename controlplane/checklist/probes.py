@@ -261,15 +261,15 @@ def probe_latency(params: ProbeLatency, ctx: CheckContext, platform: Platform) -
         return Outcome.failed(
             f"the platform's request timeout is {timeout:g}s, above {params.max_timeout_seconds:g}s", **evidence
         )
-    if elapsed * 1000 < params.latency_ms:
-        return Outcome.unknown(
-            "the injected latency did not act on the probe request (synthetic-only faults?)", **evidence
-        )
     if response.status_code >= 500 or elapsed > timeout:
         return Outcome.failed(
             f"a request slowed by {params.latency_ms} ms got {response.status_code} after {elapsed:.2f}s "
             f"(timeout {timeout:g}s)",
             **evidence,
+        )
+    if elapsed * 1000 < params.latency_ms:
+        return Outcome.unknown(
+            "the injected latency did not act on the probe request (synthetic-only faults?)", **evidence
         )
     return Outcome.passed(
         f"answered {response.status_code} in {elapsed:.2f}s with {params.latency_ms} ms injected "
