@@ -19,8 +19,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/controlplane demo
 
+# Two test workers (pytest-xdist): the suite waits on processes and databases more than on the CPU.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # The tests whose outcome a slow machine could change, run again beside two CPU-bound processes.
 test-loaded: $(STAMP)

@@ -38,10 +38,20 @@ class ServiceProcess:
     """A `controlplane <group> serve` process on a free port, waited for until `health` answers 200."""
 
     def __init__(self, group: str, env: dict[str, str], log: Path, health: str, *, port: int | None = None) -> None:
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
-        with log.open("wb") as out:
+        # A port found free can be taken by a process of another test worker before ours binds it:
+        # then start again on another one (only when the port was ours to choose).
+        for attempt in range(1 if port else 5):
+            self.port = port or free_port()
+            self.url = f"http://127.0.0.1:{self.port}"
+            if self._start(group, env, health):
+                return
+            if "address already in use" not in log.read_text().lower() or attempt == 4:
+                break
+        raise RuntimeError(f"{group} did not start: {log.read_text()}")
+
+    def _start(self, group: str, env: dict[str, str], health: str) -> bool:
+        with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
                 [CONTROLPLANE, group, "serve", "--port", str(self.port)],
                 env=os.environ | env,
@@ -52,11 +62,14 @@ class ServiceProcess:
         while True:
             try:
                 if httpx.get(f"{self.url}{health}", timeout=1).status_code == 200:
-                    return
+                    return True
             except httpx.TransportError:
                 pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{group} did not start: {log.read_text()}")
+            if self.proc.poll() is not None:
+                return False
+            if time.monotonic() > deadline:
+                self.proc.kill()
+                return False
             time.sleep(0.1)
 
     def kill(self) -> None:
