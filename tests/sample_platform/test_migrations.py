@@ -38,7 +38,8 @@ def test_database_refuses_negative_wallets(engine) -> None:
 
 
 def test_store_migrations_match_the_store_models(database_url) -> None:
-    import controlplane.checklist.records  # noqa: F401 - its tables are the store's too
+    from controlplane.checklist import records
+    from controlplane.scheduler import tables
     from controlplane.store import StoreModel, migrate_store
     from sample_platform.db import make_engine
 
@@ -51,6 +52,7 @@ def test_store_migrations_match_the_store_models(database_url) -> None:
         )
         diff = compare_metadata(context, StoreModel.metadata)
     engine.dispose()
+    assert {records.runs_t.name, tables.snapshots_t.name} <= set(StoreModel.metadata.tables)
     assert diff == []
 
 
