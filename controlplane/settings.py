@@ -70,6 +70,11 @@ class Settings(BaseSettings):
         Path("config/checklist.yaml"),
         description="The pre-event readiness checklist that `controlplane checklist run` evaluates.",
     )
+    scheduler_path: Path = Field(
+        Path("config/scheduler.yaml"),
+        description="`controlplane scheduler`'s jobs (crontab expressions), checklist offsets, retention and alert "
+        "receivers; missing: the defaults.",
+    )
     collector_max_body_bytes: int = Field(
         20 * 2**20, ge=1024, description="Largest OTLP request body, after decompression (413 above)."
     )

@@ -18,6 +18,7 @@ from controlplane.cli.dashboard import dashboard
 from controlplane.cli.demo import demo
 from controlplane.cli.faults import faults_app
 from controlplane.cli.platform import platform_app
+from controlplane.cli.scheduler import scheduler
 from controlplane.cli.slo import slo_app
 
 app = typer.Typer(
@@ -36,6 +37,7 @@ app.add_typer(checklist_app, name="checklist")
 app.add_typer(drill_app, name="drill")
 app.command("demo")(demo)
 app.command("dashboard")(dashboard)
+app.command("scheduler")(scheduler)
 
 
 def main() -> None:

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
@@ -85,9 +84,9 @@ def checklist_run(
 ) -> None:
     """Run every check now (concurrently, each within its timeout) and decide: exit 0 go, 1 go-with-warnings,
     2 no-go, 3 could not run. The run and its evidence digests go to the store and the audit log."""
-    from controlplane.checklist.context import CheckContext
     from controlplane.checklist.records import save_run
     from controlplane.checklist.runner import run_checklist
+    from controlplane.checklist.session import new_context
     from controlplane.clock import parse_since, utcnow
 
     settings = load_settings(store_url=store_url, checklist_path=checklist)
@@ -101,17 +100,10 @@ def checklist_run(
         raise fail(f"--at: {exc}") from None
     if when > now + timedelta(minutes=1):
         raise fail("--at lies in the future; a go/no-go is about what was true then, give a past or present time")
-    ctx = CheckContext(
-        settings=settings,
-        store=store_engine(settings),
-        at=when,
-        now=now,
-        run_id=uuid.uuid4().hex[:16],
-        event=chosen,
-        slos=slos,
-        events=events,
-        slices=load_slices(settings),
-    )
+    ctx = new_context(
+        settings, store_engine(settings), slos=slos, events=events, slices=load_slices(settings),
+        event=chosen, at=when, now=now,
+    )  # fmt: skip
     try:
         result = run_checklist(spec, ctx)
     except SQLAlchemyError as exc:  # the store failed under the run (waivers are read from it)

@@ -1,0 +1,87 @@
+"""`controlplane scheduler`: the control plane's periodic work in one process per store."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from controlplane.cli.common import StoreUrl, TableOrJson, fail, load_settings, store_engine
+
+
+def scheduler(
+    list_jobs: Annotated[
+        bool, typer.Option("--list", help="Show each job, its cron and its next run, then exit.")
+    ] = False,
+    once: Annotated[str | None, typer.Option("--once", help="Run this job now and exit (e.g. slo-evaluation).")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Scheduler file (default: $CONTROLPLANE_SCHEDULER_PATH).")
+    ] = None,
+    store_url: StoreUrl = None,
+    fmt: TableOrJson = "table",
+) -> None:
+    """Run SLO evaluation and alert transitions, checkpoints, pre-event checklists and rollups on their
+    schedules; one scheduler per store (a second one refuses to start)."""
+    from controlplane.scheduler.config import SchedulerConfigError, load_scheduler_config
+    from controlplane.scheduler.leader import NotLeader
+    from controlplane.scheduler.service import SchedulerService
+
+    settings = load_settings(store_url=store_url, scheduler_path=config)
+    try:
+        spec = load_scheduler_config(settings.scheduler_path)
+    except SchedulerConfigError as exc:
+        raise fail(str(exc)) from None
+    service = SchedulerService(settings, store_engine(settings), spec)
+    if list_jobs:
+        rows = service.listing()
+        if fmt == "json":
+            typer.echo(json.dumps({"jobs": rows}, indent=2))
+        else:
+            typer.echo(f"{'job':<16} {'cron':<14} next run")
+            for row in rows:
+                typer.echo(f"{row['job']:<16} {row['cron']:<14} {row['next_run']}")
+        return
+    if once is not None:
+        known = list(service.job_functions())
+        if once not in known:
+            raise fail(f"--once: no job {once!r}; jobs are {', '.join(known)}")
+        try:
+            result = service.run_once(once)
+        except Exception as exc:  # the job's own failure: say what, exit 2 (critical) for cron
+            raise fail(f"job {once} failed: {type(exc).__name__}: {str(exc).splitlines()[0]}", 2) from None
+        typer.echo(_render(once, result, fmt))
+        return
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        service.serve(stop)
+    except NotLeader as exc:
+        raise fail(str(exc)) from None
+
+
+def _render(job: str, result: object, fmt: str) -> str:
+    from controlplane.scheduler.jobs import Evaluation
+
+    if isinstance(result, Evaluation):
+        document: object = {
+            "at": result.at.isoformat().replace("+00:00", "Z"),
+            "snapshots": result.snapshots,
+            "transitions": [
+                {k: (v.isoformat().replace("+00:00", "Z") if hasattr(v, "isoformat") else v) for k, v in t.items()}
+                for t in result.transitions
+            ],
+        }
+    else:
+        document = result
+    if fmt == "json":
+        return json.dumps({"job": job, "result": document}, indent=2, default=str)
+    if isinstance(document, str):
+        return document.rstrip("\n")
+    return f"{job}: {json.dumps(document, default=str)}"

@@ -1,0 +1,229 @@
+"""The scheduler's jobs, each a plain function of the store and an instant, so tests drive them with
+their own clock and `controlplane scheduler --once JOB` runs one now.
+
+- `evaluate_slos`: every SLO as of the minute -> a snapshot per SLO, and an alert transition for
+  each severity that started firing or resolved since the previous snapshot (with the burn rates
+  that caused it and exemplar trace ids), each queued for every receiver.
+- `sign_checkpoint`: a signed audit checkpoint of the current tree head.
+- `run_due_checklists`: for each event and offset (T-24h, T-1h), the checklist run once when due,
+  whatever restarts happen: the run is claimed in `scheduled_runs` first. Offsets missed while the
+  scheduler was down coalesce into one run (if the event has not started yet).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import IntegrityError
+
+from controlplane.clock import as_utc, parse_duration
+from controlplane.scheduler.tables import scheduled_t, snapshots_t, transitions_t
+from controlplane.settings import Settings
+from controlplane.slices import load_slices
+from controlplane.slo import evaluate_all, floor_minute
+from controlplane.slo_results import SloReport, SloStatus
+from controlplane.slo_spec import EventSpec, load_events, load_slos
+from controlplane.storage import reader
+from controlplane.store import SliExemplar, table
+
+SEVERITIES = ("page", "ticket")
+
+
+@dataclass
+class Evaluation:
+    at: datetime
+    snapshots: int = 0
+    transitions: list[dict[str, Any]] = field(default_factory=list)
+
+
+def transition_id(slo: str, severity: str, state: str, at: datetime) -> str:
+    return hashlib.sha256(f"{slo}|{severity}|{state}|{as_utc(at).isoformat()}".encode()).hexdigest()[:32]
+
+
+def _exemplars(store: Engine, slice_name: str, at: datetime) -> list[str]:
+    ex = table(SliExemplar)
+    query = (
+        select(ex.c.trace_id)
+        .where(ex.c.slice == slice_name, ex.c.minute >= at - timedelta(hours=1), ex.c.minute < at)
+        .order_by(ex.c.minute.desc())
+        .limit(5)
+    )
+    with reader(store).connect() as conn:
+        return list(conn.execute(query).scalars())
+
+
+def _previous(store: Engine, slo: str, at: datetime) -> dict[str, bool]:
+    query = (
+        select(snapshots_t.c.page, snapshots_t.c.ticket)
+        .where(snapshots_t.c.slo == slo, snapshots_t.c.at < at)
+        .order_by(snapshots_t.c.at.desc())
+        .limit(1)
+    )
+    with reader(store).connect() as conn:
+        row = conn.execute(query).first()
+    return {"page": bool(row.page), "ticket": bool(row.ticket)} if row else {"page": False, "ticket": False}
+
+
+def _started(store: Engine, slo: str, severity: str, at: datetime) -> datetime:
+    query = (
+        select(transitions_t.c.at)
+        .where(transitions_t.c.slo == slo, transitions_t.c.severity == severity, transitions_t.c.state == "firing")
+        .where(transitions_t.c.at <= at)
+        .order_by(transitions_t.c.at.desc())
+        .limit(1)
+    )
+    with reader(store).connect() as conn:
+        started = conn.execute(query).scalar()
+    return as_utc(started) if started else at
+
+
+def _transition(store: Engine, status: SloStatus, severity: str, state: str, at: datetime) -> dict[str, Any]:
+    thresholds = getattr(status.alert_thresholds, severity)
+    detail = {
+        "objective": status.objective,
+        "sli": status.sli,
+        "budget_remaining": status.budget_remaining,
+        "burn_rates": dict(status.burn_rates),
+        "thresholds": [t.to_dict() for t in thresholds],
+        "exemplars": _exemplars(store, status.slice, at) if state == "firing" else [],
+    }
+    return {
+        "id": transition_id(status.name, severity, state, at),
+        "slo": status.name,
+        "slice": status.slice,
+        "severity": severity,
+        "state": state,
+        "at": at,
+        "started_at": at if state == "firing" else _started(store, status.name, severity, at),
+        "detail": json.dumps(detail, sort_keys=True),
+    }
+
+
+def record_report(store: Engine, report: SloReport) -> Evaluation:
+    """Keep a snapshot per SLO and the transitions since each SLO's previous snapshot (idempotent)."""
+    result = Evaluation(at=report.at)
+    for status in report.slos:
+        before = _previous(store, status.name, report.at)
+        now = {"page": status.alerts.page, "ticket": status.alerts.ticket}
+        changes = [
+            _transition(store, status, sev, "firing" if now[sev] else "resolved", report.at)
+            for sev in SEVERITIES
+            if now[sev] != before[sev]
+        ]
+        try:
+            with store.begin() as conn:
+                conn.execute(
+                    snapshots_t.insert().values(
+                        slo=status.name,
+                        slice=status.slice,
+                        at=report.at,
+                        sli=status.sli,
+                        events=status.events,
+                        bad_events=status.bad_events,
+                        budget_remaining=status.budget_remaining,
+                        page=status.alerts.page,
+                        ticket=status.alerts.ticket,
+                        status=json.dumps(status.to_dict(), sort_keys=True),
+                    )
+                )
+                if changes:
+                    conn.execute(transitions_t.insert(), changes)
+        except IntegrityError:
+            continue  # this minute was already evaluated (a second run, or a restart): nothing new
+        result.snapshots += 1
+        result.transitions += changes
+    return result
+
+
+def evaluate_slos(settings: Settings, store: Engine, *, now: datetime) -> Evaluation:
+    events = load_events(settings.events_path)
+    specs = load_slos(settings.slos_path, events=events)
+    slices = load_slices(settings.slices_path)
+    report = evaluate_all(store, specs, events=events, boundaries=slices.boundaries, at=floor_minute(now))
+    return record_report(store, report)
+
+
+def sign_checkpoint(settings: Settings) -> str:
+    """Sign the audit log's current tree head (C2SP checkpoint) with the current key."""
+    from audit.keys import KeyRing
+    from audit.log import AuditLog
+    from audit.schema import migrate_audit
+    from controlplane.storage import make_engine
+
+    engine = make_engine(settings.audit_url, **settings.engine_options())
+    try:
+        migrate_audit(engine)
+        passphrase = settings.audit_key_passphrase
+        ring = KeyRing(
+            settings.audit_key_dir,
+            name=settings.audit_origin,
+            passphrase=passphrase.get_secret_value().encode() if passphrase else None,
+            development=settings.environment != "production",
+        )
+        return AuditLog(engine, origin=settings.audit_origin, signer=ring.signer()).checkpoint()
+    finally:
+        engine.dispose()
+
+
+@dataclass(frozen=True)
+class DueRun:
+    event: EventSpec
+    offsets: tuple[str, ...]  # the offsets this run stands for (several when missed ones coalesce)
+    due_at: datetime
+
+
+def due_checklists(events: dict[str, EventSpec], offsets: list[str], *, now: datetime, done: set[str]) -> list[DueRun]:
+    """Runs due by `now` and not done, one per event (missed offsets coalesce), before kickoff only."""
+    due = []
+    for event in events.values():
+        if now >= event.kickoff:
+            continue  # the event has started: a pre-event check is no longer a go/no-go
+        pending = [
+            (event.kickoff - parse_duration(offset), offset)
+            for offset in offsets
+            if event.kickoff - parse_duration(offset) <= now and run_key(event.name, offset) not in done
+        ]
+        if pending:
+            due.append(DueRun(event, tuple(o for _t, o in sorted(pending)), max(t for t, _o in pending)))
+    return due
+
+
+def run_key(event: str, offset: str) -> str:
+    return f"checklist:{event}:T-{offset}"
+
+
+def run_due_checklists(settings: Settings, store: Engine, *, now: datetime, offsets: list[str]) -> list[dict]:
+    """Run each due checklist once: claim its keys in `scheduled_runs`, run, record the outcome."""
+    from controlplane.checklist.session import run_and_record
+
+    events = load_events(settings.events_path)
+    with reader(store).connect() as conn:
+        done = set(conn.execute(select(scheduled_t.c.key).where(scheduled_t.c.job == "checklists")).scalars())
+    results = []
+    for run in due_checklists(events, offsets, now=now, done=done):
+        keys = [run_key(run.event.name, offset) for offset in run.offsets]
+        try:
+            with store.begin() as conn:  # the claim: a second scheduler or a restart finds these keys taken
+                conn.execute(
+                    scheduled_t.insert(),
+                    [
+                        {"key": k, "job": "checklists", "due_at": run.due_at, "ran_at": now, "outcome": "running"}
+                        for k in keys
+                    ],
+                )
+        except IntegrityError:
+            continue
+        try:
+            recorded = run_and_record(settings, store, event=run.event, at=now)
+            outcome = {"run_id": recorded.run_id, "decision": recorded.decision, "offsets": list(run.offsets)}
+        except Exception as exc:  # recorded as the outcome; the run is not retried (it was due once)
+            outcome = {"error": f"{type(exc).__name__}: {exc}", "offsets": list(run.offsets)}
+        with store.begin() as conn:
+            conn.execute(scheduled_t.update().where(scheduled_t.c.key.in_(keys)).values(outcome=json.dumps(outcome)))
+        results.append({"event": run.event.name, **outcome})
+    return results
