@@ -1,0 +1,136 @@
+"""Scheduler jobs with a test clock: snapshots and alert transitions once each, pre-event checklist
+runs exactly once per offset across restarts, missed offsets coalesced."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, select
+
+from controlplane.scheduler import jobs
+from controlplane.scheduler.config import SchedulerConfigError, load_scheduler_config
+from controlplane.scheduler.service import SchedulerService
+from controlplane.scheduler.tables import scheduled_t, snapshots_t, transitions_t
+from controlplane.settings import Settings
+from controlplane.slo import floor_minute
+from controlplane.store import SliBucket, table
+from tests.conftest import SLICES_PATH
+
+CONFIG = Path(__file__).parents[3] / "config"
+SLO = """slos:
+  - {name: bets, slice: bet-placement, sli: {kind: ratio}, objective: 0.999, window: {rolling_days: 30}}
+"""
+CHECKLIST = """checks:
+  - {id: coverage, title: t, severity: warning, owner: o, runbook: r, evaluator: {type: slo_coverage, slices: [bet-placement]}}
+"""
+
+
+@pytest.fixture
+def sched_settings(database_url: str, tmp_path: Path) -> Settings:
+    (tmp_path / "slos.yaml").write_text(SLO)
+    (tmp_path / "checklist.yaml").write_text(CHECKLIST)
+    (tmp_path / "events.yaml").write_text("events: []\n")
+    return Settings(
+        environment="test",
+        store_url=database_url,
+        audit_url=database_url,
+        audit_key_dir=tmp_path / "keys",
+        slices_path=SLICES_PATH,
+        slos_path=tmp_path / "slos.yaml",
+        events_path=tmp_path / "events.yaml",
+        checklist_path=tmp_path / "checklist.yaml",
+    )
+
+
+def _seed(store: Engine, start: datetime, minutes: int, total: int, bad: int) -> None:
+    rows = [{"slice": "bet-placement", "minute": start + timedelta(minutes=i), "total": total, "bad": bad}
+            for i in range(minutes)]  # fmt: skip
+    with store.begin() as conn:
+        conn.execute(table(SliBucket).insert(), rows)
+
+
+def _count(store: Engine, t) -> int:
+    with store.connect() as conn:
+        return conn.execute(select(func.count()).select_from(t)).scalar() or 0
+
+
+def test_a_burst_fires_one_page_transition_and_resolves(sched_settings, store) -> None:
+    t0 = floor_minute(datetime.now(UTC)) - timedelta(hours=3)
+    _seed(store, t0 - timedelta(hours=2), 120, 100, 0)
+    _seed(store, t0, 10, 100, 50)  # 50% errors for ten minutes: far past the page thresholds
+    firing = jobs.evaluate_slos(sched_settings, store, now=t0 + timedelta(minutes=10))
+    assert [(t["severity"], t["state"]) for t in firing.transitions] == [("page", "firing"), ("ticket", "firing")]
+    detail = json.loads(firing.transitions[0]["detail"])
+    assert detail["burn_rates"]["5m"] > 14.4 and detail["thresholds"][0] == {"long": "1h", "short": "5m", "burn": 14.4}
+
+    again = jobs.evaluate_slos(sched_settings, store, now=t0 + timedelta(minutes=10, seconds=30))
+    assert again.snapshots == 0 and again.transitions == [], "the same minute is evaluated once"
+    still = jobs.evaluate_slos(sched_settings, store, now=t0 + timedelta(minutes=11))
+    assert still.snapshots == 1 and still.transitions == [], "still firing: no new transition"
+
+    _seed(store, t0 + timedelta(minutes=10), 120, 100, 0)
+    quiet = jobs.evaluate_slos(sched_settings, store, now=t0 + timedelta(minutes=130))
+    page = [t for t in quiet.transitions if t["severity"] == "page"]
+    assert [t["state"] for t in page] == ["resolved"]
+    assert page[0]["started_at"] == t0 + timedelta(minutes=10)
+    assert _count(store, transitions_t) == 2 + len(quiet.transitions)
+    assert _count(store, snapshots_t) == 3
+
+
+def _event(path: Path, kickoff: datetime) -> None:
+    settles = kickoff + timedelta(hours=2)
+    path.write_text(f"events:\n  - {{name: final, kickoff: '{kickoff.isoformat()}', "
+                    f"settlement_expected: '{settles.isoformat()}'}}\n")  # fmt: skip
+
+
+def test_a_checklist_runs_once_per_offset_across_restarts(sched_settings, store) -> None:
+    kickoff = floor_minute(datetime.now(UTC)) + timedelta(hours=30)
+    _event(sched_settings.events_path, kickoff)
+    offsets = ["24h", "1h"]
+    assert jobs.run_due_checklists(sched_settings, store, now=kickoff - timedelta(hours=25), offsets=offsets) == []
+    first = jobs.run_due_checklists(sched_settings, store, now=kickoff - timedelta(hours=24), offsets=offsets)
+    assert [r["offsets"] for r in first] == [["24h"]] and first[0]["decision"] == "go"
+    # A restart: a new service, the same store; the T-24h run is not repeated.
+    service = SchedulerService(sched_settings, store, load_scheduler_config(Path("/nonexistent")))
+    service.clock = lambda: kickoff - timedelta(hours=23)
+    assert service.run_once("checklists") == []
+    second = jobs.run_due_checklists(sched_settings, store, now=kickoff - timedelta(minutes=59), offsets=offsets)
+    assert [r["offsets"] for r in second] == [["1h"]]
+    assert jobs.run_due_checklists(sched_settings, store, now=kickoff - timedelta(minutes=30), offsets=offsets) == []
+    with store.connect() as conn:
+        outcomes = [json.loads(o) for o in conn.execute(select(scheduled_t.c.outcome)).scalars()]
+    assert sorted(o["offsets"][0] for o in outcomes) == ["1h", "24h"] and all(o["decision"] == "go" for o in outcomes)
+
+
+def test_missed_offsets_coalesce_into_one_run_and_none_after_kickoff(sched_settings, store) -> None:
+    kickoff = floor_minute(datetime.now(UTC)) + timedelta(hours=2)
+    _event(sched_settings.events_path, kickoff)
+    late = jobs.run_due_checklists(sched_settings, store, now=kickoff - timedelta(minutes=10), offsets=["24h", "1h"])
+    assert [r["offsets"] for r in late] == [["24h", "1h"]], "one run stands for both missed offsets"
+    assert _count(store, scheduled_t) == 2
+    kickoff2 = floor_minute(datetime.now(UTC)) + timedelta(hours=1)
+    _event(sched_settings.events_path, kickoff2)
+    assert jobs.run_due_checklists(sched_settings, store, now=kickoff2 + timedelta(minutes=1), offsets=["1h"]) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("jobs: {checkpoint: {cron: 'every minute'}}", ["jobs.checkpoint.cron", "crontab"]),
+        ("jobs: {nightly: {cron: '* * * * *'}}", ["unknown job", "nightly"]),
+        ("checklist_offsets: [soon]", ["checklist_offsets", "a whole number"]),
+        ("minute_retention: 2d", ["at least 8 days"]),
+        ("lease_seconds: 1", ["lease_seconds"]),
+    ],
+)
+def test_config_mistakes_name_the_file_and_field(tmp_path: Path, text: str, words: list[str]) -> None:
+    path = tmp_path / "scheduler.yaml"
+    path.write_text(text)
+    with pytest.raises(SchedulerConfigError) as caught:
+        load_scheduler_config(path)
+    assert str(caught.value).startswith(str(path))
+    for word in words:
+        assert word in str(caught.value)
