@@ -211,24 +211,9 @@ def attest(
     return attestation_dict(_Row(row))
 
 
-def active_attestation(store: Engine, check_id: str, *, at: datetime, event: str | None) -> dict[str, Any] | None:
-    """The newest attestation of the check valid at `at` (for this event, or for none in particular)."""
-    t = attestations_t
-    query = (
-        select(t)
-        .where(t.c.check_id == check_id, t.c.created_at <= at, t.c.expires_at > at)
-        .where((t.c.event.is_(None)) | (t.c.event == event) if event else t.c.event.is_(None))
-        .order_by(t.c.created_at.desc())
-        .limit(1)
-    )
-    with reader(store).connect() as conn:
-        row = conn.execute(query).first()
-    return attestation_dict(row) if row else None
-
-
-def latest_attestation(store: Engine, check_id: str, *, at: datetime, event: str | None) -> dict[str, Any] | None:
-    """The newest attestation of the check made by `at` that would apply to this event, expired or not."""
-    t = attestations_t
+def _newest(store: Engine, t: Table, check_id: str, *, at: datetime, event: str | None, valid: bool) -> Any:
+    """The newest row of `t` for the check made by `at` that applies to this event (or to none in
+    particular); with `valid`, only one still in force at `at`."""
     query = (
         select(t)
         .where(t.c.check_id == check_id, t.c.created_at <= at)
@@ -236,8 +221,21 @@ def latest_attestation(store: Engine, check_id: str, *, at: datetime, event: str
         .order_by(t.c.created_at.desc())
         .limit(1)
     )
+    if valid:
+        query = query.where(t.c.expires_at > at)
     with reader(store).connect() as conn:
-        row = conn.execute(query).first()
+        return conn.execute(query).first()
+
+
+def active_attestation(store: Engine, check_id: str, *, at: datetime, event: str | None) -> dict[str, Any] | None:
+    """The newest attestation of the check valid at `at` (for this event, or for none in particular)."""
+    row = _newest(store, attestations_t, check_id, at=at, event=event, valid=True)
+    return attestation_dict(row) if row else None
+
+
+def latest_attestation(store: Engine, check_id: str, *, at: datetime, event: str | None) -> dict[str, Any] | None:
+    """The newest attestation of the check made by `at` that would apply to this event, expired or not."""
+    row = _newest(store, attestations_t, check_id, at=at, event=event, valid=False)
     return attestation_dict(row) if row else None
 
 
@@ -302,16 +300,7 @@ def waive(
 
 def active_waiver(store: Engine, check_id: str, *, at: datetime, event: str | None) -> dict[str, Any] | None:
     """The newest waiver of the check in force at `at`; an expired waiver is simply not found."""
-    t = waivers_t
-    query = (
-        select(t)
-        .where(t.c.check_id == check_id, t.c.created_at <= at, t.c.expires_at > at)
-        .where((t.c.event.is_(None)) | (t.c.event == event) if event else t.c.event.is_(None))
-        .order_by(t.c.created_at.desc())
-        .limit(1)
-    )
-    with reader(store).connect() as conn:
-        row = conn.execute(query).first()
+    row = _newest(store, waivers_t, check_id, at=at, event=event, valid=True)
     return waiver_dict(row) if row else None
 
 
