@@ -75,12 +75,13 @@ def enqueue(engine: Engine, transition_ids: Iterable[str], receivers: Sequence[R
         insert = _insert(conn)
         for transition_id in sorted(set(transition_ids)):
             for receiver in receivers:
-                result = conn.execute(
+                fresh = conn.execute(
                     insert(deliveries_t)
                     .values(transition_id=transition_id, receiver=receiver.name, attempts=0, next_attempt_at=now)
                     .on_conflict_do_nothing(index_elements=["transition_id", "receiver"])
-                )
-                created += max(result.rowcount, 0)
+                    .returning(deliveries_t.c.receiver)
+                ).scalar_one_or_none()
+                created += fresh is not None
     return created
 
 
