@@ -25,6 +25,7 @@ def alerts_history(
     """Alert transitions, newest first, with their delivery to each receiver (delivered, pending, failed)."""
     from controlplane.clock import parse_since
     from controlplane.scheduler.history import alert_history, render_history_table
+    from controlplane.scheduler.receivers import utc_text
 
     try:
         start = parse_since(since)
@@ -36,6 +37,6 @@ def alerts_history(
     finally:
         engine.dispose()
     if fmt == "json":
-        typer.echo(json.dumps({"since": start.isoformat(), "transitions": [i.to_dict() for i in items]}, indent=2))
+        typer.echo(json.dumps({"since": utc_text(start), "transitions": [i.to_dict() for i in items]}, indent=2))
         return
     typer.echo(render_history_table(items))

@@ -27,7 +27,7 @@ from controlplane.storage import reader
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_ATTEMPTS = 12  # with the backoff below: about 6 hours of trying
+DEFAULT_MAX_ATTEMPTS = 12  # with the backoff below: 3 to 5 hours of trying
 BACKOFF_BASE = timedelta(seconds=30)
 BACKOFF_CAP = timedelta(hours=1)
 # A claimed delivery is not due again for this long (longer than any receiver's timeout), so another
@@ -158,10 +158,7 @@ def _record(
         values: dict[str, object] = {"delivered_at": now, "last_error": None}
         stats.delivered += 1
     elif result.outcome == "permanent":
-        values = {
-            "last_error": f"{GAVE_UP}: {result.error} is a permanent failure (a 4xx other than 408/429); "
-            "not retried: fix the receiver or its configuration"
-        }
+        values = {"last_error": f"{GAVE_UP}: {result.error}"}
         stats.failed += 1
     elif claim.attempts >= max_attempts:
         values = {"last_error": f"{GAVE_UP} after {claim.attempts} attempts: {result.error}"}
@@ -207,7 +204,7 @@ def deliver_pending(
         stats.attempted += 1
         transition = transitions.get(claim.transition_id)
         if transition is None:
-            result = SendResult("permanent", f"transition {claim.transition_id} is no longer in the store")
+            result = SendResult("permanent", f"transition {claim.transition_id} is no longer in the store; not retried")
         else:
             result = by_name[claim.receiver].send(transition, now=now)
         if result.outcome != "delivered":

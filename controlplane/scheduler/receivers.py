@@ -247,7 +247,10 @@ class Receiver:
         if outcome == "delivered":
             return SendResult("delivered")
         text = " ".join(response.text.split())[:200]
-        return SendResult(outcome, f"HTTP {response.status_code} from {endpoint}: {text}")
+        error = f"HTTP {response.status_code} from {endpoint}: {text}"
+        if outcome == "permanent":
+            error += " (a 4xx other than 408/429 is permanent: not retried; fix the receiver or its configuration)"
+        return SendResult(outcome, error)
 
 
 @dataclass

@@ -137,6 +137,7 @@ def test_failures_say_what_and_where(answer: object, outcome: str, error: str) -
     )
     assert result.outcome == outcome
     assert result.error is not None and result.error.startswith(error)
+    assert ("permanent: not retried" in result.error) == (outcome == "permanent")
 
 
 def test_settings_urls_make_the_simple_case_receivers() -> None:
