@@ -113,6 +113,21 @@ class Settings(BaseSettings):
         "calls, and probes report unknown.",
     )
 
+    alertmanager_url: str = Field(
+        "",
+        description="Alertmanager to deliver SLO alert transitions to (its v2 API, e.g. http://127.0.0.1:9093); "
+        "unset: none, unless the scheduler's config file names receivers.",
+    )
+    alert_webhook_url: str = Field(
+        "",
+        description="URL that receives each SLO alert transition as a JSON POST with an Idempotency-Key header; "
+        "unset: none.",
+    )
+    dashboard_url: str = Field(
+        "http://127.0.0.1:8501",
+        description="The dashboard's base URL as on-call engineers reach it; alerts link to its on-call page.",
+    )
+
     def engine_options(self) -> dict[str, int]:
         """Keyword arguments for `make_engine` from these settings."""
         return {"lock_timeout_ms": self.db_lock_timeout_ms, "statement_timeout_ms": self.db_statement_timeout_ms}

@@ -10,6 +10,7 @@ import sys
 
 import typer
 
+from controlplane.cli.alerts import alerts_app
 from controlplane.cli.audit import audit_app
 from controlplane.cli.checklist import checklist_app, drill_app
 from controlplane.cli.collector import collector_app, sli_app
@@ -34,6 +35,7 @@ app.add_typer(sli_app, name="sli")
 app.add_typer(slo_app, name="slo")
 app.add_typer(audit_app, name="audit")
 app.add_typer(checklist_app, name="checklist")
+app.add_typer(alerts_app, name="alerts")
 app.add_typer(drill_app, name="drill")
 app.command("demo")(demo)
 app.command("dashboard")(dashboard)

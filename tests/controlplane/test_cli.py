@@ -23,7 +23,7 @@ README = Path(__file__).parents[2] / "README.md"
 
 def test_the_walk_finds_every_command_group() -> None:
     groups = {path[0] for path in VERBS}
-    assert {"platform", "collector", "sli", "slo", "audit", "demo", "dashboard"} <= groups
+    assert {"platform", "collector", "sli", "slo", "audit", "alerts", "demo", "dashboard"} <= groups
     assert ("platform", "faults", "set") in VERBS
 
 
@@ -48,6 +48,8 @@ def test_the_readme_command_reference_and_settings_are_current() -> None:
         ("sli", "show", "--format", "xml"),
         ("slo", "status", "--no-such-flag"),
         ("audit", "prove", "--seq", "minus-one"),
+        ("alerts", "history", "--format", "xml"),
+        ("alerts", "history", "--limit", "0"),
         ("no-such-group",),
     ],
 )
