@@ -29,6 +29,7 @@ def scheduler(
     schedules; one scheduler per store (a second one refuses to start)."""
     from controlplane.scheduler.config import SchedulerConfigError, load_scheduler_config
     from controlplane.scheduler.leader import NotLeader
+    from controlplane.scheduler.receivers import ReceiverConfigError
     from controlplane.scheduler.service import SchedulerService
 
     settings = load_settings(store_url=store_url, scheduler_path=config)
@@ -36,7 +37,10 @@ def scheduler(
         spec = load_scheduler_config(settings.scheduler_path)
     except SchedulerConfigError as exc:
         raise fail(str(exc)) from None
-    service = SchedulerService(settings, store_engine(settings), spec)
+    try:
+        service = SchedulerService(settings, store_engine(settings), spec)
+    except ReceiverConfigError as exc:
+        raise fail(str(exc)) from None
     if list_jobs:
         rows = service.listing()
         if fmt == "json":

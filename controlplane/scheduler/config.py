@@ -11,13 +11,13 @@ Usage:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from apscheduler.triggers.cron import CronTrigger
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from controlplane.clock import parse_duration
 from controlplane.config_files import read_yaml
+from controlplane.scheduler.receivers import ReceiverSpec
 
 JOB_IDS = ("slo-evaluation", "alert-delivery", "checkpoint", "checklists", "rollups", "retention")
 DEFAULT_CRON = {
@@ -57,7 +57,7 @@ class SchedulerFile(Strict):
     checklist_offsets: list[str] = Field(default_factory=lambda: ["24h", "1h"], min_length=1)
     minute_retention: str = Field("35d", description="minute buckets older than this are purged once rolled up")
     lease_seconds: float = Field(30.0, ge=3, le=3600)
-    receivers: list[dict[str, Any]] = Field(default_factory=list)
+    receivers: list[ReceiverSpec] = Field(default_factory=list)
 
     @field_validator("checklist_offsets")
     @classmethod

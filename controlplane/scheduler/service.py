@@ -29,7 +29,9 @@ from sqlalchemy import Engine
 from controlplane.clock import utcnow
 from controlplane.scheduler import jobs
 from controlplane.scheduler.config import SchedulerFile
+from controlplane.scheduler.delivery import DeliveryStats, deliver_pending, enqueue, refresh_firing
 from controlplane.scheduler.leader import LeaderLock
+from controlplane.scheduler.receivers import receivers_from
 from controlplane.settings import Settings
 
 log = logging.getLogger("controlplane.scheduler")
@@ -44,11 +46,28 @@ class SchedulerService:
         self.store = store
         self.config = config
         self.clock = clock
+        self.receivers = receivers_from(settings, config.receivers)
+
+    def evaluate_and_enqueue(self) -> jobs.Evaluation:
+        """SLO evaluation, then each new transition queued for every receiver."""
+        now = self.clock()
+        evaluation = jobs.evaluate_slos(self.settings, self.store, now=now)
+        if evaluation.transitions and self.receivers:
+            enqueue(self.store, [t["id"] for t in evaluation.transitions], self.receivers, now=now)
+        return evaluation
+
+    def deliver(self) -> DeliveryStats:
+        """Due deliveries sent (retried with backoff), and firing alerts kept open in Alertmanager."""
+        now = self.clock()
+        stats = deliver_pending(self.store, self.receivers, now=now)
+        refresh_firing(self.store, self.receivers, now=now)
+        return stats
 
     def job_functions(self) -> dict[str, Callable[[], Any]]:
         s, store, clock = self.settings, self.store, self.clock
         return {
-            "slo-evaluation": lambda: jobs.evaluate_slos(s, store, now=clock()),
+            "slo-evaluation": self.evaluate_and_enqueue,
+            "alert-delivery": self.deliver,
             "checkpoint": lambda: jobs.sign_checkpoint(s),
             "checklists": lambda: jobs.run_due_checklists(s, store, now=clock(), offsets=self.config.checklist_offsets),
         }
