@@ -8,6 +8,7 @@ Usage:
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -72,9 +73,21 @@ class PlatformClient:
             )
         )
 
-    def result(self, market_id: int, *, winner_selection_id: int | None = None, void: bool = False) -> dict:
+    def result(
+        self, market_id: int, *, winner_selection_id: int | None = None, void: bool = False, wait_seconds: float = 300
+    ) -> dict:
+        """Result the market and settle its bets. A settlement longer than the platform's request timeout
+        is answered 504 while it goes on: then wait until the market is no longer settling and repeat
+        the result, which finishes anything left and answers with the settlement."""
         body: dict[str, Any] = {"void": True} if void else {"winner_selection_id": winner_selection_id}
-        return self._ok(self.http.post(f"/v1/admin/markets/{market_id}/result", json=body, headers=self._admin()))
+        path = f"/v1/admin/markets/{market_id}/result"
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            response = self.http.post(path, json=body, headers=self._admin())
+            if response.status_code != 504 or time.monotonic() > deadline:
+                return self._ok(response)
+            while self.market(market_id)["status"] == "settling" and time.monotonic() < deadline:
+                time.sleep(0.2)
 
     def market(self, market_id: int) -> dict:
         return self._ok(self.http.get(f"/v1/markets/{market_id}"))
