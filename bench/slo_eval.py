@@ -42,6 +42,15 @@ means something beyond linear in the window's length). "us/row" is evaluate's wa
 "alerts" counts SLOs paging / ticketing at AT (a sanity check that the evaluation did its work; the
 thresholds scale with D / 30 days, so shorter windows fire more on the same data).
 `--profile` adds cProfile's top functions (by own time) of one evaluation at the largest D.
+
+Rollups (bench/slo_eval_rollups.py): after the fill, one `refresh_rollups(until=AT)` folds every
+hour and day (timed: "built in"). For each D, `evaluate_all_from_rollups` at AT is checked equal to
+the minute-level report, then timed the same way ("rollups s"; "min/rollup" is evaluate's median
+over it, same run, same database; "rollup x Dmin" its growth, which should follow hours, not
+minutes). The budget curve is one SLO's budget at each hour of the last 30 days (window 30 days;
+half the largest D when the fill is shorter than 60 days), per SLO. Sizes: bytes on disk of the
+minute tables and the rollup tables with their indexes (SQLite: dbstat; PostgreSQL:
+pg_total_relation_size), and the SQLite file or the PostgreSQL database.
 """
 
 from __future__ import annotations
@@ -68,6 +77,7 @@ import sqlalchemy
 from sqlalchemy import Engine, select, text
 from sqlalchemy.sql import Select
 
+from bench import slo_eval_rollups as rollups
 from bench.postgres import ScratchSchema, postgres_skip_reason
 from bench.support import REPO, BenchmarkParser, Clock, emit, log, setup_logging
 from controlplane.slices import load_slices
@@ -250,7 +260,8 @@ def measure_days(
         evals.append(clock)
     read_s = statistics.median(c.wall for c in reads)
     eval_s = statistics.median(c.wall for c in evals)
-    return {
+    rolled = rollups.measure_rolled(engine, specs, boundaries, AT, repeats, report, eval_s)
+    return rolled | {
         "days": days,
         "rows_read": rows_read,
         "read_s": round(read_s, 4),
@@ -275,6 +286,7 @@ def add_growth(rows: list[dict[str, Any]]) -> None:
         row["rows_growth"] = round(row["rows_read"] / base["rows_read"], 3)
         row["read_growth"] = round(row["read_s"] / base["read_s"], 3)
         row["evaluate_growth"] = round(row["evaluate_s"] / base["evaluate_s"], 3)
+        row["rollups_growth"] = round(row["rollups_s"] / base["rollups_s"], 3)
 
 
 def profile_evaluation(
@@ -335,12 +347,18 @@ def run_database(
         migrate_store(loader)
         log.info(f"[{name}] filling {max(args.days)} days ...")
         filled = fill(loader, max(args.days), args.seed)
+        log.info(f"[{name}] building rollups ...")
+        built = rollups.build(loader, base, AT)
     finally:
         loader.dispose()
     engine = make_engine(url)  # the product's defaults, fresh connections
     try:
         latency_spec = next(s for s in base if s.sli.kind != "ratio")
         result: dict[str, Any] = {"database": name, "fill": filled, "plan": query_plan(engine, latency_spec)}
+        sqlite_path = engine.url.database if engine.dialect.name == "sqlite" else None
+        result |= {"rollups": built, "sizes": rollups.store_sizes(engine, sqlite_path)}
+        curve_days = 30 if max(args.days) >= 60 else max(1, max(args.days) // 2)
+        result["curves"] = rollups.measure_curves(engine, base, boundaries, AT, curve_days, args.repeats)
         rows = []
         for days in args.days:
             log.info(f"[{name}] D = {days} days: warm-up + {args.repeats} x (read, evaluate) ...")
@@ -363,7 +381,8 @@ def render_text(report: dict[str, Any]) -> str:
     lines = [
         f"SLO evaluation over per-minute buckets: {cfg['slos']} SLOs on {cfg['slices']} slices, at {cfg['at']} "
         f"(python {cfg['python']}, SQLAlchemy {cfg['sqlalchemy']}; median of {cfg['repeats']} after 1 warm-up)",
-        "read = the SELECTs of load_counts, execute + fetch only; evaluate = evaluate_all; wall seconds",
+        "read = the SELECTs of load_counts, execute + fetch only; evaluate = evaluate_all; "
+        "rollups = evaluate_all_from_rollups; wall seconds",
     ]
     for db in report["databases"]:
         lines.append("")
@@ -378,16 +397,19 @@ def render_text(report: dict[str, Any]) -> str:
         lines.append(f"  plan (latency SLO's query): {db['plan']}")
         base_days = db["runs"][0]["days"]
         grow = f"x {base_days}d"
+        lines.extend(rollups.render(db))
         lines.append(
             f"{'days':>6} {'rows read':>11} {'read s':>8} {'evaluate s':>11} {'eval/read':>10} "
-            f"{'rows ' + grow:>10} {'read ' + grow:>10} {'eval ' + grow:>10} {'us/row':>7}  alerts"
+            f"{'rows ' + grow:>10} {'read ' + grow:>10} {'eval ' + grow:>10} {'us/row':>7} "
+            f"{'rollups s':>10} {'min/rollup':>10} {'rollup ' + grow:>12}  alerts"
         )
         for r in db["runs"]:
             alerts = f"{len(r['alerts']['page'])} page, {len(r['alerts']['ticket'])} ticket"
             lines.append(
                 f"{r['days']:>6} {r['rows_read']:>11,} {r['read_s']:>8.3f} {r['evaluate_s']:>11.3f} "
                 f"{r['eval_over_read']:>9.2f}x {r['rows_growth']:>9.2f}x {r['read_growth']:>9.2f}x "
-                f"{r['evaluate_growth']:>9.2f}x {r['evaluate_us_per_row']:>7.2f}  {alerts}"
+                f"{r['evaluate_growth']:>9.2f}x {r['evaluate_us_per_row']:>7.2f} {r['rollups_s']:>10.4f} "
+                f"{r['minutes_over_rollups']:>9.1f}x {r['rollups_growth']:>11.2f}x  {alerts}"
             )
         if db.get("profile"):
             p = db["profile"]

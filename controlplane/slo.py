@@ -25,6 +25,7 @@ import calendar
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy import Engine, select
 
@@ -67,6 +68,28 @@ def floor_minute(moment: datetime) -> datetime:
     return datetime.fromtimestamp(minute_index(moment) * 60, tz=UTC)
 
 
+class WindowCounts(Protocol):
+    """What `evaluate` needs of an SLI's counts: (events, bad) in the complete minutes of [start, end)."""
+
+    def window(self, start: datetime, end: datetime) -> tuple[int, int]: ...
+
+
+def is_over(le: str, threshold: float) -> bool:
+    """Whether a latency bucket's events are over a threshold (a bucket boundary)."""
+    return le == "+Inf" or float(le) > threshold + 1e-12
+
+
+def timeslice_bad(count: int, over: int, percentile: float) -> int:
+    """A freshness minute with `count` events, `over` of them over the threshold: 1 if it is a bad timeslice."""
+    return int((count - over) / count < percentile)
+
+
+def budget(objective: float, total: int, bad: int) -> tuple[float, float]:
+    """(allowed bad events, budget consumed) of `total` events, `bad` of them, under `objective`."""
+    allowed = (1.0 - objective) * total
+    return allowed, bad / allowed if allowed > 0 else 0.0
+
+
 @dataclass
 class MinuteCounts:
     """Per-minute (events, bad) of one SLI over [first, first + len), with prefix sums for O(1) windows."""
@@ -92,7 +115,7 @@ class MinuteCounts:
         return self._ev[hi] - self._ev[lo], self._bad[hi] - self._bad[lo]
 
 
-def _boundary_ok(threshold: float, boundaries: tuple[float, ...], spec: SloSpec) -> None:
+def check_threshold(threshold: float, boundaries: tuple[float, ...], spec: SloSpec) -> None:
     if not any(math.isclose(threshold, b) for b in boundaries):
         raise SloConfigError(
             f"slo '{spec.name}': latency threshold {threshold}s is not a histogram bucket boundary "
@@ -134,7 +157,7 @@ def load_counts(
             )
         ).all()
     threshold = spec.sli.threshold_seconds or 0.0
-    _boundary_ok(threshold, boundaries, spec)
+    check_threshold(threshold, boundaries, spec)
     per_minute: dict[int, list[int]] = {}  # [events, events over the threshold]
     for minute, le, count in rows:
         i = index(minute)
@@ -142,14 +165,14 @@ def load_counts(
             continue
         entry = per_minute.setdefault(i, [0, 0])
         entry[0] += count
-        if le == "+Inf" or float(le) > threshold + 1e-12:
+        if is_over(le, threshold):
             entry[1] += count
     for i, (count, over) in per_minute.items():
         if spec.sli.kind == "latency":
             events[i], bad[i] = count, over
         elif count:  # freshness: one timeslice per minute with data
             events[i] = 1
-            bad[i] = int((count - over) / count < spec.sli.percentile)
+            bad[i] = timeslice_bad(count, over, spec.sli.percentile)
     return MinuteCounts(first, events, bad)
 
 
@@ -176,14 +199,13 @@ def _thresholds(rules: tuple[BurnRule, ...], scale: float) -> tuple[AlertThresho
     return tuple(AlertThreshold(long=lw, short=sw, burn=round(t * scale, 6)) for lw, sw, t in rules)
 
 
-def evaluate(spec: SloSpec, counts: MinuteCounts, *, at: datetime, events: dict[str, EventSpec]) -> SloStatus:
+def evaluate(spec: SloSpec, counts: WindowCounts, *, at: datetime, events: dict[str, EventSpec]) -> SloStatus:
     """One SLO as of `at`, from the per-minute counts of its SLI."""
     at = as_utc(at)  # windows are reported as UTC; a naive time is taken as UTC, as the store does
     kind, start, end, period_days = slo_window(spec, at, events)
     total, bad = counts.window(start, end)
     budget_fraction = 1.0 - spec.objective
-    allowed = budget_fraction * total
-    consumed = bad / allowed if allowed > 0 else 0.0
+    allowed, consumed = budget(spec.objective, total, bad)
     burn: dict[str, float] = {}
     for name, length in BURN_WINDOWS.items():
         w_total, w_bad = counts.window(at - length, at)

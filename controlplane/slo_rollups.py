@@ -1,0 +1,310 @@
+"""SLO evaluation and error-budget curves through the rollups of `controlplane.rollups`: whole UTC days,
+then whole hours, then minutes for the ragged ends of windows and for hours not rolled up yet. The
+results equal the minute-level `controlplane.slo.evaluate_all` on the same store, float for float.
+
+Usage:
+
+    report = evaluate_all_from_rollups(store_engine, specs, events=events, boundaries=b, at=utcnow())
+    curve = budget_curve(store_engine, spec, events=events, boundaries=b, start=now - timedelta(days=30), end=now)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, Engine, select
+
+from controlplane.clock import as_utc
+from controlplane.rollups import (
+    DAY,
+    HOUR,
+    ONE_MINUTE,
+    Series,
+    at_minute,
+    changes_t,
+    in_runs,
+    latency_t,
+    minute_of,
+    minutes_lat_t,
+    rollups_t,
+    series_t,
+    slices_t,
+)
+from controlplane.slo import (
+    BURN_WINDOWS,
+    budget,
+    check_threshold,
+    evaluate,
+    floor_minute,
+    is_over,
+    minute_index,
+    slo_window,
+    timeslice_bad,
+)
+from controlplane.slo_results import SloReport
+from controlplane.slo_spec import EventSpec, SloSpec
+from controlplane.storage import is_sqlite, reader
+from controlplane.store import SliBucket, table
+
+buckets_t = table(SliBucket)
+Piece = tuple[str, int, int]  # ("m", first minute, end minute) | ("h", hour, 0) | ("d", day, 0)
+
+
+@dataclass(frozen=True)
+class BudgetPoint:
+    """An SLO's error budget as evaluated at `at` (what `evaluate_all(..., at=at)` reports for it)."""
+
+    at: datetime
+    events: int
+    bad_events: int
+    sli: float
+    budget_consumed: float
+    budget_remaining: float
+
+
+class RolledCounts:
+    """An SLI's (events, bad) over windows inside [first, last) minutes, summed from days, hours and minutes.
+
+    Marked hours (minutes changed since they were rolled up) are read as minutes, and days holding a
+    mark as hours; with `minutes_only` (a freshness SLI without a timeslice series) everything is."""
+
+    def __init__(
+        self, first: int, last: int, *, dirty_hours: set[int], dirty_days: set[int], minutes_only: bool
+    ) -> None:
+        self.first, self.last = first, last
+        self.dirty_hours, self.dirty_days, self.minutes_only = dirty_hours, dirty_days, minutes_only
+        self.days: dict[int, list[int]] = {}
+        self.hours: dict[int, list[int]] = {}
+        self.minutes: dict[int, list[int]] = {}
+
+    def bounds(self, start: datetime, end: datetime) -> tuple[int, int]:
+        """The minutes of [start, end) inside the loaded range, as `MinuteCounts.window` clamps them."""
+        lo = min(max(minute_index(start), self.first), self.last)
+        hi = min(max(minute_index(end), self.first), self.last)
+        return lo, hi
+
+    def pieces(self, lo: int, hi: int) -> Iterator[Piece]:
+        if hi <= lo:
+            return
+        h_lo, h_hi = -(-lo // 60), hi // 60
+        if self.minutes_only or h_lo >= h_hi:
+            yield ("m", lo, hi)
+            return
+        if lo < h_lo * 60:
+            yield ("m", lo, h_lo * 60)
+        d_lo, d_hi = -(-h_lo // 24), h_hi // 24
+        if d_lo >= d_hi:
+            yield from self._hours(h_lo, h_hi)
+        else:
+            yield from self._hours(h_lo, d_lo * 24)
+            for d in range(d_lo, d_hi):
+                if d in self.dirty_days:
+                    yield from self._hours(d * 24, d * 24 + 24)
+                else:
+                    yield ("d", d, 0)
+            yield from self._hours(d_hi * 24, h_hi)
+        if h_hi * 60 < hi:
+            yield ("m", h_hi * 60, hi)
+
+    def _hours(self, a: int, b: int) -> Iterator[Piece]:
+        for h in range(a, b):
+            yield ("m", h * 60, h * 60 + 60) if h in self.dirty_hours else ("h", h, 0)
+
+    def window(self, start: datetime, end: datetime) -> tuple[int, int]:
+        """(events, bad) in the complete minutes of [start, end); a window not loaded raises KeyError."""
+        events = bad = 0
+        for kind, a, b in self.pieces(*self.bounds(start, end)):
+            if kind == "m":
+                for m in range(a, b):
+                    e, x = self.minutes[m]
+                    events += e
+                    bad += x
+                continue
+            e, x = (self.days if kind == "d" else self.hours)[a]
+            events += e
+            bad += x
+        return events, bad
+
+
+@contextmanager
+def _snapshot(engine: Engine) -> Iterator[Connection]:
+    """One read transaction for a whole evaluation: rollups, marks and minutes as of one moment."""
+    view = reader(engine)
+    if not is_sqlite(engine):
+        view = view.execution_options(isolation_level="REPEATABLE READ")
+    with view.connect() as conn, conn.begin():
+        yield conn
+
+
+def _series(conn: Connection) -> set[Series]:
+    return {
+        tuple(row)
+        for row in conn.execute(select(series_t.c.slice, series_t.c.threshold_seconds, series_t.c.percentile))
+    }
+
+
+def load_rolled_counts(
+    conn: Connection,
+    spec: SloSpec,
+    *,
+    earliest: datetime,
+    at: datetime,
+    windows: Sequence[tuple[datetime, datetime]],
+    boundaries: tuple[float, ...],
+    series: set[Series],
+) -> RolledCounts:
+    """The counts of `spec`'s SLI that `windows` (all inside [earliest, at)) need, read from the store."""
+    kind, name = spec.sli.kind, spec.slice
+    threshold = spec.sli.threshold_seconds or 0.0
+    if kind != "ratio":
+        check_threshold(threshold, boundaries, spec)
+    key = (name, threshold, spec.sli.percentile)
+    first, last = minute_index(earliest), minute_index(at)
+    marks = conn.execute(
+        select(changes_t.c.period, changes_t.c.start).where(
+            changes_t.c.slice == name,
+            changes_t.c.start >= at_minute(first // 1440 * 1440),
+            changes_t.c.start < at_minute(last),
+        )
+    ).all()
+    dirty_hours = {minute_of(start) // 60 for period, start in marks if period == HOUR}
+    dirty_days = {h // 24 for h in dirty_hours} | {minute_of(start) // 1440 for period, start in marks if period == DAY}
+    counts = RolledCounts(
+        first,
+        last,
+        dirty_hours=dirty_hours,
+        dirty_days=dirty_days,
+        minutes_only=kind == "freshness" and key not in series,
+    )
+    for start, end in windows:
+        for piece, a, b in counts.pieces(*counts.bounds(start, end)):
+            if piece == "m":
+                counts.minutes.update((m, [0, 0]) for m in range(a, b) if m not in counts.minutes)
+            else:
+                (counts.days if piece == "d" else counts.hours).setdefault(a, [0, 0])
+    for period, unit, into in ((DAY, 1440, counts.days), (HOUR, 60, counts.hours)):
+        if not into:
+            continue
+        if kind == "ratio":
+            where = in_runs(rollups_t.c.start, set(into), unit)
+            query = select(rollups_t.c.start, rollups_t.c.total, rollups_t.c.bad).where(
+                rollups_t.c.slice == name, rollups_t.c.period == period, where
+            )
+            for start, total, bad in conn.execute(query):
+                into[minute_of(start) // unit] = [total, bad]
+        elif kind == "latency":
+            where = in_runs(latency_t.c.start, set(into), unit)
+            query = select(latency_t.c.start, latency_t.c.le, latency_t.c.count).where(
+                latency_t.c.slice == name, latency_t.c.period == period, where
+            )
+            for start, le, count in conn.execute(query):
+                entry = into[minute_of(start) // unit]
+                entry[0] += count
+                if is_over(le, threshold):
+                    entry[1] += count
+        else:
+            where = in_runs(slices_t.c.start, set(into), unit)
+            query = select(slices_t.c.start, slices_t.c.minutes, slices_t.c.bad_minutes).where(
+                slices_t.c.slice == name,
+                slices_t.c.threshold_seconds == threshold,
+                slices_t.c.percentile == spec.sli.percentile,
+                slices_t.c.period == period,
+                where,
+            )
+            for start, minutes, bad in conn.execute(query):
+                into[minute_of(start) // unit] = [minutes, bad]
+    if counts.minutes:
+        _load_minutes(conn, spec, counts.minutes, threshold)
+    return counts
+
+
+def _load_minutes(conn: Connection, spec: SloSpec, into: dict[int, list[int]], threshold: float) -> None:
+    """Fill per-minute (events, bad) of the SLI, as `controlplane.slo.load_counts` derives them."""
+    if spec.sli.kind == "ratio":
+        query = select(buckets_t.c.minute, buckets_t.c.total, buckets_t.c.bad).where(
+            buckets_t.c.slice == spec.slice, in_runs(buckets_t.c.minute, set(into), 1)
+        )
+        for minute, total, bad in conn.execute(query):
+            entry = into[minute_of(minute)]
+            entry[0] += total
+            entry[1] += bad
+        return
+    split: dict[int, list[int]] = {}  # [events, events over the threshold]
+    query = select(minutes_lat_t.c.minute, minutes_lat_t.c.le, minutes_lat_t.c.count).where(
+        minutes_lat_t.c.slice == spec.slice, in_runs(minutes_lat_t.c.minute, set(into), 1)
+    )
+    for minute, le, count in conn.execute(query):
+        entry = split.setdefault(minute_of(minute), [0, 0])
+        entry[0] += count
+        if is_over(le, threshold):
+            entry[1] += count
+    for m, (count, over) in split.items():
+        if spec.sli.kind == "latency":
+            into[m] = [count, over]
+        elif count:
+            into[m] = [1, timeslice_bad(count, over, spec.sli.percentile)]
+
+
+def evaluate_all_from_rollups(
+    engine: Engine,
+    specs: list[SloSpec],
+    *,
+    events: dict[str, EventSpec],
+    boundaries: tuple[float, ...],
+    at: datetime,
+) -> SloReport:
+    """`controlplane.slo.evaluate_all`, read through the rollups: the same report, in time that grows with
+    the hours of the windows, not their minutes."""
+    at = as_utc(at)
+    at = floor_minute(at) if at.second or at.microsecond else at
+    results = []
+    with _snapshot(engine) as conn:
+        series = _series(conn)
+        for spec in specs:
+            _kind, start, end, _days = slo_window(spec, at, events)
+            earliest = min(start, at - max(BURN_WINDOWS.values()))
+            windows = [(start, end), *((at - length, at) for length in BURN_WINDOWS.values())]
+            counts = load_rolled_counts(
+                conn, spec, earliest=earliest, at=at, windows=windows, boundaries=boundaries, series=series
+            )
+            results.append(evaluate(spec, counts, at=at, events=events))
+    return SloReport(at=at, slos=results)
+
+
+def budget_curve(
+    engine: Engine,
+    spec: SloSpec,
+    *,
+    events: dict[str, EventSpec],
+    boundaries: tuple[float, ...],
+    start: datetime,
+    end: datetime,
+    step: timedelta = timedelta(hours=1),
+) -> list[BudgetPoint]:
+    """The SLO's error budget at start, start + step, ... up to end (each instant taken to its minute, as
+    `evaluate_all` does), for a chart: each point equals evaluating the SLO at that instant."""
+    if step < ONE_MINUTE:
+        raise ValueError(f"budget curve step {step} is shorter than a minute; use timedelta(hours=1) or longer")
+    instants = []
+    moment, end = as_utc(start), as_utc(end)
+    while moment <= end:
+        instants.append(floor_minute(moment))
+        moment += step
+    if not instants:
+        return []
+    windows = [slo_window(spec, t, events)[1:3] for t in instants]
+    earliest = min(min(s for s, _ in windows), instants[0])
+    with _snapshot(engine) as conn:
+        counts = load_rolled_counts(
+            conn, spec, earliest=earliest, at=instants[-1], windows=windows, boundaries=boundaries, series=_series(conn)
+        )
+    points = []
+    for t, (s, e) in zip(instants, windows, strict=True):
+        total, bad = counts.window(s, e)
+        _allowed, consumed = budget(spec.objective, total, bad)
+        sli = (total - bad) / total if total else 1.0
+        points.append(BudgetPoint(t, total, bad, sli, consumed, 1.0 - consumed))
+    return points
