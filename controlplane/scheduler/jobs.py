@@ -25,8 +25,9 @@ from controlplane.clock import as_utc, parse_duration
 from controlplane.scheduler.tables import scheduled_t, snapshots_t, transitions_t
 from controlplane.settings import Settings
 from controlplane.slices import load_slices
-from controlplane.slo import evaluate_all, floor_minute
+from controlplane.slo import floor_minute
 from controlplane.slo_results import SloReport, SloStatus
+from controlplane.slo_rollups import evaluate_all_from_rollups
 from controlplane.slo_spec import EventSpec, load_events, load_slos
 from controlplane.storage import reader
 from controlplane.store import SliExemplar, table
@@ -144,7 +145,8 @@ def evaluate_slos(settings: Settings, store: Engine, *, now: datetime) -> Evalua
     events = load_events(settings.events_path)
     specs = load_slos(settings.slos_path, events=events)
     slices = load_slices(settings.slices_path)
-    report = evaluate_all(store, specs, events=events, boundaries=slices.boundaries, at=floor_minute(now))
+    at = floor_minute(now)
+    report = evaluate_all_from_rollups(store, specs, events=events, boundaries=slices.boundaries, at=at)
     return record_report(store, report)
 
 
@@ -227,3 +229,52 @@ def run_due_checklists(settings: Settings, store: Engine, *, now: datetime, offs
             conn.execute(scheduled_t.update().where(scheduled_t.c.key.in_(keys)).values(outcome=json.dumps(outcome)))
         results.append({"event": run.event.name, **outcome})
     return results
+
+
+def refresh(settings: Settings, store: Engine, *, now: datetime) -> Any:
+    """Fold complete hours and days of SLI minutes into rollups (freshness SLOs get their series)."""
+    from controlplane.rollups import refresh_rollups
+
+    specs = load_slos(settings.slos_path, events=load_events(settings.events_path))
+    return refresh_rollups(store, until=now, specs=specs)
+
+
+def retention_horizon(settings: Settings, minute_retention: str, *, now: datetime) -> datetime:
+    """Minutes older than this go: the configured retention, or longer while an SLO's window needs them
+    (a window that starts mid-hour reads its first hour's minutes)."""
+    specs = load_slos(settings.slos_path, events=load_events(settings.events_path))
+    longest = max((timedelta(days=s.window.rolling_days) for s in specs if s.window.rolling_days), default=timedelta())
+    keep = max(parse_duration(minute_retention), longest + timedelta(days=1), timedelta(days=32))
+    return floor_minute(now) - keep
+
+
+def purge_minutes(settings: Settings, store: Engine, *, now: datetime, minute_retention: str) -> dict[str, int]:
+    """Delete SLI minutes (counts, latency buckets, exemplars) older than the horizon, but only in
+    hours already folded into rollups: an hour still marked as changed keeps its minutes."""
+    from sqlalchemy import and_, delete, false, or_
+
+    from controlplane.rollups import buckets_t, changes_t, minutes_lat_t, refresh_rollups
+
+    horizon = retention_horizon(settings, minute_retention, now=now)
+    refresh_rollups(store, until=now)  # fold what is pending first
+    with reader(store).connect() as conn:
+        pending = conn.execute(
+            select(changes_t.c.slice, changes_t.c.start).where(
+                changes_t.c.period == "hour", changes_t.c.start < horizon
+            )
+        ).all()
+    deleted = {}
+    for name, t in (("sli_buckets", buckets_t), ("sli_latency_buckets", minutes_lat_t)):
+        kept = or_(
+            false(),
+            *(
+                and_(t.c.slice == s, t.c.minute >= as_utc(start), t.c.minute < as_utc(start) + timedelta(hours=1))
+                for s, start in pending
+            ),
+        )
+        with store.begin() as conn:
+            deleted[name] = conn.execute(delete(t).where(t.c.minute < horizon, ~kept)).rowcount or 0
+    ex = table(SliExemplar)
+    with store.begin() as conn:
+        deleted["sli_exemplars"] = conn.execute(delete(ex).where(ex.c.minute < horizon)).rowcount or 0
+    return deleted

@@ -69,6 +69,10 @@ class SchedulerService:
             "slo-evaluation": self.evaluate_and_enqueue,
             "alert-delivery": self.deliver,
             "checkpoint": lambda: jobs.sign_checkpoint(s),
+            "rollups": lambda: jobs.refresh(s, store, now=clock()),
+            "retention": lambda: jobs.purge_minutes(
+                s, store, now=clock(), minute_retention=self.config.minute_retention
+            ),
             "checklists": lambda: jobs.run_due_checklists(s, store, now=clock(), offsets=self.config.checklist_offsets),
         }
 
