@@ -16,8 +16,8 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
 from controlplane.clock import utcnow
-from controlplane.slo import evaluate_all
 from controlplane.slo_results import SloReport
+from controlplane.slo_rollups import evaluate_all_from_rollups
 from controlplane.slo_spec import EventSpec, SloSpec
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ class SloGauges(Collector):
         with self._lock:
             now = time.monotonic()
             if self._cached is None or now - self._cached[0] > self.cache_seconds:
-                report = evaluate_all(
+                report = evaluate_all_from_rollups(
                     self.engine, self.specs, events=self.events, boundaries=self.boundaries, at=utcnow()
                 )
                 self._cached = (now, report)

@@ -7,7 +7,7 @@ import streamlit as st
 from controlplane.clock import utcnow
 from controlplane.settings import Settings
 from controlplane.slices import load_slices
-from controlplane.slo import evaluate_all
+from controlplane.slo_rollups import evaluate_all_from_rollups
 from controlplane.slo_spec import load_events, load_slos
 from controlplane.storage import make_engine
 from controlplane.store import migrate_store
@@ -22,7 +22,7 @@ def render(settings: Settings) -> None:
         engine = make_engine(settings.store_url, **settings.engine_options())
         try:
             migrate_store(engine)
-            report = evaluate_all(engine, specs, events=events, boundaries=slices.boundaries, at=utcnow())
+            report = evaluate_all_from_rollups(engine, specs, events=events, boundaries=slices.boundaries, at=utcnow())
         finally:
             engine.dispose()
     except Exception as exc:  # the page reports, it does not crash

@@ -12,7 +12,8 @@ from datetime import timedelta
 from controlplane.checklist.context import CheckContext
 from controlplane.checklist.results import Outcome, utc_text
 from controlplane.checklist.spec import ErrorBudget, NoPageAlert
-from controlplane.slo import BURN_WINDOWS, PAGE_RULES, evaluate_all, floor_minute, load_counts, slo_window
+from controlplane.slo import BURN_WINDOWS, PAGE_RULES, floor_minute, load_counts, slo_window
+from controlplane.slo_rollups import evaluate_all_from_rollups
 
 
 def _boundaries(ctx: CheckContext) -> tuple[float, ...]:
@@ -21,7 +22,7 @@ def _boundaries(ctx: CheckContext) -> tuple[float, ...]:
 
 def error_budget(params: ErrorBudget, ctx: CheckContext) -> Outcome:
     spec = ctx.slo(params.slo)
-    report = evaluate_all(ctx.store, [spec], events=ctx.events, boundaries=_boundaries(ctx), at=ctx.at)
+    report = evaluate_all_from_rollups(ctx.store, [spec], events=ctx.events, boundaries=_boundaries(ctx), at=ctx.at)
     status = report.slos[0]
     evidence = {
         "slo": spec.name,

@@ -34,8 +34,8 @@ def slo_status(
 ) -> None:
     """Each SLO: SLI, error budget left, burn rates, alerts. Exit 0 healthy, 1 ticket, 2 page, 3 unknown."""
     from controlplane.clock import parse_since, utcnow
-    from controlplane.slo import evaluate_all
     from controlplane.slo_results import render_slo_table
+    from controlplane.slo_rollups import evaluate_all_from_rollups
     from controlplane.slo_spec import SloConfigError
 
     settings = load_settings(store_url=store_url, slos_path=slos)
@@ -46,7 +46,9 @@ def slo_status(
     except ValueError as exc:
         raise fail(str(exc)) from None
     try:
-        report = evaluate_all(store_engine(settings), specs, events=events, boundaries=slices.boundaries, at=when)
+        report = evaluate_all_from_rollups(
+            store_engine(settings), specs, events=events, boundaries=slices.boundaries, at=when
+        )
     except SloConfigError as exc:
         raise fail(str(exc)) from None
     except Exception as exc:  # the store unreachable or broken: "could not evaluate" for cron
