@@ -296,6 +296,38 @@ def _replace(conn: Connection, tbl: Any, where: Any, rows: list[dict[str, Any]])
         conn.execute(tbl.insert(), rows)
 
 
+def _write_period(
+    conn: Connection,
+    slice_name: str,
+    period: str,
+    unit: int,
+    span: tuple[datetime, datetime],
+    totals: dict[int, list[int]],
+    les: dict[tuple[int, str], int],
+) -> None:
+    """Replace the `period` rollups of the slice in [span) by `totals` ({index: [total, bad]}) and `les`
+    ({(index, le): count}), an index counting units of `unit` minutes."""
+    lo, hi = span
+    for tbl, rows in (
+        (
+            rollups_t,
+            [
+                {"slice": slice_name, "period": period, "start": at_minute(i * unit), "total": t, "bad": b}
+                for i, (t, b) in sorted(totals.items())
+            ],
+        ),
+        (
+            latency_t,
+            [
+                {"slice": slice_name, "period": period, "start": at_minute(i * unit), "le": le, "count": n}
+                for (i, le), n in sorted(les.items())
+            ],
+        ),
+    ):
+        own = and_(tbl.c.slice == slice_name, tbl.c.period == period, tbl.c.start >= lo, tbl.c.start < hi)
+        _replace(conn, tbl, own, rows)
+
+
 def _roll_hours(conn: Connection, slice_name: str, run: tuple[int, int], series: list[Series]) -> None:
     """Recompute the hours of `run` from their minutes: totals, latency buckets, timeslices of each series."""
     lo, hi = at_minute(run[0] * 60), at_minute(run[1] * 60)
@@ -313,30 +345,7 @@ def _roll_hours(conn: Connection, slice_name: str, run: tuple[int, int], series:
     for minute, buckets in per_minute.items():
         for le, count in buckets.items():
             les[(minute // 60, le)] += count
-    own = and_(
-        rollups_t.c.slice == slice_name, rollups_t.c.period == HOUR, rollups_t.c.start >= lo, rollups_t.c.start < hi
-    )
-    _replace(
-        conn,
-        rollups_t,
-        own,
-        [
-            {"slice": slice_name, "period": HOUR, "start": at_minute(h * 60), "total": t, "bad": b}
-            for h, (t, b) in sorted(totals.items())
-        ],
-    )
-    own = and_(
-        latency_t.c.slice == slice_name, latency_t.c.period == HOUR, latency_t.c.start >= lo, latency_t.c.start < hi
-    )
-    _replace(
-        conn,
-        latency_t,
-        own,
-        [
-            {"slice": slice_name, "period": HOUR, "start": at_minute(h * 60), "le": le, "count": n}
-            for (h, le), n in sorted(les.items())
-        ],
-    )
+    _write_period(conn, slice_name, HOUR, 60, (lo, hi), totals, les)
     for key in series:
         _write_timeslices(conn, key, HOUR, (lo, hi), _timeslices(per_minute, key, 60))
 
@@ -403,30 +412,7 @@ def _roll_days(conn: Connection, slice_name: str, run: tuple[int, int], series: 
     les: dict[tuple[int, str], int] = defaultdict(int)
     for start, le, count in hours(latency_t, latency_t.c.le, latency_t.c.count):
         les[(minute_of(start) // 1440, le)] += count
-    own = and_(
-        rollups_t.c.slice == slice_name, rollups_t.c.period == DAY, rollups_t.c.start >= lo, rollups_t.c.start < hi
-    )
-    _replace(
-        conn,
-        rollups_t,
-        own,
-        [
-            {"slice": slice_name, "period": DAY, "start": at_minute(d * 1440), "total": t, "bad": b}
-            for d, (t, b) in sorted(totals.items())
-        ],
-    )
-    own = and_(
-        latency_t.c.slice == slice_name, latency_t.c.period == DAY, latency_t.c.start >= lo, latency_t.c.start < hi
-    )
-    _replace(
-        conn,
-        latency_t,
-        own,
-        [
-            {"slice": slice_name, "period": DAY, "start": at_minute(d * 1440), "le": le, "count": n}
-            for (d, le), n in sorted(les.items())
-        ],
-    )
+    _write_period(conn, slice_name, DAY, 1440, (lo, hi), totals, les)
     for key in series:
         _slice, threshold, percentile = key
         values: dict[int, list[int]] = defaultdict(lambda: [0, 0])

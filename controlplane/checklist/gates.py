@@ -12,7 +12,7 @@ from datetime import timedelta
 from controlplane.checklist.context import CheckContext
 from controlplane.checklist.results import Outcome, utc_text
 from controlplane.checklist.spec import ErrorBudget, NoPageAlert
-from controlplane.slo import BURN_WINDOWS, PAGE_RULES, floor_minute, load_counts, slo_window
+from controlplane.slo import BURN_WINDOWS, PAGE_RULES, evaluate, floor_minute, load_counts
 from controlplane.slo_rollups import evaluate_all_from_rollups
 
 
@@ -54,26 +54,15 @@ def no_page_alert(params: NoPageAlert, ctx: CheckContext) -> Outcome:
     start = end - timedelta(hours=params.hours)
     longest = max(BURN_WINDOWS[long] for long, _short, _burn in PAGE_RULES)
     counts = load_counts(ctx.store, spec, start=start - longest, end=end, boundaries=_boundaries(ctx))
-    _kind, _s, _e, period_days = slo_window(spec, end, ctx.events)
-    scale = period_days / 30.0
-    budget = 1.0 - spec.objective
+    # The SLO engine's own verdict at each minute, so the gate and `slo status --at` never disagree.
     firing: list[str] = []
-    worst = 0.0
     minute = start + timedelta(minutes=1)
-    while minute <= end:
-
-        def burn(window: str, at=minute) -> float:
-            total, bad = counts.window(at - BURN_WINDOWS[window], at)
-            return (bad / total if total else 0.0) / budget
-
-        for long_w, short_w, threshold in PAGE_RULES:
-            long_burn, short_burn = burn(long_w), burn(short_w)
-            worst = max(worst, min(long_burn, short_burn) / (threshold * scale))
-            if long_burn > threshold * scale and short_burn > threshold * scale:
-                firing.append(utc_text(minute))
-                break
+    while minute <= end and spec.alerting.page:
+        if evaluate(spec, counts, at=minute, events=ctx.events).alerts.page:
+            firing.append(utc_text(minute))
         minute += timedelta(minutes=1)
     events_seen, _bad = counts.window(start, end)
+    thresholds = evaluate(spec, counts, at=end, events=ctx.events).alert_thresholds.page
     evidence = {
         "slo": spec.name,
         "from": utc_text(start),
@@ -83,8 +72,7 @@ def no_page_alert(params: NoPageAlert, ctx: CheckContext) -> Outcome:
         "minutes_firing": len(firing),
         "first_firing": firing[0] if firing else None,
         "last_firing": firing[-1] if firing else None,
-        "thresholds": [{"long": lw, "short": sw, "burn": round(t * scale, 6)} for lw, sw, t in PAGE_RULES],
-        "worst_fraction_of_threshold": round(worst, 6),
+        "thresholds": [t.to_dict() for t in thresholds],
     }
     if not spec.alerting.page:
         return Outcome.unknown(f"{spec.name} has page alerts switched off, so none could fire", **evidence)

@@ -17,7 +17,8 @@ from typing import Any
 
 from controlplane.checklist.context import CheckContext
 from controlplane.checklist.results import Outcome, utc_text
-from controlplane.checklist.spec import ScrapedSignal, duration
+from controlplane.checklist.spec import ScrapedSignal
+from controlplane.clock import parse_duration
 from controlplane.scraped import history
 
 GAUGES = {"outbox_depth": "platform_outbox_depth", "relay_lag_seconds": "platform_outbox_relay_lag_seconds"}
@@ -51,7 +52,7 @@ def _increase(points: list[dict[str, Any]]) -> float:
 
 
 def scraped_signal(params: ScrapedSignal, ctx: CheckContext) -> Outcome:
-    max_age = duration(params.max_age)
+    max_age = parse_duration(params.max_age)
     evidence: dict[str, Any] = {
         "signal": params.signal,
         "threshold": {"at_least": params.at_least, "at_most": params.at_most},
@@ -79,7 +80,7 @@ def scraped_signal(params: ScrapedSignal, ctx: CheckContext) -> Outcome:
         value = min(values) if params.at_least is not None else max(values)
     else:
         name = COUNTERS[params.signal]
-        window = duration(params.window)
+        window = parse_duration(params.window)
         series: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
         for row in _samples(params, ctx, name, ctx.at - max(window, max_age * LOOKBACK_FACTOR)):
             series[(row["target"], str(sorted(row["labels"].items())))].append(row)

@@ -12,7 +12,6 @@ Each check has one evaluator, chosen by its `type` (see EVALUATOR_TYPES and the 
 from __future__ import annotations
 
 import hashlib
-from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -248,7 +247,3 @@ def load_checklist(path: Path, *, slo_names: set[str] | None = None) -> Checklis
             )
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     return Checklist(checks=parsed.checks, path=str(path), digest=digest)
-
-
-def duration(text: str) -> timedelta:
-    return parse_duration(text)
