@@ -14,6 +14,11 @@ def as_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def utc_text(moment: datetime) -> str:
+    """An instant as ISO 8601 UTC with a trailing Z (a naive time is taken as UTC)."""
+    return as_utc(moment).isoformat().replace("+00:00", "Z")
+
+
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 

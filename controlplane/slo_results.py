@@ -13,13 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from controlplane.clock import utc_text
+
 SliKind = Literal["ratio", "latency", "freshness"]
 WindowKind = Literal["rolling", "calendar-month", "event"]
 Policy = Literal["normal", "caution", "freeze"]
-
-
-def _utc_text(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
 
 
 def _require_utc(moment: datetime, what: str) -> None:
@@ -44,8 +42,8 @@ class SloWindow:
     def to_dict(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
-            "start": _utc_text(self.start),
-            "end": _utc_text(self.end),
+            "start": utc_text(self.start),
+            "end": utc_text(self.end),
             "period_days": self.period_days,
         }
 
@@ -148,13 +146,13 @@ class SloReport:
         return 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"at": _utc_text(self.at), "slos": [s.to_dict() for s in self.slos]}
+        return {"at": utc_text(self.at), "slos": [s.to_dict() for s in self.slos]}
 
 
 def render_slo_table(report: SloReport) -> str:
     """The report as a table for people: one line per SLO, worst alert first in the `alert` column."""
     lines = [
-        f"SLOs as of {_utc_text(report.at)}",
+        f"SLOs as of {utc_text(report.at)}",
         f"{'slo':<28} {'objective':>9} {'sli':>9} {'budget left':>11} {'burn 1h':>8} {'burn 6h':>8} "
         f"{'alert':<7} policy",
     ]

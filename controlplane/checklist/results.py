@@ -20,15 +20,12 @@ from typing import Any, Literal
 from xml.etree import ElementTree as ET
 
 from audit.canonical import canonical_json, floats_as_strings
+from controlplane.clock import utc_text
 
 Status = Literal["pass", "fail", "unknown"]
 Reported = Literal["pass", "fail", "unknown", "waived"]
 Decision = Literal["go", "go-with-warnings", "no-go"]
 EXIT_CODES: dict[Decision, int] = {"go": 0, "go-with-warnings": 1, "no-go": 2}
-
-
-def utc_text(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)

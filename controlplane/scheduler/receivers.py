@@ -19,7 +19,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from controlplane.clock import as_utc
+from controlplane.clock import as_utc, utc_text
 from controlplane.settings import Settings
 
 # Alertmanager resolves an alert by itself once its endsAt passes. A firing alert is sent with an
@@ -121,10 +121,6 @@ def classify(status: int) -> Outcome:
     if status >= 500 or status in (408, 429):
         return "retry"
     return "permanent"
-
-
-def utc_text(moment: datetime) -> str:
-    return as_utc(moment).isoformat().replace("+00:00", "Z")
 
 
 def dashboard_link(dashboard_url: str, slo: str) -> str:
