@@ -79,7 +79,9 @@ def test_sigkill_mid_settlement_then_repeat_completes_it(engine, settings, tmp_p
         assert 0 < at_kill < BETS, f"the kill did not land mid-settlement ({at_kill} of {BETS} settled)"
         admin.close()
 
-        platform = PlatformProcess(settings.database_url, sink)
+        # The repeat must answer with its own settlement, not a 504 followed by a repeat that finds
+        # nothing left: give it all the time a busy machine needs.
+        platform = PlatformProcess(settings.database_url, sink, PLATFORM_REQUEST_TIMEOUT_SECONDS="600")
         with PlatformClient(platform.url, admin_token=ADMIN_TOKEN) as admin:
             report = admin.result(market["id"], winner_selection_id=market["selections"][1]["id"])["settlement"]
             assert report["complete"] is True
