@@ -82,25 +82,25 @@ def audit_append(
 
 @audit_app.command("checkpoint")
 def audit_checkpoint(
-    every: Annotated[
-        float | None, typer.Option("--every", help="Keep signing every this many seconds, until interrupted.", min=1)
-    ] = None,
+    every: Annotated[float | None, typer.Option("--every", hidden=True)] = None,
     audit_url: AuditUrl = None,
 ) -> None:
-    """Sign the current tree head (C2SP checkpoint); never signs one inconsistent with the last."""
-    import time
+    """Sign the current tree head (C2SP checkpoint) once; never signs one inconsistent with the last.
 
+    For a checkpoint every few minutes run `controlplane scheduler` (job `checkpoint`) or cron."""
     from audit.log import AuditError
 
+    if every is not None:
+        raise fail(
+            "--every is gone: periodic checkpoints are the scheduler's `checkpoint` job "
+            "(`controlplane scheduler`, cadence in the scheduler config), or a cron line running "
+            "`controlplane audit checkpoint`"
+        )
     log, _ring = _audit(load_settings(audit_url=audit_url))
-    while True:
-        try:
-            typer.echo(log.checkpoint(), nl=False)
-        except AuditError as exc:
-            raise fail(str(exc), EXIT_CRITICAL) from None
-        if every is None:
-            return
-        time.sleep(every)
+    try:
+        typer.echo(log.checkpoint(), nl=False)
+    except AuditError as exc:
+        raise fail(str(exc), EXIT_CRITICAL) from None
 
 
 @audit_app.command("verifier-key")

@@ -101,6 +101,7 @@ def test_verify_names_the_first_bad_entry(tmp_path) -> None:
         (("append", "--kind", "rumour", "--actor", "a", "--subject", "s", "--payload", "{}"), "kind"),
         (("export", "--out", "x.json"), "one of --from-seq"),
         (("export", "--from-seq", "0", "--to-seq", "3", "--out", "x.json"), "no checkpoint yet"),
+        (("checkpoint", "--every", "300"), "scheduler's `checkpoint` job"),
     ],
 )
 def test_cli_errors_are_messages(tmp_path, args, message) -> None:
