@@ -47,8 +47,9 @@ Rollups (bench/slo_eval_rollups.py): after the fill, one `refresh_rollups(until=
 hour and day (timed: "built in"). For each D, `evaluate_all_from_rollups` at AT is checked equal to
 the minute-level report, then timed the same way ("rollups s"; "min/rollup" is evaluate's median
 over it, same run, same database; "rollup x Dmin" its growth, which should follow hours, not
-minutes). The budget curve is one SLO's budget at each hour of the last 30 days (window 30 days;
-half the largest D when the fill is shorter than 60 days), per SLO. Sizes: bytes on disk of the
+minutes). The budget curve (`hourly_budget_curve`) is one SLO's budget at each whole hour of the
+last 30 days and at a mid-hour "now" 23 minutes before AT (window 30 days; half the largest D when
+the fill is shorter than 60 days), per SLO. Sizes: bytes on disk of the
 minute tables and the rollup tables with their indexes (SQLite: dbstat; PostgreSQL:
 pg_total_relation_size), and the SQLite file or the PostgreSQL database.
 """

@@ -20,7 +20,8 @@ from sqlalchemy import Engine, text
 
 from bench.support import Clock
 from controlplane.rollups import refresh_rollups
-from controlplane.slo_rollups import budget_curve, evaluate_all_from_rollups
+from controlplane.slo_curves import hourly_budget_curve
+from controlplane.slo_rollups import evaluate_all_from_rollups
 from controlplane.slo_spec import SloSpec
 
 MINUTE_TABLES = ("sli_buckets", "sli_latency_buckets")
@@ -74,18 +75,23 @@ def measure_rolled(
 def measure_curves(
     engine: Engine, specs: list[SloSpec], boundaries: tuple[float, ...], at: datetime, days: int, repeats: int
 ) -> dict[str, Any]:
-    """Each SLO's budget at every hour of the last `days` days (its window `days` long too)."""
+    """Each SLO's budget at every whole hour of the last `days` days and at a "now" 23 minutes before
+    `at` (mid-hour, as a live page asks), its window `days` long too."""
+    now = at - timedelta(minutes=23)
     rows = []
     for spec in specs:
         spec = SloSpec.model_validate({**spec.model_dump(), "window": {"rolling_days": days}})
-        start = at - timedelta(days=days)
-        curve = budget_curve(engine, spec, events={}, boundaries=boundaries, start=start, end=at)  # warm-up
+        curve = hourly_budget_curve(engine, spec, events={}, boundaries=boundaries, at=now, days=days)  # warm-up
+        for point in (curve[0], curve[-1]):
+            status = evaluate_all_from_rollups(engine, [spec], events={}, boundaries=boundaries, at=point.at).slos[0]
+            if (point.events, point.bad_events) != (status.events, status.bad_events):
+                raise AssertionError(f"{spec.name}: the budget curve at {point.at} differs from evaluating there")
         walls = []
         for _ in range(repeats):
             gc.collect()
             clock = Clock()
             with clock.measure():
-                budget_curve(engine, spec, events={}, boundaries=boundaries, start=start, end=at)
+                hourly_budget_curve(engine, spec, events={}, boundaries=boundaries, at=now, days=days)
             walls.append(clock.wall)
         rows.append(
             {

@@ -1,27 +1,26 @@
-"""SLO evaluation and error-budget curves through the rollups of `controlplane.rollups`: whole UTC days,
+"""SLO evaluation through the rollups of `controlplane.rollups`: whole UTC days,
 then whole hours, then minutes for the ragged ends of windows and for hours not rolled up yet. The
 results equal the minute-level `controlplane.slo.evaluate_all` on the same store, float for float.
 
 Usage:
 
     report = evaluate_all_from_rollups(store_engine, specs, events=events, boundaries=b, at=utcnow())
-    curve = budget_curve(store_engine, spec, events=events, boundaries=b, start=now - timedelta(days=30), end=now)
+
+Budget curves over the same rollups: `controlplane.slo_curves`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, case, func, select
 
 from controlplane.clock import as_utc
 from controlplane.rollups import (
     DAY,
     HOUR,
-    ONE_MINUTE,
     Series,
     at_minute,
     changes_t,
@@ -35,7 +34,6 @@ from controlplane.rollups import (
 )
 from controlplane.slo import (
     BURN_WINDOWS,
-    budget,
     check_threshold,
     evaluate,
     floor_minute,
@@ -51,18 +49,6 @@ from controlplane.store import SliBucket, table
 
 buckets_t = table(SliBucket)
 Piece = tuple[str, int, int]  # ("m", first minute, end minute) | ("h", hour, 0) | ("d", day, 0)
-
-
-@dataclass(frozen=True)
-class BudgetPoint:
-    """An SLO's error budget as evaluated at `at` (what `evaluate_all(..., at=at)` reports for it)."""
-
-    at: datetime
-    events: int
-    bad_events: int
-    sli: float
-    budget_consumed: float
-    budget_remaining: float
 
 
 class RolledCounts:
@@ -130,7 +116,7 @@ class RolledCounts:
 
 
 @contextmanager
-def _snapshot(engine: Engine) -> Iterator[Connection]:
+def snapshot(engine: Engine) -> Iterator[Connection]:
     """One read transaction for a whole evaluation: rollups, marks and minutes as of one moment."""
     view = reader(engine)
     if not is_sqlite(engine):
@@ -139,7 +125,7 @@ def _snapshot(engine: Engine) -> Iterator[Connection]:
         yield conn
 
 
-def _series(conn: Connection) -> set[Series]:
+def rolled_series(conn: Connection) -> set[Series]:
     return {
         tuple(row)
         for row in conn.execute(select(series_t.c.slice, series_t.c.threshold_seconds, series_t.c.percentile))
@@ -157,11 +143,36 @@ def load_rolled_counts(
     series: set[Series],
 ) -> RolledCounts:
     """The counts of `spec`'s SLI that `windows` (all inside [earliest, at)) need, read from the store."""
+    counts = marked_counts(conn, spec, earliest=earliest, at=at, boundaries=boundaries, series=series)
+    for start, end in windows:
+        for piece, a, b in counts.pieces(*counts.bounds(start, end)):
+            if piece == "m":
+                counts.minutes.update((m, [0, 0]) for m in range(a, b) if m not in counts.minutes)
+            else:
+                (counts.days if piece == "d" else counts.hours).setdefault(a, [0, 0])
+    for period, unit, into in ((DAY, 1440, counts.days), (HOUR, 60, counts.hours)):
+        if into:
+            load_periods(conn, spec, period, unit, into)
+    if counts.minutes:
+        load_minutes(conn, spec, counts.minutes)
+    return counts
+
+
+def marked_counts(
+    conn: Connection,
+    spec: SloSpec,
+    *,
+    earliest: datetime,
+    at: datetime,
+    boundaries: tuple[float, ...],
+    series: set[Series],
+) -> RolledCounts:
+    """Empty counts of `spec`'s SLI over [earliest, at), knowing which hours and days must be read as
+    minutes (changed since they were rolled up); the threshold checked against the boundaries."""
     kind, name = spec.sli.kind, spec.slice
     threshold = spec.sli.threshold_seconds or 0.0
     if kind != "ratio":
         check_threshold(threshold, boundaries, spec)
-    key = (name, threshold, spec.sli.percentile)
     first, last = minute_index(earliest), minute_index(at)
     marks = conn.execute(
         select(changes_t.c.period, changes_t.c.start).where(
@@ -172,57 +183,52 @@ def load_rolled_counts(
     ).all()
     dirty_hours = {minute_of(start) // 60 for period, start in marks if period == HOUR}
     dirty_days = {h // 24 for h in dirty_hours} | {minute_of(start) // 1440 for period, start in marks if period == DAY}
-    counts = RolledCounts(
+    return RolledCounts(
         first,
         last,
         dirty_hours=dirty_hours,
         dirty_days=dirty_days,
-        minutes_only=kind == "freshness" and key not in series,
+        minutes_only=kind == "freshness" and (name, threshold, spec.sli.percentile) not in series,
     )
-    for start, end in windows:
-        for piece, a, b in counts.pieces(*counts.bounds(start, end)):
-            if piece == "m":
-                counts.minutes.update((m, [0, 0]) for m in range(a, b) if m not in counts.minutes)
-            else:
-                (counts.days if piece == "d" else counts.hours).setdefault(a, [0, 0])
-    for period, unit, into in ((DAY, 1440, counts.days), (HOUR, 60, counts.hours)):
-        if not into:
-            continue
-        if kind == "ratio":
-            where = in_runs(rollups_t.c.start, set(into), unit)
-            query = select(rollups_t.c.start, rollups_t.c.total, rollups_t.c.bad).where(
-                rollups_t.c.slice == name, rollups_t.c.period == period, where
-            )
-            for start, total, bad in conn.execute(query):
-                into[minute_of(start) // unit] = [total, bad]
-        elif kind == "latency":
-            where = in_runs(latency_t.c.start, set(into), unit)
-            query = select(latency_t.c.start, latency_t.c.le, latency_t.c.count).where(
-                latency_t.c.slice == name, latency_t.c.period == period, where
-            )
-            for start, le, count in conn.execute(query):
-                entry = into[minute_of(start) // unit]
-                entry[0] += count
-                if is_over(le, threshold):
-                    entry[1] += count
-        else:
-            where = in_runs(slices_t.c.start, set(into), unit)
-            query = select(slices_t.c.start, slices_t.c.minutes, slices_t.c.bad_minutes).where(
-                slices_t.c.slice == name,
-                slices_t.c.threshold_seconds == threshold,
-                slices_t.c.percentile == spec.sli.percentile,
-                slices_t.c.period == period,
-                where,
-            )
-            for start, minutes, bad in conn.execute(query):
-                into[minute_of(start) // unit] = [minutes, bad]
-    if counts.minutes:
-        _load_minutes(conn, spec, counts.minutes, threshold)
-    return counts
 
 
-def _load_minutes(conn: Connection, spec: SloSpec, into: dict[int, list[int]], threshold: float) -> None:
+def load_periods(conn: Connection, spec: SloSpec, period: str, unit: int, into: dict[int, list[int]]) -> None:
+    """Fill (events, bad) of the SLI's rolled-up periods (`unit` minutes long) numbered by `into`'s keys."""
+    name, threshold = spec.slice, spec.sli.threshold_seconds or 0.0
+    if spec.sli.kind == "ratio":
+        query = select(rollups_t.c.start, rollups_t.c.total, rollups_t.c.bad).where(
+            rollups_t.c.slice == name, rollups_t.c.period == period, in_runs(rollups_t.c.start, set(into), unit)
+        )
+    elif spec.sli.kind == "latency":
+        # Summed in the database, a row per period: which labels count as over is decided here, in
+        # Python, by the same `is_over` the minute-level evaluation uses.
+        where = (latency_t.c.slice == name, latency_t.c.period == period, in_runs(latency_t.c.start, set(into), unit))
+        labels = conn.execute(select(latency_t.c.le).where(*where).distinct()).scalars().all()
+        over = [le for le in labels if is_over(le, threshold)]
+        query = (
+            select(
+                latency_t.c.start,
+                func.sum(latency_t.c.count),
+                func.sum(case((latency_t.c.le.in_(over), latency_t.c.count), else_=0)),
+            )
+            .where(*where)
+            .group_by(latency_t.c.start)
+        )
+    else:
+        query = select(slices_t.c.start, slices_t.c.minutes, slices_t.c.bad_minutes).where(
+            slices_t.c.slice == name,
+            slices_t.c.threshold_seconds == threshold,
+            slices_t.c.percentile == spec.sli.percentile,
+            slices_t.c.period == period,
+            in_runs(slices_t.c.start, set(into), unit),
+        )
+    for start, events, bad in conn.execute(query):
+        into[minute_of(start) // unit] = [int(events), int(bad)]
+
+
+def load_minutes(conn: Connection, spec: SloSpec, into: dict[int, list[int]]) -> None:
     """Fill per-minute (events, bad) of the SLI, as `controlplane.slo.load_counts` derives them."""
+    threshold = spec.sli.threshold_seconds or 0.0
     if spec.sli.kind == "ratio":
         query = select(buckets_t.c.minute, buckets_t.c.total, buckets_t.c.bad).where(
             buckets_t.c.slice == spec.slice, in_runs(buckets_t.c.minute, set(into), 1)
@@ -261,8 +267,8 @@ def evaluate_all_from_rollups(
     at = as_utc(at)
     at = floor_minute(at) if at.second or at.microsecond else at
     results = []
-    with _snapshot(engine) as conn:
-        series = _series(conn)
+    with snapshot(engine) as conn:
+        series = rolled_series(conn)
         for spec in specs:
             _kind, start, end, _days = slo_window(spec, at, events)
             earliest = min(start, at - max(BURN_WINDOWS.values()))
@@ -272,39 +278,3 @@ def evaluate_all_from_rollups(
             )
             results.append(evaluate(spec, counts, at=at, events=events))
     return SloReport(at=at, slos=results)
-
-
-def budget_curve(
-    engine: Engine,
-    spec: SloSpec,
-    *,
-    events: dict[str, EventSpec],
-    boundaries: tuple[float, ...],
-    start: datetime,
-    end: datetime,
-    step: timedelta = timedelta(hours=1),
-) -> list[BudgetPoint]:
-    """The SLO's error budget at start, start + step, ... up to end (each instant taken to its minute, as
-    `evaluate_all` does), for a chart: each point equals evaluating the SLO at that instant."""
-    if step < ONE_MINUTE:
-        raise ValueError(f"budget curve step {step} is shorter than a minute; use timedelta(hours=1) or longer")
-    instants = []
-    moment, end = as_utc(start), as_utc(end)
-    while moment <= end:
-        instants.append(floor_minute(moment))
-        moment += step
-    if not instants:
-        return []
-    windows = [slo_window(spec, t, events)[1:3] for t in instants]
-    earliest = min(min(s for s, _ in windows), instants[0])
-    with _snapshot(engine) as conn:
-        counts = load_rolled_counts(
-            conn, spec, earliest=earliest, at=instants[-1], windows=windows, boundaries=boundaries, series=_series(conn)
-        )
-    points = []
-    for t, (s, e) in zip(instants, windows, strict=True):
-        total, bad = counts.window(s, e)
-        _allowed, consumed = budget(spec.objective, total, bad)
-        sli = (total - bad) / total if total else 1.0
-        points.append(BudgetPoint(t, total, bad, sli, consumed, 1.0 - consumed))
-    return points

@@ -16,7 +16,8 @@ from collectors.ingest import Batch, commit_batch
 from controlplane.rollups import DAY, HOUR, changes_t, latency_t, refresh_rollups, rollups_t, slices_t
 from controlplane.slices import DEFAULT_BOUNDARIES
 from controlplane.slo import evaluate_all
-from controlplane.slo_rollups import budget_curve, evaluate_all_from_rollups
+from controlplane.slo_curves import budget_curve, hourly_budget_curve
+from controlplane.slo_rollups import evaluate_all_from_rollups
 from controlplane.slo_spec import EventSpec, SloSpec
 from controlplane.store import SliBucket, SliLatencyBucket, table
 
@@ -213,21 +214,43 @@ def test_concurrent_refreshes_beside_a_writer_stay_exact(store: Engine) -> None:
     assert_same(store, specs, {}, END - timedelta(hours=30, minutes=7))
 
 
+def assert_points_evaluate_alike(store: Engine, spec: SloSpec, points: list, events: dict[str, EventSpec]) -> None:
+    for point in points:
+        status = evaluate_all(store, [spec], events=events, boundaries=DEFAULT_BOUNDARIES, at=point.at).slos[0]
+        assert (point.events, point.bad_events, point.sli) == (status.events, status.bad_events, status.sli)
+        assert (point.budget_consumed, point.budget_remaining) == (status.budget_consumed, status.budget_remaining)
+
+
 def test_budget_curve_equals_evaluating_at_each_instant(store: Engine) -> None:
     rng = random.Random(11)
-    specs = make_specs(rng, "bets")[:2]
+    specs = make_specs(rng, "bets")
     write(store, rng, "bets", random_minutes(rng, 400))
-    refresh_rollups(store, until=END - timedelta(days=1, minutes=13))
+    refresh_rollups(store, until=END - timedelta(days=1, minutes=13), specs=specs)
     write(store, rng, "bets", random_minutes(rng, 20))  # late, not rolled up yet
     start = END - timedelta(days=3, minutes=25)
     for spec in (s.model_copy(update={"window": s.window.model_copy(update={"rolling_days": 2})}) for s in specs):
         curve = budget_curve(store, spec, events={}, boundaries=DEFAULT_BOUNDARIES, start=start, end=END)
         assert len(curve) == 73 and curve[0].at == start and curve[-1].at == END - timedelta(minutes=25)
-        for point in curve[::7] + curve[-1:]:
-            status = evaluate_all(store, [spec], events={}, boundaries=DEFAULT_BOUNDARIES, at=point.at).slos[0]
-            assert (point.events, point.bad_events, point.sli) == (status.events, status.bad_events, status.sli)
-            assert (point.budget_consumed, point.budget_remaining) == (status.budget_consumed, status.budget_remaining)
+        assert_points_evaluate_alike(store, spec, curve[::7] + curve[-1:], {})
         assert any(p.bad_events for p in curve)
+
+
+def test_hourly_curve_ends_at_now_over_calendar_and_event_windows(store: Engine) -> None:
+    rng = random.Random(12)
+    kickoff = END - timedelta(days=2, hours=5, minutes=17)
+    events = {"final": EventSpec(name="final", kickoff=kickoff, settlement_expected=kickoff + timedelta(hours=30))}
+    write(store, rng, "bets", random_minutes(rng, 400))
+    at = END - timedelta(hours=7, minutes=41, seconds=13)
+    for window in ({"calendar": "month"}, {"event": "final"}, {"rolling_days": 1}):
+        for spec in make_specs(rng, "bets"):
+            spec = spec.model_copy(update={"window": spec.window.model_validate(window)})
+            refresh_rollups(store, until=at - timedelta(hours=20), specs=[spec])
+            curve = hourly_budget_curve(store, spec, events=events, boundaries=DEFAULT_BOUNDARIES, at=at, days=3)
+            hours = [p.at for p in curve[:-1]]
+            assert len(curve) == 3 * 24 + 2 and curve[-1].at == at.replace(second=0)
+            assert all(t.minute == 0 for t in hours) and hours == sorted(hours) and hours[-1] < curve[-1].at
+            assert_points_evaluate_alike(store, spec, curve[::5] + curve[-2:], events)
+            assert any(p.events for p in curve)
 
 
 def test_budget_curve_refuses_a_step_under_a_minute(store: Engine) -> None:
