@@ -70,6 +70,10 @@ class Settings(BaseSettings):
         Path("config/checklist.yaml"),
         description="The pre-event readiness checklist that `controlplane checklist run` evaluates.",
     )
+    costs_path: Path = Field(
+        Path("config/costs.yaml"),
+        description="The cost model: components, their rates or FOCUS bills, and how each is allocated.",
+    )
     scheduler_path: Path = Field(
         Path("config/scheduler.yaml"),
         description="`controlplane scheduler`'s jobs (crontab expressions), checklist offsets, retention and alert "

@@ -15,6 +15,7 @@ from controlplane.cli.audit import audit_app
 from controlplane.cli.checklist import checklist_app, drill_app
 from controlplane.cli.collector import collector_app, sli_app
 from controlplane.cli.common import EXIT_UNKNOWN
+from controlplane.cli.cost import cost_app
 from controlplane.cli.dashboard import dashboard
 from controlplane.cli.demo import demo
 from controlplane.cli.faults import faults_app
@@ -37,6 +38,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(checklist_app, name="checklist")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(drill_app, name="drill")
+app.add_typer(cost_app, name="cost")
 app.command("demo")(demo)
 app.command("dashboard")(dashboard)
 app.command("scheduler")(scheduler)

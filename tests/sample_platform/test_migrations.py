@@ -40,6 +40,7 @@ def test_database_refuses_negative_wallets(engine) -> None:
 def test_store_migrations_match_the_store_models(database_url) -> None:
     from controlplane import rollups
     from controlplane.checklist import records
+    from controlplane.cost import tables as cost_tables
     from controlplane.scheduler import tables
     from controlplane.store import StoreModel, migrate_store
     from sample_platform.db import make_engine
@@ -53,9 +54,8 @@ def test_store_migrations_match_the_store_models(database_url) -> None:
         )
         diff = compare_metadata(context, StoreModel.metadata)
     engine.dispose()
-    assert {records.runs_t.name, tables.snapshots_t.name, rollups.rollups_t.name, rollups.changes_t.name} <= set(
-        StoreModel.metadata.tables
-    )
+    expected = {records.runs_t.name, tables.snapshots_t.name, rollups.rollups_t.name, rollups.changes_t.name}
+    assert expected | {cost_tables.billing_t.name, cost_tables.imports_t.name} <= set(StoreModel.metadata.tables)
     assert diff == []
 
 

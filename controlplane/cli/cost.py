@@ -1,0 +1,164 @@
+"""`controlplane cost`: unit cost per settled bet (`report`) and actual bills in FOCUS format (`import`).
+
+Exit codes: 0 done, 3 could not run (bad flag, bad file, unreachable store), with the reason.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import typer
+from sqlalchemy.exc import SQLAlchemyError
+
+from controlplane.cli.common import (
+    StoreUrl,
+    fail,
+    format_option,
+    load_settings,
+    load_slices,
+    load_slo_specs,
+    store_engine,
+)
+from controlplane.clock import parse_duration, parse_since, utcnow
+
+cost_app = typer.Typer(help="Unit cost per settled bet, per component, beside the SLOs it buys.", no_args_is_help=True)
+CostsPath = Annotated[Path | None, typer.Option("--costs", help="Cost model (default: $CONTROLPLANE_COSTS_PATH).")]
+AuditUrl = Annotated[str | None, typer.Option("--audit-url", help="The audit log (default: $CONTROLPLANE_AUDIT_URL).")]
+
+
+def _audit_engine(url: str, options: dict[str, Any]) -> Any:
+    from audit.schema import migrate_audit
+    from controlplane.storage import StorageConfigError, make_engine
+
+    try:
+        engine = make_engine(url, **options)
+    except StorageConfigError as exc:
+        raise fail(str(exc)) from None
+    migrate_audit(engine)
+    return engine
+
+
+def _window(
+    window: str | None, event: str | None, start: str | None, end: str | None, events: dict[str, Any]
+) -> tuple[Any, Any, Any]:
+    chosen = [flag for flag, value in (("--window", window), ("--event", event), ("--from", start)) if value]
+    if len(chosen) > 1:
+        raise fail(f"give one of --window, --event or --from/--to, not {' and '.join(chosen)}")
+    if end is not None and start is None:
+        raise fail("--to needs --from")
+    now = utcnow().replace(microsecond=0)
+    if event is not None:
+        if event not in events:
+            known = ", ".join(sorted(events)) or "none defined"
+            raise fail(f"--event: no event named {event!r} in the events file (known: {known})")
+        first, last = events[event].window()
+        return first, last, events[event]
+    if start is not None:
+        try:
+            first = parse_since(start, now=now)
+            last = parse_since(end, now=now) if end is not None else now
+        except ValueError as exc:
+            raise fail(f"--from/--to: {exc}") from None
+        if last <= first:
+            raise fail("--to must come after --from")
+        return first, last, None
+    try:
+        length = parse_duration(window or "24h")
+    except ValueError as exc:
+        raise fail(f"--window: {exc}") from None
+    if length > timedelta(days=400):
+        raise fail("--window: at most 400d")
+    return now - length, now, None
+
+
+@cost_app.command("report")
+def cost_report_command(
+    window: Annotated[str | None, typer.Option("--window", help="The last 24h, 7d ... (default 24h).")] = None,
+    event: Annotated[
+        str | None, typer.Option("--event", help="An event of the events file: kickoff-1h to settlement+1h.")
+    ] = None,
+    start: Annotated[str | None, typer.Option("--from", help="Start, ISO 8601 (UTC if no zone).")] = None,
+    end: Annotated[str | None, typer.Option("--to", help="End, ISO 8601 (default: now).")] = None,
+    by: Annotated[Literal["hour", "day"] | None, typer.Option("--by", help="Buckets: hour or day.")] = None,
+    fmt: Annotated[Literal["table", "json", "csv"], format_option("table", "json", "csv")] = "table",
+    costs: CostsPath = None,
+    store_url: StoreUrl = None,
+    audit_url: AuditUrl = None,
+) -> None:
+    """Total cost, settled and voided bets, cost per settled bet, per component and bucket, beside each SLO."""
+    from controlplane.cost.focus import CostDataError
+    from controlplane.cost.model import CostConfigError, load_cost_model
+    from controlplane.cost.render import render_csv, render_table
+    from controlplane.cost.report import CostInputs, cost_report
+
+    settings = load_settings(store_url=store_url, audit_url=audit_url, costs_path=costs)
+    specs, events = load_slo_specs(settings)
+    first, last, chosen = _window(window, event, start, end, events)
+    try:
+        model = load_cost_model(settings.costs_path)
+    except CostConfigError as exc:
+        raise fail(str(exc)) from None
+    slices = load_slices(settings)
+    store = store_engine(settings)
+    audit = _audit_engine(settings.audit_url, settings.engine_options())
+    inputs = CostInputs(model, store, audit, [s.name for s in slices.slices], specs, events, slices.boundaries)
+    try:
+        report = cost_report(inputs, first, last, by=by, event=chosen, now=utcnow())
+    except CostDataError as exc:
+        raise fail(str(exc)) from None
+    except SQLAlchemyError as exc:
+        raise fail(
+            f"cannot read the store or the audit log: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+        ) from None
+    finally:
+        store.dispose()
+        audit.dispose()
+    if fmt == "json":
+        typer.echo(json.dumps(report, indent=2))
+    elif fmt == "csv":
+        typer.echo(render_csv(report), nl=False)
+    else:
+        typer.echo(render_table(report))
+
+
+@cost_app.command("import")
+def cost_import_command(
+    focus: Annotated[Path, typer.Option("--focus", help="A FOCUS 1.x billing export (CSV).")],
+    by: Annotated[str | None, typer.Option("--by", help="Who imports it (default: the OS user).")] = None,
+    fmt: Annotated[Literal["table", "json"], format_option("table", "json")] = "table",
+    store_url: StoreUrl = None,
+    audit_url: AuditUrl = None,
+) -> None:
+    """Store a bill's rows (importing the same file again changes nothing); audited as a `change` entry."""
+    from controlplane.checklist.records import RecordError, audit_append
+    from controlplane.cost.focus import FocusError, import_focus
+
+    settings = load_settings(store_url=store_url, audit_url=audit_url)
+    who = (by or getpass.getuser()).strip()
+    if not who or len(who) > 200:
+        raise fail("--by must name a person (1 to 200 characters)")
+    store = store_engine(settings)
+
+    def record(payload: dict[str, Any]) -> int:
+        return audit_append(
+            settings, kind="change", actor=who, subject=f"cost-import:{payload['file_sha256']}", payload=payload
+        )
+
+    try:
+        done = import_focus(store, focus, by=who, record=record)
+    except (FocusError, RecordError) as exc:
+        raise fail(str(exc)) from None
+    except SQLAlchemyError as exc:
+        raise fail(f"cannot write the store: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+    finally:
+        store.dispose()
+    if fmt == "json":
+        typer.echo(json.dumps(done.to_dict(), indent=2))
+    elif done.new_rows:
+        typer.echo(f"imported {done.new_rows} of {done.rows} rows from {done.file} (audit seq {done.audit_seq})")
+    else:
+        typer.echo(f"nothing new: all {done.rows} rows of {done.file} were already imported")

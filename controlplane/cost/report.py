@@ -1,0 +1,253 @@
+"""The unit-cost report: total cost, settled and voided bets, cost per settled bet, per component and
+per bucket, beside each SLO's budget and alerts in the window (`controlplane cost report`).
+
+Usage:
+
+    inputs = CostInputs(model, store_engine, audit_engine, slices, specs, events, boundaries)
+    report = cost_report(inputs, start, end, by="hour", event=None, now=utcnow())   # a JSON-ready dict
+
+The numerator is the product's cost: the allocated cost (`unallocated: separate`, idle shown apart)
+or all of it (`unallocated: spread`). The denominator is `controlplane.cost.bets`. Amounts are decimal
+strings rounded to 6 places; a cost per settled bet is null, with the reason, when nothing settled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from sqlalchemy import Engine, func, select
+
+from controlplane.clock import as_utc, utc_text
+from controlplane.cost.bets import hour_index, settled_bets
+from controlplane.cost.compute import PieceCost, component_piece_costs, rounded
+from controlplane.cost.focus import charges_by_component
+from controlplane.cost.model import CostModel
+from controlplane.cost.usage import cpu_seconds_by_piece, hour_pieces, requests_by_piece
+from controlplane.scheduler.tables import transitions_t
+from controlplane.slo import budget
+from controlplane.slo_rollups import evaluate_all_from_rollups, load_rolled_counts, rolled_series, snapshot
+from controlplane.slo_spec import EventSpec, SloSpec
+from controlplane.storage import reader
+
+Bucketing = Literal["hour", "day"] | None
+NOTHING_SETTLED = "no bet was settled in the window, so there is no cost per settled bet"
+
+
+@dataclass(frozen=True)
+class CostInputs:
+    model: CostModel
+    store: Engine
+    audit: Engine
+    slices: Sequence[str]
+    specs: Sequence[SloSpec]
+    events: dict[str, EventSpec]
+    boundaries: tuple[float, ...]
+
+
+def _per_bet(amount: Decimal, settled: int) -> str | None:
+    return rounded(amount / settled) if settled else None
+
+
+def _counted(model: CostModel, piece: PieceCost) -> Decimal:
+    return piece.cost if model.unallocated == "spread" else piece.allocated
+
+
+def _figures(model: CostModel, pieces: list[PieceCost], settled: int, voided: int) -> dict[str, Any]:
+    cost = sum((p.cost for p in pieces), Decimal(0))
+    allocated = sum((p.allocated for p in pieces), Decimal(0))
+    counted = sum((_counted(model, p) for p in pieces), Decimal(0))
+    return {
+        "total_cost": rounded(cost),
+        "allocated_cost": rounded(allocated),
+        "unallocated_cost": rounded(cost - allocated),
+        "settled_bets": settled,
+        "voided_bets": voided,
+        "cost_per_settled_bet": _per_bet(counted, settled),
+        "cost_per_settled_bet_reason": None if settled else NOTHING_SETTLED,
+    }
+
+
+def cost_report(
+    inputs: CostInputs,
+    start: datetime,
+    end: datetime,
+    *,
+    by: Bucketing = None,
+    event: EventSpec | None = None,
+    now: datetime,
+) -> dict[str, Any]:
+    model = inputs.model
+    start, requested_end = as_utc(start), as_utc(end)
+    end = max(start, min(requested_end, as_utc(now)))
+    pieces = hour_pieces(start, end)
+    requests = requests_by_piece(inputs.store, list(inputs.slices), pieces)
+    targets = sorted(
+        {t for c in model.components if c.allocation.by_cpu_seconds for t in c.allocation.by_cpu_seconds.targets}
+    )
+    cpu = cpu_seconds_by_piece(inputs.store, targets, pieces)
+    charges, unmapped = charges_by_component(inputs.store, model, start, end)
+    costs = {
+        c.name: component_piece_costs(
+            c, pieces, charges=charges.get(c.name, []), requests=requests, cpu=cpu, slices=inputs.slices
+        )
+        for c in model.components
+    }
+    bets = settled_bets(inputs.audit, start, end)
+    everything = [p for pc in costs.values() for p in pc]
+    report: dict[str, Any] = {
+        "window": {
+            "start": utc_text(start),
+            "end": utc_text(end),
+            "complete": end == requested_end,
+            "event": event.name if event else None,
+            "by": by,
+        },
+        "currency": model.currency,
+        "unallocated_policy": model.unallocated,
+        **_figures(model, everything, bets.settled, bets.voided),
+        "probe_bets_excluded": bets.probes_excluded,
+        "resettled_bets": bets.resettled,
+        "unmapped_billing_cost": rounded(unmapped),
+        "components": _components(inputs, costs, bets.settled),
+        "buckets": _buckets(model, pieces, costs, bets.by_hour, by) if by else [],
+        "slos": _slos(inputs, costs, requests, start, end),
+    }
+    if event is not None:
+        report["event"] = _event(inputs, event, costs, start, end)
+    return report
+
+
+def _components(inputs: CostInputs, costs: dict[str, list[PieceCost]], settled: int) -> list[dict[str, Any]]:
+    model = inputs.model
+    counted = {name: sum((_counted(model, p) for p in pieces), Decimal(0)) for name, pieces in costs.items()}
+    whole = sum(counted.values(), Decimal(0))
+    rows = []
+    for component in model.components:
+        pieces = costs[component.name]
+        cost = sum((p.cost for p in pieces), Decimal(0))
+        allocated = sum((p.allocated for p in pieces), Decimal(0))
+        rows.append(
+            {
+                "name": component.name,
+                "cost": rounded(cost),
+                "allocated": rounded(allocated),
+                "unallocated": rounded(cost - allocated),
+                "share": rounded(counted[component.name] / whole) if whole else None,
+                "cost_per_settled_bet": _per_bet(counted[component.name], settled),
+                "source": component.source(),
+                "allocation": component.allocation.describe(),
+            }
+        )
+    return rows
+
+
+def _bucket_key(moment: datetime, by: str) -> datetime:
+    hour = moment.replace(minute=0, second=0, microsecond=0)
+    return hour if by == "hour" else hour.replace(hour=0)
+
+
+def _buckets(
+    model: CostModel,
+    pieces: list[tuple[datetime, datetime]],
+    costs: dict[str, list[PieceCost]],
+    by_hour: dict[int, list[int]],
+    by: str,
+) -> list[dict[str, Any]]:
+    groups: dict[datetime, list[int]] = {}
+    for i, (a, _b) in enumerate(pieces):
+        groups.setdefault(_bucket_key(a, by), []).append(i)
+    rows = []
+    for key, indexes in groups.items():
+        hours = {hour_index(pieces[i][0]) for i in indexes}
+        settled = sum(by_hour.get(h, [0, 0])[0] for h in hours)
+        voided = sum(by_hour.get(h, [0, 0])[1] for h in hours)
+        chosen = [pc[i] for pc in costs.values() for i in indexes]
+        rows.append(
+            {
+                "start": utc_text(pieces[indexes[0]][0]),
+                "end": utc_text(pieces[indexes[-1]][1]),
+                **_figures(model, chosen, settled, voided),
+                "bucket": utc_text(key),
+            }
+        )
+    return rows
+
+
+def _slos(
+    inputs: CostInputs,
+    costs: dict[str, list[PieceCost]],
+    requests: dict[str, list[int]],
+    start: datetime,
+    end: datetime,
+) -> list[dict[str, Any]]:
+    if not inputs.specs:
+        return []
+    status = {
+        s.name: s
+        for s in evaluate_all_from_rollups(
+            inputs.store, list(inputs.specs), events=inputs.events, boundaries=inputs.boundaries, at=end
+        ).slos
+    }
+    with reader(inputs.store).connect() as conn:
+        fired: dict[str, int] = dict(
+            conn.execute(
+                select(transitions_t.c.slo, func.count())
+                .where(transitions_t.c.state == "firing", transitions_t.c.at >= start, transitions_t.c.at < end)
+                .group_by(transitions_t.c.slo)
+            ).all()
+        )
+    rows = []
+    for spec in inputs.specs:
+        slice_cost = sum(
+            (p.by_slice.get(spec.slice, Decimal(0)) for pieces in costs.values() for p in pieces), Decimal(0)
+        )
+        s = status[spec.name]
+        rows.append(
+            {
+                "name": spec.name,
+                "slice": spec.slice,
+                "objective": spec.objective,
+                "budget_remaining": s.budget_remaining,
+                "alert_state": "page" if s.alerts.page else "ticket" if s.alerts.ticket else "ok",
+                "alerts_fired": int(fired.get(spec.name, 0)),
+                "requests": sum(requests.get(spec.slice, [])),
+                "slice_cost": rounded(slice_cost),
+            }
+        )
+    return rows
+
+
+def _event(
+    inputs: CostInputs, event: EventSpec, costs: dict[str, list[PieceCost]], start: datetime, end: datetime
+) -> dict[str, Any]:
+    """The idle headroom paid for during the event (unallocated cost of CPU-allocated components)
+    beside the error budget each SLO burned in the event's window."""
+    headroom = sum(
+        (
+            p.unallocated
+            for c in inputs.model.components
+            if c.allocation.rule == "by_cpu_seconds"
+            for p in costs[c.name]
+        ),
+        Decimal(0),
+    )
+    burned: dict[str, float | None] = {}
+    with snapshot(inputs.store) as conn:
+        series = rolled_series(conn)
+        for spec in inputs.specs:
+            counts = load_rolled_counts(
+                conn, spec, earliest=start, at=end, windows=[(start, end)], boundaries=inputs.boundaries, series=series
+            )
+            total, bad = counts.window(start, end)
+            burned[spec.name] = budget(spec.objective, total, bad)[1] if total else None
+    return {
+        "name": event.name,
+        "kickoff": utc_text(event.kickoff),
+        "settlement_expected": utc_text(event.settlement_expected),
+        "headroom_cost": rounded(headroom),
+        "budget_consumed": burned,
+    }

@@ -1,0 +1,89 @@
+"""What each slice and each scrape target used in the pieces of a window: requests per slice from the
+SLI store (through the rollups, so old windows still answer after minutes are purged), and CPU seconds
+per target from the scraped `process_cpu_seconds_total`.
+
+Usage:
+
+    pieces = hour_pieces(start, end)                  # [(start, end)] cut at whole UTC hours
+    requests = requests_by_piece(store_engine, ["bet-placement", "login"], pieces)   # slice -> [int]
+    cpu = cpu_seconds_by_piece(store_engine, ["http://127.0.0.1:8080/metrics"], pieces)  # target -> [Decimal]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from decimal import Decimal
+from itertools import pairwise
+
+from sqlalchemy import Engine
+
+from controlplane.clock import as_utc
+from controlplane.scraped import history
+from controlplane.slo_rollups import load_rolled_counts, snapshot
+from controlplane.slo_spec import SloSpec
+
+Piece = tuple[datetime, datetime]
+CPU_METRIC = "process_cpu_seconds_total"
+HOUR = timedelta(hours=1)
+
+
+def hour_pieces(start: datetime, end: datetime) -> list[Piece]:
+    """[start, end) cut at every whole UTC hour inside it."""
+    start, end = as_utc(start), as_utc(end)
+    pieces = []
+    moment = start
+    while moment < end:
+        next_hour = moment.replace(minute=0, second=0, microsecond=0) + HOUR
+        pieces.append((moment, min(next_hour, end)))
+        moment = next_hour
+    return pieces
+
+
+def requests_by_piece(store_engine: Engine, slices: Sequence[str], pieces: Sequence[Piece]) -> dict[str, list[int]]:
+    """Events of each slice's SLI in the complete minutes of each piece."""
+    if not pieces:
+        return {name: [] for name in slices}
+    result: dict[str, list[int]] = {}
+    with snapshot(store_engine) as conn:
+        for name in slices:
+            spec = SloSpec.model_validate(
+                {"name": f"cost-{name}", "slice": name, "objective": 0.5, "window": {"rolling_days": 1}}
+            )
+            counts = load_rolled_counts(
+                conn, spec, earliest=pieces[0][0], at=pieces[-1][1], windows=pieces, boundaries=(), series=set()
+            )
+            result[name] = [counts.window(a, b)[0] for a, b in pieces]
+    return result
+
+
+def cpu_seconds_by_piece(
+    store_engine: Engine, targets: Sequence[str], pieces: Sequence[Piece]
+) -> dict[str, list[Decimal]]:
+    """CPU seconds each target spent in each piece: every increase between two consecutive scrapes of a
+    target's counter, spread over the pieces by how much of the interval each holds (a drop is a
+    restart: the counter began again at zero)."""
+    result = {target: [Decimal(0)] * len(pieces) for target in targets}
+    if not pieces:
+        return result
+    begin, end = pieces[0][0], pieces[-1][1]
+    for target in targets:
+        # One sample before the window gives the increase that crosses its start.
+        samples = history(store_engine, CPU_METRIC, since=begin - timedelta(hours=1), until=end, target=target)
+        by_series: dict[str, list[tuple[datetime, Decimal]]] = {}
+        for sample in samples:
+            by_series.setdefault(repr(sorted(sample["labels"].items())), []).append(
+                (sample["time"], Decimal(repr(sample["value"])))
+            )
+        spent = result[target]
+        for points in by_series.values():
+            for (t0, v0), (t1, v1) in pairwise(points):
+                step = v1 - v0 if v1 >= v0 else v1
+                if step <= 0 or t1 <= t0:
+                    continue
+                span = Decimal(str((t1 - t0).total_seconds()))
+                for i, (a, b) in enumerate(pieces):
+                    overlap = (min(b, t1) - max(a, t0)).total_seconds()
+                    if overlap > 0:
+                        spent[i] += step * Decimal(str(overlap)) / span
+    return result
