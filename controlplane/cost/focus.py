@@ -48,6 +48,8 @@ REQUIRED_COLUMNS = (
 OPTIONAL_COLUMNS = ("ResourceId", "Tags")  # ResourceID, as FOCUS 1.0 validators spell it, too
 CHARGE_CATEGORIES = ("Usage", "Purchase", "Tax", "Credit", "Adjustment")
 UTC_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?Z$")
+MAX_AMOUNT = Decimal("1e15")  # larger than any bill line; keeps sums exact in 28 digits
+MAX_PLACES = 10
 MAX_PROBLEMS = 20
 MAX_FIELD = 500
 BATCH = 1000
@@ -81,7 +83,7 @@ class FocusImport:
 
 def _decimal(value: str) -> Decimal:
     amount = Decimal(value.strip())
-    if not amount.is_finite():
+    if not amount.is_finite() or abs(amount) >= MAX_AMOUNT or amount.as_tuple().exponent < -MAX_PLACES:  # type: ignore[operator]
         raise InvalidOperation
     return amount
 
@@ -111,7 +113,11 @@ def _row(line: int, raw: dict[str, str | None], problems: list[str]) -> dict[str
         try:
             row[column] = _decimal(values[column])
         except (InvalidOperation, ValueError):
-            bad(column, f"{values[column]!r} is not a decimal number such as 12.50")
+            bad(
+                column,
+                f"{values[column]!r} is not a decimal number such as 12.50 (under 10^15, at most "
+                f"{MAX_PLACES} decimal places)",
+            )
     currency = values["BillingCurrency"].strip()
     if not re.fullmatch(r"[A-Z]{3}", currency):
         bad("BillingCurrency", f"{currency!r} is not an ISO 4217 code such as EUR")
