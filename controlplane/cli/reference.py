@@ -43,7 +43,7 @@ def _walk(command: Any, path: tuple[str, ...]) -> Iterator[Verb]:
         options = tuple(
             "/".join(param.opts + getattr(param, "secondary_opts", []))
             for param in command.params
-            if param.param_type_name == "option" and "--help" not in param.opts
+            if param.param_type_name == "option" and "--help" not in param.opts and not getattr(param, "hidden", False)
         )
         arguments = tuple(param.name.upper() for param in command.params if param.param_type_name == "argument")
         summary = (command.help or "").strip().split("\n\n")[0].replace("\n", " ")

@@ -71,18 +71,18 @@ def _figures(model: CostModel, pieces: list[PieceCost], settled: int, voided: in
     }
 
 
-def cost_report(
-    inputs: CostInputs,
-    start: datetime,
-    end: datetime,
-    *,
-    by: Bucketing = None,
-    event: EventSpec | None = None,
-    now: datetime,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class PricedWindow:
+    """Each component's cost and allocation in each piece (hour) of a window, with what drove it."""
+
+    pieces: list[tuple[datetime, datetime]]
+    costs: dict[str, list[PieceCost]]
+    requests: dict[str, list[int]]
+    unmapped: Decimal
+
+
+def price_window(inputs: CostInputs, start: datetime, end: datetime) -> PricedWindow:
     model = inputs.model
-    start, requested_end = as_utc(start), as_utc(end)
-    end = max(start, min(requested_end, as_utc(now)))
     pieces = hour_pieces(start, end)
     requests = requests_by_piece(inputs.store, list(inputs.slices), pieces)
     targets = sorted(
@@ -96,6 +96,23 @@ def cost_report(
         )
         for c in model.components
     }
+    return PricedWindow(pieces, costs, requests, unmapped)
+
+
+def cost_report(
+    inputs: CostInputs,
+    start: datetime,
+    end: datetime,
+    *,
+    by: Bucketing = None,
+    event: EventSpec | None = None,
+    now: datetime,
+) -> dict[str, Any]:
+    model = inputs.model
+    start, requested_end = as_utc(start), as_utc(end)
+    end = max(start, min(requested_end, as_utc(now)))
+    priced = price_window(inputs, start, end)
+    pieces, costs, requests, unmapped = priced.pieces, priced.costs, priced.requests, priced.unmapped
     bets = settled_bets(inputs.audit, start, end)
     everything = [p for pc in costs.values() for p in pc]
     report: dict[str, Any] = {

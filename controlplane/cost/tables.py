@@ -1,4 +1,5 @@
-"""The cost tables in the control plane's store: imported FOCUS billing rows, and each import.
+"""The cost tables in the control plane's store: imported FOCUS billing rows, each import, and the hourly
+cost rollups.
 
 Migration: `controlplane/migrations/versions/s0005_cost.py`. Amounts are kept as decimal text, so no
 database rounds them through a float.
@@ -51,4 +52,19 @@ class BillingImport(StoreModel, table=True):
     imported_by: str = Field(max_length=200)
 
 
-billing_t, imports_t = table(BillingRow), table(BillingImport)
+class CostHour(StoreModel, table=True):
+    """One component's cost in one whole UTC hour, and the bets first settled in that hour (the same on
+    every component's row), kept by the scheduler's `cost-rollups` job for charts over long ranges."""
+
+    __tablename__ = "cost_hours"
+
+    hour: datetime = Field(sa_column=Column(DateTime(timezone=True), primary_key=True))
+    component: str = Field(primary_key=True, max_length=64)
+    cost: str = Field(max_length=64)
+    allocated: str = Field(max_length=64)
+    settled_bets: int = Field(sa_column=Column(Integer(), nullable=False))
+    voided_bets: int = Field(sa_column=Column(Integer(), nullable=False))
+    computed_at: datetime = Field(sa_column=_utc())
+
+
+billing_t, imports_t, hours_t = table(BillingRow), table(BillingImport), table(CostHour)

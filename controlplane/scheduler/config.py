@@ -19,7 +19,7 @@ from controlplane.clock import parse_duration
 from controlplane.config_files import read_yaml
 from controlplane.scheduler.receivers import ReceiverSpec
 
-JOB_IDS = ("slo-evaluation", "alert-delivery", "checkpoint", "checklists", "rollups", "retention")
+JOB_IDS = ("slo-evaluation", "alert-delivery", "checkpoint", "checklists", "rollups", "retention", "cost-rollups")
 DEFAULT_CRON = {
     "slo-evaluation": "* * * * *",
     "alert-delivery": "* * * * *",
@@ -27,6 +27,7 @@ DEFAULT_CRON = {
     "checklists": "* * * * *",
     "rollups": "*/5 * * * *",
     "retention": "17 3 * * *",
+    "cost-rollups": "7 * * * *",
 }
 
 

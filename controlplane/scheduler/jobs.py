@@ -8,6 +8,7 @@ their own clock and `controlplane scheduler --once JOB` runs one now.
 - `run_due_checklists`: for each event and offset (T-24h, T-1h), the checklist run once when due,
   whatever restarts happen: the run is claimed in `scheduled_runs` first. Offsets missed while the
   scheduler was down coalesce into one run (if the event has not started yet).
+- `cost_rollups`: the cost of each component in the last complete hours, for charts.
 """
 
 from __future__ import annotations
@@ -278,3 +279,25 @@ def purge_minutes(settings: Settings, store: Engine, *, now: datetime, minute_re
     with store.begin() as conn:
         deleted["sli_exemplars"] = conn.execute(delete(ex).where(ex.c.minute < horizon)).rowcount or 0
     return deleted
+
+
+def cost_rollups(settings: Settings, store: Engine, *, now: datetime, hours: int = 3) -> dict[str, Any]:
+    """The last `hours` complete hours of cost per component, recomputed into `cost_hours`; skipped, with
+    the reason, while there is no cost model file."""
+    from audit.schema import migrate_audit
+    from controlplane.cost.hours import refresh_cost_hours
+    from controlplane.cost.model import load_cost_model
+    from controlplane.cost.report import CostInputs
+    from controlplane.storage import make_engine
+
+    if not settings.costs_path.exists():
+        return {"skipped": f"no cost model at {settings.costs_path} (CONTROLPLANE_COSTS_PATH)"}
+    model = load_cost_model(settings.costs_path)
+    slices = load_slices(settings.slices_path)
+    audit = make_engine(settings.audit_url, **settings.engine_options())
+    try:
+        migrate_audit(audit)
+        inputs = CostInputs(model, store, audit, [s.name for s in slices.slices], [], {}, slices.boundaries)
+        return refresh_cost_hours(inputs, now=now, hours=hours)
+    finally:
+        audit.dispose()

@@ -74,6 +74,7 @@ class SchedulerService:
                 s, store, now=clock(), minute_retention=self.config.minute_retention
             ),
             "checklists": lambda: jobs.run_due_checklists(s, store, now=clock(), offsets=self.config.checklist_offsets),
+            "cost-rollups": lambda: jobs.cost_rollups(s, store, now=clock()),
         }
 
     def enabled(self) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""store: imported FOCUS billing rows and the record of each import
+"""store: imported FOCUS billing rows, the record of each import, and hourly cost rollups
 
 Revision ID: s0005
 Revises: s0004
@@ -46,9 +46,20 @@ def upgrade() -> None:
         _utc("imported_at"),
         sa.Column("imported_by", sa.String(length=200), nullable=False),
     )
+    op.create_table(
+        "cost_hours",
+        sa.Column("hour", sa.DateTime(timezone=True), primary_key=True),
+        sa.Column("component", sa.String(length=64), primary_key=True),
+        sa.Column("cost", sa.String(length=64), nullable=False),
+        sa.Column("allocated", sa.String(length=64), nullable=False),
+        sa.Column("settled_bets", sa.Integer(), nullable=False),
+        sa.Column("voided_bets", sa.Integer(), nullable=False),
+        _utc("computed_at"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("cost_hours")
     op.drop_table("cost_imports")
     op.drop_index("ix_cost_billing_rows_period", table_name="cost_billing_rows")
     op.drop_index("ix_cost_billing_rows_file_sha256", table_name="cost_billing_rows")

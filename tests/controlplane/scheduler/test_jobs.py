@@ -168,3 +168,34 @@ def test_retention_purges_rolled_up_minutes_and_keeps_the_answers(sched_settings
     after = evaluate_all_from_rollups(store, specs, events={}, boundaries=boundaries, at=now)
     assert after.to_dict() == before.to_dict()
     assert jobs.retention_horizon(sched_settings, "8d", now=now) == now - timedelta(days=32), "never under a month"
+
+
+def test_cost_rollups_keep_each_hour_and_wait_for_a_cost_model(sched_settings: Settings, store: Engine) -> None:
+    from audit.log import AuditLog
+    from audit.schema import migrate_audit
+    from controlplane.cost.hours import cost_history
+    from controlplane.cost.model import load_cost_model
+    from controlplane.cost.tables import hours_t
+
+    settings = sched_settings.model_copy(update={"costs_path": sched_settings.slos_path.with_name("costs.yaml")})
+    now = datetime.now(UTC)
+    assert "no cost model" in jobs.cost_rollups(settings, store, now=now)["skipped"]
+    settings.costs_path.write_text(
+        '{currency: EUR, components: [{name: db, rate: {per_hour: "3.60"}, allocation: direct},'
+        ' {name: api, rate: {per_hour: "1.20"}, allocation: {fixed_share: "0.5"}}]}'
+    )
+    migrate_audit(store)
+    log = AuditLog(store, origin="audit.test/cost-hours")
+    for bet, kind in ((1, "payout"), (2, "bet_lost"), (3, "void"), (4, "payout")):
+        log.append(kind="money", actor="platform", subject=f"bet:{bet}", payload={"type": kind})
+    later = now + timedelta(hours=1)  # the hour of those entries is complete by then
+    done = jobs.cost_rollups(settings, store, now=later)
+    assert done["rows"] == 2 * 3
+    assert jobs.cost_rollups(settings, store, now=later)["rows"] == 6 and _count(store, hours_t) == 6  # recomputed
+    history = cost_history(store, load_cost_model(settings.costs_path), since=now - timedelta(hours=3))
+    assert [h["total_cost"] for h in history] == ["4.800000"] * 3
+    this_hour = now.replace(minute=0, second=0, microsecond=0).isoformat().replace("+00:00", "Z")
+    (entry,) = [h for h in history if h["hour"] == this_hour]
+    assert (entry["settled_bets"], entry["voided_bets"]) == (3, 1)
+    assert entry["allocated_cost"] == "4.200000" and entry["cost_per_settled_bet"] == "1.400000"
+    assert all(h["cost_per_settled_bet"] is None for h in history if h["hour"] != this_hour)
