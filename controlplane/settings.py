@@ -103,7 +103,7 @@ class Settings(BaseSettings):
         "platform_outbox_depth,platform_outbox_relay_lag_seconds,platform_http_requests_in_flight,"
         "platform_admitted_in_flight,platform_odds_subscribers,platform_faults_active,"
         "platform_shed_requests_total,platform_db_lock_timeouts_total,platform_rate_limited_total,"
-        "platform_risk_cache_lookups_total",
+        "platform_risk_cache_lookups_total,process_cpu_seconds_total",
         description="Comma-separated metric names (samples) the scraper keeps.",
     )
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -23,6 +23,9 @@ class PlatformMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        # process_cpu_seconds_total and friends, as every Prometheus client exposes them (the control
+        # plane allocates CPU-priced cost by them).
+        ProcessCollector(registry=r)
         self.requests_in_flight = Gauge(
             "platform_http_requests_in_flight", "HTTP requests being served.", ["route"], registry=r
         )

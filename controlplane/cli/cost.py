@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import getpass
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -23,11 +23,15 @@ from controlplane.cli.common import (
     load_slo_specs,
     store_engine,
 )
-from controlplane.clock import parse_duration, parse_since, utcnow
+from controlplane.clock import parse_duration, parse_since, utc_text, utcnow
 
 cost_app = typer.Typer(help="Unit cost per settled bet, per component, beside the SLOs it buys.", no_args_is_help=True)
 CostsPath = Annotated[Path | None, typer.Option("--costs", help="Cost model (default: $CONTROLPLANE_COSTS_PATH).")]
 AuditUrl = Annotated[str | None, typer.Option("--audit-url", help="The audit log (default: $CONTROLPLANE_AUDIT_URL).")]
+
+
+MAX_WINDOW = timedelta(days=400)
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def _audit_engine(url: str, options: dict[str, Any]) -> Any:
@@ -38,41 +42,52 @@ def _audit_engine(url: str, options: dict[str, Any]) -> Any:
         engine = make_engine(url, **options)
     except StorageConfigError as exc:
         raise fail(str(exc)) from None
-    migrate_audit(engine)
+    try:
+        migrate_audit(engine)
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        raise fail(f"cannot open the audit log: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
     return engine
 
 
 def _window(
     window: str | None, event: str | None, start: str | None, end: str | None, events: dict[str, Any]
-) -> tuple[Any, Any, Any]:
+) -> tuple[datetime, datetime, Any]:
     chosen = [flag for flag, value in (("--window", window), ("--event", event), ("--from", start)) if value]
     if len(chosen) > 1:
         raise fail(f"give one of --window, --event or --from/--to, not {' and '.join(chosen)}")
     if end is not None and start is None:
         raise fail("--to needs --from")
     now = utcnow().replace(microsecond=0)
-    if event is not None:
-        if event not in events:
-            known = ", ".join(sorted(events)) or "none defined"
-            raise fail(f"--event: no event named {event!r} in the events file (known: {known})")
-        first, last = events[event].window()
-        return first, last, events[event]
-    if start is not None:
-        try:
-            first = parse_since(start, now=now)
-            last = parse_since(end, now=now) if end is not None else now
-        except ValueError as exc:
-            raise fail(f"--from/--to: {exc}") from None
-        if last <= first:
-            raise fail("--to must come after --from")
-        return first, last, None
+    chosen_event = None
     try:
-        length = parse_duration(window or "24h")
-    except ValueError as exc:
-        raise fail(f"--window: {exc}") from None
-    if length > timedelta(days=400):
-        raise fail("--window: at most 400d")
-    return now - length, now, None
+        if event is not None:
+            if event not in events:
+                known = ", ".join(sorted(events)) or "none defined"
+                raise fail(f"--event: no event named {event!r} in the events file (known: {known})")
+            chosen_event = events[event]
+            first, last = chosen_event.window()
+            what = f"event {event}"
+        elif start is not None:
+            first = parse_since(start, now=now)
+            last = parse_since(end, now=now) if end is not None else max(now, first)
+            what = "--from"
+            if first < EARLIEST:
+                raise fail(f"--from: {utc_text(first)} is before {utc_text(EARLIEST)}; no bill or bet is that old")
+            if first >= now:
+                raise fail(f"--from: {utc_text(first)} is after now: there is no cost to report yet")
+            if last <= first:
+                raise fail("--to must come after --from")
+        else:
+            first, last, what = now - parse_duration(window or "24h"), now, "--window"
+    except (ValueError, OverflowError) as exc:
+        flag = "--window" if start is None else "--from/--to"
+        raise fail(f"{flag}: {exc}") from None
+    if last - first > MAX_WINDOW:
+        raise fail(f"{what}: a report covers at most {MAX_WINDOW.days} days; ask for a shorter window")
+    if first >= now:
+        raise fail(f"{what} starts at {utc_text(first)}, after now: there is no cost to report yet")
+    return first, last, chosen_event
 
 
 @cost_app.command("report")
@@ -103,6 +118,15 @@ def cost_report_command(
     except CostConfigError as exc:
         raise fail(str(exc)) from None
     slices = load_slices(settings)
+    names = {s.name for s in slices.slices}
+    for component in model.components:
+        wanted = component.allocation.by_requests.slices if component.allocation.by_requests else None
+        unknown = sorted(set(wanted or ()) - names)
+        if unknown:
+            raise fail(
+                f"{settings.costs_path}: component '{component.name}': allocation.by_requests.slices: "
+                f"no slice {', '.join(unknown)} in {settings.slices_path} (known: {', '.join(sorted(names))})"
+            )
     store = store_engine(settings)
     audit = _audit_engine(settings.audit_url, settings.engine_options())
     inputs = CostInputs(model, store, audit, [s.name for s in slices.slices], specs, events, slices.boundaries)

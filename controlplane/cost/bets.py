@@ -8,7 +8,8 @@ Usage:
 
 A bet counts in the window that holds its first settlement entry (`payout`, `bet_lost` or `void`,
 by the time the entry was appended to the log); a later resettlement never counts it again. Whether
-it counts as settled or voided is its last settlement entry before the window's end. Bets marked
+it counts as settled or voided is its last settlement entry before the window's end (`void` is
+voided; `payout`, `bet_lost` and the sink's fallback `bet_settled` are settled). Bets marked
 `synthetic` (readiness probes) are left out and counted apart.
 """
 
@@ -24,7 +25,7 @@ from sqlalchemy import Connection, Engine, select
 from audit.schema import entries
 from controlplane.clock import as_utc
 
-SETTLEMENT_TYPES = ("payout", "bet_lost", "void")
+SETTLEMENT_TYPES = ("payout", "bet_lost", "void", "bet_settled")  # bet_settled: an outcome the sink did not know
 CHUNK = 500
 
 

@@ -52,6 +52,7 @@ MAX_AMOUNT = Decimal("1e15")  # larger than any bill line; keeps sums exact in 2
 MAX_PLACES = 10
 MAX_PROBLEMS = 20
 MAX_FIELD = 500
+COLUMN_LIMITS = {"ServiceName": 200, "ChargeCategory": 32, "Tags": 10_000}  # as the store keeps them
 BATCH = 1000
 
 
@@ -104,8 +105,9 @@ def _row(line: int, raw: dict[str, str | None], problems: list[str]) -> dict[str
         bad("(row)", "more fields than the header has columns")
         return None
     for column, value in values.items():
-        if len(value) > MAX_FIELD and column != "Tags":
-            bad(column, f"longer than {MAX_FIELD} characters")
+        limit = COLUMN_LIMITS.get(column, MAX_FIELD)
+        if len(value) > limit:
+            bad(column, f"longer than {limit} characters")
         if "\x00" in value:
             bad(column, "holds a NUL character")
     row: dict[str, Any] = {}
@@ -137,8 +139,8 @@ def _row(line: int, raw: dict[str, str | None], problems: list[str]) -> dict[str
             tags = json.loads(values["Tags"])
         except ValueError:
             tags = None
-        if not isinstance(tags, dict) or not all(isinstance(v, str | int | bool) for v in tags.values()):
-            bad("Tags", 'must be a JSON object of keys and values, e.g. {"component": "database"}')
+        if not isinstance(tags, dict) or any(isinstance(v, dict | list) for v in tags.values()):
+            bad("Tags", 'must be a JSON object of keys and plain values, e.g. {"component": "database"}')
             tags = {}
     if len(problems) > before:
         return None
@@ -150,10 +152,30 @@ def _row(line: int, raw: dict[str, str | None], problems: list[str]) -> dict[str
         "billing_currency": currency,
         "service_name": values["ServiceName"].strip(),
         "resource_id": (values.get("ResourceId") or values.get("ResourceID") or "").strip(),
-        "tags": json.dumps({str(k): str(v) for k, v in tags.items()}, sort_keys=True, separators=(",", ":")),
+        "tags": json.dumps({str(k): tag_text(v) for k, v in tags.items()}, sort_keys=True, separators=(",", ":")),
         "charge_category": category,
-        "_content": json.dumps(values, sort_keys=True, separators=(",", ":")),
     }
+
+
+def tag_text(value: Any) -> str:
+    """A tag value as the cost model compares it: strings as they are, others as JSON (true, 3, null)."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _identity(row: dict[str, Any]) -> str:
+    """What a charge is, whatever the export's spelling: parsed amounts and times, trimmed text."""
+    fields = [
+        row["charge_period_start"].isoformat(),
+        row["charge_period_end"].isoformat(),
+        str(Decimal(row["billed_cost"]).normalize()),
+        str(Decimal(row["effective_cost"]).normalize()),
+        row["billing_currency"],
+        row["service_name"],
+        row["resource_id"],
+        row["charge_category"],
+        row["tags"],
+    ]
+    return json.dumps(fields, separators=(",", ":"))
 
 
 def read_focus(path: Path) -> tuple[str, list[dict[str, Any]]]:
@@ -172,6 +194,9 @@ def read_focus(path: Path) -> tuple[str, list[dict[str, Any]]]:
         header = reader_.fieldnames or []
     except csv.Error as exc:
         raise FocusError(f"{path}: not a CSV file ({exc})") from None
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    if repeated:
+        raise FocusError(f"{path}: header repeats {', '.join(repeated)}; give each column once")
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
         raise FocusError(
@@ -188,7 +213,7 @@ def read_focus(path: Path) -> tuple[str, list[dict[str, Any]]]:
                 break
             if row is None:
                 continue
-            content = row.pop("_content")
+            content = _identity(row)
             repeat = seen.get(content, 0)
             seen[content] = repeat + 1
             row["row_hash"] = hashlib.sha256(f"{content}#{repeat}".encode()).hexdigest()
@@ -214,12 +239,8 @@ def import_focus(
     with engine.begin() as conn:
         for i in range(0, len(rows), BATCH):
             batch = rows[i : i + BATCH]
-            hashes = [row["row_hash"] for row in batch]
-            known = set(conn.execute(select(billing_t.c.row_hash).where(billing_t.c.row_hash.in_(hashes))).scalars())
-            fresh = [row for row in batch if row["row_hash"] not in known]
-            if fresh:
-                conn.execute(insert(billing_t).values(fresh).on_conflict_do_nothing())
-                added += [row["row_hash"] for row in fresh]
+            statement = insert(billing_t).values(batch).on_conflict_do_nothing().returning(billing_t.c.row_hash)
+            added += conn.execute(statement).scalars().all()
         first_time = (
             conn.execute(select(imports_t.c.file_sha256).where(imports_t.c.file_sha256 == digest)).first() is None
         )
@@ -270,17 +291,18 @@ def _matches(match: FocusMatch, row: Any) -> bool:
         return bool(row.resource_id == match.resource_id)
     assert match.tag is not None
     ((key, value),) = match.tag.items()
-    return bool(json.loads(row.tags).get(key) == value)
+    return bool(json.loads(row.tags).get(key) == value)  # stored as tag_text
 
 
 def charges_by_component(
     engine: Engine, model: CostModel, start: datetime, end: datetime
-) -> tuple[dict[str, list[Charge]], Decimal]:
+) -> tuple[dict[str, list[Charge]], dict[str, Decimal]]:
     """Each FOCUS-sourced component's charges overlapping [start, end) (a row goes to the first
-    component that matches it), and the EffectiveCost in the window of rows no component matches."""
+    component that matches it), and by currency the EffectiveCost in the window of rows no component
+    matches."""
     matchers = [(c.name, c.focus) for c in model.components if c.focus is not None]
     charges: dict[str, list[Charge]] = {name: [] for name, _ in matchers}
-    unmapped = Decimal(0)
+    unmapped: dict[str, Decimal] = {}
     start, end = as_utc(start), as_utc(end)
     query = select(billing_t).where(billing_t.c.charge_period_start < end, billing_t.c.charge_period_end > start)
     with reader(engine).connect() as conn:
@@ -289,7 +311,8 @@ def charges_by_component(
             owner = next(((name, m) for name, m in matchers if _matches(m, row)), None)
             if owner is None:
                 overlap = seconds(max(start, row_start), min(end, row_end)) / seconds(row_start, row_end)
-                unmapped += Decimal(row.effective_cost) * overlap
+                currency = row.billing_currency
+                unmapped[currency] = unmapped.get(currency, Decimal(0)) + Decimal(row.effective_cost) * overlap
                 continue
             name, match = owner
             if row.billing_currency != model.currency:

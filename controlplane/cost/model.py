@@ -26,6 +26,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from controlplane.config_files import explain, read_yaml
 
 NAME = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+MAX_AMOUNT = Decimal("1e15")  # far above any real price; keeps every sum exact in 28 digits
+MAX_PLACES = 10
 CURRENCY = r"^[A-Z]{3}$"
 
 
@@ -42,6 +44,8 @@ def _money(value: Any) -> Decimal:
         raise ValueError(f'{value!r} is not a decimal amount; write e.g. "1.20"') from None
     if not amount.is_finite() or amount < 0:
         raise ValueError(f"{value!r} must be a finite amount, zero or more")
+    if amount >= MAX_AMOUNT or amount.as_tuple().exponent < -MAX_PLACES:  # type: ignore[operator]
+        raise ValueError(f"{value!r} must be under 10^15 with at most {MAX_PLACES} decimal places")
     return amount
 
 
@@ -124,6 +128,18 @@ class Allocation(Strict):
     by_requests: ByRequests | None = None
     by_cpu_seconds: ByCpuSeconds | None = None
     fixed_share: FixedShare | None = None
+
+    @model_validator(mode="after")
+    def _parameters(self) -> Allocation:
+        blocks = {name for name in ("by_requests", "by_cpu_seconds", "fixed_share") if getattr(self, name) is not None}
+        needed = {self.rule} if self.rule in ("by_cpu_seconds", "fixed_share") else set()
+        if self.rule == "by_requests":
+            blocks.discard("by_requests")
+        if not needed <= blocks:
+            raise ValueError(f"{self.rule} needs parameters, e.g. " + ALLOCATION_EXAMPLES[self.rule])
+        if blocks - needed:
+            raise ValueError(f"{', '.join(sorted(blocks - needed))} does not go with rule {self.rule}")
+        return self
 
     def describe(self) -> str:
         if self.rule == "fixed_share" and self.fixed_share is not None:

@@ -104,6 +104,7 @@ def render_table(report: dict[str, Any]) -> str:
         f"cost per settled bet: {per_bet} {cur}"
         if per_bet is not None
         else f"cost per settled bet: none ({report['cost_per_settled_bet_reason']})",
+        *(f"warning: {w}" for w in report["warnings"]),
         "",
     ]
     lines += _table(

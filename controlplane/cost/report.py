@@ -26,7 +26,7 @@ from controlplane.cost.bets import hour_index, settled_bets
 from controlplane.cost.compute import PieceCost, component_piece_costs, rounded
 from controlplane.cost.focus import charges_by_component
 from controlplane.cost.model import CostModel
-from controlplane.cost.usage import cpu_seconds_by_piece, hour_pieces, requests_by_piece
+from controlplane.cost.usage import CPU_METRIC, cpu_seconds_by_piece, hour_pieces, requests_by_piece
 from controlplane.scheduler.tables import transitions_t
 from controlplane.slo import budget
 from controlplane.slo_rollups import evaluate_all_from_rollups, load_rolled_counts, rolled_series, snapshot
@@ -78,7 +78,8 @@ class PricedWindow:
     pieces: list[tuple[datetime, datetime]]
     costs: dict[str, list[PieceCost]]
     requests: dict[str, list[int]]
-    unmapped: Decimal
+    unmapped: dict[str, Decimal]  # by currency: imported bills no component matches
+    warnings: list[str]
 
 
 def price_window(inputs: CostInputs, start: datetime, end: datetime) -> PricedWindow:
@@ -88,7 +89,13 @@ def price_window(inputs: CostInputs, start: datetime, end: datetime) -> PricedWi
     targets = sorted(
         {t for c in model.components if c.allocation.by_cpu_seconds for t in c.allocation.by_cpu_seconds.targets}
     )
-    cpu = cpu_seconds_by_piece(inputs.store, targets, pieces)
+    cpu, sampled = cpu_seconds_by_piece(inputs.store, targets, pieces)
+    warnings = [
+        f"no {CPU_METRIC} scraped from {target} in the window, so what runs there counts as idle: add the metric "
+        "to CONTROLPLANE_SCRAPE_METRICS and the target to CONTROLPLANE_SCRAPE_TARGETS of the collector"
+        for target in targets
+        if target not in sampled
+    ]
     charges, unmapped = charges_by_component(inputs.store, model, start, end)
     costs = {
         c.name: component_piece_costs(
@@ -96,7 +103,7 @@ def price_window(inputs: CostInputs, start: datetime, end: datetime) -> PricedWi
         )
         for c in model.components
     }
-    return PricedWindow(pieces, costs, requests, unmapped)
+    return PricedWindow(pieces, costs, requests, unmapped, warnings)
 
 
 def cost_report(
@@ -126,9 +133,13 @@ def cost_report(
         "currency": model.currency,
         "unallocated_policy": model.unallocated,
         **_figures(model, everything, bets.settled, bets.voided),
+        "warnings": priced.warnings,
         "probe_bets_excluded": bets.probes_excluded,
         "resettled_bets": bets.resettled,
-        "unmapped_billing_cost": rounded(unmapped),
+        "unmapped_billing_cost": rounded(unmapped.get(model.currency, Decimal(0))),
+        "unmapped_billing_other_currencies": {
+            currency: rounded(amount) for currency, amount in sorted(unmapped.items()) if currency != model.currency
+        },
         "components": _components(inputs, costs, bets.settled),
         "buckets": _buckets(model, pieces, costs, bets.by_hour, by) if by else [],
         "slos": _slos(inputs, costs, requests, start, end),

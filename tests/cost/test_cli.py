@@ -18,6 +18,7 @@ from tests.support import CONTROLPLANE
 EVENTS = """
 events:
   - {name: cup-final, kickoff: "2026-06-05T15:00:00Z", settlement_expected: "2026-06-05T17:30:00Z"}
+  - {name: far-final, kickoff: "2099-06-05T15:00:00Z", settlement_expected: "2099-06-05T17:30:00Z"}
 """
 MODEL = """
 currency: EUR
@@ -54,6 +55,10 @@ def test_an_event_window_runs_from_an_hour_before_kickoff_to_an_hour_after_settl
     assert report["total_cost"] == "13.500000"  # 4.5 h of 1.00 + 2.00 an hour
     assert report["event"]["headroom_cost"] == "9.000000"  # the API's capacity, all idle (no CPU scraped)
     assert [b["start"] for b in report["buckets"]][-1] == "2026-06-05T18:00:00Z" and len(report["buckets"]) == 5
+    assert (
+        len(report["warnings"]) == 1
+        and "no process_cpu_seconds_total scraped from http://x/metrics" in (report["warnings"][0])
+    )
 
 
 def test_csv_opens_as_a_table_with_a_header_row(tmp_path: Path) -> None:
@@ -77,7 +82,13 @@ def test_the_table_names_what_it_shows(tmp_path: Path) -> None:
     ("args", "message"),
     [
         (("--window", "2x"), "--window: cannot read '2x'"),
-        (("--window", "900d"), "--window: at most 400d"),
+        (("--window", "900d"), "--window: a report covers at most 400 days"),
+        (("--from", "2020-01-01T00:00:00Z"), "--from: a report covers at most 400 days"),
+        (("--from", "1000-01-01T00:00:00Z"), "is before 2000-01-01T00:00:00Z"),
+        (("--from", "9999999d"), "--from/--to: "),
+        (("--from", "0001-01-01T00:00:00Z", "--to", "0001-01-01T05:00:00Z"), "is before 2000-01-01T00:00:00Z"),
+        (("--from", "2099-01-01T00:00:00Z"), "is after now: there is no cost to report yet"),
+        (("--event", "far-final"), "event far-final starts at 2099-06-05T14:00:00Z, after now"),
         (("--window", "1h", "--event", "cup-final"), "give one of --window, --event or --from/--to"),
         (("--to", "2026-01-01T00:00:00Z"), "--to needs --from"),
         (("--from", "yesterday"), "--from/--to: cannot read 'yesterday'"),
@@ -92,7 +103,15 @@ def test_bad_flags_are_messages(tmp_path: Path, args: tuple[str, ...], message: 
     assert done.returncode == 3 and message in done.stderr and "Traceback" not in done.stderr
 
 
-def test_a_bad_cost_model_is_a_message(tmp_path: Path) -> None:
-    done = _cost(tmp_path, "--window", "1h", model="{currency: EUR, components: [{name: db, allocation: direct}]}")
-    assert done.returncode == 3 and "component 'db': give one cost source" in done.stderr
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ("{currency: EUR, components: [{name: db, allocation: direct}]}", "component 'db': give one cost source"),
+        ('{currency: EUR, components: [{name: db, rate: {per_hour: "1"}, allocation: {by_requests: {slices: [bets]}}}]}',
+         "allocation.by_requests.slices: no slice bets in"),
+    ],
+)  # fmt: skip
+def test_a_bad_cost_model_is_a_message(tmp_path: Path, model: str, message: str) -> None:
+    done = _cost(tmp_path, "--window", "1h", model=model)
+    assert done.returncode == 3 and message in done.stderr
     assert "Traceback" not in done.stderr

@@ -66,3 +66,27 @@ def test_allocation_rules_per_piece() -> None:
 
     shared = component_piece_costs(_component({"fixed_share": "0.25"}), pieces, **kwargs)
     assert [(p.allocated, p.unallocated) for p in shared] == [(Decimal("0.9000"), Decimal("2.7000"))] * 2
+
+
+def test_cpu_seconds_spread_over_pieces_through_restarts_and_past_the_window(store) -> None:  # type: ignore[no-untyped-def]
+    from controlplane.cost.usage import cpu_seconds_by_piece
+    from controlplane.store import ScrapedSample, table
+
+    samples = [
+        (NOV - timedelta(minutes=30), 100.0),  # before the window: half of the next step falls in it
+        (NOV + timedelta(minutes=30), 400.0),
+        (NOV + timedelta(minutes=45), float("inf")),  # not a number of seconds: skipped
+        (NOV + timedelta(minutes=90), 60.0),  # a restart: 60 s since it began again
+        (NOV + timedelta(hours=2, minutes=30), 660.0),  # straddles the window's end
+    ]
+    with store.begin() as conn:
+        conn.execute(
+            table(ScrapedSample).insert(),
+            [{"target": "t", "name": "process_cpu_seconds_total", "labels": "{}", "value": v, "scraped_at": at}
+             for at, v in samples],
+        )  # fmt: skip
+    pieces = hour_pieces(NOV, NOV + timedelta(hours=2))
+    spent, sampled = cpu_seconds_by_piece(store, ["t", "absent"], pieces)
+    # 300 s over [-30m, +30m): 150 in hour 0. 60 s over [+30m, +90m): 30 + 30. 600 s over [+90m, +150m): 300 in hour 1.
+    assert spent["t"] == [Decimal(150) + Decimal(30), Decimal(30) + Decimal(300)]
+    assert spent["absent"] == [0, 0] and sampled == {"t"}

@@ -163,3 +163,47 @@ def test_cli_import_then_again_in_json(tmp_path: Path) -> None:
     assert again.returncode == 0 and "nothing new: all 8 rows" in again.stdout
     rows = list(csv.reader(io.StringIO(SAMPLE.read_text())))
     assert len(rows) == 9
+
+
+def test_the_same_charge_spelt_differently_is_one_row(store: Engine, tmp_path: Path) -> None:
+    one = tmp_path / "one.csv"
+    one.write_text(f"{HEADER},ResourceId\n{GOOD},r-1\n")
+    other = tmp_path / "other.csv"
+    other.write_text(
+        "ResourceID,Tags,ServiceName,ChargeCategory,ChargePeriodEnd,ChargePeriodStart,BillingCurrency,"
+        "EffectiveCost,BilledCost,Extra\n"
+        'r-1 ,"{""component"":""db""}", DB ,Usage,2026-11-02T00:00:00Z,2026-11-01T00:00:00.000Z,EUR,1,1.000,x\n'
+    )
+    assert import_focus(store, one, by="a").new_rows == 1
+    assert import_focus(store, other, by="a").new_rows == 0 and _rows(store) == 1
+
+
+def test_a_header_repeating_a_column_is_refused(tmp_path: Path) -> None:
+    bill = tmp_path / "bill.csv"
+    bill.write_text(f"{HEADER},EffectiveCost\n{GOOD},7\n")
+    with pytest.raises(FocusError, match="header repeats EffectiveCost"):
+        read_focus(bill)
+
+
+def test_bills_in_other_currencies_are_kept_apart_and_tags_match_as_text(store: Engine, tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from controlplane.cost.focus import charges_by_component
+    from controlplane.cost.model import CostModel
+
+    bill = tmp_path / "bill.csv"
+    bill.write_text(
+        f"{HEADER}\n"
+        '2.00,2.00,EUR,2026-11-01T00:00:00Z,2026-11-02T00:00:00Z,Usage,A,"{""shared"": true}"\n'
+        "100,100,USD,2026-11-01T00:00:00Z,2026-11-02T00:00:00Z,Usage,B,\n"
+        "3.00,3.00,EUR,2026-11-01T00:00:00Z,2026-11-02T00:00:00Z,Usage,C,\n"
+    )
+    import_focus(store, bill, by="a")
+    model = CostModel.model_validate(
+        {"currency": "EUR", "components": [{"name": "x", "focus": {"tag": {"shared": "true"}}, "allocation": "direct"}]}
+    )
+    charges, unmapped = charges_by_component(
+        store, model, datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 2, tzinfo=UTC)
+    )
+    assert [c.amount for c in charges["x"]] == [2]
+    assert unmapped == {"USD": 100, "EUR": 3}

@@ -79,6 +79,12 @@ components:
         ('{currency: EUR, components: [{name: db, rate: {per_hour: "1"}, allocation: direct}, '
          '{name: db, rate: {per_hour: "2"}, allocation: direct}]}', "component names must be unique; repeated: db"),
         ("currency: [", "not valid YAML"),
+        ('{currency: EUR, components: [{name: db, rate: {per_hour: "1e30"}, allocation: direct}]}',
+         "rate.per_hour: '1e30' must be under 10^15"),
+        ('{currency: EUR, components: [{name: db, rate: {per_hour: "1"}, allocation: {rule: fixed_share}}]}',
+         "allocation: fixed_share needs parameters"),
+        ('{currency: EUR, components: [{name: db, rate: {per_hour: "1"}, '
+         'allocation: {rule: direct, fixed_share: {share: "0.1"}}}]}', "fixed_share does not go with rule direct"),
     ],
 )  # fmt: skip
 def test_mistakes_are_named(tmp_path: Path, text: str, message: str) -> None:
