@@ -153,6 +153,16 @@ def _recorded(
     return seq
 
 
+def until(expires: datetime | timedelta, now: datetime) -> datetime:
+    """An expiry given as an instant, or as a lifetime counted from `now` (the moment it is recorded)."""
+    if not isinstance(expires, timedelta):
+        return expires
+    try:
+        return now + expires
+    except OverflowError:
+        raise RecordError(f"--expires: {expires.days} days is further than any date; give e.g. 24h") from None
+
+
 def _name(value: str, flag: str) -> str:
     value = value.strip()
     if not value or len(value) > 200:
@@ -182,11 +192,12 @@ def attest(
     *,
     check_id: str,
     by: str,
-    expires_at: datetime,
+    expires_at: datetime | timedelta,
     event: str | None = None,
     note: str | None = None,
 ) -> dict[str, Any]:
     now = utcnow()
+    expires_at = until(expires_at, now)
     if as_utc(expires_at) <= now:
         raise RecordError("--expires must lie in the future, e.g. 24h")
     if as_utc(expires_at) - now > MAX_LIFETIME:
@@ -264,7 +275,7 @@ def waive(
     requested_by: str,
     approved_by: str,
     reason: str,
-    expires_at: datetime,
+    expires_at: datetime | timedelta,
     event: str | None = None,
 ) -> dict[str, Any]:
     requested_by, approved_by = _name(requested_by, "--by"), _name(approved_by, "--approved-by")
@@ -273,6 +284,7 @@ def waive(
     if len(reason.strip()) < 10:
         raise RecordError("--reason must justify the waiver (at least 10 characters)")
     now = utcnow()
+    expires_at = until(expires_at, now)
     if as_utc(expires_at) <= now:
         raise RecordError("the waiver would already have expired; give --expires in the future (e.g. 48h)")
     if as_utc(expires_at) - now > MAX_LIFETIME:

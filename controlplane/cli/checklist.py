@@ -119,15 +119,16 @@ def checklist_run(
     raise typer.Exit(result.exit_code)
 
 
-def _expiry(text: str, event: EventSpec | None, *, allow_event_end: bool) -> datetime:
-    from controlplane.clock import parse_duration, utcnow
+def _expiry(text: str, event: EventSpec | None, *, allow_event_end: bool) -> datetime | timedelta:
+    """The end of an event's window, or a lifetime (counted from when the record is written)."""
+    from controlplane.clock import parse_duration
 
     if allow_event_end and text == "event-end":
         if event is None:
             raise fail("--expires event-end needs --event NAME (the waiver ends an hour after its expected settlement)")
         return event.window()[1]
     try:
-        return utcnow() + parse_duration(text)
+        return parse_duration(text)
     except (ValueError, OverflowError) as exc:
         hint = " or event-end" if allow_event_end else ""
         raise fail(f"--expires: {exc}{hint}") from None

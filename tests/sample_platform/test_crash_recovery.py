@@ -82,7 +82,7 @@ def test_sigkill_mid_settlement_then_repeat_completes_it(engine, settings, tmp_p
         # The repeat must answer with its own settlement, not a 504 followed by a repeat that finds
         # nothing left: give it all the time a busy machine needs.
         platform = PlatformProcess(settings.database_url, sink, PLATFORM_REQUEST_TIMEOUT_SECONDS="600")
-        with PlatformClient(platform.url, admin_token=ADMIN_TOKEN) as admin:
+        with PlatformClient(platform.url, admin_token=ADMIN_TOKEN, timeout=600) as admin:
             report = admin.result(market["id"], winner_selection_id=market["selections"][1]["id"])["settlement"]
             assert report["complete"] is True
             assert report["settled"] == BETS - at_kill

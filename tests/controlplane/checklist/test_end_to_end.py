@@ -212,6 +212,7 @@ def test_the_eve_of_an_event(running, database_url: str, tmp_path: Path) -> None
     # For no event in particular, the event's attestation does not hold; a fresh one that has expired
     # fails its (warning) check, and the exit code becomes 1.
     attested = _cli(env, "checklist", "attest", "status-page-ready", "--by", "bo", "--expires", "1s")
+    assert attested.returncode == 0, attested.stderr  # a lifetime counts from when it is recorded
     until = datetime.fromisoformat(attested.stdout.split(" until ")[1].split()[0].replace("Z", "+00:00"))
     while datetime.now(UTC) <= until:  # the attestation's own clock, not the system under test
         time.sleep(0.05)

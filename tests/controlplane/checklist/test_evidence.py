@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -82,12 +82,21 @@ def test_an_event_attestation_holds_only_for_that_event(make_ctx, cp_settings, s
     assert attestation("oncall-rested", make_ctx(at=utcnow()))[0].status == "fail"
 
 
+def test_a_lifetime_counts_from_when_the_attestation_is_recorded(cp_settings, store) -> None:
+    before = utcnow()
+    done = attest(cp_settings, store, check_id="incident-roles", by="ana", expires_at=timedelta(seconds=1))
+    expires = datetime.fromisoformat(done["expires_at"].replace("Z", "+00:00"))
+    assert before + timedelta(seconds=1) <= expires <= utcnow() + timedelta(seconds=1)
+
+
 def test_malformed_attestations_and_waivers_are_refused(cp_settings, store) -> None:
     soon = utcnow() + timedelta(hours=1)
     with pytest.raises(RecordError, match="future"):
         attest(cp_settings, store, check_id="x", by="ana", expires_at=utcnow() - timedelta(minutes=1))
     with pytest.raises(RecordError, match="--by"):
         attest(cp_settings, store, check_id="x", by="  ", expires_at=soon)
+    with pytest.raises(RecordError, match="further than any date"):
+        attest(cp_settings, store, check_id="x", by="ana", expires_at=timedelta(days=999_999_999))
     with pytest.raises(RecordError, match="second person"):
         waive(
             cp_settings,
