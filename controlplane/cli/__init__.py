@@ -22,6 +22,7 @@ from controlplane.cli.faults import faults_app
 from controlplane.cli.platform import platform_app
 from controlplane.cli.scheduler import scheduler
 from controlplane.cli.slo import slo_app
+from controlplane.cli.users import users_app
 
 app = typer.Typer(
     help="SRE observability and compliance control plane for betting platforms.",
@@ -39,6 +40,7 @@ app.add_typer(checklist_app, name="checklist")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(drill_app, name="drill")
 app.add_typer(cost_app, name="cost")
+app.add_typer(users_app, name="users")
 app.command("demo")(demo)
 app.command("dashboard")(dashboard)
 app.command("scheduler")(scheduler)

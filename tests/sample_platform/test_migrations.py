@@ -43,6 +43,7 @@ def test_store_migrations_match_the_store_models(database_url) -> None:
     from controlplane.cost import tables as cost_tables
     from controlplane.scheduler import tables
     from controlplane.store import StoreModel, migrate_store
+    from controlplane.users import tables as users_tables
     from sample_platform.db import make_engine
 
     engine = make_engine(database_url)
@@ -55,6 +56,7 @@ def test_store_migrations_match_the_store_models(database_url) -> None:
         diff = compare_metadata(context, StoreModel.metadata)
     engine.dispose()
     expected = {records.runs_t.name, tables.snapshots_t.name, rollups.rollups_t.name, rollups.changes_t.name}
+    expected |= {users_tables.users_t.name, users_tables.sessions_t.name}
     assert expected | {cost_tables.billing_t.name, cost_tables.imports_t.name} <= set(StoreModel.metadata.tables)
     assert diff == []
 
