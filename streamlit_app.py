@@ -1,14 +1,19 @@
 """The control plane's web dashboard: `controlplane dashboard` (or `streamlit run streamlit_app.py`).
 
-It reads only through the control plane's APIs (the store, the SLO engine), never a platform's database.
+A router: the signed-in user's role decides which pages exist (`dashboards.shell.PAGES`); signed out,
+only the login page does. Pages read only through the control plane's and the audit log's APIs.
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-from controlplane.settings import Settings
-from dashboards import overview
+from dashboards.login import render_account
+from dashboards.shell import current_user, pages_for
 
-st.set_page_config(page_title="Betting control plane", layout="wide")
-overview.render(Settings())
+st.set_page_config(page_title="Betting control plane", page_icon=":material/sports_score:", layout="wide")
+user = current_user()
+navigation = st.navigation(pages_for(user))
+if user is not None:
+    render_account(user.username, user.role)
+navigation.run()

@@ -167,23 +167,6 @@ def audit_prove(
     typer.echo(json.dumps(bundle, indent=2))
 
 
-def _checklist_run_seqs(log: AuditLog, run_id: str) -> list[int]:
-    """The run's entry, the entries of the waivers and attestations its results name, and the audit
-    entries its evidence rests on (drills, game days)."""
-    from audit.query import find_entries
-
-    found = find_entries(log.engine, kind="checklist", subject=f"checklist-run:{run_id}")
-    if not found:
-        raise fail(f"no checklist run {run_id!r} in the audit log; `controlplane checklist history` lists runs")
-    seqs = [entry.seq for entry in found]
-    for check in found[0].payload.get("checks", []):
-        for prefix, key in (("waiver", "waiver_id"), ("attestation", "attestation_id")):
-            if check.get(key):
-                seqs += [e.seq for e in find_entries(log.engine, subject=f"{prefix}:{check[key]}")]
-        seqs += [int(seq) for seq in check.get("audit_seqs", [])]
-    return seqs
-
-
 @audit_app.command("export")
 def audit_export(
     out: Annotated[Path, typer.Option("--out", help="Where to write the bundle (JSON).")],
@@ -197,27 +180,22 @@ def audit_export(
     audit_url: AuditUrl = None,
 ) -> None:
     """A proof bundle that verifies offline: `python -m audit.verify bundle.json --key VKEY`."""
-    from sqlalchemy import select
-
     from audit.log import AuditError
-    from audit.schema import entries
+    from controlplane.proofs import ProofError, export_bundle, seqs_for_bet, seqs_for_checklist_run, seqs_for_range
 
     ranges = from_seq is not None or to_seq is not None
     if sum((ranges, bet is not None, checklist_run is not None)) != 1 or (ranges and None in (from_seq, to_seq)):
         raise fail("give one of --from-seq A --to-seq B, --bet ID or --checklist-run RUN_ID")
     log, ring = _audit(load_settings(audit_url=audit_url))
-    if checklist_run is not None:
-        seqs = _checklist_run_seqs(log, checklist_run)
-    elif bet is not None:
-        with log.engine.connect() as conn:
-            seqs = list(conn.execute(select(entries.c.seq).where(entries.c.subject == f"bet:{bet}")).scalars())
-    else:
-        if to_seq < from_seq:  # type: ignore[operator]
-            raise fail("--to-seq must not be below --from-seq")
-        seqs = list(range(from_seq, to_seq + 1))  # type: ignore[arg-type,operator]
     try:
-        bundle = log.export(seqs, verifier_key=ring.signer().verifier_key())
-    except (AuditError, KeyError) as exc:
+        if checklist_run is not None:
+            seqs = seqs_for_checklist_run(log, checklist_run)
+        elif bet is not None:
+            seqs = seqs_for_bet(log, bet)
+        else:
+            seqs = seqs_for_range(from_seq, to_seq)  # type: ignore[arg-type]
+        bundle = export_bundle(log, ring, seqs)
+    except (AuditError, KeyError, ProofError) as exc:
         raise fail(str(exc)) from None
     out.write_text(json.dumps(bundle, indent=2))
     typer.echo(f"wrote {len(bundle['entries'])} entries, proven against tree size {bundle['tree_size']}, to {out}")

@@ -1,0 +1,91 @@
+"""Reading an SLI back for a page: its value hour by hour (through the rollups), and its worst minutes
+with the trace ids of their bad and slow events.
+
+Usage:
+
+    points = hourly_sli(store, spec, start=now - timedelta(days=7), end=now, boundaries=b)   # [SliPoint]
+    worst = worst_minutes(store, "bet-placement", start, end, limit=5)                       # [WorstMinute]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, select
+
+from controlplane.clock import as_utc
+from controlplane.slo_rollups import load_rolled_counts, rolled_series, snapshot
+from controlplane.slo_spec import SloSpec
+from controlplane.storage import reader
+from controlplane.store import SliBucket, SliExemplar, table
+
+HOUR = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class SliPoint:
+    start: datetime
+    events: int
+    bad: int
+
+    @property
+    def sli(self) -> float | None:
+        return (self.events - self.bad) / self.events if self.events else None
+
+
+@dataclass(frozen=True)
+class WorstMinute:
+    minute: datetime
+    events: int
+    bad: int
+    trace_ids: tuple[str, ...]
+
+
+def hourly_sli(
+    store: Engine, spec: SloSpec, *, start: datetime, end: datetime, boundaries: tuple[float, ...]
+) -> list[SliPoint]:
+    """The SLI over each whole UTC hour from `start`'s hour up to `end` (the last one partial)."""
+    first = as_utc(start).replace(minute=0, second=0, microsecond=0)
+    end = as_utc(end)
+    windows = []
+    moment = first
+    while moment < end:
+        windows.append((moment, min(moment + HOUR, end)))
+        moment += HOUR
+    if not windows:
+        return []
+    with snapshot(store) as conn:
+        counts = load_rolled_counts(
+            conn, spec, earliest=first, at=end, windows=windows, boundaries=boundaries, series=rolled_series(conn)
+        )
+    return [SliPoint(a, *counts.window(a, b)) for a, b in windows]
+
+
+def worst_minutes(
+    store: Engine, slice_name: str, start: datetime, end: datetime, *, limit: int = 5
+) -> list[WorstMinute]:
+    """The minutes of [start, end) with the most bad events, worst first, with their exemplar trace ids."""
+    buckets, exemplars = table(SliBucket), table(SliExemplar)
+    with reader(store).connect() as conn:
+        rows = conn.execute(
+            select(buckets.c.minute, buckets.c.total, buckets.c.bad)
+            .where(
+                buckets.c.slice == slice_name,
+                buckets.c.minute >= as_utc(start),
+                buckets.c.minute < as_utc(end),
+                buckets.c.bad > 0,
+            )
+            .order_by(buckets.c.bad.desc(), buckets.c.minute.desc())
+            .limit(limit)
+        ).all()
+        worst = []
+        for minute, total, bad in rows:
+            traces = conn.execute(
+                select(exemplars.c.trace_id)
+                .where(exemplars.c.slice == slice_name, exemplars.c.minute == minute)
+                .order_by(exemplars.c.kind, exemplars.c.value_seconds.desc())
+                .limit(5)
+            ).scalars()
+            worst.append(WorstMinute(as_utc(minute), int(total), int(bad), tuple(dict.fromkeys(traces))))
+    return worst

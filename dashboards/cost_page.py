@@ -1,0 +1,97 @@
+"""The cost page (`/cost`): cost per settled bet over time and per component, beside each SLO's budget
+for the same window; per event (kickoff-1h to settlement+1h) with the idle headroom paid."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import streamlit as st
+
+from controlplane.clock import utc_text, utcnow
+from dashboards import charts, data
+from dashboards.shell import audit_store, problem, require, settings, store
+
+WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
+
+
+@st.cache_data(ttl=60, show_spinner="Pricing the window ...")
+def _report(start: str, end: str, by: str, event: str | None) -> dict[str, Any]:
+    from controlplane.cost.model import load_cost_model
+    from controlplane.cost.report import CostInputs, cost_report
+
+    config = data.slo_config()
+    model = load_cost_model(settings().costs_path)
+    inputs = CostInputs(model, store(), audit_store(), config.slices, config.specs, config.events, config.boundaries)
+    chosen = config.events.get(event) if event else None
+    bucketing: Literal["hour", "day"] = "day" if by == "day" else "hour"
+    return cost_report(
+        inputs, datetime.fromisoformat(start), datetime.fromisoformat(end), by=bucketing, event=chosen, now=utcnow()
+    )
+
+
+def _window() -> tuple[datetime, datetime, str, str | None] | None:
+    events = data.slo_config().events
+    choices = list(WINDOWS) + [f"event: {name}" for name in events]
+    wanted = st.query_params.get("window", "24h")
+    left, right = st.columns([3, 1])
+    chosen = left.selectbox("Window", choices, index=choices.index(wanted) if wanted in choices else 0)
+    by = right.segmented_control("Buckets", ["hour", "day"], default="hour") or "hour"
+    st.query_params["window"] = chosen
+    now = utcnow().replace(second=0, microsecond=0)
+    if chosen.startswith("event: "):
+        name = chosen.removeprefix("event: ")
+        start, end = events[name].window()
+        if start >= now:
+            st.info(f"{name} starts at {utc_text(start)}; its cost report opens then.")
+            return None
+        return start, min(end, now), by, name
+    return now - WINDOWS[chosen], now, by, None
+
+
+def render() -> None:
+    require("oncall", "admin")
+    st.title("Cost per settled bet")
+    if not settings().costs_path.exists():
+        problem(f"No cost model at {settings().costs_path}.", "Copy config/costs.yaml and set CONTROLPLANE_COSTS_PATH.")
+        return
+    window = _window()
+    if window is None:
+        return
+    start, end, by, event = window
+    try:
+        report = _report(start.isoformat(), end.isoformat(), by, event)
+    except ValueError as exc:  # a bad cost model or bills in another currency
+        problem(f"The cost report cannot be made: {exc}.", "Fix the cost model or the imported bills.")
+        return
+    cur = report["currency"]
+    a, b, c, d = st.columns(4)
+    per_bet = report["cost_per_settled_bet"]
+    a.metric("cost per settled bet", f"{per_bet} {cur}" if per_bet else "none")
+    b.metric("total cost", f"{report['total_cost']} {cur}")
+    c.metric("settled bets", report["settled_bets"])
+    d.metric("voided bets", report["voided_bets"])
+    if per_bet is None:
+        st.caption(report["cost_per_settled_bet_reason"])
+    for warning in report["warnings"]:
+        st.warning(warning)
+    buckets = [{"hour": b["start"], "cost_per_settled_bet": b["cost_per_settled_bet"]} for b in report["buckets"]]
+    left, right = st.columns(2)
+    left.plotly_chart(charts.cost_per_bet(buckets, cur))
+    right.plotly_chart(charts.cost_by_component(report["components"], cur))
+    st.subheader("Components")
+    st.dataframe(report["components"], hide_index=True)
+    st.subheader("Beside the error budget")
+    st.dataframe(report["slos"], hide_index=True)
+    if "event" in report:
+        e = report["event"]
+        st.subheader(f"Event {e['name']}")
+        st.write(f"Idle headroom paid: **{e['headroom_cost']} {cur}**")
+        st.dataframe([{"slo": k, "budget burned": v} for k, v in e["budget_consumed"].items()], hide_index=True)
+    st.download_button("Download report (JSON)", data=_json(report), file_name="cost-report.json")
+
+
+def _json(report: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(report, indent=2)

@@ -1,0 +1,5 @@
+"""/audit"""
+
+from dashboards.audit_page import render
+
+render()

@@ -1,0 +1,5 @@
+"""/cost"""
+
+from dashboards.cost_page import render
+
+render()

@@ -1,0 +1,5 @@
+"""/oncall"""
+
+from dashboards.oncall import render
+
+render()

@@ -1,0 +1,5 @@
+"""/readiness"""
+
+from dashboards.readiness import render
+
+render()

@@ -1,0 +1,5 @@
+"""/users"""
+
+from dashboards.users_page import render
+
+render()

@@ -1,0 +1,120 @@
+"""What every dashboard page shares: settings, the engines, the signed-in user, and which pages each
+role has.
+
+Usage (in streamlit_app.py):
+
+    user = current_user()
+    st.navigation(pages_for(user)).run()
+
+A page a role may not see is not registered for that session, so it does not exist, not even by URL;
+each page also checks the role itself (`require`) before it reads anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+from sqlalchemy import Engine
+
+from controlplane.clock import utcnow
+from controlplane.settings import Settings
+from controlplane.users import User
+
+HERE = Path(__file__).parent
+SESSION_KEY = "controlplane_session"
+
+
+@dataclass(frozen=True)
+class PageSpec:
+    script: str  # relative to streamlit_app.py
+    title: str
+    url_path: str
+    icon: str
+    roles: frozenset[str]
+
+
+PAGES = (
+    PageSpec(
+        "dashboards/page_oncall.py", "On-call", "oncall", ":material/monitor_heart:", frozenset({"oncall", "admin"})
+    ),
+    PageSpec(
+        "dashboards/page_readiness.py",
+        "Readiness",
+        "readiness",
+        ":material/fact_check:",
+        frozenset({"oncall", "compliance", "admin"}),
+    ),
+    PageSpec("dashboards/page_cost.py", "Cost", "cost", ":material/payments:", frozenset({"oncall", "admin"})),
+    PageSpec("dashboards/page_audit.py", "Audit", "audit", ":material/verified:", frozenset({"compliance", "admin"})),
+    PageSpec("dashboards/page_users.py", "Users", "users", ":material/group:", frozenset({"admin"})),
+)
+
+
+@st.cache_resource
+def settings() -> Settings:
+    return Settings()
+
+
+@st.cache_resource
+def store() -> Engine:
+    from controlplane.storage import make_engine
+    from controlplane.store import migrate_store
+
+    s = settings()
+    engine = make_engine(s.store_url, **s.engine_options())
+    migrate_store(engine)
+    return engine
+
+
+@st.cache_resource
+def audit_store() -> Engine:
+    from audit.schema import migrate_audit
+    from controlplane.storage import make_engine
+
+    s = settings()
+    engine = make_engine(s.audit_url, **s.engine_options())
+    migrate_audit(engine)
+    return engine
+
+
+def current_user() -> User | None:
+    """The user of this browser session while its session is valid (unexpired, not revoked, the
+    account still enabled with the same role)."""
+    from controlplane.users import session_user
+
+    token = st.session_state.get(SESSION_KEY)
+    if not token:
+        return None
+    user = session_user(store(), token, utcnow())
+    if user is None:
+        del st.session_state[SESSION_KEY]
+        st.session_state["signed_out_reason"] = "Your session has ended; log in again."
+    return user
+
+
+def pages_for(user: User | None) -> list[Any]:
+    if user is None:
+        return [st.Page("dashboards/page_login.py", title="Log in", url_path="login", icon=":material/login:")]
+    allowed = [p for p in PAGES if user.role in p.roles]
+    return [
+        st.Page(p.script, title=p.title, url_path=p.url_path, icon=p.icon, default=i == 0)
+        for i, p in enumerate(allowed)
+    ]
+
+
+def require(*roles: str) -> User:
+    """The signed-in user, if their role is one of `roles`; otherwise the page stops here."""
+    user = current_user()
+    if user is None or user.role not in roles:
+        st.error("This page is not open to your role.")
+        st.stop()
+    assert user is not None
+    return user
+
+
+def problem(message: str, fix: str) -> None:
+    """A page that cannot show its data says why and what to run."""
+    st.warning(f"{message} {fix}")

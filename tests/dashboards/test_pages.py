@@ -1,0 +1,174 @@
+"""The dashboard in Streamlit's AppTest, on SQLite and PostgreSQL: signed out only the login page
+exists; each role gets exactly its pages (the others are not registered for its session at all), each
+page renders without an exception, and bad input is a message beside the field."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from sqlalchemy import Engine, select
+from streamlit.testing.v1 import AppTest
+
+from audit.log import AuditLog
+from audit.schema import entries, migrate_audit
+from controlplane.storage import make_engine
+from controlplane.store import SliBucket, migrate_store, table
+from controlplane.users import add_user
+
+APP = str(Path(__file__).parents[2] / "streamlit_app.py")
+PASSWORD = "correct horse battery staple"
+USERS = {"ana": "oncall", "cleo": "compliance", "ada": "admin"}
+PAGES = {
+    "oncall": ("On-call", {"oncall", "admin"}),
+    "readiness": ("Readiness", {"oncall", "compliance", "admin"}),
+    "cost": ("Cost per settled bet", {"oncall", "admin"}),
+    "audit": ("Audit log", {"compliance", "admin"}),
+    "users": ("Users", {"admin"}),
+}
+
+
+@pytest.fixture
+def dashboard(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
+    for name, value in {
+        "CONTROLPLANE_STORE_URL": database_url,
+        "CONTROLPLANE_AUDIT_URL": database_url,
+        "CONTROLPLANE_AUDIT_KEY_DIR": str(tmp_path / "keys"),
+        "CONTROLPLANE_AUDIT_ORIGIN": "audit.test/dashboard",
+    }.items():
+        monkeypatch.setenv(name, value)
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    engine = make_engine(database_url)
+    migrate_store(engine)
+    migrate_audit(engine)
+    for name, role in USERS.items():
+        add_user(engine, name, role=role, password=PASSWORD, by="test")
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    with engine.begin() as conn:
+        conn.execute(
+            table(SliBucket).insert(),
+            [{"slice": "bet-placement", "minute": now - timedelta(minutes=m), "total": 100, "bad": 5 if m < 3 else 0}
+             for m in range(1, 90)],
+        )  # fmt: skip
+    yield engine
+    from dashboards import shell
+
+    shell.store().dispose()  # the app's engines, so no connection outlives the test's schema
+    shell.audit_store().dispose()
+    st.cache_resource.clear()
+    engine.dispose()
+
+
+def _signed_in(user: str, password: str = PASSWORD) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.text_input[0].input(user)
+    at.text_input[1].input(password)
+    return at.button[0].click().run()
+
+
+def _assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def test_signed_out_only_the_login_page_exists(dashboard: Engine) -> None:
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    _assert_clean(at)
+    assert [t.value for t in at.title] == ["Betting control plane"]
+    assert [w.label for w in at.text_input] == ["Username", "Password"] and at.button[0].label == "Log in"
+    for page in PAGES:
+        with pytest.raises(ValueError, match="Could not find a navigation page"):
+            at.switch_page(f"dashboards/page_{page}.py")
+
+
+@pytest.mark.parametrize("user", list(USERS))
+def test_each_role_reaches_exactly_its_pages(dashboard: Engine, user: str) -> None:
+    at = _signed_in(user)
+    _assert_clean(at)
+    role = USERS[user]
+    for page, (title, roles) in PAGES.items():
+        if role not in roles:
+            with pytest.raises(ValueError, match="Could not find a navigation page"):
+                at.switch_page(f"dashboards/page_{page}.py")
+            continue
+        at.switch_page(f"dashboards/page_{page}.py").run()
+        _assert_clean(at)
+        assert at.title[0].value == title
+        assert not at.error, (page, [e.value for e in at.error])
+
+
+def test_a_wrong_password_is_refused_beside_the_form_and_audited(dashboard: Engine) -> None:
+    at = _signed_in("ana", "not the password at all")
+    assert [t.value for t in at.title] == ["Betting control plane"]
+    assert "unknown user or wrong password" in at.error[0].value
+    with dashboard.connect() as conn:
+        docs = [
+            json.loads(t) for t in conn.execute(select(entries.c.entry).where(entries.c.kind == "access")).scalars()
+        ]
+    assert [d["payload"]["outcome"] for d in docs if d["subject"] == "user:ana"] == ["failure"]
+    assert not any("not the password" in json.dumps(d) for d in docs)
+
+
+def test_logging_out_or_a_revoked_session_leaves_only_the_login_page(dashboard: Engine) -> None:
+    from controlplane.users import disable_user
+
+    at = _signed_in("ana")
+    at.sidebar.button[0].click().run()
+    assert [t.value for t in at.title] == ["Betting control plane"]
+    at = _signed_in("ada")
+    disable_user(dashboard, "ada", by="test")
+    at.run()
+    assert [t.value for t in at.title] == ["Betting control plane"]
+    assert "session has ended" in at.info[0].value
+
+
+def test_compliance_reads_readiness_but_cannot_act(dashboard: Engine) -> None:
+    at = _signed_in("cleo")
+    assert at.title[0].value == "Readiness"
+    assert "Run the checklist now" not in [b.label for b in at.button]
+    on_call = _signed_in("ana")
+    on_call.switch_page("dashboards/page_readiness.py").run()
+    assert "Run the checklist now" in [b.label for b in on_call.button]
+
+
+def test_the_on_call_view_comes_back_from_its_url(dashboard: Engine) -> None:
+    at = _signed_in("ana")
+    at.query_params["slo"] = "login-availability"
+    at.query_params["range"] = "30d"
+    at.run()
+    _assert_clean(at)
+    assert at.selectbox[0].value == "login-availability"
+    tiles = [m.value for m in at.markdown if m.value.startswith("**") and "  \n" in m.value]
+    budgets = [m.value for m in at.metric if m.label == "budget left"][: len(tiles)]
+    # Sorted by budget left: the bad minutes of bet placement put its availability SLO first.
+    assert tiles[0].startswith("**bet-placement-availability**") and budgets[0] != "100.0%"
+    assert budgets[-1] == "100.0%"
+
+
+def test_a_proof_bundle_for_a_bet_and_bad_input_beside_the_field(dashboard: Engine) -> None:
+    log = AuditLog(dashboard, origin="audit.test/dashboard")
+    log.append(kind="money", actor="platform", subject="bet:7", payload={"type": "bet_placed", "stake_minor": 100})
+    at = _signed_in("cleo")
+    at.switch_page("dashboards/page_audit.py").run()
+    bet_field = next(w for w in at.text_input if w.label == "Bet id")
+    bet_field.input("seven").run()
+    assert any("A bet id is a whole number" in e.value for e in at.error)
+    next(w for w in at.text_input if w.label == "Bet id").input("7").run()
+    next(b for b in at.button if b.label == "Prepare bundle").click().run()
+    assert any("no checkpoint" in e.value for e in at.error)  # nothing signed yet: said, not crashed
+    from controlplane.proofs import open_audit
+    from controlplane.settings import Settings
+
+    signer, _ring = open_audit(Settings())
+    signer.checkpoint()
+    next(b for b in at.button if b.label == "Prepare bundle").click().run()
+    _assert_clean(at)
+    assert [d.label for d in at.get("download_button")] == ["Download bundle (JSON)"]
+    assert at.code[0].value.startswith("python -m audit.verify bundle.json --key ")
+    with dashboard.connect() as conn:
+        exports = conn.execute(select(entries.c.actor).where(entries.c.subject == "audit:export")).scalars().all()
+    assert exports == ["cleo"]
