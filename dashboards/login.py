@@ -6,11 +6,23 @@ from __future__ import annotations
 import streamlit as st
 
 from controlplane.clock import utcnow
-from dashboards.shell import SESSION_KEY, settings, store
+from dashboards.shell import COOKIE, SESSION_KEY, settings, store
+
+
+def _cookie(value: str, max_age: int) -> None:
+    """Set (or, with max_age 0, clear) the session cookie: a tiny same-origin frame writes it, as Streamlit
+    has no call for it. SameSite=Strict keeps it off other sites' requests; the token is URL-safe base64."""
+    secure = "; Secure" if st.context.url and st.context.url.startswith("https:") else ""
+    st.iframe(
+        f"<script>document.cookie = '{COOKIE}={value}; Path=/; Max-Age={max_age}; SameSite=Strict{secure}';</script>",
+        height=1,
+    )
 
 
 def render_login() -> None:
     st.title("Betting control plane")
+    if st.session_state.get("cookie_cleared"):
+        _cookie("", 0)
     if reason := st.session_state.pop("signed_out_reason", None):
         st.info(reason)
     with st.form("login"):
@@ -40,17 +52,22 @@ def sign_in(username: str, password: str) -> None:
         st.error(attempt.reason or "Sign-in refused.")
         return
     st.session_state[SESSION_KEY] = create_session(store(), attempt.user, now)
+    st.session_state.pop("cookie_cleared", None)
     st.rerun()
 
 
 def render_account(username: str, role: str) -> None:
     """The signed-in user and the way out, in the sidebar."""
-    from controlplane.users import revoke_session
+    from controlplane.users import SESSION_TTL, revoke_session
 
+    token = st.session_state.get(SESSION_KEY, "")
     with st.sidebar:
         st.caption(f"Signed in as **{username}** ({role})")
         if st.button("Log out", key="logout"):
-            token = st.session_state.pop(SESSION_KEY, None)
+            st.session_state.pop(SESSION_KEY, None)
+            st.session_state["cookie_cleared"] = True
             if token:
                 revoke_session(store(), token, utcnow())
             st.rerun()
+        if st.context.cookies.get(COOKIE) != token:  # the cookie this browser sent when it connected
+            _cookie(token, int(SESSION_TTL.total_seconds()))

@@ -19,6 +19,7 @@ from dashboards import charts, data
 from dashboards.shell import problem, require
 
 RANGES = {"24h": 1, "7d": 7, "30d": 30}
+ALERT_BADGE = {"PAGE": ":red-badge[PAGE]", "ticket": ":orange-badge[ticket]", "ok": ":green-badge[ok]"}
 
 
 def _alert(status: SloStatus) -> str:
@@ -74,7 +75,8 @@ def _overview() -> list[SloStatus]:
         for column, status in zip(st.columns(4), slos[row : row + 4], strict=False):
             with column.container(border=True):
                 st.markdown(f"**{status.name}**  \n{status.slice}")
-                st.metric("budget left", f"{status.budget_remaining:.1%}", delta=_alert(status), delta_color="off")
+                st.metric("budget left", f"{status.budget_remaining:.1%}")
+                st.markdown(ALERT_BADGE[_alert(status)])
                 st.caption(
                     f"SLI {'no data' if status.no_data else f'{status.sli:.4%}'} / objective {status.objective:.3%}"
                 )

@@ -25,6 +25,7 @@ from controlplane.users import User
 
 HERE = Path(__file__).parent
 SESSION_KEY = "controlplane_session"
+COOKIE = "controlplane_session"  # the same token, so a reload or a pasted link keeps the sign-in
 
 
 @dataclass(frozen=True)
@@ -86,12 +87,19 @@ def current_user() -> User | None:
     from controlplane.users import session_user
 
     token = st.session_state.get(SESSION_KEY)
-    if not token:
+    from_cookie = False
+    if not token and not st.session_state.get("cookie_cleared"):
+        token, from_cookie = st.context.cookies.get(COOKIE), True
+    if not isinstance(token, str) or not token:
         return None
     user = session_user(store(), token, utcnow())
     if user is None:
-        del st.session_state[SESSION_KEY]
-        st.session_state["signed_out_reason"] = "Your session has ended; log in again."
+        st.session_state.pop(SESSION_KEY, None)
+        st.session_state["cookie_cleared"] = True
+        if not from_cookie:
+            st.session_state["signed_out_reason"] = "Your session has ended; log in again."
+        return None
+    st.session_state[SESSION_KEY] = token
     return user
 
 

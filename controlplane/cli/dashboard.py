@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -36,6 +35,9 @@ def dashboard(
         "true",
         "--browser.gatherUsageStats",
         "false",
+        "--server.fileWatcherType",
+        "none",
     ]
-    typer.echo(f"dashboard on http://{host}:{port}")
-    raise typer.Exit(subprocess.call(command, env=os.environ.copy()))
+    typer.echo(f"dashboard on http://{host}:{port}", err=True)
+    # Become the Streamlit server, so a signal to this process (Ctrl-C, SIGTERM) reaches the server itself.
+    os.execv(sys.executable, command)
