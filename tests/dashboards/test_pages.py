@@ -165,6 +165,7 @@ def test_a_proof_bundle_for_a_bet_and_bad_input_beside_the_field(dashboard: Engi
 
     signer, _ring = open_audit(Settings())
     signer.checkpoint()
+    signer.engine.dispose()
     next(b for b in at.button if b.label == "Prepare bundle").click().run()
     _assert_clean(at)
     assert [d.label for d in at.get("download_button")] == ["Download bundle (JSON)"]
