@@ -104,13 +104,18 @@ def current_user() -> User | None:
 
 
 def pages_for(user: User | None) -> list[Any]:
+    """Signed out: the login page. Signed in: a hidden home page at / that opens the role's first page,
+    then the role's pages, each at its own URL (a default page would answer only at /)."""
     if user is None:
         return [st.Page("dashboards/page_login.py", title="Log in", url_path="login", icon=":material/login:")]
-    allowed = [p for p in PAGES if user.role in p.roles]
-    return [
-        st.Page(p.script, title=p.title, url_path=p.url_path, icon=p.icon, default=i == 0)
-        for i, p in enumerate(allowed)
+    home = st.Page("dashboards/page_home.py", title="Home", url_path="home", default=True, visibility="hidden")
+    return [home] + [
+        st.Page(p.script, title=p.title, url_path=p.url_path, icon=p.icon) for p in PAGES if user.role in p.roles
     ]
+
+
+def first_page(role: str) -> str:
+    return next(p.script for p in PAGES if role in p.roles)
 
 
 def require(*roles: str) -> User:
