@@ -15,5 +15,5 @@ st.set_page_config(page_title="Betting control plane", page_icon=":material/spor
 user = current_user()
 navigation = st.navigation(pages_for(user))
 if user is not None:
-    render_account(user.username, user.role)
+    render_account(user.username, user.role, user.source)
 navigation.run()

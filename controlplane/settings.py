@@ -131,6 +131,11 @@ class Settings(BaseSettings):
         "http://127.0.0.1:8501",
         description="The dashboard's base URL as on-call engineers reach it; alerts link to its on-call page.",
     )
+    dashboard_role_claim: str = Field(
+        "roles",
+        description="With single sign-on (OIDC, `[auth]` in the dashboard's secrets): the ID token claim holding "
+        "the user's roles (a list or one string; oncall, compliance, admin).",
+    )
 
     def engine_options(self) -> dict[str, int]:
         """Keyword arguments for `make_engine` from these settings."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from controlplane.clock import utcnow
-from dashboards.shell import COOKIE, SESSION_KEY, settings, store
+from dashboards.shell import COOKIE, SESSION_KEY, oidc_configured, settings, store
 
 
 def _cookie(value: str, max_age: int) -> None:
@@ -31,6 +31,8 @@ def render_login() -> None:
         submitted = st.form_submit_button("Log in")
     if submitted:
         sign_in(username, password)
+    if oidc_configured():
+        st.button("Log in with single sign-on", on_click=st.login)
     st.caption("No account yet? An admin adds one: `controlplane users add NAME --role oncall|compliance|admin`.")
 
 
@@ -56,13 +58,16 @@ def sign_in(username: str, password: str) -> None:
     st.rerun()
 
 
-def render_account(username: str, role: str) -> None:
+def render_account(username: str, role: str, source: str = "local") -> None:
     """The signed-in user and the way out, in the sidebar."""
     from controlplane.users import SESSION_TTL, revoke_session
 
     token = st.session_state.get(SESSION_KEY, "")
     with st.sidebar:
         st.caption(f"Signed in as **{username}** ({role})")
+        if source == "oidc":
+            st.button("Log out", key="logout", on_click=st.logout)
+            return
         if st.button("Log out", key="logout"):
             st.session_state.pop(SESSION_KEY, None)
             st.session_state["cookie_cleared"] = True

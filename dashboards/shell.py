@@ -21,7 +21,16 @@ from sqlalchemy import Engine
 
 from controlplane.clock import utcnow
 from controlplane.settings import Settings
-from controlplane.users import User
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who is looking: a local account or a single-sign-on identity, with one role."""
+
+    username: str
+    role: str
+    source: str  # local | oidc
+
 
 HERE = Path(__file__).parent
 SESSION_KEY = "controlplane_session"
@@ -81,11 +90,56 @@ def audit_store() -> Engine:
     return engine
 
 
-def current_user() -> User | None:
-    """The user of this browser session while its session is valid (unexpired, not revoked, the
-    account still enabled with the same role)."""
+def oidc_configured() -> bool:
+    """Single sign-on is on when the dashboard's secrets hold an `[auth]` section (Streamlit's st.login)."""
+    try:
+        return "auth" in st.secrets
+    except Exception:  # no secrets file at all: Streamlit raises its own not-found error
+        return False
+
+
+ROLE_ORDER = ("admin", "oncall", "compliance")
+
+
+def oidc_viewer() -> Viewer | None:
+    """The signed-in single-sign-on user with the strongest role their claim grants, or None."""
+    if not oidc_configured() or not st.user.is_logged_in:
+        return None
+    claim = st.user.get(settings().dashboard_role_claim)
+    granted = {claim} if isinstance(claim, str) else set(claim) if isinstance(claim, list) else set()
+    role = next((r for r in ROLE_ORDER if r in granted), None)
+    name = str(st.user.get("email") or st.user.get("sub") or "")
+    if role is None or not name:
+        st.session_state["signed_out_reason"] = (
+            f"Your identity provider gave no dashboard role in the `{settings().dashboard_role_claim}` claim "
+            "(one of oncall, compliance, admin); ask an admin to grant one."
+        )
+        return None
+    sign_in = (name, str(st.user.get("iat") or st.user.get("exp") or ""))
+    recorded = _recorded_sign_ins()
+    if sign_in not in recorded:  # once per sign-in at the provider, not once per browser tab or reload
+        from controlplane.checklist.records import audit_append
+
+        audit_append(
+            settings(), kind="access", actor=name, subject=f"user:{name}",
+            payload={"type": "sign_in", "outcome": "success", "source": "oidc", "role": role},
+        )  # fmt: skip
+        recorded.add(sign_in)
+    return Viewer(name, role, "oidc")
+
+
+@st.cache_resource
+def _recorded_sign_ins() -> set[tuple[str, str]]:
+    return set()
+
+
+def current_user() -> Viewer | None:
+    """The viewer of this browser session: a single-sign-on identity, or a local account while its session
+    is valid (unexpired, not revoked, the account still enabled with the same role)."""
     from controlplane.users import session_user
 
+    if (viewer := oidc_viewer()) is not None:
+        return viewer
     token = st.session_state.get(SESSION_KEY)
     from_cookie = False
     if not token and not st.session_state.get("cookie_cleared"):
@@ -100,10 +154,10 @@ def current_user() -> User | None:
             st.session_state["signed_out_reason"] = "Your session has ended; log in again."
         return None
     st.session_state[SESSION_KEY] = token
-    return user
+    return Viewer(user.username, user.role, "local")
 
 
-def pages_for(user: User | None) -> list[Any]:
+def pages_for(user: Viewer | None) -> list[Any]:
     """Signed out: the login page. Signed in: a hidden home page at / that opens the role's first page,
     then the role's pages, each at its own URL (a default page would answer only at /)."""
     if user is None:
@@ -118,7 +172,7 @@ def first_page(role: str) -> str:
     return next(p.script for p in PAGES if role in p.roles)
 
 
-def require(*roles: str) -> User:
+def require(*roles: str) -> Viewer:
     """The signed-in user, if their role is one of `roles`; otherwise the page stops here."""
     user = current_user()
     if user is None or user.role not in roles:

@@ -17,10 +17,19 @@ APP = Path(__file__).resolve().parents[2] / "streamlit_app.py"
 def dashboard(
     port: Annotated[int, typer.Option(help="TCP port of the dashboard.", min=1, max=65535)] = 8501,
     host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 to accept remote browsers.")] = "127.0.0.1",
+    secrets: Annotated[
+        Path | None,
+        typer.Option(
+            "--secrets",
+            help="Streamlit secrets file; an [auth] section there turns on single sign-on (OIDC, st.login).",
+        ),
+    ] = None,
 ) -> None:
     """Serve the dashboard in a browser-facing Streamlit server until interrupted."""
     if not APP.exists():
         raise fail(f"{APP} is missing; run the dashboard from a checkout of the project")
+    if secrets is not None and not secrets.is_file():
+        raise fail(f"--secrets: {secrets} is not a readable file; give the TOML file with the [auth] section")
     command = [
         sys.executable,
         "-m",
@@ -37,6 +46,7 @@ def dashboard(
         "false",
         "--server.fileWatcherType",
         "none",
+        *(["--secrets.files", str(secrets.resolve())] if secrets is not None else []),
     ]
     typer.echo(f"dashboard on http://{host}:{port}", err=True)
     # Become the Streamlit server, so a signal to this process (Ctrl-C, SIGTERM) reaches the server itself.
