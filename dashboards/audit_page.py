@@ -11,7 +11,7 @@ from typing import Any
 import streamlit as st
 from sqlalchemy import func, select
 
-from dashboards.shell import audit_store, require, settings
+from dashboards.shell import audit_store, record_export, require, settings
 
 KINDS = ("any", "change", "money", "checklist", "attestation", "access", "system")
 
@@ -82,9 +82,8 @@ def _verify() -> None:
                 progress.update(label=f"BROKEN at entry {result.first_bad_seq}: {result.problem}", state="error")
 
 
-def _bundle(username: str) -> None:
+def _bundle() -> None:
     from audit.log import AuditError
-    from controlplane.checklist.records import RecordError, audit_append
     from controlplane.proofs import (
         ProofError,
         export_bundle,
@@ -127,19 +126,18 @@ def _bundle(username: str) -> None:
             key = ring.signer().verifier_key()
         finally:
             log.engine.dispose()
-        audit_append(
-            settings(), kind="access", actor=username, subject="audit:export",
-            payload={"type": "export", "what": what, "entries": len(bundle["entries"]), "via": "dashboard"},
-        )  # fmt: skip
-    except (ProofError, AuditError, KeyError, RecordError) as exc:
+    except (ProofError, AuditError, KeyError) as exc:
         st.error(str(exc).strip("'\""))
         return
-    st.download_button("Download bundle (JSON)", json.dumps(bundle, indent=2), file_name="bundle.json")
+    st.download_button(
+        "Download bundle (JSON)", json.dumps(bundle, indent=2), file_name="bundle.json",
+        on_click=record_export, args=("proof-bundle",), kwargs={"entries": len(bundle["entries"]), "for": what},
+    )  # fmt: skip
     st.code(f"python -m audit.verify bundle.json --key '{key}'", language="sh")
 
 
 def render() -> None:
-    user = require("compliance", "admin")
+    require("compliance", "admin")
     st.title("Audit log")
     status = _status()
     head = status["checkpoint"]
@@ -154,4 +152,4 @@ def render() -> None:
         rows = _entries(*filters)
         st.caption(f"{len(rows)} entries (newest first, at most 500).")
         st.dataframe(rows, hide_index=True)
-    _bundle(user.username)
+    _bundle()

@@ -10,7 +10,7 @@ import streamlit as st
 
 from controlplane.clock import utc_text, utcnow
 from dashboards import charts, data
-from dashboards.shell import audit_store, problem, require, settings, store
+from dashboards.shell import audit_store, problem, record_export, require, settings, store
 
 WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 
@@ -88,7 +88,10 @@ def render() -> None:
         st.subheader(f"Event {e['name']}")
         st.write(f"Idle headroom paid: **{e['headroom_cost']} {cur}**")
         st.dataframe([{"slo": k, "budget burned": v} for k, v in e["budget_consumed"].items()], hide_index=True)
-    st.download_button("Download report (JSON)", data=_json(report), file_name="cost-report.json")
+    st.download_button(
+        "Download report (JSON)", data=_json(report), file_name="cost-report.json",
+        on_click=record_export, args=("cost-report",), kwargs={"window": report["window"]},
+    )  # fmt: skip
 
 
 def _json(report: dict[str, Any]) -> str:

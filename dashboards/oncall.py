@@ -16,7 +16,7 @@ import streamlit as st
 
 from controlplane.slo_results import SloStatus
 from dashboards import charts, data
-from dashboards.shell import problem, require
+from dashboards.shell import problem, record_export, require
 
 RANGES = {"24h": 1, "7d": 7, "30d": 30}
 ALERT_BADGE = {"PAGE": ":red-badge[PAGE]", "ticket": ":orange-badge[ticket]", "ok": ":green-badge[ok]"}
@@ -81,7 +81,10 @@ def _overview() -> list[SloStatus]:
                     f"SLI {'no data' if status.no_data else f'{status.sli:.4%}'} / objective {status.objective:.3%}"
                 )
     rows = _tiles_rows(slos)
-    st.download_button("Download SLOs (CSV)", _csv(rows), file_name="slos.csv", mime="text/csv")
+    st.download_button(
+        "Download SLOs (CSV)", _csv(rows), file_name="slos.csv", mime="text/csv",
+        on_click=record_export, args=("slo-table",), kwargs={"rows": len(rows)},
+    )  # fmt: skip
     return slos
 
 

@@ -182,6 +182,20 @@ def require(*roles: str) -> Viewer:
     return user
 
 
+def record_export(what: str, **detail: object) -> None:
+    """A download is an export: an `access` entry naming who took what (called when the button is pressed)."""
+    from controlplane.checklist.records import RecordError, audit_append
+
+    viewer = current_user()
+    try:
+        audit_append(
+            settings(), kind="access", actor=viewer.username if viewer else "(signed out)", subject=f"export:{what}",
+            payload={"type": "export", "what": what, "via": "dashboard", **detail},
+        )  # fmt: skip
+    except RecordError as exc:
+        st.error(f"The download could not be recorded in the audit log: {exc}")
+
+
 def problem(message: str, fix: str) -> None:
     """A page that cannot show its data says why and what to run."""
     st.warning(f"{message} {fix}")

@@ -168,8 +168,11 @@ def test_a_proof_bundle_for_a_bet_and_bad_input_beside_the_field(dashboard: Engi
     signer.engine.dispose()
     next(b for b in at.button if b.label == "Prepare bundle").click().run()
     _assert_clean(at)
-    assert [d.label for d in at.get("download_button")] == ["Download bundle (JSON)"]
+    assert [d.label for d in at.download_button] == ["Download bundle (JSON)"]
     assert at.code[0].value.startswith("python -m audit.verify bundle.json --key ")
+    at.download_button[0].click().run()
     with dashboard.connect() as conn:
-        exports = conn.execute(select(entries.c.actor).where(entries.c.subject == "audit:export")).scalars().all()
-    assert exports == ["cleo"]
+        exports = (
+            conn.execute(select(entries.c.entry).where(entries.c.subject == "export:proof-bundle")).scalars().all()
+        )
+    assert [(json.loads(e)["actor"], json.loads(e)["payload"]["entries"]) for e in exports] == [("cleo", 1)]

@@ -1,0 +1,249 @@
+"""Benchmark: server-side time to run each dashboard page's script, with D days x 4 slices of per-minute
+data, beside the same page's data queries alone.
+
+    .venv/bin/python -m bench.dashboard                  # SQLite + PostgreSQL, D = 30 then 90
+    .venv/bin/python -m bench.dashboard --quick          # D = 7, SQLite and PostgreSQL, 2 runs
+    .venv/bin/python -m bench.dashboard --days 30 --skip-postgres --format json
+
+Store: the rows of bench.slo_eval (4 slices, one sli_buckets row and 4 latency rows per slice-minute,
+seeded), shifted to end at the current minute, folded into rollups; an admin user; 2,000 settled bets
+in the audit log (money entries, signed checkpoint); one checklist run (no probes). The fill grows from the
+smallest D to the largest, measuring at each.
+
+Page: Streamlit's AppTest runs streamlit_app.py signed in as admin and switches to the page (on-call
+with `range=30d`, the heaviest view; cost over 7 days by hour); every Streamlit cache is cleared
+before each run, so each is a cold page load. "queries" calls the same control-plane functions the page
+reads through (SLO report, budget curve, SLI by hour, worst minutes, alert history, scraped gauges;
+cost report; checklist runs; audit entries and status; users), also cold. "page/queries" is the ratio:
+what rendering adds. Median of --repeats (default 3) after one warm-up. Target: every page under 1 s
+at 30 days.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from bench import slo_eval
+from bench.postgres import ScratchSchema, postgres_skip_reason
+from bench.support import REPO, BenchmarkParser, emit, log, setup_logging
+from controlplane.storage import make_engine
+from controlplane.store import SliBucket, SliLatencyBucket, migrate_store, table
+
+PAGES = ("oncall", "readiness", "cost", "audit", "users")
+PASSWORD = "bench password 1234"
+QUICK = {"days": "7", "repeats": 2}
+CHECKLIST = """checks:
+  - {id: slo-coverage, title: An SLO per slice, severity: warning, owner: sre, runbook: r,
+     evaluator: {type: slo_coverage}}
+  - {id: bets-budget, title: Bet placement has budget, severity: blocking, owner: sre, runbook: r,
+     evaluator: {type: error_budget, slo: bet-placement-availability, min_remaining: 0.5}}
+"""
+
+
+def fill(engine: Engine, first_day: int, last_day: int, end: datetime, seed: int) -> None:
+    """Days [first_day, last_day) before `end` of bench.slo_eval's rows, oldest first."""
+    shift = end - slo_eval.AT
+    chunks = list(slo_eval.day_chunks(last_day, seed))
+    b, lat = table(SliBucket), table(SliLatencyBucket)
+    for buckets, latency in chunks[: last_day - first_day]:
+        with engine.begin() as conn:
+            conn.execute(b.insert(), [r | {"minute": r["minute"] + shift} for r in buckets])
+            rows = [r | {"minute": r["minute"] + shift} for r in latency]
+            for i in range(0, len(rows), 10_000):
+                conn.execute(lat.insert(), rows[i : i + 10_000])
+
+
+def seed_rest(url: str) -> None:
+    """An admin, settled bets with a signed checkpoint, and one checklist run."""
+    from audit.log import AuditLog
+    from audit.schema import migrate_audit
+    from controlplane.checklist.session import run_and_record
+    from controlplane.proofs import open_audit
+    from controlplane.settings import Settings
+    from controlplane.users import add_user
+
+    engine = make_engine(url)
+    migrate_audit(engine)
+    add_user(engine, "admin", role="admin", password=PASSWORD, by="bench")
+    log_ = AuditLog(engine, origin="bench/dashboard")
+    items = [
+        {"kind": "money", "actor": "platform", "subject": f"bet:{i}", "payload": {"type": kind, "bet_id": i}}
+        for i in range(2000)
+        for kind in ("bet_placed", "payout" if i % 2 else "bet_lost")
+    ]
+    for i in range(0, len(items), 500):
+        log_.append_many(items[i : i + 500])
+    settings = Settings()  # from the environment run_database set
+    signer, _ring = open_audit(settings)
+    signer.checkpoint()
+    signer.engine.dispose()
+    run_and_record(settings, engine, event=None)
+    engine.dispose()
+
+
+def data_only(page: str) -> Callable[[], Any]:
+    """The page's reads through the control plane, without Streamlit (its caches cleared first)."""
+    from dashboards import audit_page, cost_page, data, readiness
+
+    def oncall() -> None:
+        at = data.minute_now()
+        report = data.slo_report(at)
+        name = report.slos[0].name
+        data.budget_points(name, at, 30)
+        data.sli_points(name, at, 30)
+        data.worst(report.slos[0].slice, at, 30)
+        data.alert_history((datetime.fromisoformat(at) - timedelta(days=30)).isoformat(), name)
+        data.scraped_latest()
+
+    def cost() -> None:
+        now = datetime.now(UTC).replace(second=0, microsecond=0)
+        cost_page._report((now - timedelta(days=7)).isoformat(), now.isoformat(), "hour", None)
+
+    def readiness_() -> None:
+        runs = readiness._runs(None)
+        if runs:
+            readiness._run(runs[0]["run_id"])
+
+    def audit() -> None:
+        audit_page._status()
+        audit_page._entries("any", "", "", None, None)
+
+    def users() -> None:
+        from controlplane.users import list_users
+        from dashboards.shell import store
+
+        list_users(store())
+
+    return {"oncall": oncall, "cost": cost, "readiness": readiness_, "audit": audit, "users": users}[page]
+
+
+def timed(action: Callable[[], Any], repeats: int) -> float:
+    import streamlit as st
+
+    runs = []
+    for i in range(repeats + 1):
+        st.cache_data.clear()
+        t0 = time.perf_counter()
+        action()
+        if i:  # the first is a warm-up (imports, connections)
+            runs.append(time.perf_counter() - t0)
+    return statistics.median(runs)
+
+
+def measure(repeats: int) -> list[dict[str, Any]]:
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=300).run()
+    at.text_input[0].input("admin")
+    at.text_input[1].input(PASSWORD)
+    at.button[0].click().run()
+    rows = []
+    for page in PAGES:
+
+        def render(page: str = page) -> None:
+            if page == "oncall":
+                at.query_params["range"] = "30d"
+            at.switch_page(f"dashboards/page_{page}.py").run()
+            if at.exception:
+                raise RuntimeError(f"page {page} failed: {at.exception[0].value}")
+
+        page_s = timed(render, repeats)
+        query_s = timed(data_only(page), repeats)
+        rows.append({"page": page, "page_s": round(page_s, 3), "queries_s": round(query_s, 3),
+                     "page_over_queries": round(page_s / query_s, 1) if query_s else None})  # fmt: skip
+    return rows
+
+
+def run_database(name: str, url: str, args: Any) -> dict[str, Any]:
+    import streamlit as st
+
+    tmp = tempfile.mkdtemp(prefix="bench-dashboard-")
+    checklist = Path(tmp) / "checklist.yaml"
+    checklist.write_text(CHECKLIST)
+    env = {"CONTROLPLANE_STORE_URL": url, "CONTROLPLANE_AUDIT_URL": url, "CONTROLPLANE_AUDIT_KEY_DIR": f"{tmp}/keys",
+           "CONTROLPLANE_CHECKLIST_PATH": str(checklist)}  # fmt: skip
+    os.environ.update(env)
+    st.cache_resource.clear()
+    loader = make_engine(url, statement_timeout_ms=slo_eval.FILL_STATEMENT_TIMEOUT_MS)
+    migrate_store(loader)
+    end = datetime.now(UTC).replace(second=0, microsecond=0)
+    seed_rest(url)
+    results, filled = [], 0
+    for days in sorted(args.days):
+        log.info(f"[{name}] filling to {days} days ...")
+        fill(loader, filled, days, end, args.seed)
+        filled = days
+        from controlplane.rollups import refresh_rollups
+        from controlplane.slo_spec import load_events, load_slos
+
+        refresh_rollups(
+            loader,
+            until=end,
+            specs=load_slos(REPO / "config" / "slos.yaml", events=load_events(REPO / "config" / "events.yaml")),
+        )
+        log.info(f"[{name}] D = {days}: {len(PAGES)} pages x (warm-up + {args.repeats}) ...")
+        st.cache_resource.clear()
+        results.append({"days": days, "pages": measure(args.repeats)})
+    loader.dispose()
+    from dashboards.shell import audit_store, store
+
+    store().dispose()
+    audit_store().dispose()
+    st.cache_resource.clear()
+    return {"database": name, "runs": results}
+
+
+def render_text(report: dict[str, Any]) -> str:
+    lines = [
+        "Dashboard pages, server side: script run (AppTest, cold caches) beside its data queries alone; "
+        f"median of {report['config']['repeats']}, seconds"
+    ]
+    for db in report["databases"]:
+        if "skipped" in db:
+            lines.append(f"\n{db['database']}: skipped ({db['skipped']})")
+            continue
+        lines.append(f"\n{db['database']}")
+        lines.append(f"  {'days':>5}  {'page':<10} {'page s':>8} {'queries s':>10} {'page/queries':>13}")
+        for run in db["runs"]:
+            for row in run["pages"]:
+                ratio = row["page_over_queries"]
+                lines.append(
+                    f"  {run['days']:>5}  {row['page']:<10} {row['page_s']:>8.3f} {row['queries_s']:>10.3f} "
+                    f"{(f'{ratio:.1f}x' if ratio is not None else '-'):>13}"
+                )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = BenchmarkParser("bench.dashboard", __doc__, QUICK)
+    parser.add_argument("--days", type=slo_eval.parse_days, default=[30, 90], help="days of data (default 30,90)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per page (default 3)")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse(argv)
+    setup_logging()
+    os.chdir(REPO)
+    started = time.monotonic()
+    report: dict[str, Any] = {"config": {"days": args.days, "repeats": args.repeats}, "databases": []}
+    with tempfile.TemporaryDirectory(prefix="bench-dashboard-") as tmp:
+        report["databases"].append(run_database("SQLite", f"sqlite:///{Path(tmp) / 'store.db'}", args))
+    if (why := postgres_skip_reason(args)) is not None:
+        report["databases"].append({"database": "PostgreSQL", "skipped": why})
+    else:
+        with ScratchSchema(args.postgres_url, "bench_dash") as schema:
+            report["databases"].append(run_database("PostgreSQL", schema.url, args))
+    emit(report, args.format, render_text, started)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
