@@ -49,6 +49,7 @@ def find_entries(
     engine: Engine,
     *,
     kind: str | None = None,
+    actor: str | None = None,
     subject: str | None = None,
     subject_prefix: str | None = None,
     since: datetime | None = None,
@@ -60,6 +61,8 @@ def find_entries(
     query = select(entries.c.seq, entries.c.entry)
     if kind is not None:
         query = query.where(entries.c.kind == kind)
+    if actor is not None:
+        query = query.where(entries.c.actor == actor)
     if subject is not None:
         query = query.where(entries.c.subject == subject)
     if subject_prefix is not None:

@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from audit.keys import KeyRing
 from audit.log import AuditLog
+from audit.note import NoteError, open_note
 from audit.query import find_entries
 from audit.schema import entries, migrate_audit
 from controlplane.settings import Settings
@@ -77,6 +78,15 @@ def seqs_for_range(first: int, last: int) -> list[int]:
 
 
 def export_bundle(log: AuditLog, ring: KeyRing, seqs: list[int]) -> dict[str, Any]:
-    """The entries with their inclusion proofs against the latest signed checkpoint. Raises AuditError
-    (no checkpoint yet, an entry beyond it) or KeyError (an unknown sequence number)."""
-    return log.export(sorted(set(seqs)), verifier_key=ring.signer().verifier_key())
+    """The entries with their inclusion proofs against the latest signed checkpoint, and the verifier key
+    that checkpoint was signed with (after a key rotation it may be an older one). Raises AuditError (no
+    checkpoint yet, an entry beyond it), KeyError (an unknown sequence number) or ProofError."""
+    bundle = log.export(sorted(set(seqs)), verifier_key="")
+    for verifier in ring.verifiers():
+        try:
+            open_note(bundle["checkpoint"], verifier)
+        except NoteError:
+            continue
+        bundle["verifier_key"] = str(verifier)
+        return bundle
+    raise ProofError("no key of this log's key ring signed its latest checkpoint; check CONTROLPLANE_AUDIT_KEY_DIR")

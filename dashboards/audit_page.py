@@ -10,7 +10,10 @@ from typing import Any
 
 import streamlit as st
 from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
 
+from audit.keys import AuditKeyError
+from controlplane.storage import StorageConfigError
 from dashboards.shell import audit_store, record_export, require, settings
 
 KINDS = ("any", "change", "money", "checklist", "attestation", "access", "system")
@@ -23,13 +26,14 @@ def _entries(kind: str, actor: str, subject: str, since: str | None, until: str 
     found = find_entries(
         audit_store(),
         kind=None if kind == "any" else kind,
+        actor=actor or None,
         subject_prefix=subject or None,
         since=datetime.fromisoformat(since) if since else None,
         until=datetime.fromisoformat(until) if until else None,
         limit=500,
         newest_first=True,
     )
-    rows = [e.to_dict() for e in found if not actor or e.actor == actor]
+    rows = [e.to_dict() for e in found]
     return [{**r, "payload": json.dumps(r["payload"], sort_keys=True)} for r in rows]
 
 
@@ -71,7 +75,11 @@ def _verify() -> None:
 
     if st.button("Verify the whole log now"):
         with st.status("Verifying chain, Merkle tree and every checkpoint ...", expanded=True) as progress:
-            log, ring = open_audit(settings(), signing=False)
+            try:
+                log, ring = open_audit(settings(), signing=False)
+            except (AuditKeyError, StorageConfigError, SQLAlchemyError) as exc:
+                progress.update(label=f"Cannot open the log: {exc}", state="error")
+                return
             result = log.verify(*ring.verifiers())
             log.engine.dispose()
             if result.ok:
@@ -98,7 +106,7 @@ def _bundle() -> None:
     value: Any
     if what == "a bet":
         text = st.text_input("Bet id", max_chars=19, placeholder="42").strip()
-        value = int(text) if text.isdigit() and 1 <= int(text) <= 2**63 - 1 else None
+        value = int(text) if text.isascii() and text.isdigit() and 1 <= int(text) <= 2**63 - 1 else None
         if text and value is None:
             st.error("A bet id is a whole number from 1 to 9223372036854775807.")
     elif what == "a checklist run":
@@ -114,7 +122,7 @@ def _bundle() -> None:
         st.error("Give the bet id or the run id first.")
         return
     try:
-        log, ring = open_audit(settings())
+        log, ring = open_audit(settings(), signing=False)
         try:
             if what == "a bet":
                 seqs = seqs_for_bet(log, int(value))
@@ -123,10 +131,10 @@ def _bundle() -> None:
             else:
                 seqs = seqs_for_range(*value)
             bundle = export_bundle(log, ring, seqs)
-            key = ring.signer().verifier_key()
+            key = bundle["verifier_key"]
         finally:
             log.engine.dispose()
-    except (ProofError, AuditError, KeyError) as exc:
+    except (ProofError, AuditError, KeyError, AuditKeyError, StorageConfigError, SQLAlchemyError) as exc:
         st.error(str(exc).strip("'\""))
         return
     st.download_button(

@@ -55,7 +55,8 @@ def burn_rates(status: SloStatus) -> go.Figure:
 def sli_over_time(points: Sequence[Any], objective: float) -> go.Figure:
     """The SLI hour by hour, the objective drawn, the hours below it shaded."""
     shown = [p for p in points if p.sli is not None]
-    figure = go.Figure(go.Scatter(x=[p.start for p in shown], y=[p.sli for p in shown], mode="lines", name="SLI"))
+    # Hours without events are gaps in the line, not a straight line across them.
+    figure = go.Figure(go.Scatter(x=[p.start for p in points], y=[p.sli for p in points], mode="lines", name="SLI"))
     figure.add_hline(
         y=objective, line_dash="dash", line_color=PAGE_COLOUR, annotation_text=f"objective {objective:.2%}"
     )
@@ -65,7 +66,7 @@ def sli_over_time(points: Sequence[Any], objective: float) -> go.Figure:
     return _layout(figure, "SLI by hour", "SLI", percent=True)
 
 
-def cost_per_bet(hours: Sequence[dict[str, Any]], currency: str) -> go.Figure:
+def cost_per_bet(hours: Sequence[dict[str, Any]], currency: str, by: str = "hour") -> go.Figure:
     points = [h for h in hours if h["cost_per_settled_bet"] is not None]
     figure = go.Figure(
         go.Scatter(
@@ -75,7 +76,7 @@ def cost_per_bet(hours: Sequence[dict[str, Any]], currency: str) -> go.Figure:
             name="cost per settled bet",
         )
     )
-    return _layout(figure, "Cost per settled bet by hour", currency)
+    return _layout(figure, f"Cost per settled bet by {by}", currency)
 
 
 def cost_by_component(components: Sequence[dict[str, Any]], currency: str) -> go.Figure:

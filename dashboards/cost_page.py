@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import streamlit as st
+from sqlalchemy.exc import SQLAlchemyError
 
 from controlplane.clock import utc_text, utcnow
 from dashboards import charts, data
@@ -31,10 +32,16 @@ def _report(start: str, end: str, by: str, event: str | None) -> dict[str, Any]:
 
 
 def _window() -> tuple[datetime, datetime, str, str | None] | None:
-    events = data.slo_config().events
+    try:
+        events = data.slo_config().events
+    except ValueError as exc:
+        problem(f"The SLO or events file cannot be read: {exc}.", "Fix config/slos.yaml and config/events.yaml.")
+        return None
     choices = list(WINDOWS) + [f"event: {name}" for name in events]
     wanted = st.query_params.get("window", "24h")
     left, right = st.columns([3, 1])
+    if wanted not in choices:
+        st.caption("The link's window is not one this page offers; showing 24h.")
     chosen = left.selectbox("Window", choices, index=choices.index(wanted) if wanted in choices else 0)
     by = right.segmented_control("Buckets", ["hour", "day"], default="hour") or "hour"
     st.query_params["window"] = chosen
@@ -61,7 +68,7 @@ def render() -> None:
     start, end, by, event = window
     try:
         report = _report(start.isoformat(), end.isoformat(), by, event)
-    except ValueError as exc:  # a bad cost model or bills in another currency
+    except (ValueError, SQLAlchemyError) as exc:  # a bad cost model, bills in another currency, no store
         problem(f"The cost report cannot be made: {exc}.", "Fix the cost model or the imported bills.")
         return
     cur = report["currency"]
@@ -77,7 +84,7 @@ def render() -> None:
         st.warning(warning)
     buckets = [{"hour": b["start"], "cost_per_settled_bet": b["cost_per_settled_bet"]} for b in report["buckets"]]
     left, right = st.columns(2)
-    left.plotly_chart(charts.cost_per_bet(buckets, cur))
+    left.plotly_chart(charts.cost_per_bet(buckets, cur, by))
     right.plotly_chart(charts.cost_by_component(report["components"], cur))
     st.subheader("Components")
     st.dataframe(report["components"], hide_index=True)

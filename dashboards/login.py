@@ -32,7 +32,10 @@ def render_login() -> None:
     if submitted:
         sign_in(username, password)
     if oidc_configured():
-        st.button("Log in with single sign-on", on_click=st.login)
+        if st.session_state.pop("sso_stale", False):
+            st.button("Log out of single sign-on", on_click=st.logout)
+        else:
+            st.button("Log in with single sign-on", on_click=st.login)
     st.caption("No account yet? An admin adds one: `controlplane users add NAME --role oncall|compliance|admin`.")
 
 
@@ -47,11 +50,12 @@ def sign_in(username: str, password: str) -> None:
     attempt = authenticate(store(), username, password, now=now)
     try:
         audit_sign_in(settings(), attempt, source="dashboard")
-    except RecordError as exc:
-        st.error(f"Sign-in cannot be recorded in the audit log, so it is refused: {exc}")
+    except RecordError:  # the detail names the audit database: not for a signed-out visitor
+        st.error("Sign-in cannot be recorded in the audit log, so it is refused; tell an admin.")
         return
     if not attempt.ok or attempt.user is None:
-        st.error(attempt.reason or "Sign-in refused.")
+        # One message for every refusal, so the form tells nobody which names exist or are locked.
+        st.error("Sign-in refused: unknown user or wrong password, or the account is locked or disabled.")
         return
     st.session_state[SESSION_KEY] = create_session(store(), attempt.user, now)
     st.session_state.pop("cookie_cleared", None)

@@ -54,10 +54,10 @@ def _choose(names: list[str]) -> tuple[str, str]:
     params = st.query_params
     wanted_slo, wanted_range = params.get("slo", names[0]), params.get("range", "7d")
     if wanted_slo not in names:
-        st.caption(f"No SLO named {wanted_slo!r}; showing {names[0]}.")
+        st.caption(f"The link names an SLO that does not exist; showing {names[0]}.")
         wanted_slo = names[0]
     if wanted_range not in RANGES:
-        st.caption(f"Range {wanted_range!r} is not one of {', '.join(RANGES)}; showing 7d.")
+        st.caption(f"The link's range is not one of {', '.join(RANGES)}; showing 7d.")
         wanted_range = "7d"
     left, right = st.columns([3, 1])
     slo = left.selectbox("SLO", names, index=names.index(wanted_slo))
@@ -68,6 +68,7 @@ def _choose(names: list[str]) -> tuple[str, str]:
 
 @st.fragment(run_every=timedelta(seconds=30))
 def _overview() -> list[SloStatus]:
+    require("oncall", "admin")  # a fragment reruns alone: check the session again each time
     report = data.slo_report(data.minute_now())
     slos = sorted(report.slos, key=lambda s: s.budget_remaining)
     st.caption(f"As of {report.at:%Y-%m-%d %H:%M} UTC; refreshes every 30 s. Sorted by budget left.")

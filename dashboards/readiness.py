@@ -19,7 +19,7 @@ DECISION_ICON = {"go": ":green[GO]", "go-with-warnings": ":orange[GO with warnin
 def _runs(event: str | None) -> list[dict[str, Any]]:
     from controlplane.checklist.records import list_runs
 
-    return list_runs(store(), event=event, limit=20)
+    return list_runs(store(), event=event, limit=20, without_event=event is None)
 
 
 @st.cache_data(ttl=30, show_spinner=False)
@@ -64,31 +64,10 @@ def _checks(run: dict[str, Any]) -> None:
             st.json(c["evidence"], expanded=False)
 
 
-def _act(event: str | None, username: str) -> None:
-    """Run now, attest and waive; each refusal is shown beside its form."""
-    from controlplane.checklist.records import RecordError, attest, waive
-    from controlplane.checklist.session import run_and_record
-    from controlplane.checklist.spec import ChecklistConfigError, load_checklist
+def _attest_form(column: Any, event: str | None, username: str, attestable: list[str]) -> None:
+    from controlplane.checklist.records import RecordError, attest
 
-    config = data.slo_config()
-    chosen = config.events.get(event) if event else None
-    if st.button("Run the checklist now", key=f"run-{event}"):
-        with st.spinner("Running every check (probes included) ..."):
-            try:
-                done = run_and_record(settings(), store(), event=chosen)
-            except (ValueError, RecordError) as exc:
-                st.error(f"The run could not complete: {exc}")
-            else:
-                st.success(f"Run {done.run_id}: {done.decision}")
-                _runs.clear()
-    try:
-        checklist = load_checklist(settings().checklist_path)
-    except ChecklistConfigError as exc:
-        st.error(str(exc))
-        return
-    attestable = [c.id for c in checklist.checks if c.evaluator.type == "attestation"]
-    left, right = st.columns(2)
-    with left.form(f"attest-{event}"):
+    with column.form(f"attest-{event}"):
         st.markdown("**Attest**")
         check = st.selectbox("Check", attestable, key=f"attest-check-{event}")
         lifetime = st.text_input("Holds for", "24h", key=f"attest-for-{event}")
@@ -103,13 +82,54 @@ def _act(event: str | None, username: str) -> None:
                 st.error(f"Holds for: {exc}" if "duration" in str(exc) else str(exc))
             else:
                 st.success(f"Attested until {attested['expires_at']} (audit seq {attested['audit_seq']})")
+                _runs.clear()
+
+
+def _act(event: str | None, username: str) -> None:
+    """Run now, attest and waive; each refusal is shown beside its form."""
+    from controlplane.checklist.records import RecordError, waive
+    from controlplane.checklist.session import run_and_record
+    from controlplane.checklist.spec import ChecklistConfigError, load_checklist
+
+    config = data.slo_config()
+    chosen = config.events.get(event) if event else None
+    if st.button("Run the checklist now", key=f"run-{event}"):
+        with st.spinner("Running every check (probes included) ..."):
+            try:
+                done = run_and_record(settings(), store(), event=chosen)
+            except (ValueError, RecordError) as exc:
+                st.error(f"The run could not complete: {exc}")
+            else:
+                st.success(f"Run {done.run_id}: {done.decision}")
+                _runs.clear()
+                _run.clear()
+    try:
+        checklist = load_checklist(settings().checklist_path)
+    except ChecklistConfigError as exc:
+        st.error(str(exc))
+        return
+    attestable = [c.id for c in checklist.checks if c.evaluator.type == "attestation"]
+    from controlplane.users import list_users
+
+    approvers = [u.username for u in list_users(store()) if not u.disabled and u.username != username
+                 and u.role in ("oncall", "admin")]  # fmt: skip
+    left, right = st.columns(2)
+    if not attestable:
+        left.caption("The checklist has no attestation check.")
+    else:
+        _attest_form(left, event, username, attestable)
     with right.form(f"waive-{event}"):
         st.markdown("**Waive** (a second person approves)")
         check = st.selectbox("Check", [c.id for c in checklist.checks], key=f"waive-check-{event}")
-        approver = st.text_input("Approved by", key=f"waive-by-{event}")
+        approver = st.selectbox(
+            "Approved by", approvers, index=None, key=f"waive-by-{event}", placeholder="another on-call or admin"
+        )
         reason = st.text_input("Justification", key=f"waive-why-{event}")
         lifetime = st.text_input("Lasts", "24h", key=f"waive-for-{event}")
         if st.form_submit_button("Waive"):
+            if approver is None:
+                st.error("Approved by: choose the second person (another enabled on-call or admin account).")
+                return
             try:
                 waived = waive(
                     settings(), store(), check_id=check, requested_by=username, approved_by=approver,

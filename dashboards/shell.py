@@ -102,29 +102,44 @@ ROLE_ORDER = ("admin", "oncall", "compliance")
 
 
 def oidc_viewer() -> Viewer | None:
-    """The signed-in single-sign-on user with the strongest role their claim grants, or None."""
+    """The signed-in single-sign-on user with the strongest role their claim grants, or None. A sign-in
+    lasts the dashboard's session lifetime (from the token's `iat`), so a role taken away at the
+    provider takes effect at the next sign-in; each sign-in, granted or refused, is audited once."""
+    from controlplane.checklist.records import RecordError, audit_append
+    from controlplane.users import SESSION_TTL
+
     if not oidc_configured() or not st.user.is_logged_in:
+        return None
+    issued = st.user.get("iat")
+    if not isinstance(issued, int | float) or utcnow().timestamp() - issued > SESSION_TTL.total_seconds():
+        st.session_state["signed_out_reason"] = "Your single sign-on session has ended; log in again."
+        st.session_state["sso_stale"] = True
         return None
     claim = st.user.get(settings().dashboard_role_claim)
     granted = {claim} if isinstance(claim, str) else set(claim) if isinstance(claim, list) else set()
     role = next((r for r in ROLE_ORDER if r in granted), None)
-    name = str(st.user.get("email") or st.user.get("sub") or "")
-    if role is None or not name:
+    name = str(st.user.get("email") or st.user.get("sub") or "(unnamed)")
+    sign_in = (name, str(issued))
+    recorded = _recorded_sign_ins()
+    if sign_in not in recorded:  # once per sign-in at the provider, not once per browser tab or reload
+        outcome = {"outcome": "success", "role": role} if role else {"outcome": "failure", "reason": "no role"}
+        try:
+            audit_append(
+                settings(), kind="access", actor=name, subject=f"user:{name}",
+                payload={"type": "sign_in", "source": "oidc", **outcome},
+            )  # fmt: skip
+        except RecordError:
+            st.session_state["signed_out_reason"] = "Sign-in cannot be recorded in the audit log, so it is refused."
+            st.session_state["sso_stale"] = True
+            return None
+        recorded.add(sign_in)
+    if role is None:
         st.session_state["signed_out_reason"] = (
             f"Your identity provider gave no dashboard role in the `{settings().dashboard_role_claim}` claim "
             "(one of oncall, compliance, admin); ask an admin to grant one."
         )
+        st.session_state["sso_stale"] = True
         return None
-    sign_in = (name, str(st.user.get("iat") or st.user.get("exp") or ""))
-    recorded = _recorded_sign_ins()
-    if sign_in not in recorded:  # once per sign-in at the provider, not once per browser tab or reload
-        from controlplane.checklist.records import audit_append
-
-        audit_append(
-            settings(), kind="access", actor=name, subject=f"user:{name}",
-            payload={"type": "sign_in", "outcome": "success", "source": "oidc", "role": role},
-        )  # fmt: skip
-        recorded.add(sign_in)
     return Viewer(name, role, "oidc")
 
 
@@ -187,9 +202,11 @@ def record_export(what: str, **detail: object) -> None:
     from controlplane.checklist.records import RecordError, audit_append
 
     viewer = current_user()
+    if viewer is None:
+        st.stop()
     try:
         audit_append(
-            settings(), kind="access", actor=viewer.username if viewer else "(signed out)", subject=f"export:{what}",
+            settings(), kind="access", actor=viewer.username, subject=f"export:{what}",
             payload={"type": "export", "what": what, "via": "dashboard", **detail},
         )  # fmt: skip
     except RecordError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from controlplane.clock import utcnow
 from controlplane.users import (
     ROLES,
     AccountChange,
@@ -27,7 +28,8 @@ def render() -> None:
     st.title("Users")
     users = list_users(store())
     st.dataframe(
-        [{"username": u.username, "role": u.role, "disabled": u.disabled, "locked until": u.locked_until,
+        [{"username": u.username, "role": u.role, "disabled": u.disabled,
+          "locked until": u.locked_until if u.locked(utcnow()) else None,
           "last login": u.last_login_at, "created": u.created_at} for u in users],
         hide_index=True,
     )  # fmt: skip
@@ -43,7 +45,8 @@ def render() -> None:
             except (UserError, ValueError) as exc:
                 st.error(str(exc))
             else:
-                st.success(f"Added {name.strip().lower()} ({role}).")
+                st.toast(f"Added {name.strip().lower()} ({role}).")
+                st.rerun()
     with right.form("switch-user"):
         st.markdown("**Disable or enable**")
         names = [u.username for u in users if u.username != admin.username]
@@ -60,4 +63,5 @@ def render() -> None:
             except (UserError, ValueError) as exc:
                 st.error(str(exc))
             else:
-                st.success(f"{chosen}: {'disabled' if off else 'enabled'}" if change else f"{chosen}: no change")
+                st.toast(f"{chosen}: {'disabled' if off else 'enabled'}" if change else f"{chosen}: no change")
+                st.rerun()

@@ -372,11 +372,16 @@ def load_run(store: Engine, run_id: str) -> ChecklistRun | None:
     )
 
 
-def list_runs(store: Engine, *, event: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-    """The newest runs first: run id, event, time, decision, and counts by status."""
+def list_runs(
+    store: Engine, *, event: str | None = None, limit: int = 50, without_event: bool = False
+) -> list[dict[str, Any]]:
+    """The newest runs first: run id, event, time, decision, and counts by status (of one event, of runs
+    for no event with `without_event`, or of all)."""
     query = select(runs_t).order_by(runs_t.c.at.desc(), runs_t.c.created_at.desc()).limit(limit)
     if event is not None:
         query = query.where(runs_t.c.event == event)
+    elif without_event:
+        query = query.where(runs_t.c.event.is_(None))
     with reader(store).connect() as conn:
         heads = conn.execute(query).all()
         ids = [h.run_id for h in heads]

@@ -14,6 +14,25 @@ from controlplane.cli.common import fail
 APP = Path(__file__).resolve().parents[2] / "streamlit_app.py"
 
 
+AUTH_KEYS = ("redirect_uri", "cookie_secret", "client_id", "client_secret", "server_metadata_url")
+
+
+def _check_secrets(path: Path) -> None:
+    """The secrets file must be TOML with an [auth] section holding what st.login needs."""
+    import tomllib
+
+    try:
+        document = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise fail(f"--secrets: {path} cannot be read ({exc.strerror or type(exc).__name__})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise fail(f"--secrets: {path} is not TOML ({exc})") from None
+    auth = document.get("auth")
+    missing = [k for k in AUTH_KEYS if not isinstance(auth, dict) or not auth.get(k)]
+    if missing:
+        raise fail(f"--secrets: {path} needs an [auth] section with {', '.join(missing)} (single sign-on, OIDC)")
+
+
 def dashboard(
     port: Annotated[int, typer.Option(help="TCP port of the dashboard.", min=1, max=65535)] = 8501,
     host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 to accept remote browsers.")] = "127.0.0.1",
@@ -28,8 +47,8 @@ def dashboard(
     """Serve the dashboard in a browser-facing Streamlit server until interrupted."""
     if not APP.exists():
         raise fail(f"{APP} is missing; run the dashboard from a checkout of the project")
-    if secrets is not None and not secrets.is_file():
-        raise fail(f"--secrets: {secrets} is not a readable file; give the TOML file with the [auth] section")
+    if secrets is not None:
+        _check_secrets(secrets)
     command = [
         sys.executable,
         "-m",
