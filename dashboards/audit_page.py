@@ -80,7 +80,14 @@ def _verify() -> None:
             except (AuditKeyError, StorageConfigError, SQLAlchemyError) as exc:
                 progress.update(label=f"Cannot open the log: {exc}", state="error")
                 return
-            result = log.verify(*ring.verifiers())
+            size = _status()["entries"] or 1
+            bar = st.progress(0.0, text="0 entries checked")
+
+            def checked(count: int) -> None:
+                bar.progress(min(count / size, 1.0), text=f"{count:,} of {size:,} entries checked")
+
+            result = log.verify(*ring.verifiers(), progress=checked)
+            bar.progress(1.0, text=f"{result.entries:,} entries checked")
             log.engine.dispose()
             if result.ok:
                 progress.update(

@@ -55,6 +55,14 @@ def test_append_checkpoint_verify_and_export(log, signer) -> None:
     assert entry["seq"] == 3 and entry["payload"] == {"stake_minor": 103}
 
 
+def test_verify_reports_progress_on_long_logs(log, signer) -> None:  # type: ignore[no-untyped-def]
+    fill(log, 23)
+    log.checkpoint()
+    seen: list[int] = []
+    result = log.verify(signer.verifier, progress=seen.append, progress_every=10)
+    assert result.ok and result.entries == 23 and seen == [10, 20]
+
+
 def test_group_commit_and_event_dedup(log, signer) -> None:
     first = log.append_many(
         [
