@@ -52,7 +52,7 @@ def dashboard(
     command = [
         sys.executable,
         "-m",
-        "streamlit",
+        "dashboards.server",
         "run",
         str(APP),
         "--server.port",

@@ -117,4 +117,5 @@ def test_single_sign_on_takes_the_role_from_the_claim(sso: tuple[str, str]) -> N
             json.loads(t) for t in conn.execute(select(entries.c.entry).where(entries.c.kind == "access")).scalars()
         ]
     engine.dispose()
-    assert [(d["actor"], d["payload"]["source"]) for d in docs] == [("olga@example.test", "oidc")]
+    outcomes = [(d["actor"], d["payload"]["source"], d["payload"]["outcome"]) for d in docs]
+    assert outcomes == [("olga@example.test", "oidc", "success"), ("nemo@example.test", "oidc", "failure")]
