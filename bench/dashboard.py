@@ -92,39 +92,61 @@ def seed_rest(url: str) -> None:
 
 
 def data_only(page: str) -> Callable[[], Any]:
-    """The page's reads through the control plane, without Streamlit (its caches cleared first)."""
-    from dashboards import audit_page, cost_page, data, readiness
+    """The page's reads, straight through the control plane's functions (no Streamlit, no cache)."""
+    from sqlalchemy import func, select
+
+    from audit.query import find_entries
+    from audit.schema import checkpoints, entries
+    from controlplane.checklist.records import list_runs, load_run
+    from controlplane.cost.model import load_cost_model
+    from controlplane.cost.report import CostInputs, cost_report
+    from controlplane.scheduler.history import alert_history
+    from controlplane.scraped import latest
+    from controlplane.settings import Settings
+    from controlplane.slices import load_slices
+    from controlplane.slo_curves import hourly_budget_curve
+    from controlplane.slo_minutes import hourly_sli, worst_minutes
+    from controlplane.slo_rollups import evaluate_all_from_rollups
+    from controlplane.slo_spec import load_events, load_slos
+    from controlplane.users import list_users
+    from dashboards.shell import audit_store, store
+
+    settings = Settings()
+    events = load_events(settings.events_path)
+    specs = load_slos(settings.slos_path, events=events)
+    slices = load_slices(settings.slices_path)
 
     def oncall() -> None:
-        at = data.minute_now()
-        report = data.slo_report(at)
-        name = report.slos[0].name
-        data.budget_points(name, at, 30)
-        data.sli_points(name, at, 30)
-        data.worst(report.slos[0].slice, at, 30)
-        data.alert_history((datetime.fromisoformat(at) - timedelta(days=30)).isoformat(), name)
-        data.scraped_latest()
+        now = datetime.now(UTC).replace(second=0, microsecond=0)
+        report = evaluate_all_from_rollups(store(), specs, events=events, boundaries=slices.boundaries, at=now)
+        spec = specs[0]
+        hourly_budget_curve(store(), spec, events=events, boundaries=slices.boundaries, at=now, days=30)
+        hourly_sli(store(), spec, start=now - timedelta(days=30), end=now, boundaries=slices.boundaries)
+        worst_minutes(store(), report.slos[0].slice, now - timedelta(days=30), now)
+        alert_history(store(), since=now - timedelta(days=30), slo=spec.name, limit=200)
+        latest(store())
 
     def cost() -> None:
         now = datetime.now(UTC).replace(second=0, microsecond=0)
-        cost_page._report((now - timedelta(days=7)).isoformat(), now.isoformat(), "hour", None)
+        inputs = CostInputs(load_cost_model(settings.costs_path), store(), audit_store(),
+                            [x.name for x in slices.slices], specs, events, slices.boundaries)  # fmt: skip
+        cost_report(inputs, now - timedelta(days=7), now, by="hour", now=now)
 
-    def readiness_() -> None:
-        runs = readiness._runs(None)
+    def readiness() -> None:
+        runs = list_runs(store(), limit=20, without_event=True)
         if runs:
-            readiness._run(runs[0]["run_id"])
+            load_run(store(), runs[0]["run_id"])
 
     def audit() -> None:
-        audit_page._status()
-        audit_page._entries("any", "", "", None, None)
+        with audit_store().connect() as conn:
+            conn.execute(select(func.count()).select_from(entries)).scalar_one()
+            conn.execute(select(checkpoints.c.tree_size).order_by(checkpoints.c.tree_size.desc()).limit(1)).first()
+        find_entries(audit_store(), limit=500, newest_first=True)
 
     def users() -> None:
-        from controlplane.users import list_users
-        from dashboards.shell import store
-
         list_users(store())
 
-    return {"oncall": oncall, "cost": cost, "readiness": readiness_, "audit": audit, "users": users}[page]
+    return {"oncall": oncall, "cost": cost, "readiness": readiness, "audit": audit, "users": users}[page]
 
 
 def timed(action: Callable[[], Any], repeats: int) -> float:
@@ -191,7 +213,18 @@ def run_database(name: str, url: str, args: Any) -> dict[str, Any]:
             until=end,
             specs=load_slos(REPO / "config" / "slos.yaml", events=load_events(REPO / "config" / "events.yaml")),
         )
-        log.info(f"[{name}] D = {days}: {len(PAGES)} pages x (warm-up + {args.repeats}) ...")
+        from controlplane.slices import load_slices
+        from controlplane.slo_rollups import evaluate_all_from_rollups
+
+        specs = load_slos(REPO / "config" / "slos.yaml", events=load_events(REPO / "config" / "events.yaml"))
+        report = evaluate_all_from_rollups(
+            loader, specs, events={}, boundaries=load_slices(REPO / "config" / "slices.yaml").boundaries, at=end
+        )
+        events = sum(s.events for s in report.slos)
+        if not events:
+            raise SystemExit("the fill left no events in the SLO windows; the benchmark would measure nothing")
+        pages = f"{len(PAGES)} pages x (warm-up + {args.repeats})"
+        log.info(f"[{name}] D = {days}: {events:,} events in the SLO windows; {pages} ...")
         st.cache_resource.clear()
         results.append({"days": days, "pages": measure(args.repeats)})
     loader.dispose()
