@@ -249,6 +249,15 @@ def retention_horizon(settings: Settings, minute_retention: str, *, now: datetim
     return floor_minute(now) - keep
 
 
+def retention(settings: Settings, store: Engine, *, now: datetime, minute_retention: str) -> dict[str, int]:
+    """The nightly clean-up: rolled-up SLI minutes past the horizon, and dashboard sessions long over."""
+    from controlplane.users.signin import purge_sessions
+
+    return purge_minutes(settings, store, now=now, minute_retention=minute_retention) | {
+        "dashboard_sessions": purge_sessions(store, now)
+    }
+
+
 def purge_minutes(settings: Settings, store: Engine, *, now: datetime, minute_retention: str) -> dict[str, int]:
     """Delete SLI minutes (counts, latency buckets, exemplars) older than the horizon, but only in
     hours already folded into rollups: an hour still marked as changed keeps its minutes."""

@@ -70,9 +70,7 @@ class SchedulerService:
             "alert-delivery": self.deliver,
             "checkpoint": lambda: jobs.sign_checkpoint(s),
             "rollups": lambda: jobs.refresh(s, store, now=clock()),
-            "retention": lambda: jobs.purge_minutes(
-                s, store, now=clock(), minute_retention=self.config.minute_retention
-            ),
+            "retention": lambda: jobs.retention(s, store, now=clock(), minute_retention=self.config.minute_retention),
             "checklists": lambda: jobs.run_due_checklists(s, store, now=clock(), offsets=self.config.checklist_offsets),
             "cost-rollups": lambda: jobs.cost_rollups(s, store, now=clock()),
         }

@@ -26,6 +26,7 @@ from controlplane.users.signin import (
     SignIn,
     authenticate,
     create_session,
+    purge_sessions,
     revoke_session,
     session_user,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "enable_user",
     "find_user",
     "list_users",
+    "purge_sessions",
     "revoke_session",
     "session_user",
     "set_password",

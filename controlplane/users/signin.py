@@ -17,7 +17,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, and_, or_, select, update
+from sqlalchemy import Engine, and_, delete, or_, select, update
 
 from controlplane.clock import as_utc, utc_text, utcnow
 from controlplane.storage import reader
@@ -151,6 +151,18 @@ def session_user(engine: Engine, token: str, now: datetime) -> User | None:
             )
         ).one_or_none()
     return user_from_row(row) if row is not None else None
+
+
+def purge_sessions(engine: Engine, now: datetime, *, keep: timedelta = timedelta(days=1)) -> int:
+    """Delete sessions that expired or were revoked more than `keep` ago (the scheduler's retention job);
+    returns how many. Sign-ins themselves stay in the audit log."""
+    horizon = as_utc(now) - keep
+    with engine.begin() as conn:
+        return int(
+            conn.execute(
+                delete(sessions_t).where(or_(sessions_t.c.expires_at < horizon, sessions_t.c.revoked_at < horizon))
+            ).rowcount
+        )
 
 
 def revoke_session(engine: Engine, token: str, now: datetime) -> bool:

@@ -154,8 +154,9 @@ def test_retention_purges_rolled_up_minutes_and_keeps_the_answers(sched_settings
     with store.begin() as conn:
         conn.execute(table(SliBucket).update().where(table(SliBucket).c.minute == late_hour).values(total=101))
 
-    deleted = jobs.purge_minutes(sched_settings, store, now=now, minute_retention="35d")
+    deleted = jobs.retention(sched_settings, store, now=now, minute_retention="35d")
     assert deleted["sli_buckets"] == 600, "the minutes older than the horizon"
+    assert deleted["dashboard_sessions"] == 0
     with store.connect() as conn:
         left = conn.execute(select(func.count()).select_from(table(SliBucket))).scalar()
         old_total = conn.execute(

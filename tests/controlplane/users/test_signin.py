@@ -20,6 +20,7 @@ from controlplane.users import (
     disable_user,
     enable_user,
     find_user,
+    purge_sessions,
     revoke_session,
     session_user,
     set_role,
@@ -132,6 +133,19 @@ def test_a_revoked_session_stops_and_others_go_on(store: Engine, ana) -> None:  
     assert session_user(store, first, NOW) is None
     assert session_user(store, second, NOW) == ana
     assert session_user(store, "not-a-token", NOW) is None and session_user(store, "", NOW) is None
+
+
+def test_sessions_long_over_are_purged_and_live_ones_kept(store: Engine, ana) -> None:  # type: ignore[no-untyped-def]
+    short = create_session(store, ana, NOW, ttl=timedelta(hours=1))
+    revoked = create_session(store, ana, NOW)
+    revoke_session(store, revoked, NOW)
+    live = create_session(store, ana, NOW + timedelta(days=2))
+    assert purge_sessions(store, NOW + timedelta(hours=12)) == 0  # ended, but not a day ago yet
+    assert purge_sessions(store, NOW + timedelta(days=2, hours=1)) == 2
+    with store.connect() as conn:
+        assert len(conn.execute(select(sessions_t)).all()) == 1
+    assert session_user(store, live, NOW + timedelta(days=2, hours=1)) == ana
+    assert session_user(store, short, NOW) is None
 
 
 def test_sessions_stop_when_the_user_is_disabled_and_stay_ended(store: Engine, ana) -> None:  # type: ignore[no-untyped-def]
