@@ -40,9 +40,13 @@ def open_audit(settings: Settings, *, signing: bool = True) -> tuple[AuditLog, K
     """The log (migrated), its key ring, and (when signing) the current signer. Raises StorageConfigError
     for a bad URL and AuditKeyError for keys that cannot be opened."""
     engine = make_engine(settings.audit_url, **settings.engine_options())
-    migrate_audit(engine)
-    ring = key_ring(settings)
-    signer = ring.signer() if signing else None
+    try:
+        migrate_audit(engine)
+        ring = key_ring(settings)
+        signer = ring.signer() if signing else None
+    except BaseException:
+        engine.dispose()
+        raise
     return AuditLog(engine, origin=settings.audit_origin, signer=signer), ring
 
 

@@ -30,28 +30,13 @@ AuditUrl = Annotated[
 
 def _audit(settings: Settings, *, signing: bool = True) -> tuple[AuditLog, KeyRing]:
     """The log, its key ring, and (when signing) the current signer."""
-    from audit.keys import AuditKeyError, KeyRing
-    from audit.log import AuditLog
-    from audit.schema import migrate_audit
-    from controlplane.storage import make_engine
+    from audit.keys import AuditKeyError
+    from controlplane.proofs import open_audit
 
     try:
-        engine = make_engine(settings.audit_url, **settings.engine_options())
-    except StorageConfigError as exc:
+        return open_audit(settings, signing=signing)
+    except (StorageConfigError, AuditKeyError) as exc:
         raise fail(str(exc)) from None
-    migrate_audit(engine)
-    passphrase = settings.audit_key_passphrase.get_secret_value().encode() if settings.audit_key_passphrase else None
-    ring = KeyRing(
-        settings.audit_key_dir,
-        name=settings.audit_origin,
-        passphrase=passphrase,
-        development=settings.environment != "production",
-    )
-    try:
-        signer = ring.signer() if signing else None
-    except AuditKeyError as exc:
-        raise fail(str(exc)) from None
-    return AuditLog(engine, origin=settings.audit_origin, signer=signer), ring
 
 
 @audit_app.command("append")

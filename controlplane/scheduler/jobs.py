@@ -153,24 +153,13 @@ def evaluate_slos(settings: Settings, store: Engine, *, now: datetime) -> Evalua
 
 def sign_checkpoint(settings: Settings) -> str:
     """Sign the audit log's current tree head (C2SP checkpoint) with the current key."""
-    from audit.keys import KeyRing
-    from audit.log import AuditLog
-    from audit.schema import migrate_audit
-    from controlplane.storage import make_engine
+    from controlplane.proofs import open_audit
 
-    engine = make_engine(settings.audit_url, **settings.engine_options())
+    log, _ring = open_audit(settings)
     try:
-        migrate_audit(engine)
-        passphrase = settings.audit_key_passphrase
-        ring = KeyRing(
-            settings.audit_key_dir,
-            name=settings.audit_origin,
-            passphrase=passphrase.get_secret_value().encode() if passphrase else None,
-            development=settings.environment != "production",
-        )
-        return AuditLog(engine, origin=settings.audit_origin, signer=ring.signer()).checkpoint()
+        return log.checkpoint()
     finally:
-        engine.dispose()
+        log.engine.dispose()
 
 
 @dataclass(frozen=True)
