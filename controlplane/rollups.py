@@ -13,7 +13,9 @@ minutes (never by adding to the old value, so running it twice changes nothing),
 mark only if its version is still the one it read: a minute written meanwhile keeps the hour marked
 for the next run. A rolled hour marks its UTC day, and a day complete by `until` is recomputed from
 its hours. Refreshes take a lock (SQLite's single writer; a PostgreSQL advisory lock), so two
-running at once cannot write an older recount over a newer one. Marking beats recomputing the last
+running at once cannot write an older recount over a newer one; on PostgreSQL a refresh also locks
+the marks it takes when it reads them, skipping those a writer's open transaction holds, so it never
+waits for a writer and the two cannot deadlock. Marking beats recomputing the last
 N hours: data arriving days late (a collector catching up) is picked up, and quiet hours cost nothing.
 
 Evaluation is exact, not eventually so: it uses a day only when no mark lies inside it, an hour only
@@ -207,9 +209,12 @@ def refresh_rollups(engine: Engine, *, until: datetime, specs: Sequence[SloSpec]
         for key in sorted(known | set(new)):
             series[key[0]].append(key)
         marks = conn.execute(
-            select(changes_t.c.slice, changes_t.c.start, changes_t.c.version).where(
-                changes_t.c.period == HOUR, changes_t.c.start < at_minute(cut_hour * 60)
-            )
+            select(changes_t.c.slice, changes_t.c.start, changes_t.c.version)
+            .where(changes_t.c.period == HOUR, changes_t.c.start < at_minute(cut_hour * 60))
+            # PostgreSQL: lock the marks now and skip those a writer holds (its minutes are not committed
+            # yet; the next run takes them). Waiting for a writer's mark here, while the writer waits for
+            # one of ours, would be a deadlock.
+            .with_for_update(skip_locked=True)
         ).all()
         by_slice: dict[str, list[int]] = defaultdict(list)
         for slice_name, start, _version in marks:
