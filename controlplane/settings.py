@@ -76,8 +76,8 @@ class Settings(BaseSettings):
     )
     scheduler_path: Path = Field(
         Path("config/scheduler.yaml"),
-        description="`controlplane scheduler`'s jobs (crontab expressions), checklist offsets, retention and alert "
-        "receivers; missing: the defaults.",
+        description="`controlplane scheduler`'s jobs (crontab expressions or intervals), SLO evaluation delay, "
+        "checklist offsets, retention and alert receivers; missing: the defaults.",
     )
     collector_max_body_bytes: int = Field(
         20 * 2**20, ge=1024, description="Largest OTLP request body, after decompression (413 above)."

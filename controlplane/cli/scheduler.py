@@ -6,17 +6,21 @@ import json
 import logging
 import signal
 import threading
+from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from controlplane.cli.common import StoreUrl, TableOrJson, fail, load_settings, store_engine
 
+if TYPE_CHECKING:
+    from controlplane.scheduler.service import SchedulerService
+
 
 def scheduler(
     list_jobs: Annotated[
-        bool, typer.Option("--list", help="Show each job, its cron and its next run, then exit.")
+        bool, typer.Option("--list", help="Show each job, its cadence (cron or every) and its next run, then exit.")
     ] = False,
     once: Annotated[str | None, typer.Option("--once", help="Run this job now and exit (e.g. slo-evaluation).")] = None,
     config: Annotated[
@@ -28,7 +32,6 @@ def scheduler(
     """Run SLO evaluation and alert transitions, checkpoints, pre-event checklists and rollups on their
     schedules; one scheduler per store (a second one refuses to start)."""
     from controlplane.scheduler.config import SchedulerConfigError, load_scheduler_config
-    from controlplane.scheduler.leader import NotLeader
     from controlplane.scheduler.receivers import ReceiverConfigError
     from controlplane.scheduler.service import SchedulerService
 
@@ -37,18 +40,28 @@ def scheduler(
         spec = load_scheduler_config(settings.scheduler_path)
     except SchedulerConfigError as exc:
         raise fail(str(exc)) from None
+    store = store_engine(settings)
     try:
-        service = SchedulerService(settings, store_engine(settings), spec)
-    except ReceiverConfigError as exc:
-        raise fail(str(exc)) from None
+        try:
+            service = SchedulerService(settings, store, spec)
+        except ReceiverConfigError as exc:
+            raise fail(str(exc)) from None
+        _run(service, list_jobs=list_jobs, once=once, fmt=fmt)
+    finally:
+        store.dispose()
+
+
+def _run(service: SchedulerService, *, list_jobs: bool, once: str | None, fmt: str) -> None:
+    from controlplane.scheduler.leader import NotLeader
+
     if list_jobs:
         rows = service.listing()
         if fmt == "json":
-            typer.echo(json.dumps({"jobs": rows}, indent=2))
+            typer.echo(json.dumps({"jobs": [row.to_dict() for row in rows]}, indent=2))
         else:
-            typer.echo(f"{'job':<16} {'cron':<14} next run")
+            typer.echo(f"{'job':<16} {'cadence':<14} next run")
             for row in rows:
-                typer.echo(f"{row['job']:<16} {row['cron']:<14} {row['next_run']}")
+                typer.echo(f"{row.job:<16} {row.cadence:<14} {row.to_dict()['next_run']}")
         return
     if once is not None:
         known = list(service.job_functions())
@@ -73,8 +86,9 @@ def scheduler(
 def _render(job: str, result: object, fmt: str) -> str:
     from controlplane.scheduler.jobs import Evaluation
 
+    document: object = result
     if isinstance(result, Evaluation):
-        document: object = {
+        evaluation: dict[str, object] = {
             "at": result.at.isoformat().replace("+00:00", "Z"),
             "snapshots": result.snapshots,
             "transitions": [
@@ -82,8 +96,9 @@ def _render(job: str, result: object, fmt: str) -> str:
                 for t in result.transitions
             ],
         }
-    else:
-        document = result
+        if result.delivery is not None:
+            evaluation["delivery"] = asdict(result.delivery)
+        document = evaluation
     if fmt == "json":
         return json.dumps({"job": job, "result": document}, indent=2, default=str)
     if isinstance(document, str):

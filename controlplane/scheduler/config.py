@@ -1,18 +1,23 @@
 """The scheduler's config file (`config/scheduler.yaml`, `CONTROLPLANE_SCHEDULER_PATH`): each job's
-cadence as a crontab expression, the checklist offsets before each event, retention, and the alert
-receivers. Missing file or missing keys: the defaults below.
+cadence (a crontab expression, or an interval such as `every: 5s`), how long SLO evaluation waits for
+late telemetry, the checklist offsets before each event, retention, and the alert receivers. Missing
+file or missing keys: the defaults below.
 
 Usage:
 
     config = load_scheduler_config(Path("config/scheduler.yaml"))
     config.jobs["slo-evaluation"].cron    # "* * * * *"
+    config.trigger("slo-evaluation")      # a CronTrigger firing at hh:mm:15 (`evaluation_delay` in)
 """
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from pathlib import Path
 
+from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from controlplane.clock import parse_duration
@@ -39,18 +44,65 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+SHORTEST_INTERVAL = timedelta(seconds=1)
+LONGEST_INTERVAL = timedelta(days=1)
+LONGEST_EVALUATION_DELAY = timedelta(minutes=5)
+
+
+def cron_trigger(crontab: str, *, second: int = 0) -> CronTrigger:
+    """A crontab expression (UTC) as APScheduler reads it (`CronTrigger.from_crontab`), firing `second`
+    seconds into each minute it names."""
+    fields = crontab.split()
+    if len(fields) != 5:
+        raise ValueError(f"wrong number of fields: got {len(fields)}, expected 5")
+    minute, hour, day, month, day_of_week = fields
+    return CronTrigger(
+        second=second, minute=minute, hour=hour, day=day, month=month, day_of_week=day_of_week, timezone="UTC"
+    )
+
+
 class JobSpec(Strict):
-    cron: str
+    """When a job runs: `cron` (a crontab expression, UTC) or `every` (an interval, e.g. `5s`), never both."""
+
+    cron: str | None = None
+    every: str | None = None
     enabled: bool = True
 
     @field_validator("cron")
     @classmethod
     def _cron(cls, value: str) -> str:
         try:
-            CronTrigger.from_crontab(value, timezone="UTC")
+            cron_trigger(value)
         except ValueError as exc:
             raise ValueError(f"not a crontab expression ({exc}); e.g. '*/5 * * * *'") from None
         return value
+
+    @field_validator("every")
+    @classmethod
+    def _every(cls, value: str) -> str:
+        interval = parse_duration(value)
+        if not SHORTEST_INTERVAL <= interval <= LONGEST_INTERVAL:
+            raise ValueError(f"every {value!r} is out of range; use an interval from 1s to 1d, e.g. '5s' or '10m'")
+        return value
+
+    @model_validator(mode="after")
+    def _one_cadence(self) -> JobSpec:
+        if self.cron is not None and self.every is not None:
+            raise ValueError("both cron and every are set; keep one (cron: a crontab expression, every: e.g. '5s')")
+        if self.cron is None and self.every is None:
+            raise ValueError("no cadence; set cron (a crontab expression, e.g. '*/5 * * * *') or every (e.g. '5s')")
+        return self
+
+    @property
+    def interval(self) -> timedelta | None:
+        return parse_duration(self.every) if self.every is not None else None
+
+    def trigger(self, *, second: int = 0, start: datetime | None = None) -> BaseTrigger:
+        """The APScheduler trigger: a cron one firing `second` seconds into each of its minutes, or an
+        interval one whose first run is at `start` (default: one interval from now)."""
+        if self.interval is not None:
+            return IntervalTrigger(seconds=self.interval.total_seconds(), start_date=start, timezone="UTC")
+        return cron_trigger(str(self.cron), second=second)
 
 
 class SchedulerFile(Strict):
@@ -58,6 +110,9 @@ class SchedulerFile(Strict):
     checklist_offsets: list[str] = Field(default_factory=lambda: ["24h", "1h"], min_length=1)
     minute_retention: str = Field("35d", description="minute buckets older than this are purged once rolled up")
     lease_seconds: float = Field(30.0, ge=3, le=3600)
+    evaluation_delay: str = Field(
+        "15s", description="SLO evaluation waits this long after each minute for its late telemetry"
+    )
     receivers: list[ReceiverSpec] = Field(default_factory=list)
 
     @field_validator("checklist_offsets")
@@ -73,6 +128,24 @@ class SchedulerFile(Strict):
         if parse_duration(value).days < 8:
             raise ValueError("keep at least 8 days of minutes (the longest burn window is 3 days)")
         return value
+
+    @field_validator("evaluation_delay")
+    @classmethod
+    def _delay(cls, value: str) -> str:
+        if parse_duration(value) > LONGEST_EVALUATION_DELAY:
+            raise ValueError(f"{value!r} is too long; use 0s to 5m (OpenTelemetry exporters batch for about 5s)")
+        return value
+
+    @property
+    def delay(self) -> timedelta:
+        """`evaluation_delay` as a duration."""
+        return parse_duration(self.evaluation_delay)
+
+    def trigger(self, job: str, *, start: datetime | None = None) -> BaseTrigger:
+        """The job's APScheduler trigger. On a crontab, SLO evaluation fires `evaluation_delay` into the
+        minute (its seconds past whole minutes), when it evaluates the minute that ended that long ago."""
+        second = int(self.delay.total_seconds()) % 60 if job == "slo-evaluation" else 0
+        return self.jobs[job].trigger(second=second, start=start)
 
     @model_validator(mode="after")
     def _known_jobs(self) -> SchedulerFile:
