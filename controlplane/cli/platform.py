@@ -131,7 +131,14 @@ AdminToken = Annotated[
 @platform_app.command("load")
 def platform_load(
     profile: Annotated[str, typer.Option(help="derby-night, steady or spike.")] = "derby-night",
-    duration: Annotated[float, typer.Option(help="Seconds of arrivals.")] = 60.0,
+    duration: Annotated[float, typer.Option(help="Seconds of the profile's shape.")] = 60.0,
+    extend: Annotated[
+        float,
+        typer.Option(
+            help="Seconds of arrivals after --duration, at the rate the curve has reached (derby-night keeps "
+            "decaying toward the baseline; steady and spike stay at it). Ctrl-C ends them early."
+        ),
+    ] = 0.0,
     rate: Annotated[float, typer.Option(help="Baseline arrivals per second, all routes together.")] = 10.0,
     target: Target = "http://127.0.0.1:8080",
     admin_token: AdminToken = None,
@@ -159,8 +166,9 @@ def platform_load(
     Requests are sent on schedule, not when earlier ones return, so latency includes any queueing
     (no coordinated omission). With --admin-token it creates its own players and markets, retries
     bets with the same Idempotency-Key, re-sends unanswered bets after the load, and settles its
-    markets at full time. A run ends by duration + request timeout + settle timeout, always; the
-    report says when the generator itself, or the server, was the bottleneck."""
+    markets at full time. A run ends by duration + extend + request timeout + settle timeout, always;
+    the first Ctrl-C ends the arrivals there and the run still drains, settles and reports (a second
+    one aborts). The report says when the generator itself, or the server, was the bottleneck."""
     from sample_platform.loadgen import LoadConfig, LoadSetupError, render_table, run_load
 
     try:
@@ -168,6 +176,7 @@ def platform_load(
             target=target.rstrip("/"),
             profile=profile,
             duration=duration,
+            extend_seconds=extend,
             rate=rate,
             admin_token=admin_token,
             players=players,

@@ -8,12 +8,23 @@ Open model: arrival i is due at a time drawn from a Poisson process whose rate f
 is launched as its own task at that time whatever happened to the earlier ones; its latency runs
 from that *scheduled* time, so a server (or generator) that falls behind shows up in the latency
 instead of quietly lowering the offered load (no coordinated omission).
+
+To drive the load while something else happens (a game day), give the profile an extension and end it
+when done: arrivals stop, in-flight work drains, unanswered bets are re-sent and every market settled.
+
+    stop = threading.Event()
+    config = LoadConfig(target, "derby-night", 120, 20, admin_token, extend_seconds=3600)
+    report = run_load(config, stop=stop)  # elsewhere, later: stop.set()
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import FrameType
 
 import httpx
 
@@ -64,18 +75,61 @@ async def run_load_async(
     *,
     progress: Callable[[float, dict], None] | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    stop: threading.Event | None = None,
 ) -> LoadReport:
     """Run one load profile against `config.target`; `progress(elapsed_s, snapshot)` is called ~4x/s.
 
+    Setting `stop` (from any thread) launches no arrival after that moment (it is seen within
+    STOP_POLL seconds); the run then ends as after a normal end, and `report.stopped_at` says when.
     The client is aiohttp; pass an httpx `transport` (e.g. `httpx.MockTransport`) to run offline."""
     async with open_client(config.target, connections=config.max_connections, transport=transport) as client:
-        return await LoadRun(config, client, progress).run()
+        return await LoadRun(config, client, progress, stop).run()
 
 
-def run_load(config: LoadConfig, *, show_progress: bool = True) -> LoadReport:
-    """`run_load_async` in its own event loop, with a progress bar on stderr."""
+@contextmanager
+def _interrupt_sets(stop: threading.Event) -> Iterator[None]:
+    """While inside, the first Ctrl-C sets `stop` and the next one interrupts as usual. Only from the main
+    thread, and only where Ctrl-C has its default meaning (a caller's own handler is left alone)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is not signal.default_int_handler:
+        yield
+        return
+
+    def first_interrupt(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+        signal.signal(signal.SIGINT, previous)
+
+    signal.signal(signal.SIGINT, first_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def run_load(
+    config: LoadConfig,
+    *,
+    show_progress: bool = True,
+    stop: threading.Event | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> LoadReport:
+    """`run_load_async` in its own event loop, with a progress bar on stderr.
+
+    From the main thread, the first Ctrl-C sets `stop` (one is made if none is given): the arrivals end
+    and the markets are still settled, so the report comes back; a second Ctrl-C interrupts at once."""
+    stop = stop if stop is not None else threading.Event()
+    with _interrupt_sets(stop):
+        return _run_with_progress(config, show_progress, stop, transport)
+
+
+def _run_with_progress(
+    config: LoadConfig, show_progress: bool, stop: threading.Event, transport: httpx.AsyncBaseTransport | None
+) -> LoadReport:
     if not show_progress:
-        return asyncio.run(run_load_async(config))
+        return asyncio.run(run_load_async(config, stop=stop, transport=transport))
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -86,18 +140,24 @@ def run_load(config: LoadConfig, *, show_progress: bool = True) -> LoadReport:
         TimeElapsedColumn(),
         TextColumn("offered {task.fields[rate]:>7.1f}/s  sent {task.fields[sent]:>7}  errors {task.fields[errors]:>5}"),
     )
+    total = config.arrival_seconds
     with Progress(*columns, console=Console(stderr=True)) as bar:
-        task = bar.add_task(config.profile, total=config.duration, rate=0.0, sent=0, errors=0)
+        task = bar.add_task(config.profile, total=total, rate=0.0, sent=0, errors=0)
 
         def progress(elapsed: float, snap: dict) -> None:
-            done = elapsed if snap["phase"] == "load" else (config.duration if snap["phase"] != "setup" else 0)
+            if snap["phase"] == "setup":
+                done = 0.0
+            elif snap["phase"] == "load":
+                done = elapsed
+            else:  # after the arrivals: where they ended
+                done = total if snap["stopped_at"] is None else snap["stopped_at"]
             bar.update(
                 task,
-                completed=min(done, config.duration),
+                completed=min(done, total),
                 description=snap["phase"],
                 rate=snap["offered_rate"],
                 sent=snap["sent"],
                 errors=snap["errors"],
             )
 
-        return asyncio.run(run_load_async(config, progress=progress))
+        return asyncio.run(run_load_async(config, progress=progress, stop=stop, transport=transport))

@@ -19,6 +19,7 @@ DEPOSIT_MINOR = 10**9
 BET_RETRIES = 3
 ODDS_MOVE_INTERVAL = 1.0  # seconds between the house's price moves (gives re-quotes and SSE events)
 SETUP_CONCURRENCY = 8
+STOP_POLL = 0.25  # seconds: the most a set stop signal goes unnoticed while the schedule waits for an arrival
 
 BETS = "POST /v1/bets"
 ODDS = "GET /v1/markets/{id}"
@@ -50,9 +51,11 @@ class LoadConfig:
     max_connections: int = 256  # also the most arrivals in flight: one more is dropped, never queued
     settle_timeout: float = 60.0  # after the load: re-sending unknown bets and settling markets, at most
     mix: str = "betting"  # "betting" (logins, odds, wallet, bets) or "health" (GET /v1/health only)
+    extend_seconds: float = 0.0  # arrivals go on this long past `duration`, at the rate the curve has reached
 
     def __post_init__(self) -> None:
         _check_curve(self.profile, self.duration, self.rate)
+        _check_extension(self.extend_seconds)
         if not self.target.startswith(("http://", "https://")):
             raise ValueError(f"target must be an http(s) URL such as http://127.0.0.1:8080, not {self.target!r}")
         if self.mix not in MIXES:
@@ -67,6 +70,11 @@ class LoadConfig:
         if not self.request_timeout > 0:
             raise ValueError(f"request_timeout must be positive seconds, not {self.request_timeout}")
 
+    @property
+    def arrival_seconds(self) -> float:
+        """How long arrivals run: the profile's `duration` plus `extend_seconds`."""
+        return self.duration + self.extend_seconds
+
 
 def _check_curve(profile: str, duration: float, baseline: float) -> None:
     if profile not in PROFILES:
@@ -77,8 +85,19 @@ def _check_curve(profile: str, duration: float, baseline: float) -> None:
         raise ValueError(f"rate must be a positive number of requests/s, not {baseline}")
 
 
+def _check_extension(extend: float) -> None:
+    if not (math.isfinite(extend) and extend >= 0):
+        raise ValueError(
+            f"extend_seconds must be 0 or a positive number of seconds, not {extend}; "
+            "to run until told, give a generous extension and set the stop signal"
+        )
+
+
 def rate_at(profile: str, t: float, duration: float, baseline: float) -> float:
-    """Offered arrival rate (req/s) at `t` seconds into a run of `duration` seconds."""
+    """Offered arrival rate (req/s) at `t` seconds into a run whose profile lasts `duration` seconds.
+
+    Defined for every t >= 0. Past `duration` the curve goes on as it was going (an extended run):
+    derby-night keeps decaying toward the baseline, steady and spike stay at the baseline."""
     _check_curve(profile, duration, baseline)
     peak = PEAK_FACTOR * baseline
     if profile == "steady":
@@ -100,24 +119,29 @@ def rate_at(profile: str, t: float, duration: float, baseline: float) -> float:
 
 
 def arrival_offsets(
-    profile: str, duration: float, baseline: float, rng: random.Random, step: float = 0.01
+    profile: str, duration: float, baseline: float, rng: random.Random, step: float = 0.01, *, extend: float = 0.0
 ) -> Iterator[float]:
-    """Arrival times (seconds from the start) of a Poisson process following `rate_at`.
+    """Arrival times (seconds from the start) of a Poisson process following `rate_at`, for `duration`
+    seconds and then `extend` more on the curve beyond it (the first `duration` seconds are the same
+    arrivals either way).
 
     Each gap is an Exp(1) amount of *integrated* rate (time rescaling), so the arrivals track the
     curve even where it jumps, instead of lagging a whole baseline gap behind a spike."""
+    _check_curve(profile, duration, baseline)
+    _check_extension(extend)
+    end = duration + extend
     t = 0.0
     while True:
         need = rng.expovariate(1.0)
         while need > 0:
-            if t >= duration:
+            if t >= end:
                 return
-            dt = min(step, duration - t)
+            dt = min(step, end - t)
             r = rate_at(profile, t, duration, baseline)
             if r * dt >= need:
                 t, need = t + need / r, 0.0
             else:
                 t, need = t + dt, need - r * dt
-        if t >= duration:
+        if t >= end:
             return
         yield t

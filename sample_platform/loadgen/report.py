@@ -115,6 +115,7 @@ class LoadReport:
     behind_from_s: float | None = None  # first arrival the generator launched late (> SLIP_LIMIT)
     late_arrivals: int = 0
     first_drop_s: float | None = None  # first arrival dropped at the in-flight limit
+    stopped_at: float | None = None  # seconds into the arrivals when the stop signal ended them early
     settlements: list[dict] = field(default_factory=list)
     unavailable: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -132,6 +133,11 @@ class LoadReport:
         if self.first_drop_s is None:
             self.first_drop_s = offset
         self.dropped_by_generator += 1
+
+    @property
+    def arrival_window(self) -> float:
+        """Seconds the arrivals ran for: until the stop signal, else the profile plus its extension."""
+        return self.config.arrival_seconds if self.stopped_at is None else self.stopped_at
 
     @property
     def cpu_pct(self) -> float | None:
@@ -185,7 +191,8 @@ class LoadReport:
             "config": cfg,
             "elapsed_s": round(self.elapsed, 3),
             "arrivals": self.arrivals,
-            "offered_rate": round(self.arrivals / self.config.duration, 2),
+            "offered_rate": round(self.arrivals / self.arrival_window, 2) if self.arrival_window else 0.0,
+            "stopped_at_s": None if self.stopped_at is None else round(self.stopped_at, 3),
             "achieved_rate": round(self.completed / self.elapsed, 2) if self.elapsed else 0.0,
             "ok_rate": round(ok / self.elapsed, 2) if self.elapsed else 0.0,
             "dropped_by_generator": self.dropped_by_generator,
@@ -231,8 +238,9 @@ def render_table(report: LoadReport) -> str:
     cfg = report.config
     lag = d["generator_start_lag_ms"]
     peak = cfg.rate if cfg.profile == "steady" else PEAK_FACTOR * cfg.rate
+    extended = f" + {cfg.extend_seconds:g} s extended" if cfg.extend_seconds else ""
     lines = [
-        f"{cfg.profile} load against {cfg.target}: {cfg.duration:g} s at baseline {cfg.rate:g} req/s "
+        f"{cfg.profile} load against {cfg.target}: {cfg.duration:g} s{extended} at baseline {cfg.rate:g} req/s "
         f"(peak {peak:g}), seed {cfg.seed}",
         f"arrivals {d['arrivals']}  offered {d['offered_rate']:.1f}/s  achieved {d['achieved_rate']:.1f}/s  "
         f"2xx {d['ok_rate']:.1f}/s  over {d['elapsed_s']:.1f} s  dropped-by-generator {d['dropped_by_generator']}  "

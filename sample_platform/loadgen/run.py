@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import random
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +27,7 @@ from sample_platform.loadgen.profiles import (
     SETUP_CONCURRENCY,
     SLIP_LIMIT,
     SSE,
+    STOP_POLL,
     WALLET,
     LoadConfig,
     LoadSetupError,
@@ -37,12 +39,20 @@ from sample_platform.loadgen.wire import Market, Player, pick, problem_slug
 
 
 class LoadRun:
-    """One load run's state; everything it starts, it also ends."""
+    """One load run's state; everything it starts, it also ends. Setting `stop` (from any thread) ends the
+    arrivals early; the rest of the run (drain, re-sent bets, settlement) goes on as after a normal end."""
 
-    def __init__(self, config: LoadConfig, client: LoadClient, progress: Callable | None) -> None:
+    def __init__(
+        self,
+        config: LoadConfig,
+        client: LoadClient,
+        progress: Callable | None,
+        stop: threading.Event | None = None,
+    ) -> None:
         self.config = config
         self.client = client
         self.progress = progress
+        self.stop = stop
         self.report = LoadReport(config)
         self.rng = random.Random(f"mix-{config.seed}")  # which request each arrival is
         self.loop = asyncio.get_running_loop()
@@ -250,8 +260,9 @@ class LoadRun:
         snapshot = {
             "phase": self.phase,
             "offered_rate": rate_at(
-                self.config.profile, min(elapsed, self.config.duration), self.config.duration, self.config.rate
+                self.config.profile, min(elapsed, self.config.arrival_seconds), self.config.duration, self.config.rate
             ),
+            "stopped_at": self.report.stopped_at,
             "arrivals": self.report.arrivals,
             "sent": sum(r.sent for r in self.report.routes.values()),
             "errors": self.report.errors_total(),
@@ -263,20 +274,25 @@ class LoadRun:
     # ------------------------------------------------------------------ the run
 
     async def schedule(self) -> None:
-        """Launch every arrival at its scheduled time, whatever happened to the earlier ones.
+        """Launch every arrival at its scheduled time, whatever happened to the earlier ones, until the
+        profile (and its extension) ends or the stop signal is set.
 
         At most `max_connections` arrivals are in flight: one more is dropped and counted, never queued,
         so the generator's own work stays bounded whatever the server does. An arrival launched more
         than SLIP_LIMIT after its time marks the generator itself as the bottleneck from then on."""
-        arrivals_rng = random.Random(f"arrivals-{self.config.seed}")
+        config = self.config
+        arrivals_rng = random.Random(f"arrivals-{config.seed}")
         self.t0 = self.loop.time() + 0.05
-        self.retry_horizon = self.t0 + self.config.duration
+        self.retry_horizon = self.t0 + config.arrival_seconds
         report = self.report
-        for offset in arrival_offsets(self.config.profile, self.config.duration, self.config.rate, arrivals_rng):
+        offsets = arrival_offsets(
+            config.profile, config.duration, config.rate, arrivals_rng, extend=config.extend_seconds
+        )
+        for offset in offsets:
             scheduled = self.t0 + offset
-            delay = scheduled - self.loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
+            if not await self.sleep_until(scheduled):
+                self.stopped_early()
+                return
             report.arrivals += 1
             rng = random.Random(self.rng.getrandbits(64))  # drawn even when dropped: arrival i is always the same
             lag = self.loop.time() - scheduled
@@ -289,6 +305,26 @@ class LoadRun:
             task = asyncio.create_task(self.arrival(self.pick_kind(rng), rng, scheduled))
             self.outstanding.add(task)
             task.add_done_callback(self.outstanding.discard)
+
+    async def sleep_until(self, when: float) -> bool:
+        """Wait until loop time `when`; False instead once the stop signal is set. The wait is cut into
+        STOP_POLL slices, so a signal set from another thread is seen that soon, however far `when` is."""
+        while self.stop is None or not self.stop.is_set():
+            delay = when - self.loop.time()
+            if delay <= 0:
+                return True
+            await asyncio.sleep(min(delay, STOP_POLL))
+        return False
+
+    def stopped_early(self) -> None:
+        """No arrival is launched from now on, and no bet retry starts (so the drain is bounded from here)."""
+        now = self.loop.time()
+        self.retry_horizon = min(self.retry_horizon, now)
+        self.report.stopped_at = max(0.0, now - self.t0)
+        self.report.notes.append(
+            f"the arrivals were stopped early, {self.report.stopped_at:.1f} s into the "
+            f"{self.config.arrival_seconds:g} s planned"
+        )
 
     async def drain(self) -> None:
         """Let in-flight work end: every attempt has a deadline and no retry starts after the arrivals

@@ -70,6 +70,16 @@ def test_derby_night_on_a_short_run_ramps_faster() -> None:
     assert rate_at("derby-night", 11.9, d, b) < 2 * b
 
 
+def test_past_the_profile_derby_night_keeps_decaying_and_steady_and_spike_stay_at_the_baseline() -> None:
+    d, b = 120.0, 3.0
+    after = [rate_at("derby-night", t, d, b) for t in (d, d + 10, d + 60, d + 600)]
+    assert all(later < earlier for earlier, later in itertools.pairwise(after)), "still decaying"
+    assert all(r > b for r in after[:-1]) and after[-1] == pytest.approx(b)  # approaches, never undershoots
+    assert rate_at("derby-night", d, d, b) == pytest.approx(rate_at("derby-night", d - 1e-9, d, b))  # no jump
+    for profile in ("steady", "spike"):
+        assert {rate_at(profile, t, d, b) for t in (d, d + 0.5, 10 * d)} == {b}
+
+
 @pytest.mark.parametrize("profile", PROFILES)
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_arrivals_follow_the_curve(profile: str, seed: int) -> None:
@@ -92,6 +102,9 @@ def test_arrivals_follow_the_curve(profile: str, seed: int) -> None:
         ({"players": 0}, "players must be at least 1"),
         ({"sse_subscribers": -1}, "sse_subscribers must be 0 or more"),
         ({"request_timeout": 0}, "request_timeout must be positive"),
+        ({"extend_seconds": -1}, "extend_seconds must be 0 or a positive number of seconds, not -1"),
+        ({"extend_seconds": float("nan")}, "extend_seconds must be 0 or a positive"),
+        ({"extend_seconds": float("inf")}, "give a generous extension and set the stop signal"),
     ],
 )
 def test_invalid_config_is_refused_clearly(kwargs: dict, message: str) -> None:
@@ -107,6 +120,8 @@ def test_rate_at_refuses_unknown_profiles_and_bad_numbers() -> None:
         rate_at("steady", 1, 0, 1)
     with pytest.raises(ValueError, match="rate"):
         rate_at("steady", 1, 10, -1)
+    with pytest.raises(ValueError, match="extend_seconds must be 0 or a positive"):
+        next(arrival_offsets("steady", 10, 1, random.Random(1), extend=-2))
 
 
 # ---------------------------------------------------------------------------------------- histogram
