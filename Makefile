@@ -27,7 +27,7 @@ $(FOCUS_STAMP): $(BIN)/python
 	touch $(FOCUS_STAMP)
 
 demo: $(STAMP)
-	$(BIN)/controlplane demo
+	$(BIN)/controlplane demo $(DEMO_ARGS)
 
 # Two test workers (pytest-xdist): the suite waits on processes and databases more than on the CPU.
 TEST_WORKERS ?= 2
@@ -56,4 +56,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.slo_eval --quick $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) var/*.db var/*.db-* var/*.jsonl
+	rm -rf $(VENV) var/*.db var/*.db-* var/*.jsonl var/demo

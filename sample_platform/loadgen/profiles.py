@@ -52,10 +52,12 @@ class LoadConfig:
     settle_timeout: float = 60.0  # after the load: re-sending unknown bets and settling markets, at most
     mix: str = "betting"  # "betting" (logins, odds, wallet, bets) or "health" (GET /v1/health only)
     extend_seconds: float = 0.0  # arrivals go on this long past `duration`, at the rate the curve has reached
+    lead_in_seconds: float = 0.0  # arrivals at the baseline this long before the curve's own t = 0
 
     def __post_init__(self) -> None:
         _check_curve(self.profile, self.duration, self.rate)
         _check_extension(self.extend_seconds)
+        _check_extension(self.lead_in_seconds, "lead_in_seconds")
         if not self.target.startswith(("http://", "https://")):
             raise ValueError(f"target must be an http(s) URL such as http://127.0.0.1:8080, not {self.target!r}")
         if self.mix not in MIXES:
@@ -72,8 +74,14 @@ class LoadConfig:
 
     @property
     def arrival_seconds(self) -> float:
-        """How long arrivals run: the profile's `duration` plus `extend_seconds`."""
-        return self.duration + self.extend_seconds
+        """How long arrivals run: `lead_in_seconds`, the profile's `duration`, then `extend_seconds`."""
+        return self.lead_in_seconds + self.duration + self.extend_seconds
+
+    def offered_rate(self, t: float) -> float:
+        """The arrival rate `t` seconds into the run: the baseline during the lead-in, then the curve."""
+        if t < self.lead_in_seconds:
+            return self.rate
+        return rate_at(self.profile, t - self.lead_in_seconds, self.duration, self.rate)
 
 
 def _check_curve(profile: str, duration: float, baseline: float) -> None:
@@ -85,11 +93,15 @@ def _check_curve(profile: str, duration: float, baseline: float) -> None:
         raise ValueError(f"rate must be a positive number of requests/s, not {baseline}")
 
 
-def _check_extension(extend: float) -> None:
+def _check_extension(extend: float, name: str = "extend_seconds") -> None:
     if not (math.isfinite(extend) and extend >= 0):
         raise ValueError(
-            f"extend_seconds must be 0 or a positive number of seconds, not {extend}; "
-            "to run until told, give a generous extension and set the stop signal"
+            f"{name} must be 0 or a positive number of seconds, not {extend}"
+            + (
+                "; to run until told, give a generous extension and set the stop signal"
+                if name.startswith("extend")
+                else ""
+            )
         )
 
 
@@ -119,17 +131,26 @@ def rate_at(profile: str, t: float, duration: float, baseline: float) -> float:
 
 
 def arrival_offsets(
-    profile: str, duration: float, baseline: float, rng: random.Random, step: float = 0.01, *, extend: float = 0.0
+    profile: str,
+    duration: float,
+    baseline: float,
+    rng: random.Random,
+    step: float = 0.01,
+    *,
+    extend: float = 0.0,
+    lead_in: float = 0.0,
 ) -> Iterator[float]:
     """Arrival times (seconds from the start) of a Poisson process following `rate_at`, for `duration`
     seconds and then `extend` more on the curve beyond it (the first `duration` seconds are the same
-    arrivals either way).
+    arrivals either way). With a `lead_in`, arrivals come at the baseline for that long first and the
+    curve starts after it.
 
     Each gap is an Exp(1) amount of *integrated* rate (time rescaling), so the arrivals track the
     curve even where it jumps, instead of lagging a whole baseline gap behind a spike."""
     _check_curve(profile, duration, baseline)
     _check_extension(extend)
-    end = duration + extend
+    _check_extension(lead_in, "lead_in")
+    end = lead_in + duration + extend
     t = 0.0
     while True:
         need = rng.expovariate(1.0)
@@ -137,7 +158,9 @@ def arrival_offsets(
             if t >= end:
                 return
             dt = min(step, end - t)
-            r = rate_at(profile, t, duration, baseline)
+            r = baseline if t < lead_in else rate_at(profile, t - lead_in, duration, baseline)
+            if t < lead_in:
+                dt = min(dt, lead_in - t)
             if r * dt >= need:
                 t, need = t + need / r, 0.0
             else:

@@ -32,7 +32,6 @@ from sample_platform.loadgen.profiles import (
     LoadConfig,
     LoadSetupError,
     arrival_offsets,
-    rate_at,
 )
 from sample_platform.loadgen.report import LoadReport
 from sample_platform.loadgen.wire import Market, Player, pick, problem_slug
@@ -259,9 +258,7 @@ class LoadRun:
         elapsed = max(0.0, self.loop.time() - self.t0)
         snapshot = {
             "phase": self.phase,
-            "offered_rate": rate_at(
-                self.config.profile, min(elapsed, self.config.arrival_seconds), self.config.duration, self.config.rate
-            ),
+            "offered_rate": self.config.offered_rate(min(elapsed, self.config.arrival_seconds)),
             "stopped_at": self.report.stopped_at,
             "arrivals": self.report.arrivals,
             "sent": sum(r.sent for r in self.report.routes.values()),
@@ -286,7 +283,12 @@ class LoadRun:
         self.retry_horizon = self.t0 + config.arrival_seconds
         report = self.report
         offsets = arrival_offsets(
-            config.profile, config.duration, config.rate, arrivals_rng, extend=config.extend_seconds
+            config.profile,
+            config.duration,
+            config.rate,
+            arrivals_rng,
+            extend=config.extend_seconds,
+            lead_in=config.lead_in_seconds,
         )
         for offset in offsets:
             scheduled = self.t0 + offset

@@ -81,6 +81,25 @@ def test_an_extension_adds_arrivals_at_the_rate_the_curve_has_reached(profile: s
     assert within == list(arrival_offsets(profile, d, b, random.Random(seed)))
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_lead_in_comes_at_the_baseline_and_shifts_the_curve(seed: int) -> None:
+    d, lead, b = 40.0, 15.0, 30.0
+    times = list(arrival_offsets("derby-night", d, b, random.Random(seed), lead_in=lead))
+    before = [t for t in times if t < lead]
+    assert len(before) == pytest.approx(lead * b, rel=0.15)  # the baseline, not the curve's peak
+    # The 15x peak comes where the curve puts it, `lead` seconds later: 0.25 d + ramp .. 0.45 d + ramp.
+    peak = [t for t in times if lead + 0.25 * d + 4 <= t < lead + 0.45 * d + 4]
+    assert len(peak) == pytest.approx(sum(rate_at("derby-night", lead + 0.25 * d + 4 + i * 0.01 - lead, d, b) * 0.01
+                                          for i in range(int(0.2 * d / 0.01))), rel=0.1)  # fmt: skip
+    assert times[-1] < lead + d
+    config = LoadConfig("http://fake", "derby-night", d, b, None, lead_in_seconds=lead)
+    assert config.arrival_seconds == lead + d
+    assert config.offered_rate(lead / 2) == b
+    assert config.offered_rate(lead + 0.4 * d) == rate_at("derby-night", 0.4 * d, d, b) == 15 * b
+    with pytest.raises(ValueError, match="lead_in_seconds must be 0 or a positive number"):
+        LoadConfig("http://fake", "derby-night", d, b, None, lead_in_seconds=-1)
+
+
 def test_an_extended_run_sends_the_extended_arrivals_and_no_more() -> None:
     started: list[float] = []
 

@@ -1,0 +1,119 @@
+"""The end-of-run report for people: one section per question the demo answers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _pct(value: float | None, digits: int = 3) -> str:
+    return "no data" if value is None else f"{100 * value:.{digits}f}%"
+
+
+def _yes(flag: object) -> str:
+    return "OK" if flag else "FAILED"
+
+
+def render_report(data: dict[str, Any]) -> str:
+    out: list[str] = []
+    add = out.append
+    timeline = data["timeline"]
+    add("")
+    add(f"Derby night: load from {timeline['load_started_at']}, kickoff {timeline['kickoff']} "
+        f"(+{timeline['kickoff_s']:.0f} s), finished {timeline['finished_at']}")  # fmt: skip
+
+    add("")
+    add("SLOs at full time (per slice; budget over each SLO's window)")
+    add(f"  {'slo':<28} {'slice':<14} {'objective':>9} {'sli':>10} {'events':>7} {'bad':>5} {'budget left':>11}  alert")
+    for s in data["slos"]:
+        add(
+            f"  {s['slo']:<28} {s['slice']:<14} {100 * s['objective']:>8.2f}% {_pct(s['sli']):>10} "
+            f"{s['events']:>7} {s['bad_events']:>5} {100 * s['budget_remaining']:>10.1f}%  {s['alert']}"
+        )
+
+    add("")
+    add("Game day (each fault set and cleared over the admin API; the audit log names who and why)")
+    for f in data["faults"]:
+        cleared = (
+            f"cleared +{f['cleared_s']:.0f} s ({f['cleared_because']})" if f["cleared_s"] is not None else "not cleared"
+        )
+        add(f"  {f['kind']:<12} set +{f['set_s']:.0f} s by {f['set_by']}, {cleared}")
+
+    add("")
+    add("Alert transitions (from the scheduler's SLO evaluations)")
+    if not data["alerts"]:
+        add("  none")
+    for a in data["alerts"]:
+        after = a["after_fault"]
+        rel = f"{after['seconds']:+.0f} s after {after['kind']} was set" if after else "before any fault"
+        burn = ", ".join(f"{w} {v:g}x" for w, v in a["burn_rates"].items() if w in ("5m", "1h"))
+        add(
+            f"  +{a['at_s']:>4.0f} s  {a['slo']:<28} {a['severity']:<6} {a['state']:<8} {a['when']:<24} {rel}  [{burn}]"
+        )
+
+    check = data["checklist"]
+    add("")
+    add("Pre-kickoff checklist (run by the scheduler, signed into the audit log)")
+    if not check.get("ran"):
+        add(f"  did not run: {check.get('reason')}")
+    else:
+        add(
+            f"  {check['decision'].upper()} (exit {check['exit_code']}), run {check['run_id']} at {check['at']}, "
+            f"{check['seconds_before_kickoff']:.0f} s before kickoff, audit seq {check['audit_seq']}"
+        )
+        add("  " + ", ".join(f"{n} {status}" for status, n in sorted(check["counts"].items())))
+        for c in check["not_passing"]:
+            add(f"  - {c['id']} ({c['severity']}): {c['status']}: {c['reason']}")
+
+    cost = data["cost"]
+    add("")
+    add(f"Cost over the run ({cost.get('currency')})")
+    per_bet = cost.get("cost_per_settled_bet")
+    if per_bet is None:
+        per_bet = f"none: {cost.get('cost_per_settled_bet_reason')}"
+    add(
+        f"  total {cost.get('total_cost')}, settled bets {cost.get('settled_bets')}, "
+        f"voided {cost.get('voided_bets')}, cost per settled bet {per_bet}"
+    )
+    for c in cost.get("components", []):
+        add(f"  - {c['name']:<20} {c['cost']:>12} ({c['allocation']})")
+
+    load = data["load"]
+    add("")
+    add("Bets (what the load generator saw)")
+    add(
+        f"  placed {load['bets_placed']}, idempotent replays {load['replays']}, client retries {load['retries']}, "
+        f"shed (503) {load['shed_503']}, unknown at the end {load['bets_unknown']}"
+    )
+    add(
+        f"  markets settled {load['markets_settled']}: won {load['bets_won']}, lost {load['bets_lost']}, "
+        f"void {load['bets_void']}"
+    )
+    if load["rejected"]:
+        add("  rejected by reason: " + ", ".join(f"{k} x{v}" for k, v in load["rejected"].items()))
+
+    audit = data["audit"] or {}
+    add("")
+    add("Audit log")
+    kinds = ", ".join(f"{k} {n}" for k, n in audit.get("by_kind", {}).items())
+    problem = f": {audit['verify_problem']}" if audit.get("verify_problem") else ""
+    money = "OK" if not audit.get("money_problems") else "FAILED: " + "; ".join(audit["money_problems"])
+    add(f"  {audit.get('entries', 0)} entries ({kinds})")
+    bets = audit.get("money_bets", 0)
+    add(f"  verification {_yes(audit.get('verified'))}{problem}; money check {money} over {bets} bets")
+    for b in audit.get("bundles", []):
+        add(f"  bundle for {b['what']}: {b['entries']} entries, offline check {_yes(b['verified'])} ({b['path']})")
+    if audit.get("bundles"):
+        add(f"    verify it yourself: {audit['bundles'][0]['command']}")
+
+    ledger = data["ledger"]
+    add("")
+    add(f"Ledger: {_yes(ledger.get('ok'))} ({ledger.get('transactions')} transactions, every one balanced)"
+        if ledger.get("ok") else f"Ledger: FAILED: {'; '.join(ledger.get('problems', []))}")  # fmt: skip
+    for note in data.get("notes", []):
+        add(f"note: {note}")
+    add("")
+    add(
+        "Result: "
+        + ("OK: the books balance, the audit log verifies, both bundles verify offline" if data["ok"] else "FAILED")
+    )
+    return "\n".join(out)

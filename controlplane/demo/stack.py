@@ -1,0 +1,169 @@
+"""The demo's child processes: the platform, the collector, the scheduler and the dashboard, each a
+`controlplane` command of its own, as a user would run them, logging to a file.
+
+Usage:
+
+    with Stack(logs_dir) as stack:
+        platform = stack.start_http("platform", ["platform", "serve"], env, health="/v1/health")
+        scheduler = stack.start("scheduler", ["scheduler"], env, ready="scheduler started")
+    # every child stopped, in the reverse order of their start
+
+Children run in sessions of their own, so a Ctrl-C in the terminal reaches the demo alone, which then
+stops them in order (SIGTERM, then SIGKILL after a grace period) and says what was kept.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+STOP_GRACE = 20.0  # seconds a child gets to stop after SIGTERM before it is killed
+START_TIMEOUT = 90.0
+
+
+class DemoError(RuntimeError):
+    """The demo cannot go on; the message says what failed and where its log is."""
+
+
+def controlplane_command() -> list[str]:
+    """How to run `controlplane` with this interpreter (the console script beside it, else the module)."""
+    script = Path(sys.executable).with_name("controlplane")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "from controlplane.cli import main; main()"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+class Child:
+    """One `controlplane ...` process and its log."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.name, self.log, self.url = name, log, ""
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [*controlplane_command(), *args],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def wait_for(self, ready: Callable[[], bool], what: str, timeout: float = START_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            if not self.running():
+                raise DemoError(
+                    f"the {self.name} exited with code {self.proc.returncode} before {what}; "
+                    f"its log is {self.log}:\n{tail(self.log)}"
+                )
+            if time.monotonic() > deadline:
+                self.stop()
+                raise DemoError(f"the {self.name} did not {what} within {timeout:.0f} s; its log is {self.log}")
+            time.sleep(0.2)
+
+    def stop(self, grace: float = STOP_GRACE) -> int | None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+        return self.proc.returncode
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+class Stack:
+    """The children of one demo run, stopped in the reverse order of their start."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.children: list[Child] = []
+
+    def start(self, name: str, args: list[str], env: dict[str, str], *, ready: str) -> Child:
+        """A child that is ready once `ready` appears in its log."""
+        log = self.logs / f"{name}.log"
+        size = log.stat().st_size if log.exists() else 0
+        child = Child(name, args, env, log)
+        self.children.append(child)
+        child.wait_for(lambda: ready in log.read_text(errors="replace")[size:], f"said '{ready}'")
+        return child
+
+    def start_http(
+        self, name: str, args: list[str], env: dict[str, str], *, health: str, port: int | None = None
+    ) -> Child:
+        """A server on `port` (a free one when not given) that is ready once `health` answers 200.
+        A free port can be taken by someone else before the child binds it: then try another."""
+        for attempt in range(1 if port else 4):
+            chosen = port or free_port()
+            log = self.logs / f"{name}.log"
+            size = log.stat().st_size if log.exists() else 0
+            child = Child(name, [*args, "--port", str(chosen)], env, log)
+            child.url = f"http://127.0.0.1:{chosen}"
+            self.children.append(child)
+            try:
+                url = child.url + health
+                child.wait_for(lambda url=url: _answers(url), f"answer on {url}")  # type: ignore[misc]
+                return child
+            except DemoError:
+                lost_port = "address already in use" in log.read_text(errors="replace")[size:].lower()
+                self.children.remove(child)
+                if not lost_port or attempt == 3 or port:
+                    raise
+        raise DemoError(f"the {name} could not find a free port")  # pragma: no cover - loop returns or raises
+
+    def stop(self) -> dict[str, int | None]:
+        codes = {}
+        for child in reversed(self.children):
+            codes[child.name] = child.stop()
+        self.children.clear()
+        return codes
+
+    def __enter__(self) -> Stack:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def child_env(controlplane: dict[str, object], platform: dict[str, object]) -> dict[str, str]:
+    """The environment of a child: this one's, with the demo's `CONTROLPLANE_*` and `PLATFORM_*` values."""
+    env = dict(os.environ)
+    env.update({f"CONTROLPLANE_{k.upper()}": str(v) for k, v in controlplane.items() if v is not None})
+    env.update({f"PLATFORM_{k.upper()}": str(v) for k, v in platform.items() if v is not None})
+    return env
