@@ -29,8 +29,8 @@ $(FOCUS_STAMP): $(BIN)/python
 demo: $(STAMP)
 	$(BIN)/controlplane demo $(DEMO_ARGS)
 
-# Two test workers (pytest-xdist): the suite waits on processes and databases more than on the CPU.
-TEST_WORKERS ?= 2
+# Three test workers (pytest-xdist): the suite waits on processes, databases and the clock more than on the CPU.
+TEST_WORKERS ?= 3
 
 test: $(STAMP) $(FOCUS_STAMP)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --durations=20 $(PYTEST_ARGS)
