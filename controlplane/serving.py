@@ -1,4 +1,4 @@
-"""Serve an ASGI app with uvicorn in a background thread (the demo's collector, tests, benchmarks).
+"""Serve an ASGI app with uvicorn in a background thread (tests, benchmarks).
 
 Usage:
 

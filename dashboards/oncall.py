@@ -124,7 +124,11 @@ def _detail(status: SloStatus, days: int, at: str) -> None:
     history = data.alert_history(since, status.name)
     if history:
         st.dataframe(
-            [{k: h[k] for k in ("at", "severity", "state", "started_at", "burn_rates")} for h in history],
+            [
+                {k: h[k] for k in ("at", "severity", "state", "started_at")}
+                | {"burn rates": ", ".join(f"{w} {rate:.2f}x" for w, rate in h["burn_rates"].items())}
+                for h in history
+            ],
             hide_index=True,
         )
     else:

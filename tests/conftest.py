@@ -173,3 +173,17 @@ def store(store_settings: Settings) -> Iterator[Engine]:
     migrate_store(engine)
     yield engine
     engine.dispose()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Longest first: the demo's end-to-end runs, then the other slow tests, then the rest (each group
+    in its own order), so that on several workers the long ones overlap the many short ones instead
+    of running alone at the end."""
+    demo = Path(__file__).parent / "demo" / "test_demo.py"
+
+    def rank(item: pytest.Item) -> int:
+        if Path(str(item.fspath)) == demo:
+            return 0
+        return 1 if item.get_closest_marker("slow") else 2
+
+    items.sort(key=rank)

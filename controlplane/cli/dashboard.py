@@ -65,6 +65,8 @@ def dashboard(
         "false",
         "--server.fileWatcherType",
         "none",
+        "--client.toolbarMode",
+        "minimal",  # no "Deploy" or developer options: the people using it are not its developers
         *(["--secrets.files", str(secrets.resolve())] if secrets is not None else []),
     ]
     typer.echo(f"dashboard on http://{host}:{port}", err=True)

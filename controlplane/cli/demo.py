@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
-import shutil
+import signal
 import threading
 import time
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, Literal
 
 import typer
 
-from controlplane.cli.common import EXIT_CRITICAL, EXIT_OK, fail, format_option
+from controlplane.cli.common import EXIT_CRITICAL, EXIT_OK, EXIT_UNKNOWN, fail, format_option
 
 EXIT_INTERRUPTED = 130
 WorkDir = Annotated[
@@ -23,38 +24,8 @@ def _say(line: str) -> None:
     typer.echo(line, err=True)
 
 
-def _cleanup(workdir: Path, urls: dict[str, str], *, keep: bool, failed: bool) -> None:
-    """Without --keep, the demo's own SQLite files, keys and config go; the report and bundles stay."""
-    from controlplane.demo.run import is_own_file, remove_sqlite
-
-    kept = [str(workdir / "report.json"), str(workdir / "bundles")]
-    if keep:
-        _say(
-            f"kept everything under {workdir}/: `source {workdir}/env.sh` points controlplane commands at it "
-            f"(then `controlplane dashboard`; the logins are in {workdir}/logins.txt)"
-        )
-    else:
-        for url in urls.values():
-            if is_own_file(url, workdir):
-                remove_sqlite(url)
-        for name in ("keys", "config"):
-            shutil.rmtree(workdir / name, ignore_errors=True)
-        for name in ("env.sh", "logins.txt", "outbox.jsonl", "changes.jsonl"):
-            (workdir / name).unlink(missing_ok=True)
-        if failed:
-            kept.append(str(workdir / "logs"))
-        else:
-            shutil.rmtree(workdir / "logs", ignore_errors=True)
-        _say(f"kept {', '.join(k for k in kept if Path(k).exists())}; the databases were removed (--keep keeps them)")
-    if any(not is_own_file(url, workdir) for url in urls.values()):
-        _say("databases given by URL are left as they are")
-
-
-def _write_logins(path: Path, logins: dict[str, tuple[str, str]]) -> None:
-    """The dashboard users' passwords, readable by this user alone, for exploring the kept data later."""
-    path.touch(mode=0o600)
-    path.chmod(0o600)
-    path.write_text("".join(f"{name}\t{role}\t{password}\n" for name, (role, password) in logins.items()))
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 def demo(
@@ -62,14 +33,15 @@ def demo(
         float,
         typer.Option(
             help="Seconds of the derby-night crowd curve (build-up, the 15x off, the race, the drift away); "
-            "the lock-wait fault is held until the page fires, so the whole run takes a minute or two more.",
+            "SLIs count whole minutes and the lock wait is held until the page fires, so the whole run "
+            "takes 3 to 5 minutes.",
             min=30,
             max=1800,
         ),
     ] = 90.0,
     rate: Annotated[
         float, typer.Option(help="Baseline requests per second; the peak is 15 times this.", min=0.5, max=50)
-    ] = 3.0,
+    ] = 4.0,
     database_url: Annotated[
         str | None, typer.Option("--database-url", help="The platform's database (default: SQLite in --workdir).")
     ] = None,
@@ -81,43 +53,45 @@ def demo(
     ] = None,
     workdir: WorkDir = Path("var/demo"),
     no_dashboard: Annotated[bool, typer.Option("--no-dashboard", help="Exit after the report.")] = False,
-    dashboard_port: Annotated[int, typer.Option(help="The dashboard's port.", min=1, max=65535)] = 8501,
-    keep: Annotated[bool, typer.Option("--keep", help="Leave the databases and keys for exploration.")] = False,
+    dashboard_port: Annotated[
+        int, typer.Option(help="The dashboard's port (a free one if it is taken).", min=1, max=65535)
+    ] = 8501,
+    keep: Annotated[bool, typer.Option("--keep", help="Leave the databases, keys and logins for exploration.")] = False,
     fmt: Annotated[Literal["table", "json"], format_option("table", "json")] = "table",
 ) -> None:
     """Derby night in one command: platform, collector and scheduler as child processes, a pre-kickoff
     checklist, the 15x spike, a game day (cache off, broker slow, lock wait), settlement, a signed
-    checkpoint, proof bundles verified offline, a report; then the dashboard.
+    checkpoint, proof bundles verified offline, a report; then the dashboard until Ctrl-C.
 
     Exit 0 when the ledger balances, the audit log verifies and both bundles verify offline; 2 when not;
-    3 when the demo could not run; 130 when interrupted."""
+    3 when the demo could not run; 130 when interrupted before the report."""
     from controlplane.demo.render import render_report
-    from controlplane.demo.run import DemoOptions, Running, prepare_workdir, run_demo, start_dashboard, start_stack
+    from controlplane.demo.run import DemoOptions, Running, run_demo, start_dashboard, start_stack
     from controlplane.demo.stack import DemoError
+    from controlplane.demo.workdir import clean_up, prepare, write_env, write_logins
 
     options = DemoOptions(
-        workdir=workdir,
-        duration=duration,
-        rate=rate,
-        database_url=database_url,
-        store_url=store_url,
+        workdir=workdir, duration=duration, rate=rate, database_url=database_url, store_url=store_url,
         audit_url=audit_url,
-    )
-    stop = threading.Event()
-    running: Running | None = None
-    failed, code = True, EXIT_CRITICAL
+    )  # fmt: skip
     try:
-        urls = prepare_workdir(options)
+        urls = prepare(workdir, database_url=database_url, store_url=store_url, audit_url=audit_url)
     except DemoError as exc:
         raise fail(str(exc)) from None
+    # A terminal closed or a `kill` ends the demo as Ctrl-C does: children stopped, then clean-up.
+    handlers = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    stop = threading.Event()
+    running: Running | None = None
+    failed, code, reported = True, EXIT_CRITICAL, False
     try:
         running = start_stack(options, urls, _say)
+        write_env(workdir, running.env)
+        if keep:
+            write_logins(workdir, running.logins)
         report = run_demo(options, running, say=_say, stop=stop)
         data = report.to_dict()
         typer.echo(json.dumps(data, indent=2, default=str) if fmt == "json" else render_report(data))
-        failed, code = not report.ok, EXIT_OK if report.ok else EXIT_CRITICAL
-        if keep:
-            _write_logins(workdir / "logins.txt", running.logins)
+        failed, code, reported = not report.ok, EXIT_OK if report.ok else EXIT_CRITICAL, True
         if not no_dashboard:
             dashboard = start_dashboard(running, dashboard_port)
             _say("")
@@ -126,18 +100,35 @@ def demo(
                 _say(f"  {role:<10} username {name:<16} password {password}")
             while dashboard.running():
                 time.sleep(0.5)
+            _say(f"the dashboard stopped (exit code {dashboard.proc.returncode}); its log is {dashboard.log}")
     except KeyboardInterrupt:
         stop.set()
-        _say("interrupted: stopping the demo's processes")
-        code = EXIT_INTERRUPTED
+        if reported:  # Ctrl-C is how the dashboard is closed: the run's outcome stands
+            _say("stopping the dashboard and the demo's processes")
+        else:
+            _say("interrupted: stopping the demo's processes")
+            code = EXIT_INTERRUPTED
     except DemoError as exc:
         _say(f"error: {exc}")
-        code = 3
+        code = code if reported else EXIT_UNKNOWN  # a dashboard that cannot start leaves the report's code
     except Exception as exc:  # a bug or an environment problem: say what, point at the logs, no traceback
         _say(f"error: the demo failed: {type(exc).__name__}: {exc}; the processes' logs are in {workdir / 'logs'}")
-        code = 3
+        code = code if reported else EXIT_UNKNOWN
     finally:
-        if running is not None:
-            running.stack.stop()
-        _cleanup(workdir, urls, keep=keep, failed=failed)
+        # A second Ctrl-C (or a kill) must not cut the clean-up short.
+        previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+        try:
+            if running is not None:
+                running.stack.stop()
+            kept = clean_up(workdir, urls, keep=keep, failed=failed)
+            if keep:
+                _say(
+                    f"kept everything under {workdir}/: `source {workdir}/env.sh` points controlplane commands at "
+                    f"it (then `controlplane dashboard`, with the logins in {workdir}/logins.txt)"
+                )
+            else:
+                _say(f"kept: {', '.join(kept)}; the demo's own databases were removed (--keep keeps them)")
+        finally:
+            for sig, handler in (previous | handlers).items():
+                signal.signal(sig, handler)
     raise typer.Exit(code)

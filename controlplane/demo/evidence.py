@@ -83,6 +83,7 @@ def _bundle(log: Any, ring: Any, what: str, seqs: list[int], path: Path) -> Bund
 def gather_evidence(settings: Settings, bundles: Path, *, bet_id: int | None, checklist_run: str | None) -> Evidence:
     """Sign a checkpoint of everything logged so far, verify, check the money, export and verify bundles."""
     evidence = Evidence()
+    bundles.mkdir(parents=True, exist_ok=True)
     log, ring = open_audit(settings)
     try:
         log.checkpoint()
@@ -108,6 +109,12 @@ def gather_evidence(settings: Settings, bundles: Path, *, bet_id: int | None, ch
                     lambda: seqs_for_checklist_run(log, checklist_run),
                     bundles / f"checklist-run-{checklist_run}.json",
                 )
+            )
+        if bet_id is None:
+            evidence.bundles.append(BundleCheck(what="a bet", path="", output="no bet was accepted, so none to prove"))
+        if checklist_run is None:
+            evidence.bundles.append(
+                BundleCheck(what="the checklist run", path="", output="the checklist did not run before kickoff")
             )
         for what, seqs, path in wanted:
             try:

@@ -7,7 +7,7 @@ Usage:
     with GameDay(platform_url, admin_token) as day:
         day.undercard()
         record = day.set_fault(step)
-        day.clear_fault(record, why="the page fired")
+        day.clear_fault(record, because="the page alert fired")
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ from types import TracebackType
 from typing import Any
 
 import httpx
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
 from controlplane.clock import as_utc, utcnow
 from controlplane.demo.plan import FaultStep
 from controlplane.demo.seed import GAMEDAY
-from controlplane.scheduler.tables import transitions_t
+from controlplane.scheduler.tables import snapshots_t
 from controlplane.storage import reader
 from sample_platform.client import PlatformClient
 
@@ -75,9 +75,12 @@ class GameDay:
     ) -> None:
         self.close()
 
-    def _call(self, method: str, path: str, *, ok: tuple[int, ...] = (200, 201), **kwargs: Any) -> Any:
+    def _call(
+        self, method: str, path: str, *, ok: tuple[int, ...] = (200, 201), deadline: float = ADMIN_DEADLINE,
+        **kwargs: Any,
+    ) -> Any:  # fmt: skip
         """An admin call, retried while the platform is busy (503, e.g. a lock-wait fault) or unreachable."""
-        deadline = time.monotonic() + ADMIN_DEADLINE
+        deadline = time.monotonic() + deadline
         while True:
             try:
                 response = self.http.request(method, path, **kwargs)
@@ -124,23 +127,30 @@ class GameDay:
         record.cleared_at, record.cleared_by, record.cleared_because = utcnow(), GAMEDAY, because
 
     def clear_all(self, *, because: str) -> None:
+        """Every fault on the platform cleared (also one whose setting was interrupted), in one call
+        with a short deadline; a fault left behind ends by its TTL anyway."""
+        try:
+            self._call("DELETE", "/v1/admin/faults", params={"actor": GAMEDAY}, deadline=10.0)
+        except RuntimeError:
+            return
         for record in self.faults:
             if record.cleared_at is None:
-                try:
-                    self.clear_fault(record, because=because)
-                except RuntimeError:
-                    pass  # the fault's TTL ends it anyway
+                record.cleared_at, record.cleared_by, record.cleared_because = utcnow(), GAMEDAY, because
 
 
-def page_fired(store: Engine, *, since: datetime, slo: str = PAGED_SLO) -> datetime | None:
-    """When the page alert of `slo` started firing at or after `since` (its minute), if it has."""
-    t = transitions_t
-    query = (
-        select(t.c.at)
-        .where(t.c.slo == slo, t.c.severity == "page", t.c.state == "firing", t.c.at >= as_utc(since))
-        .order_by(t.c.at)
-        .limit(1)
-    )
+def paging_since(store: Engine, *, since: datetime, slo: str = PAGED_SLO) -> bool:
+    """Whether an evaluation at or after `since` (the end of the minutes it judged) found `slo` paging."""
+    t = snapshots_t
+    query = select(t.c.at).where(t.c.slo == slo, t.c.at >= as_utc(since), t.c.page.is_(True)).limit(1)
     with reader(store).connect() as conn:
-        found = conn.execute(query).scalar()
-    return as_utc(found) if found is not None else None
+        return conn.execute(query).first() is not None
+
+
+def page_state(store: Engine) -> list[str]:
+    """The SLOs paging in the newest evaluation."""
+    t = snapshots_t
+    with reader(store).connect() as conn:
+        newest = conn.execute(select(func.max(t.c.at))).scalar()
+        if newest is None:
+            return []
+        return sorted(conn.execute(select(t.c.slo).where(t.c.at == newest, t.c.page.is_(True))).scalars())

@@ -9,11 +9,12 @@ Usage:
 SLIs are counted per minute and SLO windows hold only complete minutes, so two moments are placed
 on minute boundaries rather than at fixed offsets:
 - the checklist's budget gates need a complete minute holding bets, logins and a settlement: the
-  undercard settles before the load starts, and the checklist runs once a minute with at least
+  undercard settles before `start`, and the checklist runs once a minute with at least
   `WARM_UP` seconds of load has ended and its telemetry has arrived (`settle_lag`);
 - the lock-wait fault starts early enough in a minute (by second `LOCK_LATEST_SECOND`) that the
   minute ends with a large share of failed bets, so the next evaluation can page; the fault is then
-  held until the page fires, for at most `LOCK_MAX_HOLD` seconds.
+  held until the page fires, or until the second minute after it was set has been judged too
+  (`page_deadline`: one more chance on a busy machine), whichever comes first.
 """
 
 from __future__ import annotations
@@ -24,11 +25,11 @@ from datetime import datetime, timedelta
 from controlplane.clock import as_utc
 
 MIN_DURATION, MAX_DURATION = 30, 1800
-WARM_UP = 30.0  # seconds of load at least before the checklist's minute ends (a warm risk cache)
+WARM_UP = 40.0  # seconds of load at least before the checklist's minute ends (a warm risk cache)
 CHECKLIST_LEAD = 25  # the pre-kickoff checklist runs this long before kickoff ("T-1h", scaled)
 CHECKLIST_OFFSET = f"{CHECKLIST_LEAD}s"  # the scheduler's checklist offset in the demo
 LOCK_LATEST_SECOND = 35  # the lock-wait fault starts at most this many seconds into a minute
-LOCK_MAX_HOLD = 100.0  # seconds the lock-wait fault is held at most, waiting for the page
+PAGE_SLACK = 10.0  # seconds past the judgement of the second faulted minute before giving up on the page
 AFTER_CLEAR = 4.0  # seconds of load after the last fault is cleared, before the arrivals stop
 
 
@@ -36,7 +37,7 @@ AFTER_CLEAR = 4.0  # seconds of load after the last fault is cleared, before the
 class FaultStep:
     kind: str
     start: datetime
-    hold: float  # seconds; for `until_page`, the longest hold
+    hold: float  # seconds; for `until_page`, the longest hold (see `page_deadline`)
     reason: str
     options: dict[str, object] = field(default_factory=dict)
     until_page: bool = False  # cleared as soon as the page alert fires
@@ -44,7 +45,7 @@ class FaultStep:
 
 @dataclass(frozen=True)
 class DemoPlan:
-    start: datetime  # the load starts (players log in, the build-up at the baseline rate)
+    start: datetime  # the load is started (its setup, then the build-up at the baseline rate)
     checklist_at: datetime  # the scheduler's pre-kickoff run is due
     kickoff: datetime  # the derby's off: the crowd ramps up to 15x
     curve_start: datetime  # t = 0 of the derby-night curve (`lead_in` seconds after `start`)
@@ -79,6 +80,13 @@ def early_in_a_minute(moment: datetime, latest_second: int = LOCK_LATEST_SECOND)
     return next_minute(moment) + timedelta(seconds=1)
 
 
+def page_deadline(set_at: datetime, settle_lag: float) -> datetime:
+    """Until when a fault set at `set_at` is held waiting for the page: the minute it was set in and
+    the next one each get judged (`settle_lag` after they end), plus `PAGE_SLACK`."""
+    floor = as_utc(set_at).replace(second=0, microsecond=0)
+    return floor + timedelta(minutes=2, seconds=settle_lag + PAGE_SLACK)
+
+
 def plan_demo(now: datetime, *, duration: float = 120.0, settle_lag: float = 15.0) -> DemoPlan:
     """The timeline for a load starting at `now` whose derby-night curve lasts `duration` seconds.
 
@@ -106,12 +114,12 @@ def plan_demo(now: datetime, *, duration: float = 120.0, settle_lag: float = 15.
         FaultStep(
             "lock_wait",
             lock_at,
-            LOCK_MAX_HOLD,
+            (page_deadline(lock_at, settle_lag) - lock_at).total_seconds(),
             "game day: a long transaction holds the ledger lock; held until the page fires",
             until_page=True,
         ),
     )
-    latest_end = lock_at + timedelta(seconds=LOCK_MAX_HOLD + AFTER_CLEAR)
+    latest_end = page_deadline(lock_at, settle_lag) + timedelta(seconds=AFTER_CLEAR)
     latest_end = max(latest_end, curve_start + timedelta(seconds=duration))
     return DemoPlan(
         start=start,

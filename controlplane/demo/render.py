@@ -82,7 +82,8 @@ def render_report(data: dict[str, Any]) -> str:
     add("Bets (what the load generator saw)")
     add(
         f"  placed {load['bets_placed']}, idempotent replays {load['replays']}, client retries {load['retries']}, "
-        f"shed (503) {load['shed_503']}, unknown at the end {load['bets_unknown']}"
+        f"shed {load['shed']}, refused while the database was locked {load['database_busy']}, "
+        f"unknown at the end {load['bets_unknown']}"
     )
     add(
         f"  markets settled {load['markets_settled']}: won {load['bets_won']}, lost {load['bets_lost']}, "
@@ -101,9 +102,15 @@ def render_report(data: dict[str, Any]) -> str:
     bets = audit.get("money_bets", 0)
     add(f"  verification {_yes(audit.get('verified'))}{problem}; money check {money} over {bets} bets")
     for b in audit.get("bundles", []):
+        if not b["path"] or not b["entries"]:
+            add(f"  bundle for {b['what']}: FAILED: {b['output']}")
+            continue
         add(f"  bundle for {b['what']}: {b['entries']} entries, offline check {_yes(b['verified'])} ({b['path']})")
-    if audit.get("bundles"):
-        add(f"    verify it yourself: {audit['bundles'][0]['command']}")
+        if not b["verified"]:
+            add(f"    the verifier said: {b['output']}")
+    commands = [b["command"] for b in audit.get("bundles", []) if b["command"]]
+    if commands:
+        add(f"    verify it yourself: {commands[0]}")
 
     ledger = data["ledger"]
     add("")

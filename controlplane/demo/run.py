@@ -12,7 +12,8 @@ through the control plane's APIs.
 
 Usage:
 
-    report = run_demo(DemoOptions(duration=120), say=print)
+    running = start_stack(options, prepare(...), say=print)     # controlplane.demo.workdir.prepare
+    report = run_demo(options, running, say=print, stop=threading.Event())
     report.ok
 """
 
@@ -20,9 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import secrets
-import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -31,15 +30,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
-from sqlalchemy import Engine, func, inspect, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.engine import make_url
 
 from controlplane.checklist.records import list_runs
-from controlplane.clock import utcnow
+from controlplane.clock import as_utc, parse_duration, utcnow
 from controlplane.demo.evidence import gather_evidence
-from controlplane.demo.gameday import FaultRecord, GameDay, page_fired
-from controlplane.demo.plan import AFTER_CLEAR, DemoPlan, plan_demo
+from controlplane.demo.gameday import FaultRecord, GameDay, page_state, paging_since
+from controlplane.demo.plan import AFTER_CLEAR, DemoPlan, page_deadline, plan_demo
 from controlplane.demo.report import (
     DemoReport,
     alert_section,
@@ -48,8 +46,18 @@ from controlplane.demo.report import (
     load_section,
     slo_section,
 )
-from controlplane.demo.seed import EVALUATION_DELAY, EVENT, DemoFiles, seed_people, write_config, write_events
+from controlplane.demo.seed import (
+    EVALUATION_DELAY,
+    EVALUATION_EVERY,
+    EVENT,
+    DemoFiles,
+    point_costs_at,
+    seed_people,
+    write_config,
+    write_events,
+)
 from controlplane.demo.stack import Child, DemoError, Stack, child_env, free_port
+from controlplane.scraped import latest
 from controlplane.settings import Settings
 from controlplane.slo import floor_minute
 from controlplane.storage import make_engine, reader
@@ -60,17 +68,18 @@ from sample_platform.loadgen import LoadConfig, LoadReport, run_load_async
 
 PROGRESS_EVERY = 5.0
 DRAIN_TIMEOUT = 180.0
+STOP_LOAD_TIMEOUT = 30.0  # seconds the load thread gets to end after an interruption
 
 
 @dataclass
 class DemoOptions:
     workdir: Path = Path("var/demo")
     duration: float = 90.0
-    rate: float = 3.0
+    rate: float = 4.0
     database_url: str | None = None  # the platform's database
     store_url: str | None = None
     audit_url: str | None = None
-    config_dir: Path = Path("config")
+    config_dir: Path = Path(__file__).resolve().parents[2] / "config"
     seed: int = 7
 
 
@@ -87,79 +96,52 @@ class Running:
     platform_database_url: str
 
 
-def _sqlite_file(url: str) -> Path | None:
-    parsed = make_url(url)
-    return Path(parsed.database) if parsed.get_backend_name() == "sqlite" and parsed.database else None
-
-
-def is_own_file(url: str, workdir: Path) -> bool:
-    """A SQLite file of the demo's own, in its work directory (the demo may delete it)."""
-    path = _sqlite_file(url)
-    return path is not None and path.resolve().parent == workdir.resolve()
-
-
-def remove_sqlite(url: str) -> None:
-    path = _sqlite_file(url)
-    if path is not None:
-        for suffix in ("", "-wal", "-shm", "-journal"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
-
-
-def prepare_workdir(options: DemoOptions) -> dict[str, str]:
-    """The three database URLs; the demo's own SQLite files from an earlier run are removed first."""
-    work = options.workdir
-    urls = {
-        "platform": options.database_url or f"sqlite:///{work / 'platform.db'}",
-        "store": options.store_url or f"sqlite:///{work / 'store.db'}",
-        "audit": options.audit_url or f"sqlite:///{work / 'audit.db'}",
-    }
-    work.mkdir(parents=True, exist_ok=True)
-    for name in ("keys", "logs", "bundles", "config"):
-        shutil.rmtree(work / name, ignore_errors=True)
-    for name in ("report.json", "env.sh", "logins.txt", "outbox.jsonl", "changes.jsonl"):
-        (work / name).unlink(missing_ok=True)
-    for which, url in urls.items():
-        if is_own_file(url, work):
-            remove_sqlite(url)
-        else:
-            _refuse_used(which, url)
-    return urls
-
-
-def _refuse_used(which: str, url: str) -> None:
-    """A database given by URL must not hold an earlier run: its SLIs and alerts would mix with this one."""
-    marker = {"platform": "accounts", "store": "sli_buckets", "audit": "audit_entries"}[which]
-    engine = make_engine(url)
-    try:
-        with engine.connect() as conn:
-            if not inspect(conn).has_table(marker):
-                return
-            rows = conn.execute(select(func.count()).select_from(table_named(conn, marker))).scalar_one()
-    except Exception as exc:  # an unreachable server or a bad URL: say which and why
-        raise DemoError(f"the {which} database ({make_url(url).render_as_string(hide_password=True)}): {exc}") from None
-    finally:
-        engine.dispose()
-    if rows:
-        shown = make_url(url).render_as_string(hide_password=True)
-        raise DemoError(
-            f"the {which} database {shown} already holds data ({rows} rows in {marker}); the demo needs empty "
-            "databases so that its alerts and costs are its own: create new ones (e.g. `createdb demo_platform`)"
-        )
-
-
-def table_named(conn: Any, name: str) -> Any:
-    from sqlalchemy import MetaData, Table
-
-    return Table(name, MetaData(), autoload_with=conn)
-
-
 def start_stack(options: DemoOptions, urls: dict[str, str], say: Callable[[str], None]) -> Running:
-    work = options.workdir
+    """The collector, the platform and the scheduler, on the demo's files and databases; the dashboard's
+    users and the people the checklist asks about, seeded."""
+    work = options.workdir.resolve()
     files = write_config(work / "config", source=options.config_dir)
     admin_token, collector_token = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
-    platform_port = free_port()
-    platform_url = f"http://127.0.0.1:{platform_port}"
-    cp: dict[str, Any] = {
+    stack = Stack(work / "logs")
+    try:
+        for attempt in range(3):  # the platform's port is chosen before the collector (which scrapes it) starts
+            platform_url = f"http://127.0.0.1:{free_port()}"
+            point_costs_at(files, f"{platform_url}/metrics")
+            cp = _controlplane_settings(work, urls, files, collector_token, admin_token, platform_url)
+            env = child_env(cp, {})
+            collector = stack.start_http("collector", ["collector", "serve"], env, health="/healthz")
+            platform = _platform_settings(work, urls, admin_token, collector_token, collector.url)
+            try:
+                stack.start_http(
+                    "platform", ["platform", "serve"], child_env(cp, platform), health="/v1/health",
+                    port=int(platform_url.rsplit(":", 1)[1]), fallback=False,
+                )  # fmt: skip
+                break
+            except DemoError:
+                stack.stop()  # the port was taken meanwhile (or the platform failed): both again
+                if attempt == 2:
+                    raise
+        say(f"collector (OTLP/HTTP, scraper) on {collector.url}")
+        say(f"platform on {platform_url} ({make_url(urls['platform']).render_as_string(hide_password=True)})")
+        settings = Settings(**cp)
+        store = make_engine(settings.store_url, **settings.engine_options())
+        try:
+            migrate_store(store)
+            logins = seed_people(settings, store)
+        finally:
+            store.dispose()
+        stack.start("scheduler", ["scheduler"], env, ready="scheduler started")
+        say(f"scheduler running: SLOs every {EVALUATION_EVERY}, checklists before kickoff, checkpoints every 30 s")
+    except BaseException:
+        stack.stop()
+        raise
+    return Running(stack, settings, files, env, logins, platform_url, urls["platform"])
+
+
+def _controlplane_settings(
+    work: Path, urls: dict[str, str], files: DemoFiles, collector_token: str, admin_token: str, platform_url: str
+) -> dict[str, Any]:
+    return {
         "environment": "development",
         "store_url": urls["store"],
         "audit_url": urls["audit"],
@@ -178,63 +160,45 @@ def start_stack(options: DemoOptions, urls: dict[str, str], say: Callable[[str],
         "outbox_sink": "audit",
         "change_log_path": work / "changes.jsonl",
     }
-    stack = Stack(work / "logs")
-    try:
-        env = child_env(cp, {})
-        collector = stack.start_http("collector", ["collector", "serve"], env, health="/healthz")
-        say(f"collector (OTLP/HTTP, scraper) on {collector.url}")
-        platform = {
-            "environment": "development",
-            "database_url": urls["platform"],
-            "admin_token": admin_token,
-            "otlp_endpoint": collector.url,
-            "otlp_headers": f"Authorization=Bearer%20{collector_token}",
-            "otlp_metric_interval_seconds": 2,
-            "outbox_sink_path": work / "outbox.jsonl",
-            "outbox_relay_interval_seconds": 0.2,
-            "odds_stream_port": 0,
-            # Risk features are trusted for two minutes on the night (one platform process, so no lag).
-            "risk_cache_ttl_seconds": 120,
-        }
-        stack.start_http(
-            "platform", ["platform", "serve"], child_env(cp, platform), health="/v1/health", port=platform_port
-        )
-        say(f"platform on {platform_url} ({make_url(urls['platform']).render_as_string(hide_password=True)})")
-        settings = Settings(**cp)
-        store = make_engine(settings.store_url, **settings.engine_options())
-        try:
-            migrate_store(store)
-            logins = seed_people(settings, store)
-        finally:
-            store.dispose()
-        stack.start("scheduler", ["scheduler"], env, ready="scheduler started")
-        say("scheduler running: SLOs every 2 s, checklists before kickoff, checkpoints every 30 s")
-    except BaseException:
-        stack.stop()
-        raise
-    return Running(stack, settings, files, env, logins, platform_url, urls["platform"])
+
+
+def _platform_settings(
+    work: Path, urls: dict[str, str], admin_token: str, collector_token: str, collector_url: str
+) -> dict[str, Any]:
+    return {
+        "environment": "development",
+        "database_url": urls["platform"],
+        "admin_token": admin_token,
+        "otlp_endpoint": collector_url,
+        "otlp_headers": f"Authorization=Bearer%20{collector_token}",
+        "otlp_metric_interval_seconds": 2,
+        "outbox_sink_path": work / "outbox.jsonl",
+        "outbox_relay_interval_seconds": 0.2,
+        "odds_stream_port": 0,
+        # Risk features are trusted for two minutes on the night (one platform process, so no lag).
+        "risk_cache_ttl_seconds": 120,
+    }
 
 
 def start_load(
     running: Running, plan: DemoPlan, options: DemoOptions, stop: threading.Event
 ) -> tuple[threading.Thread, dict]:
-    """The derby-night load in a thread of its own; `box` receives its report, its error, its progress."""
+    """The derby-night load in a thread of its own; `box` receives its report, its error, its progress.
+    The curve is anchored on the wall clock, so the game day meets it where the plan says."""
     box: dict[str, Any] = {}
-    lead_in = max(0.0, (plan.curve_start - utcnow()).total_seconds())
+    token = running.settings.platform_admin_token
     config = LoadConfig(
         target=running.platform_url,
         profile="derby-night",
         duration=plan.curve_seconds,
         rate=options.rate,
-        admin_token=running.settings.platform_admin_token.get_secret_value()
-        if running.settings.platform_admin_token
-        else None,
-        players=10,
-        markets=4,
+        admin_token=token.get_secret_value() if token else None,
+        players=8,
+        markets=3,
         sse_subscribers=3,
         seed=options.seed,
         settle_timeout=90.0,
-        lead_in_seconds=lead_in,
+        curve_at=plan.curve_start.timestamp(),
         extend_seconds=plan.extend,
     )
 
@@ -253,10 +217,14 @@ def start_load(
 
 
 class Clock:
-    """Waits on the wall clock, saying what is happening every few seconds."""
+    """Waits on the wall clock, saying what is happening every few seconds, and stops the demo with
+    the reason when a child process or the load generator dies."""
 
-    def __init__(self, plan: DemoPlan, box: dict, store: Engine, faults: list[FaultRecord], say: Callable[[str], None]):
-        self.plan, self.box, self.store, self.faults, self.say = plan, box, store, faults, say
+    def __init__(
+        self, plan: DemoPlan, box: dict, running: Running, store: Engine, faults: list[FaultRecord],
+        say: Callable[[str], None],
+    ) -> None:  # fmt: skip
+        self.plan, self.box, self.running, self.store, self.faults, self.say = plan, box, running, store, faults, say
         self.last = 0.0
         self.phase = "build-up"
         self.checklist_seen = False
@@ -264,6 +232,7 @@ class Clock:
     def tick(self) -> None:
         if "error" in self.box:
             raise DemoError(f"the load generator failed: {self.box['error']}")
+        self.running.stack.check()
         if time.monotonic() - self.last < PROGRESS_EVERY:
             return
         self.last = time.monotonic()
@@ -275,11 +244,11 @@ class Clock:
                 self.say(f"pre-kickoff checklist: {run['decision'].upper()} {run['counts']} (run {run['run_id']})")
         snap = self.box.get("progress", {})
         active = [f.kind for f in self.faults if f.cleared_at is None]
-        paged = page_fired(self.store, since=floor_minute(self.plan.start))
+        paging = page_state(self.store)
         self.say(
             f"[{self.plan.at(utcnow()):5.0f}s] {self.phase:<22} offered {snap.get('offered_rate', 0):5.1f}/s  "
             f"bets {snap.get('bets_accepted', 0):>5}  errors {snap.get('errors', 0):>4}  "
-            f"faults {','.join(active) or '-':<12} page {'FIRING' if paged else '-'}"
+            f"faults {','.join(active) or '-':<12} paging {','.join(paging) or '-'}"
         )
 
     def until(self, moment: datetime, *, done: Callable[[], bool] | None = None) -> bool:
@@ -292,8 +261,8 @@ class Clock:
         return bool(done and done())
 
 
-def play(running: Running, plan: DemoPlan, clock: Clock, gameday: GameDay, report: DemoReport) -> None:
-    """The script, on the plan's clock: the undercard, the checklist, the kickoff, the game day."""
+def play(plan: DemoPlan, clock: Clock, gameday: GameDay, settle_lag: float) -> None:
+    """The script, on the plan's clock: the checklist (the scheduler's), the kickoff, the game day."""
     say = clock.say
     clock.phase = "build-up"
     say(f"the pre-kickoff checklist is due at {plan.checklist_at:%H:%M:%S} (kickoff {plan.kickoff:%H:%M:%S})")
@@ -305,28 +274,31 @@ def play(running: Running, plan: DemoPlan, clock: Clock, gameday: GameDay, repor
         clock.phase = f"game day: {step.kind}"
         say(f"fault set: {step.kind} by {record.set_by} ({step.reason})")
         if step.until_page:
-            since = floor_minute(record.set_at)
+            # Only a judgement of a minute the fault was in can count: the first ends after the set.
+            judged_from = floor_minute(record.set_at) + timedelta(minutes=1)
+            deadline = page_deadline(record.set_at, settle_lag)
             paged = clock.until(
-                record.set_at + timedelta(seconds=step.hold),
-                done=lambda since=since: page_fired(clock.store, since=since) is not None,  # type: ignore[misc]
+                deadline,
+                done=lambda since=judged_from: paging_since(clock.store, since=since),  # type: ignore[misc]
             )
-            because = "the page alert fired" if paged else f"no page within {step.hold:.0f} s"
+            waited = (deadline - record.set_at).total_seconds()
+            because = "the page alert fired" if paged else f"no page within {waited:.0f} s"
         else:
             clock.until(record.set_at + timedelta(seconds=step.hold))
             because = "its slot in the game day ended"
         gameday.clear_fault(record, because=because)
         say(f"fault cleared: {step.kind} ({because})")
     clock.phase = "after the game day"
-    clock.until(utcnow() + timedelta(seconds=AFTER_CLEAR))
+    curve_end = plan.curve_start + timedelta(seconds=plan.curve_seconds)  # the crowd drifts away to the end
+    clock.until(max(utcnow() + timedelta(seconds=AFTER_CLEAR), curve_end))
 
 
-def _outbox_depth(platform_url: str) -> float | None:
-    try:
-        text = httpx.get(f"{platform_url}/metrics", timeout=10).text
-    except httpx.HTTPError:
-        return None
-    found = re.search(r"^platform_outbox_depth (\S+)$", text, re.M)
-    return float(found.group(1)) if found else None
+def _outbox_depth(store: Engine, since: datetime) -> float | None:
+    """The platform's outbox depth as the collector last scraped it, if scraped after `since`."""
+    for sample in latest(store, name="platform_outbox_depth"):
+        if as_utc(sample["time"]) >= since:
+            return float(sample["value"])
+    return None
 
 
 def _settlement_events(store: Engine) -> int:
@@ -335,20 +307,24 @@ def _settlement_events(store: Engine) -> int:
         return int(conn.execute(select(func.sum(t.c.total)).where(t.c.slice == "settlement")).scalar() or 0)
 
 
-def wait_for_full_time(running: Running, store: Engine, settlements: int, say: Callable[[str], None]) -> list[str]:
-    """Until the outbox is delivered to the audit log and the settlements' telemetry reached the store."""
+def wait_for_full_time(store: Engine, settlements: int, say: Callable[[str], None], clock: Clock) -> list[str]:
+    """Until the outbox is delivered to the audit log (the scraped depth is 0) and the settlements'
+    telemetry reached the store."""
     notes = []
-    deadline = time.monotonic() + DRAIN_TIMEOUT
-    while (depth := _outbox_depth(running.platform_url)) != 0 and time.monotonic() < deadline:
+    since, deadline = utcnow(), time.monotonic() + DRAIN_TIMEOUT
+    while (depth := _outbox_depth(store, since)) != 0 and time.monotonic() < deadline:
+        clock.tick()
         time.sleep(0.5)
     if depth != 0:
-        notes.append(f"the outbox still held {depth} events after {DRAIN_TIMEOUT:.0f} s")
+        notes.append(f"the outbox still held {depth} undelivered events after {DRAIN_TIMEOUT:.0f} s")
     deadline = time.monotonic() + 60
-    while _settlement_events(store) < settlements and time.monotonic() < deadline:
+    while (seen := _settlement_events(store)) < settlements and time.monotonic() < deadline:
         time.sleep(0.5)
-    if _settlement_events(store) < settlements:
-        notes.append("not every settlement's telemetry reached the collector within 60 s")
-    say("outbox delivered to the audit log; telemetry in")
+    if seen < settlements:
+        notes.append(f"{settlements - seen} settlements' telemetry had not reached the collector after 60 s")
+    say(
+        "full time: " + ("; ".join(notes) if notes else "the outbox is delivered to the audit log, the telemetry is in")
+    )
     return notes
 
 
@@ -362,70 +338,62 @@ def ledger_check(url: str) -> dict[str, Any]:
     return {"ok": check.ok, "transactions": check.transactions, "problems": check.problems[:10]}
 
 
-def write_env(running: Running, path: Path) -> None:
-    """`source var/demo/env.sh` points every `controlplane` command at the demo's data."""
-    lines = [
-        f"export {k}={json.dumps(v)}"
-        for k, v in sorted(running.env.items())
-        if k.startswith("CONTROLPLANE_") and not k.endswith(("TOKENS", "ADMIN_TOKEN"))
-    ]
-    path.write_text("\n".join(lines) + "\n")
-
-
 def run_demo(
     options: DemoOptions, running: Running, *, say: Callable[[str], None], stop: threading.Event
 ) -> DemoReport:
-    """The whole derby night on a started stack; Ctrl-C (KeyboardInterrupt) propagates after the faults
-    are cleared and the load is told to stop."""
+    """The whole derby night on a started stack. On Ctrl-C (KeyboardInterrupt) or a failure, the load
+    is told to stop, every fault is cleared and the load thread is given time to end before the
+    exception propagates."""
     settings = running.settings
+    settle_lag = parse_duration(EVALUATION_DELAY).total_seconds() + 5
     store = make_engine(settings.store_url, **settings.engine_options())
-    plan = plan_demo(utcnow(), duration=options.duration, settle_lag=_seconds(EVALUATION_DELAY) + 5)
-    write_events(running.files, plan)
-    report = DemoReport(plan=plan)
-    gameday = GameDay(running.platform_url, settings.platform_admin_token.get_secret_value())  # type: ignore[union-attr]
-    report.undercard = gameday.undercard()
-    say(f"the undercard settled before the event: {report.undercard['settlement']}")
-    thread, box = start_load(running, plan, options, stop)
-    say(f"derby night: kickoff at {plan.kickoff:%H:%M:%S} UTC; the load runs until the game day is over")
-    clock = Clock(plan, box, store, gameday.faults, say)
     try:
-        play(running, plan, clock, gameday, report)
+        plan = plan_demo(utcnow(), duration=options.duration, settle_lag=settle_lag)
+        write_events(running.files, plan)
+        report = DemoReport(plan=plan)
+        token = settings.platform_admin_token.get_secret_value() if settings.platform_admin_token else ""
+        with GameDay(running.platform_url, token) as gameday:
+            report.undercard = gameday.undercard()
+            say(f"the undercard settled before the event: {report.undercard['settlement']}")
+            thread, box = start_load(running, plan, options, stop)
+            say(f"derby night: kickoff at {plan.kickoff:%H:%M:%S} UTC; the load runs until the game day is over")
+            clock = Clock(plan, box, running, store, gameday.faults, say)
+            try:
+                play(plan, clock, gameday, settle_lag)
+                stop.set()
+                clock.phase = "full time: settling"
+                while thread.is_alive():
+                    clock.tick()
+                    thread.join(timeout=0.5)
+            except BaseException:
+                stop.set()
+                say("stopping the load and clearing the faults")
+                gameday.clear_all(because="the demo stopped")
+                thread.join(timeout=STOP_LOAD_TIMEOUT)
+                raise
+            report.faults = [f.to_dict(plan.start) for f in gameday.faults]
+        if "error" in box:
+            raise DemoError(f"the load generator failed: {box['error']}")
+        load: LoadReport = box["report"]
+        report.load = load_section(load.to_dict())
+        report.notes += wait_for_full_time(store, len(load.settlements) + 1, say, clock)
+        end = utcnow()
+        report.checklist = checklist_section(store, plan, EVENT)
+        bet_id = min(load.accepted_bet_ids) if load.accepted_bet_ids else None
+        report.evidence = gather_evidence(
+            settings, options.workdir / "bundles", bet_id=bet_id, checklist_run=report.checklist.get("run_id")
+        )
+        report.slos = slo_section(settings, store, at=end)
+        report.alerts = alert_section(store, plan, gameday.faults)
+        report.cost = cost_section(settings, store, start=floor_minute(plan.start), end=end)
+        report.ledger = ledger_check(running.platform_database_url)
+        report.finished_at = utcnow()
     finally:
-        gameday.clear_all(because="the demo stopped")
-        stop.set()
-    clock.phase = "full time: settling"
-    while thread.is_alive():
-        clock.tick()
-        thread.join(timeout=0.5)
-    if "error" in box:
-        raise DemoError(f"the load generator failed: {box['error']}")
-    load: LoadReport = box["report"]
-    loaded = load.to_dict()
-    report.load = load_section(loaded)
-    report.faults = [f.to_dict(plan.start) for f in gameday.faults]
-    gameday.close()
-    settlements = len(load.settlements) + 1
-    report.notes += wait_for_full_time(running, store, settlements, say)
-    end = utcnow()
-    report.checklist = checklist_section(store, plan, EVENT)
-    bet_id = min(load.accepted_bet_ids) if load.accepted_bet_ids else None
-    report.evidence = gather_evidence(
-        settings, options.workdir / "bundles", bet_id=bet_id, checklist_run=report.checklist.get("run_id")
-    )
-    report.slos = slo_section(settings, store, at=end)
-    report.alerts = alert_section(store, plan, gameday.faults)
-    report.cost = cost_section(settings, store, start=floor_minute(plan.start), end=end)
-    report.ledger = ledger_check(running.platform_database_url)
-    report.finished_at = utcnow()
-    store.dispose()
+        store.dispose()
     (options.workdir / "report.json").write_text(json.dumps(report.to_dict(), indent=2, default=str))
-    write_env(running, options.workdir / "env.sh")
     return report
 
 
-def _seconds(text: str) -> float:
-    return float(text.rstrip("s"))
-
-
-def start_dashboard(running: Running, port: int | None) -> Child:
+def start_dashboard(running: Running, port: int) -> Child:
+    """The dashboard on `port`, or on a free one when that is taken."""
     return running.stack.start_http("dashboard", ["dashboard"], running.env, health="/_stcore/health", port=port)

@@ -6,11 +6,12 @@ Usage:
 
     files = write_config(workdir / "config", source=Path("config"))
     write_events(files, plan)                 # once the timeline is known
-    logins = seed_people(settings, store, event="derby")
+    logins = seed_people(settings, store)      # name -> (role, password)
 """
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 from dataclasses import dataclass
@@ -66,6 +67,7 @@ def write_config(directory: Path, *, source: Path) -> DemoFiles:
     )
     for name in ("slos.yaml", "slices.yaml", "costs.yaml"):
         shutil.copyfile(source / name, directory / name)
+    (directory / "costs.source.yaml").write_bytes((source / "costs.yaml").read_bytes())
     files.events.write_text("events: []\n")
     checklist = yaml.safe_load((source / "checklist.yaml").read_text())
     for check in checklist["checks"]:
@@ -99,6 +101,19 @@ def write_config(directory: Path, *, source: Path) -> DemoFiles:
     return files
 
 
+def point_costs_at(files: DemoFiles, metrics_url: str) -> None:
+    """The cost model's CPU-allocated components read the CPU of the demo's platform (its port is the
+    demo's choice, not the file's)."""
+    model = yaml.safe_load((files.directory / "costs.source.yaml").read_text())
+    for component in model.get("components", []):
+        allocation = component.get("allocation")
+        if isinstance(allocation, dict) and isinstance(allocation.get("by_cpu_seconds"), dict):
+            allocation["by_cpu_seconds"]["targets"] = [metrics_url]
+    files.costs.write_text(
+        "# The demo's copy of config/costs.yaml, reading its platform's CPU.\n" + yaml.safe_dump(model, sort_keys=False)
+    )
+
+
 def write_events(files: DemoFiles, plan: DemoPlan) -> None:
     """The event calendar: the derby, kicking off at the plan's kickoff."""
     settled = plan.latest_end + timedelta(minutes=1)
@@ -111,8 +126,10 @@ def write_events(files: DemoFiles, plan: DemoPlan) -> None:
             }
         ]
     }
-    files.events.write_text(yaml.safe_dump(document, sort_keys=False))
-    load_events(files.events)  # refuses a calendar the scheduler would refuse
+    draft = files.events.with_suffix(".draft")
+    draft.write_text(yaml.safe_dump(document, sort_keys=False))
+    load_events(draft)  # refuses a calendar the scheduler would refuse
+    os.replace(draft, files.events)  # the scheduler reads the file every few seconds: never half of it
 
 
 def seed_people(settings: Settings, store: Engine) -> dict[str, tuple[str, str]]:

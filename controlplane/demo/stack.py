@@ -9,11 +9,15 @@ Usage:
     # every child stopped, in the reverse order of their start
 
 Children run in sessions of their own, so a Ctrl-C in the terminal reaches the demo alone, which then
-stops them in order (SIGTERM, then SIGKILL after a grace period) and says what was kept.
+stops them in order (SIGTERM, then SIGKILL after a grace period) and says what was kept. On Linux a
+child is also sent SIGTERM by the kernel when the demo dies without cleaning up (SIGKILL, a crash).
+Children see none of the shell's `CONTROLPLANE_*`, `PLATFORM_*` or `OTEL_*` variables: the demo's
+alerts must never reach a real on-call receiver, nor a leftover setting change the platform unseen.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
@@ -48,6 +52,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: SIGTERM this process when the demo dies (PR_SET_PDEATHSIG)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
 def tail(path: Path, lines: int = 15) -> str:
     try:
         text = path.read_text(errors="replace")
@@ -70,6 +82,7 @@ class Child:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )
 
     def running(self) -> bool:
@@ -95,7 +108,10 @@ class Child:
                 self.proc.wait(timeout=grace)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
-                self.proc.wait(timeout=30)
+                try:
+                    self.proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    pass  # unkillable (stuck in the kernel): nothing more to do from here
         return self.proc.returncode
 
 
@@ -119,36 +135,61 @@ class Stack:
         size = log.stat().st_size if log.exists() else 0
         child = Child(name, args, env, log)
         self.children.append(child)
-        child.wait_for(lambda: ready in log.read_text(errors="replace")[size:], f"said '{ready}'")
+        child.wait_for(lambda: ready.encode() in log.read_bytes()[size:], f"said '{ready}'")
         return child
 
     def start_http(
-        self, name: str, args: list[str], env: dict[str, str], *, health: str, port: int | None = None
+        self,
+        name: str,
+        args: list[str],
+        env: dict[str, str],
+        *,
+        health: str,
+        port: int | None = None,
+        fallback: bool = True,
     ) -> Child:
-        """A server on `port` (a free one when not given) that is ready once `health` answers 200.
-        A free port can be taken by someone else before the child binds it: then try another."""
-        for attempt in range(1 if port else 4):
-            chosen = port or free_port()
+        """A server on `port` (a free one when not given) that is ready once `health` answers 200 and
+        the child is still running (not another server on that port). A port can be taken by someone
+        else before the child binds it: then, unless `fallback` is false, try free ones."""
+        attempts = 4 if port is None or fallback else 1
+        for attempt in range(attempts):
+            chosen = port if port is not None and attempt == 0 else free_port()
             log = self.logs / f"{name}.log"
             size = log.stat().st_size if log.exists() else 0
             child = Child(name, [*args, "--port", str(chosen)], env, log)
             child.url = f"http://127.0.0.1:{chosen}"
             self.children.append(child)
+            url = child.url + health
             try:
-                url = child.url + health
                 child.wait_for(lambda url=url: _answers(url), f"answer on {url}")  # type: ignore[misc]
-                return child
+                time.sleep(0.5)
+                if child.running():
+                    return child
+                raise DemoError(f"the {name} exited with code {child.proc.returncode}; its log is {log}")
             except DemoError:
-                lost_port = "address already in use" in log.read_text(errors="replace")[size:].lower()
+                busy = b"address already in use" in log.read_bytes()[size:].lower()
+                child.stop()
                 self.children.remove(child)
-                if not lost_port or attempt == 3 or port:
+                if not busy or attempt == attempts - 1:
                     raise
-        raise DemoError(f"the {name} could not find a free port")  # pragma: no cover - loop returns or raises
+        raise DemoError(f"the {name} could not find a free port")  # pragma: no cover - the loop returns or raises
+
+    def check(self) -> None:
+        """Raise DemoError when a child has died."""
+        for child in self.children:
+            if not child.running():
+                raise DemoError(
+                    f"the {child.name} exited with code {child.proc.returncode}; its log is {child.log}:\n"
+                    f"{tail(child.log)}"
+                )
 
     def stop(self) -> dict[str, int | None]:
         codes = {}
         for child in reversed(self.children):
-            codes[child.name] = child.stop()
+            try:
+                codes[child.name] = child.stop()
+            except OSError:
+                codes[child.name] = None
         self.children.clear()
         return codes
 
@@ -161,9 +202,13 @@ class Stack:
         self.stop()
 
 
+OWN_PREFIXES = ("CONTROLPLANE_", "PLATFORM_", "OTEL_")
+
+
 def child_env(controlplane: dict[str, object], platform: dict[str, object]) -> dict[str, str]:
-    """The environment of a child: this one's, with the demo's `CONTROLPLANE_*` and `PLATFORM_*` values."""
-    env = dict(os.environ)
+    """The environment of a child: this one's without any setting of ours or OpenTelemetry's, then the
+    demo's `CONTROLPLANE_*` and `PLATFORM_*` values."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(OWN_PREFIXES)}
     env.update({f"CONTROLPLANE_{k.upper()}": str(v) for k, v in controlplane.items() if v is not None})
     env.update({f"PLATFORM_{k.upper()}": str(v) for k, v in platform.items() if v is not None})
     return env

@@ -53,11 +53,14 @@ class LoadConfig:
     mix: str = "betting"  # "betting" (logins, odds, wallet, bets) or "health" (GET /v1/health only)
     extend_seconds: float = 0.0  # arrivals go on this long past `duration`, at the rate the curve has reached
     lead_in_seconds: float = 0.0  # arrivals at the baseline this long before the curve's own t = 0
+    curve_at: float | None = None  # or: the wall-clock time (epoch s) of the curve's t = 0, whatever setup takes
 
     def __post_init__(self) -> None:
         _check_curve(self.profile, self.duration, self.rate)
         _check_extension(self.extend_seconds)
         _check_extension(self.lead_in_seconds, "lead_in_seconds")
+        if self.curve_at is not None and not math.isfinite(self.curve_at):
+            raise ValueError(f"curve_at must be a time in epoch seconds, not {self.curve_at}")
         if not self.target.startswith(("http://", "https://")):
             raise ValueError(f"target must be an http(s) URL such as http://127.0.0.1:8080, not {self.target!r}")
         if self.mix not in MIXES:

@@ -5,6 +5,7 @@ unknown bets re-sent and every market settled, all within a bounded time.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import secrets
 import threading
@@ -277,6 +278,9 @@ class LoadRun:
         At most `max_connections` arrivals are in flight: one more is dropped and counted, never queued,
         so the generator's own work stays bounded whatever the server does. An arrival launched more
         than SLIP_LIMIT after its time marks the generator itself as the bottleneck from then on."""
+        if self.config.curve_at is not None:  # the lead-in ends on the wall clock, however long setup took
+            lead_in = max(0.0, self.config.curve_at - time.time() - 0.05)
+            self.config = self.report.config = dataclasses.replace(self.config, lead_in_seconds=lead_in, curve_at=None)
         config = self.config
         arrivals_rng = random.Random(f"arrivals-{config.seed}")
         self.t0 = self.loop.time() + 0.05

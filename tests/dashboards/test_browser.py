@@ -11,6 +11,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -127,14 +128,21 @@ def dashboard(database_url: str, tmp_path: Path) -> Iterator[tuple[str, dict[str
         "CONTROLPLANE_SLICES_PATH": str(SLICES_PATH),
     }
     bet_id = _platform_run(database_url, tmp_path, env)
+    with serving_dashboard(env, tmp_path / "dashboard.log") as url:
+        yield url, env, bet_id
+
+
+@contextmanager
+def serving_dashboard(env: dict[str, str], log_path: Path) -> Iterator[str]:
+    """`controlplane dashboard` on a free port with `env`, until the block ends; yields its URL."""
     port = free_port()
-    log = (tmp_path / "dashboard.log").open("wb")
+    log = log_path.open("wb")
     server = subprocess.Popen([CONTROLPLANE, "dashboard", "--port", str(port)], env=env, cwd=ROOT, stdout=log,
                               stderr=subprocess.STDOUT)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
 
     def healthy() -> bool:
-        assert server.poll() is None, (tmp_path / "dashboard.log").read_text()
+        assert server.poll() is None, log_path.read_text()
         try:
             return httpx.get(f"{url}/_stcore/health", timeout=2).status_code == 200
         except httpx.TransportError:
@@ -142,7 +150,7 @@ def dashboard(database_url: str, tmp_path: Path) -> Iterator[tuple[str, dict[str
 
     try:
         wait_until(healthy, "the dashboard to serve", timeout=120)
-        yield url, env, bet_id
+        yield url
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -156,12 +164,12 @@ def _settled(page: Any) -> None:
     assert exceptions.count() == 0, exceptions.all_inner_texts()
 
 
-def _sign_in(browser: Any, url: str, name: str) -> Any:
+def _sign_in(browser: Any, url: str, name: str, password: str = PASSWORD) -> Any:
     context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
     page = context.new_page()
     page.goto(url)
     page.get_by_role("textbox", name="Username").fill(name)
-    page.get_by_role("textbox", name="Password").fill(PASSWORD)
+    page.get_by_role("textbox", name="Password").fill(password)
     page.get_by_role("button", name="Log in").click()
     page.get_by_text(f"Signed in as {name}").wait_for(timeout=60_000)
     # The session cookie is written by the page once signed in; a reload or a link needs it.

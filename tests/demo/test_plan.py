@@ -11,7 +11,7 @@ import pytest
 from controlplane.demo.plan import (
     CHECKLIST_LEAD,
     LOCK_LATEST_SECOND,
-    LOCK_MAX_HOLD,
+    PAGE_SLACK,
     WARM_UP,
     early_in_a_minute,
     next_minute,
@@ -42,10 +42,15 @@ def test_the_timeline_holds_its_promises(duration: int, second: int) -> None:
     for before, after in zip(plan.faults, plan.faults[1:], strict=False):
         assert after.start >= before.start + timedelta(seconds=before.hold), "one fault at a time"
     lock = plan.faults[-1]
-    assert lock.until_page and lock.hold == LOCK_MAX_HOLD
+    assert lock.until_page
     assert lock.start.second <= LOCK_LATEST_SECOND or lock.start.second == 1
+    # The minute the lock starts in holds at least 25 s of it, and the hold lasts until the minute
+    # after it has been judged as well (a second chance on a busy machine).
+    assert 60 - lock.start.second >= 25
+    judged_twice = lock.start.replace(second=0) + timedelta(minutes=2, seconds=15)
+    assert lock.start + timedelta(seconds=lock.hold) == judged_twice + timedelta(seconds=PAGE_SLACK)
     # The arrivals outlast the longest lock-wait hold, and the curve.
-    assert plan.latest_end >= lock.start + timedelta(seconds=LOCK_MAX_HOLD)
+    assert plan.latest_end >= lock.start + timedelta(seconds=lock.hold)
     assert plan.latest_end >= plan.curve_start + timedelta(seconds=duration)
     assert plan.extend == pytest.approx(max(0.0, (plan.latest_end - plan.curve_start).total_seconds() - duration))
 

@@ -100,6 +100,22 @@ def test_a_lead_in_comes_at_the_baseline_and_shifts_the_curve(seed: int) -> None
         LoadConfig("http://fake", "derby-night", d, b, None, lead_in_seconds=-1)
 
 
+def test_a_curve_anchored_on_the_wall_clock_starts_then_whatever_setup_took() -> None:
+    def slow_setup(request: httpx.Request) -> httpx.Response:
+        time.sleep(0.3)  # a slow server: the lead-in shrinks by the time setup took
+        return httpx.Response(200, json={"status": "ok"})
+
+    anchor = time.time() + 1.5
+    config = LoadConfig("http://fake", "steady", 0.5, 20.0, None, mix="health", sse_subscribers=0, curve_at=anchor)
+    report = run_in_loop(config, slow_setup)
+    assert report.config.curve_at is None
+    assert 0 < report.config.lead_in_seconds < 1.5
+    late = LoadConfig("http://fake", "steady", 0.5, 20.0, None, mix="health", sse_subscribers=0, curve_at=1.0)
+    assert run_in_loop(late, slow_setup).config.lead_in_seconds == 0  # an anchor in the past: no lead-in
+    with pytest.raises(ValueError, match="curve_at must be a time"):
+        LoadConfig("http://fake", "steady", 0.5, 20.0, None, curve_at=float("nan"))
+
+
 def test_an_extended_run_sends_the_extended_arrivals_and_no_more() -> None:
     started: list[float] = []
 
