@@ -45,7 +45,7 @@ def _window() -> tuple[datetime, datetime, str, str | None] | None:
     chosen = left.selectbox("Window", choices, index=choices.index(wanted) if wanted in choices else 0)
     by = right.segmented_control("Buckets", ["hour", "day"], default="hour") or "hour"
     st.query_params["window"] = chosen
-    now = utcnow().replace(second=0, microsecond=0)
+    now = utcnow().replace(microsecond=0)  # up to now: the bets settled a moment ago count
     if chosen.startswith("event: "):
         name = chosen.removeprefix("event: ")
         start, end = events[name].window()

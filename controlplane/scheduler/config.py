@@ -49,15 +49,59 @@ LONGEST_INTERVAL = timedelta(days=1)
 LONGEST_EVALUATION_DELAY = timedelta(minutes=5)
 
 
+WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")  # crontab's numbering: 0 (and 7) is Sunday
+
+
+def _weekday(token: str) -> int:
+    token = token.strip().lower()
+    if token.isdigit() and int(token) <= 7:
+        return int(token) % 7
+    if token[:3] in WEEKDAYS:
+        return WEEKDAYS.index(token[:3])
+    raise ValueError(f"day of week {token!r}: use 0-7 (0 and 7 are Sunday) or sun, mon ... sat")
+
+
+def crontab_weekdays(field: str) -> str:
+    """A crontab day-of-week field in names, as APScheduler must get it: its numbers start at Monday
+    (0 = mon), crontab's at Sunday (0 = sun), so "1-5" would otherwise run Tuesday to Saturday."""
+    if field == "*":
+        return field
+    days: set[int] = set()
+    for part in field.split(","):
+        span, _, step_text = part.partition("/")
+        step = int(step_text) if step_text.isdigit() and int(step_text) > 0 else None
+        if step_text and step is None:
+            raise ValueError(f"day of week {part!r}: the step must be a whole number above 0")
+        if span == "*":
+            first, last = 0, 6
+        elif "-" in span:
+            first_text, last_text = span.split("-", 1)
+            first, last = _weekday(first_text), _weekday(last_text)
+            if last_text.strip() == "7":
+                last = 7  # "5-7": Friday to Sunday
+        else:
+            first = last = _weekday(span)
+        if last < first:
+            raise ValueError(f"day of week {part!r}: a range runs from the earlier day to the later one")
+        days.update(d % 7 for d in range(first, last + 1, step or 1))
+    return ",".join(WEEKDAYS[d] for d in sorted(days))
+
+
 def cron_trigger(crontab: str, *, second: int = 0) -> CronTrigger:
-    """A crontab expression (UTC) as APScheduler reads it (`CronTrigger.from_crontab`), firing `second`
-    seconds into each minute it names."""
+    """A crontab expression (UTC, days of the week numbered as crontab does: 0 is Sunday) as an
+    APScheduler trigger, firing `second` seconds into each minute it names."""
     fields = crontab.split()
     if len(fields) != 5:
         raise ValueError(f"wrong number of fields: got {len(fields)}, expected 5")
     minute, hour, day, month, day_of_week = fields
     return CronTrigger(
-        second=second, minute=minute, hour=hour, day=day, month=month, day_of_week=day_of_week, timezone="UTC"
+        second=second,
+        minute=minute,
+        hour=hour,
+        day=day,
+        month=month,
+        day_of_week=crontab_weekdays(day_of_week),
+        timezone="UTC",
     )
 
 
