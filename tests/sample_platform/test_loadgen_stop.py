@@ -101,8 +101,12 @@ def test_a_lead_in_comes_at_the_baseline_and_shifts_the_curve(seed: int) -> None
 
 
 def test_a_curve_anchored_on_the_wall_clock_starts_then_whatever_setup_took() -> None:
+    answered: list[float] = []
+
     def slow_setup(request: httpx.Request) -> httpx.Response:
-        time.sleep(0.3)  # a slow server: the lead-in shrinks by the time setup took
+        if not answered:
+            time.sleep(0.3)  # a slow first answer (setup): the lead-in shrinks by the time it took
+        answered.append(time.monotonic())
         return httpx.Response(200, json={"status": "ok"})
 
     anchor = time.time() + 1.5
@@ -111,6 +115,7 @@ def test_a_curve_anchored_on_the_wall_clock_starts_then_whatever_setup_took() ->
     assert report.config.curve_at is None
     assert 0 < report.config.lead_in_seconds < 1.5
     late = LoadConfig("http://fake", "steady", 0.5, 20.0, None, mix="health", sse_subscribers=0, curve_at=1.0)
+    answered.clear()
     assert run_in_loop(late, slow_setup).config.lead_in_seconds == 0  # an anchor in the past: no lead-in
     with pytest.raises(ValueError, match="curve_at must be a time"):
         LoadConfig("http://fake", "steady", 0.5, 20.0, None, curve_at=float("nan"))
