@@ -33,7 +33,7 @@ demo: $(STAMP)
 TEST_WORKERS ?= 3
 
 test: $(STAMP) $(FOCUS_STAMP)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --durations=20 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=20 $(PYTEST_ARGS)
 
 # The tests whose outcome a slow machine could change, run again beside two CPU-bound processes.
 test-loaded: $(STAMP)

@@ -385,6 +385,11 @@ def run_demo(
         )
         report.slos = slo_section(settings, store, at=end)
         report.alerts = alert_section(store, plan, gameday.faults)
+        if any(a["severity"] == "page" and a["when"] == "before the first fault" for a in report.alerts):
+            report.notes.append(
+                "a page fired before the game day: the platform failed bets at the peak on this machine "
+                "(see the SLOs' bad events); a lower --rate keeps the spike within what it can serve"
+            )
         report.cost = cost_section(settings, store, start=floor_minute(plan.start), end=end)
         report.ledger = ledger_check(running.platform_database_url)
         report.finished_at = utcnow()

@@ -23,7 +23,9 @@ from tests.dashboards.test_browser import _settled as settled
 from tests.dashboards.test_browser import _sign_in as sign_in
 from tests.support import CONTROLPLANE
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+# One at a time (on one xdist worker, `--dist loadgroup`): two derby nights at once on a small machine
+# would be a load test of the machine rather than of the platform.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900), pytest.mark.xdist_group("derby-night")]
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -34,7 +36,10 @@ def test_derby_night_in_one_command(database_url: str, tmp_path: Path) -> None:
         "--database-url", database_url, "--store-url", database_url, "--audit-url", database_url,
     ]  # fmt: skip
     keep = ["--keep"] if sqlite else []
-    args = ["demo", "--duration", "60", "--no-dashboard", "--format", "json", "--workdir", str(work), *keep, *urls]
+    # Half the default rate: the assertions are about the game day, and the rest of the suite runs beside
+    # this test, so the spike must stay within what a busy machine can serve without failing bets.
+    args = ["demo", "--duration", "60", "--rate", "2", "--no-dashboard", "--format", "json", "--workdir", str(work),
+            *keep, *urls]  # fmt: skip
     done = subprocess.run(
         [CONTROLPLANE, *args],
         capture_output=True,
