@@ -157,7 +157,7 @@ COMMANDS = {
             "hour",
         ],
         0,
-    ),  # fmt: skip
+    ),
     "cost-report-event": (["cost", "report", "--format", "json", "--event", "cup-final"], 0),
     "checklist-run": (
         ["checklist", "run", "--format", "json", "--event", "cup-final", "--at", "2026-06-03T18:30:00Z"],
