@@ -104,10 +104,10 @@ def data_only(page: str) -> Callable[[], Any]:
     from controlplane.scraped import latest
     from controlplane.settings import Settings
     from controlplane.slices import load_slices
-    from controlplane.slo_curves import hourly_budget_curve
-    from controlplane.slo_minutes import hourly_sli, worst_minutes
-    from controlplane.slo_rollups import evaluate_all_from_rollups
-    from controlplane.slo_spec import load_events, load_slos
+    from controlplane.slo.curves import hourly_budget_curve
+    from controlplane.slo.minutes import hourly_sli, worst_minutes
+    from controlplane.slo.rolled import evaluate_all_from_rollups
+    from controlplane.slo.spec import load_events, load_slos
     from controlplane.users import list_users
     from dashboards.shell import audit_store, store
 
@@ -205,8 +205,8 @@ def run_database(name: str, url: str, args: Any) -> dict[str, Any]:
         log.info(f"[{name}] filling to {days} days ...")
         fill(loader, filled, days, end, args.seed)
         filled = days
-        from controlplane.rollups import refresh_rollups
-        from controlplane.slo_spec import load_events, load_slos
+        from controlplane.slo.rollups import refresh_rollups
+        from controlplane.slo.spec import load_events, load_slos
 
         refresh_rollups(
             loader,
@@ -214,7 +214,7 @@ def run_database(name: str, url: str, args: Any) -> dict[str, Any]:
             specs=load_slos(REPO / "config" / "slos.yaml", events=load_events(REPO / "config" / "events.yaml")),
         )
         from controlplane.slices import load_slices
-        from controlplane.slo_rollups import evaluate_all_from_rollups
+        from controlplane.slo.rolled import evaluate_all_from_rollups
 
         specs = load_slos(REPO / "config" / "slos.yaml", events=load_events(REPO / "config" / "events.yaml"))
         report = evaluate_all_from_rollups(

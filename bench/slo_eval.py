@@ -82,8 +82,8 @@ from bench import slo_eval_rollups as rollups
 from bench.postgres import ScratchSchema, postgres_skip_reason
 from bench.support import REPO, BenchmarkParser, Clock, emit, log, setup_logging
 from controlplane.slices import load_slices
-from controlplane.slo import BURN_WINDOWS, evaluate_all, slo_window
-from controlplane.slo_spec import SloSpec, load_events, load_slos
+from controlplane.slo.engine import BURN_WINDOWS, evaluate_all, slo_window
+from controlplane.slo.spec import SloSpec, load_events, load_slos
 from controlplane.storage import make_engine, reader
 from controlplane.store import SliBucket, SliLatencyBucket, migrate_store
 

@@ -19,10 +19,10 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from bench.support import Clock
-from controlplane.rollups import refresh_rollups
-from controlplane.slo_curves import hourly_budget_curve
-from controlplane.slo_rollups import evaluate_all_from_rollups
-from controlplane.slo_spec import SloSpec
+from controlplane.slo.curves import hourly_budget_curve
+from controlplane.slo.rolled import evaluate_all_from_rollups
+from controlplane.slo.rollups import refresh_rollups
+from controlplane.slo.spec import SloSpec
 
 MINUTE_TABLES = ("sli_buckets", "sli_latency_buckets")
 ROLLUP_TABLES = ("sli_rollups", "sli_latency_rollups", "sli_timeslice_rollups", "sli_rollup_changes")

@@ -20,7 +20,7 @@ from collectors.receiver import create_receiver
 from collectors.slo_gauges import SloGauges
 from controlplane.settings import Settings
 from controlplane.slices import SliceConfig
-from controlplane.slo_spec import EventSpec, SloSpec
+from controlplane.slo.spec import EventSpec, SloSpec
 
 
 def _names(csv: str) -> list[str]:

@@ -16,9 +16,9 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
 from controlplane.clock import utcnow
-from controlplane.slo_results import SloReport
-from controlplane.slo_rollups import evaluate_all_from_rollups
-from controlplane.slo_spec import EventSpec, SloSpec
+from controlplane.slo.results import SloReport
+from controlplane.slo.rolled import evaluate_all_from_rollups
+from controlplane.slo.spec import EventSpec, SloSpec
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from controlplane.slo_results import SloStatus
+from controlplane.slo.results import SloStatus
 
 PAGE_COLOUR, TICKET_COLOUR, BAD_COLOUR = "#d62728", "#ff7f0e", "rgba(214, 39, 40, 0.15)"
 

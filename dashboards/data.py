@@ -14,8 +14,8 @@ from typing import Any
 import streamlit as st
 
 from controlplane.clock import utcnow
-from controlplane.slo_results import SloReport
-from controlplane.slo_spec import EventSpec, SloSpec
+from controlplane.slo.results import SloReport
+from controlplane.slo.spec import EventSpec, SloSpec
 from dashboards.shell import settings, store
 
 LIVE_TTL = 30  # seconds: a live page refreshes every 30 s
@@ -32,7 +32,7 @@ class SloConfig:
 @st.cache_data(ttl=LIVE_TTL, show_spinner=False)
 def slo_config() -> SloConfig:
     from controlplane.slices import load_slices
-    from controlplane.slo_spec import load_events, load_slos
+    from controlplane.slo.spec import load_events, load_slos
 
     s = settings()
     events = load_events(s.events_path)
@@ -47,7 +47,7 @@ def minute_now() -> str:
 
 @st.cache_data(ttl=LIVE_TTL, show_spinner=False)
 def slo_report(at: str) -> SloReport:
-    from controlplane.slo_rollups import evaluate_all_from_rollups
+    from controlplane.slo.rolled import evaluate_all_from_rollups
 
     config = slo_config()
     return evaluate_all_from_rollups(
@@ -61,7 +61,7 @@ def spec_named(name: str) -> SloSpec:
 
 @st.cache_data(ttl=LIVE_TTL, show_spinner=False)
 def budget_points(slo: str, at: str, days: int) -> list[Any]:
-    from controlplane.slo_curves import hourly_budget_curve
+    from controlplane.slo.curves import hourly_budget_curve
 
     config = slo_config()
     return hourly_budget_curve(
@@ -76,7 +76,7 @@ def budget_points(slo: str, at: str, days: int) -> list[Any]:
 
 @st.cache_data(ttl=LIVE_TTL, show_spinner=False)
 def sli_points(slo: str, at: str, days: int) -> list[Any]:
-    from controlplane.slo_minutes import hourly_sli
+    from controlplane.slo.minutes import hourly_sli
 
     end = datetime.fromisoformat(at)
     return hourly_sli(
@@ -86,7 +86,7 @@ def sli_points(slo: str, at: str, days: int) -> list[Any]:
 
 @st.cache_data(ttl=LIVE_TTL, show_spinner=False)
 def worst(slice_name: str, at: str, days: int) -> list[Any]:
-    from controlplane.slo_minutes import worst_minutes
+    from controlplane.slo.minutes import worst_minutes
 
     end = datetime.fromisoformat(at)
     return worst_minutes(store(), slice_name, end - timedelta(days=days), end)

@@ -14,7 +14,7 @@ from typing import Any
 
 import streamlit as st
 
-from controlplane.slo_results import SloStatus
+from controlplane.slo.results import SloStatus
 from dashboards import charts, data
 from dashboards.shell import problem, record_export, require
 

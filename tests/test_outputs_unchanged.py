@@ -23,7 +23,7 @@ import pytest
 import audit.log
 from audit.schema import migrate_audit
 from collectors.ingest import Batch, commit_batch
-from controlplane.rollups import refresh_rollups
+from controlplane.slo.rollups import refresh_rollups
 from controlplane.storage import make_engine
 from controlplane.store import ScrapedSample, migrate_store, table
 from tests.support import CONTROLPLANE

@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 
 from controlplane.settings import Settings
 from controlplane.slices import SliceConfig
-from controlplane.slo_spec import EventSpec, SloSpec
+from controlplane.slo.spec import EventSpec, SloSpec
 from controlplane.storage import make_engine, reader
 
 

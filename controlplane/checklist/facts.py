@@ -6,8 +6,8 @@ from __future__ import annotations
 from controlplane.checklist.context import CheckContext
 from controlplane.checklist.results import Outcome
 from controlplane.checklist.spec import PrometheusRules, SloCoverage
-from controlplane.slo_rules import alert_names
-from controlplane.slo_spec import SloConfigError
+from controlplane.slo.rules import alert_names
+from controlplane.slo.spec import SloConfigError
 
 
 def slo_coverage(params: SloCoverage, ctx: CheckContext) -> Outcome:

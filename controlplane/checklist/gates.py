@@ -12,8 +12,9 @@ from datetime import timedelta
 from controlplane.checklist.context import CheckContext
 from controlplane.checklist.results import Outcome, utc_text
 from controlplane.checklist.spec import ErrorBudget, NoPageAlert
-from controlplane.slo import BURN_WINDOWS, PAGE_RULES, evaluate, floor_minute, load_counts
-from controlplane.slo_rollups import evaluate_all_from_rollups
+from controlplane.slo.engine import BURN_WINDOWS, PAGE_RULES, evaluate, load_counts
+from controlplane.slo.periods import floor_minute
+from controlplane.slo.rolled import evaluate_all_from_rollups
 
 
 def _boundaries(ctx: CheckContext) -> tuple[float, ...]:

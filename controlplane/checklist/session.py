@@ -20,7 +20,7 @@ from controlplane.checklist.spec import Checklist, load_checklist
 from controlplane.clock import utcnow
 from controlplane.settings import Settings
 from controlplane.slices import SliceConfig, load_slices
-from controlplane.slo_spec import EventSpec, SloSpec, load_events, load_slos
+from controlplane.slo.spec import EventSpec, SloSpec, load_events, load_slos
 
 
 def new_context(

@@ -28,7 +28,7 @@ from controlplane.settings import Settings
 if TYPE_CHECKING:
     from controlplane.checklist.results import ChecklistRun
     from controlplane.checklist.spec import Checklist
-    from controlplane.slo_spec import EventSpec
+    from controlplane.slo.spec import EventSpec
 
 checklist_app = typer.Typer(
     help="Readiness checklists: a go/no-go before an event, attestations and waivers.", no_args_is_help=True

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from controlplane.slices import SliceConfig
-    from controlplane.slo_spec import EventSpec, SloSpec
+    from controlplane.slo.spec import EventSpec, SloSpec
 
 EXIT_OK, EXIT_WARNING, EXIT_CRITICAL, EXIT_UNKNOWN = 0, 1, 2, 3
 FORMAT_HELP = {
@@ -106,7 +106,7 @@ def load_slices(settings: Settings) -> SliceConfig:
 
 
 def load_slo_specs(settings: Settings) -> tuple[list[SloSpec], dict[str, EventSpec]]:
-    from controlplane.slo_spec import SloConfigError, load_events, load_slos
+    from controlplane.slo.spec import SloConfigError, load_events, load_slos
 
     try:
         events = load_events(settings.events_path)

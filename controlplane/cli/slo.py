@@ -34,9 +34,9 @@ def slo_status(
 ) -> None:
     """Each SLO: SLI, error budget left, burn rates, alerts. Exit 0 healthy, 1 ticket, 2 page, 3 unknown."""
     from controlplane.clock import parse_since, utcnow
-    from controlplane.slo_results import render_slo_table
-    from controlplane.slo_rollups import evaluate_all_from_rollups
-    from controlplane.slo_spec import SloConfigError
+    from controlplane.slo.results import render_slo_table
+    from controlplane.slo.rolled import evaluate_all_from_rollups
+    from controlplane.slo.spec import SloConfigError
 
     settings = load_settings(store_url=store_url, slos_path=slos)
     specs, events = load_slo_specs(settings)
@@ -62,7 +62,7 @@ def slo_status(
 
 def _duration_flag(value: str) -> str:
     """A duration the outbox alerts can use (30s, 5m, ...); anything else is a usage error naming the flag."""
-    from controlplane.slo_rules import alert_duration
+    from controlplane.slo.rules import alert_duration
 
     try:
         alert_duration(value)
@@ -113,8 +113,8 @@ def slo_rules(
     ] = "5m",
 ) -> None:
     """Write Prometheus recording and alerting rules for the SLOs and the outbox (check with `promtool check rules`)."""
-    from controlplane.slo_rules import OutboxThresholds, alert_duration, render_rules
-    from controlplane.slo_spec import SloConfigError
+    from controlplane.slo.rules import OutboxThresholds, alert_duration, render_rules
+    from controlplane.slo.spec import SloConfigError
 
     settings = load_settings(slos_path=slos)
     specs, events = load_slo_specs(settings)
@@ -141,8 +141,8 @@ def slo_export(
     slos: SlosPath = None,
 ) -> None:
     """Export the SLOs as OpenSLO v1 documents (event windows have no OpenSLO form and are refused)."""
-    from controlplane.openslo import export_openslo
-    from controlplane.slo_spec import SloConfigError
+    from controlplane.slo.openslo import export_openslo
+    from controlplane.slo.spec import SloConfigError
 
     specs, _events = load_slo_specs(load_settings(slos_path=slos))
     try:
@@ -164,8 +164,8 @@ def slo_import(
     slos: Annotated[Path | None, typer.Option(help="SLO file to update (default: $CONTROLPLANE_SLOS_PATH).")] = None,
 ) -> None:
     """Import OpenSLO SLOs into the SLO file (merged by name); what does not map is refused with the reason."""
-    from controlplane.openslo import import_openslo
-    from controlplane.slo_spec import SloConfigError, apply_slo_changes, load_events, spec_document
+    from controlplane.slo.openslo import import_openslo
+    from controlplane.slo.spec import SloConfigError, apply_slo_changes, load_events, spec_document
 
     settings = load_settings(slos_path=slos)
     try:

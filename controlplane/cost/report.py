@@ -28,9 +28,9 @@ from controlplane.cost.focus import charges_by_component
 from controlplane.cost.model import CostModel
 from controlplane.cost.usage import CPU_METRIC, cpu_seconds_by_piece, hour_pieces, requests_by_piece
 from controlplane.scheduler.tables import transitions_t
-from controlplane.slo import budget
-from controlplane.slo_rollups import evaluate_all_from_rollups, load_rolled_counts, rolled_series, snapshot
-from controlplane.slo_spec import EventSpec, SloSpec
+from controlplane.slo.engine import budget
+from controlplane.slo.rolled import evaluate_all_from_rollups, load_rolled_counts, rolled_series, snapshot
+from controlplane.slo.spec import EventSpec, SloSpec
 from controlplane.storage import reader
 
 Bucketing = Literal["hour", "day"] | None

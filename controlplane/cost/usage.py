@@ -21,8 +21,8 @@ from sqlalchemy import Engine
 
 from controlplane.clock import as_utc
 from controlplane.scraped import history
-from controlplane.slo_rollups import load_rolled_counts, snapshot
-from controlplane.slo_spec import SloSpec
+from controlplane.slo.rolled import load_rolled_counts, snapshot
+from controlplane.slo.spec import SloSpec
 
 Piece = tuple[datetime, datetime]
 CPU_METRIC = "process_cpu_seconds_total"

@@ -29,9 +29,9 @@ from controlplane.demo.plan import DemoPlan
 from controlplane.scheduler.history import alert_history
 from controlplane.settings import Settings
 from controlplane.slices import load_slices
-from controlplane.slo import floor_minute
-from controlplane.slo_rollups import evaluate_all_from_rollups
-from controlplane.slo_spec import load_events, load_slos
+from controlplane.slo.periods import floor_minute
+from controlplane.slo.rolled import evaluate_all_from_rollups
+from controlplane.slo.spec import load_events, load_slos
 from controlplane.storage import make_engine
 
 

@@ -59,7 +59,7 @@ from controlplane.demo.seed import (
 from controlplane.demo.stack import Child, DemoError, Stack, child_env, free_port
 from controlplane.scraped import latest
 from controlplane.settings import Settings
-from controlplane.slo import floor_minute
+from controlplane.slo.periods import floor_minute
 from controlplane.storage import make_engine, reader
 from controlplane.store import SliBucket, migrate_store, table
 from sample_platform import db as platform_db

@@ -26,8 +26,8 @@ from controlplane.clock import utc_text
 from controlplane.demo.plan import CHECKLIST_OFFSET, DemoPlan
 from controlplane.settings import Settings
 from controlplane.slices import load_slices
-from controlplane.slo_rules import render_rules
-from controlplane.slo_spec import load_events, load_slos
+from controlplane.slo.rules import render_rules
+from controlplane.slo.spec import load_events, load_slos
 from controlplane.users.accounts import add_user
 from controlplane.users.audit_entries import audit_change
 

@@ -27,10 +27,10 @@ from controlplane.scheduler.delivery import DeliveryStats
 from controlplane.scheduler.tables import scheduled_t, snapshots_t, transitions_t
 from controlplane.settings import Settings
 from controlplane.slices import load_slices
-from controlplane.slo import floor_minute
-from controlplane.slo_results import SloReport, SloStatus
-from controlplane.slo_rollups import evaluate_all_from_rollups
-from controlplane.slo_spec import EventSpec, load_events, load_slos
+from controlplane.slo.periods import floor_minute
+from controlplane.slo.results import SloReport, SloStatus
+from controlplane.slo.rolled import evaluate_all_from_rollups
+from controlplane.slo.spec import EventSpec, load_events, load_slos
 from controlplane.storage import reader
 from controlplane.store import SliExemplar, table
 
@@ -237,7 +237,7 @@ def run_due_checklists(settings: Settings, store: Engine, *, now: datetime, offs
 
 def refresh(settings: Settings, store: Engine, *, now: datetime) -> Any:
     """Fold complete hours and days of SLI minutes into rollups (freshness SLOs get their series)."""
-    from controlplane.rollups import refresh_rollups
+    from controlplane.slo.rollups import refresh_rollups
 
     specs = load_slos(settings.slos_path, events=load_events(settings.events_path))
     return refresh_rollups(store, until=now, specs=specs)
@@ -266,7 +266,8 @@ def purge_minutes(settings: Settings, store: Engine, *, now: datetime, minute_re
     hours already folded into rollups: an hour still marked as changed keeps its minutes."""
     from sqlalchemy import and_, delete, false, or_
 
-    from controlplane.rollups import buckets_t, changes_t, minutes_lat_t, refresh_rollups
+    from controlplane.slo.rollups import refresh_rollups
+    from controlplane.slo.tables import buckets_t, changes_t, minutes_lat_t
 
     horizon = retention_horizon(settings, minute_retention, now=now)
     refresh_rollups(store, until=now)  # fold what is pending first

@@ -27,7 +27,7 @@ from controlplane.settings import Settings
 # Prometheus does: endsAt = 4 x the resend interval). If the scheduler stops, its alerts resolve
 # after at most this long instead of firing forever.
 FIRING_TTL = timedelta(minutes=15)
-# The names the exported Prometheus rules give these alerts (controlplane.slo_rules).
+# The names the exported Prometheus rules give these alerts (controlplane.slo.rules).
 ALERT_NAMES = {"page": "SLOErrorBudgetBurnPage", "ticket": "SLOErrorBudgetBurnTicket"}
 WEBHOOK_VERSION = 1
 

@@ -137,7 +137,7 @@ def test_collector_metrics_carry_slo_gauges(store, store_settings) -> None:
     from collectors.service import create_collector_app
     from controlplane.serving import ThreadedServer
     from controlplane.slices import load_slices
-    from controlplane.slo_spec import load_events, load_slos
+    from controlplane.slo.spec import load_events, load_slos
 
     config_dir = SLICES.parent
     events = load_events(config_dir / "events.yaml")

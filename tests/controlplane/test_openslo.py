@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from controlplane.openslo import export_openslo, import_openslo
 from controlplane.settings import Settings
-from controlplane.slo_spec import SloConfigError, apply_slo_changes, load_events, load_slos, spec_document
+from controlplane.slo.openslo import export_openslo, import_openslo
+from controlplane.slo.spec import SloConfigError, apply_slo_changes, load_events, load_slos, spec_document
 from tests.support import CONTROLPLANE
 
 CONFIG = Path(__file__).parents[2] / "config"

@@ -13,12 +13,14 @@ import pytest
 from sqlalchemy import Engine, delete, func, select
 
 from collectors.ingest import Batch, commit_batch
-from controlplane.rollups import DAY, HOUR, changes_t, latency_t, refresh_rollups, rollups_t, slices_t
 from controlplane.slices import DEFAULT_BOUNDARIES
-from controlplane.slo import evaluate_all
-from controlplane.slo_curves import budget_curve, hourly_budget_curve
-from controlplane.slo_rollups import evaluate_all_from_rollups
-from controlplane.slo_spec import EventSpec, SloSpec
+from controlplane.slo.curves import budget_curve, hourly_budget_curve
+from controlplane.slo.engine import evaluate_all
+from controlplane.slo.periods import DAILY, HOURLY
+from controlplane.slo.rolled import evaluate_all_from_rollups
+from controlplane.slo.rollups import refresh_rollups
+from controlplane.slo.spec import EventSpec, SloSpec
+from controlplane.slo.tables import changes_t, latency_t, rollups_t, slices_t
 from controlplane.store import SliBucket, SliLatencyBucket, table
 
 END = datetime(2026, 11, 5, 0, 0, tzinfo=UTC)  # data lies in the 5 days before END
@@ -146,7 +148,7 @@ def test_refresh_is_idempotent_and_picks_up_late_minutes(store: Engine) -> None:
     with store.connect() as conn:
         hour_total = conn.execute(
             select(rollups_t.c.total).where(
-                rollups_t.c.slice == "bets", rollups_t.c.period == HOUR, rollups_t.c.start == late.replace(minute=0)
+                rollups_t.c.slice == "bets", rollups_t.c.period == HOURLY, rollups_t.c.start == late.replace(minute=0)
             )
         ).scalar_one()
         b = table(SliBucket)
@@ -266,4 +268,4 @@ def test_day_marks_wait_for_the_day_to_end(store: Engine) -> None:
     refresh_rollups(store, until=END - timedelta(hours=2))
     with store.connect() as conn:
         periods = sorted(p for (p,) in conn.execute(select(changes_t.c.period)))
-    assert periods == [DAY]
+    assert periods == [DAILY]

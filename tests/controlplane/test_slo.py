@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 
 from collectors.ingest import Batch, commit_batch
 from controlplane.slices import DEFAULT_BOUNDARIES
-from controlplane.slo import MinuteCounts, evaluate, evaluate_all
-from controlplane.slo_results import SloAlerts
-from controlplane.slo_spec import SloSpec
+from controlplane.slo.engine import MinuteCounts, evaluate, evaluate_all
+from controlplane.slo.results import SloAlerts
+from controlplane.slo.spec import SloSpec
 
 T = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 

@@ -12,7 +12,7 @@ import pytest
 
 from collectors.ingest import Batch, commit_batch
 from controlplane.clock import utcnow
-from controlplane.slo_spec import SloConfigError, load_events, load_slos
+from controlplane.slo.spec import SloConfigError, load_events, load_slos
 from tests.support import CONTROLPLANE
 
 CONFIG = Path(__file__).parents[2] / "config"
@@ -48,7 +48,7 @@ def test_status_exit_codes_follow_the_alerts(store, store_settings) -> None:
     assert {"slice", "objective", "sli", "budget_remaining", "burn_rates", "alerts"} <= report["slos"][0].keys()
     assert set(report["slos"][0]["burn_rates"]) == {"5m", "30m", "1h", "2h", "6h", "1d", "3d"}
     now = utcnow()
-    from controlplane.slo import floor_minute as floor
+    from controlplane.slo.periods import floor_minute as floor
 
     for i in range(1, 61):  # an hour of 5% errors on bet placement
         _write_minute(store, floor(now) - timedelta(minutes=i), 100, 5, f"m{i}")

@@ -10,9 +10,9 @@ import pytest
 
 from collectors.ingest import Batch, commit_batch
 from controlplane.slices import DEFAULT_BOUNDARIES
-from controlplane.slo import MinuteCounts, evaluate, evaluate_all
-from controlplane.slo_results import SloReport
-from controlplane.slo_spec import EventSpec, SloSpec
+from controlplane.slo.engine import MinuteCounts, evaluate, evaluate_all
+from controlplane.slo.results import SloReport
+from controlplane.slo.spec import EventSpec, SloSpec
 
 T = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 EVENTS = {

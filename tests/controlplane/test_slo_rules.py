@@ -18,9 +18,9 @@ import pytest
 import yaml
 
 from controlplane.slices import load_slices
-from controlplane.slo import BURN_WINDOWS, evaluate_all
-from controlplane.slo_rules import OUTBOX_GROUP, OutboxThresholds, alert_names, render_rules, rule_groups
-from controlplane.slo_spec import SloConfigError, SloSpec, load_events, load_slos
+from controlplane.slo.engine import BURN_WINDOWS, evaluate_all
+from controlplane.slo.rules import OUTBOX_GROUP, OutboxThresholds, alert_names, render_rules, rule_groups
+from controlplane.slo.spec import SloConfigError, SloSpec, load_events, load_slos
 from controlplane.store import SliBucket, SliLatencyBucket
 from tests.support import CONTROLPLANE
 

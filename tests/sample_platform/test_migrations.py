@@ -38,10 +38,10 @@ def test_database_refuses_negative_wallets(engine) -> None:
 
 
 def test_store_migrations_match_the_store_models(database_url) -> None:
-    from controlplane import rollups
-    from controlplane.checklist import records
+    from controlplane.checklist import tables as checklist_tables
     from controlplane.cost import tables as cost_tables
     from controlplane.scheduler import tables
+    from controlplane.slo import tables as slo_tables
     from controlplane.store import StoreModel, migrate_store
     from controlplane.users import tables as users_tables
     from sample_platform.db import make_engine
@@ -55,7 +55,12 @@ def test_store_migrations_match_the_store_models(database_url) -> None:
         )
         diff = compare_metadata(context, StoreModel.metadata)
     engine.dispose()
-    expected = {records.runs_t.name, tables.snapshots_t.name, rollups.rollups_t.name, rollups.changes_t.name}
+    expected = {
+        checklist_tables.runs_t.name,
+        tables.snapshots_t.name,
+        slo_tables.rollups_t.name,
+        slo_tables.changes_t.name,
+    }
     expected |= {users_tables.users_t.name, users_tables.sessions_t.name}
     assert expected | {cost_tables.billing_t.name, cost_tables.imports_t.name} <= set(StoreModel.metadata.tables)
     assert diff == []

@@ -18,8 +18,8 @@ from controlplane.checklist.results import Outcome
 from controlplane.checklist.spec import CheckSpec
 from controlplane.settings import Settings
 from controlplane.slices import load_slices
-from controlplane.slo import floor_minute
-from controlplane.slo_spec import load_events, load_slos
+from controlplane.slo.periods import floor_minute
+from controlplane.slo.spec import load_events, load_slos
 from controlplane.storage import make_engine
 from controlplane.store import ScrapedSample, SliBucket, table
 from tests.conftest import SLICES_PATH

@@ -10,7 +10,7 @@ from controlplane.checklist.evidence import attestation, audit_evidence
 from controlplane.checklist.facts import prometheus_rules, slo_coverage
 from controlplane.checklist.records import RecordError, active_waiver, attest, record_drill, waive
 from controlplane.clock import utcnow
-from controlplane.slo_spec import SloSpec
+from controlplane.slo.spec import SloSpec
 from tests.controlplane.checklist.conftest import assert_outcome, check
 
 
@@ -119,7 +119,7 @@ def test_malformed_attestations_and_waivers_are_refused(cp_settings, store) -> N
 def test_lifetimes_are_capped_and_a_failed_audit_append_leaves_no_record(cp_settings, store) -> None:
     from sqlalchemy import func, select
 
-    from controlplane.checklist.records import attestations_t, waivers_t
+    from controlplane.checklist.tables import attestations_t, waivers_t
 
     with pytest.raises(RecordError, match="at most 30 days"):
         attest(cp_settings, store, check_id="x", by="ana", expires_at=utcnow() + timedelta(days=31))

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from controlplane.checklist.spec import ChecklistConfigError, load_checklist
-from controlplane.slo_spec import load_events, load_slos
+from controlplane.slo.spec import load_events, load_slos
 from tests.controlplane.checklist.conftest import CONFIG
 
 GOOD = """

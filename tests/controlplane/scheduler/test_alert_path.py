@@ -16,7 +16,7 @@ from controlplane.scheduler.config import SchedulerFile
 from controlplane.scheduler.service import SchedulerService
 from controlplane.scheduler.tables import deliveries_t
 from controlplane.settings import Settings
-from controlplane.slo import floor_minute
+from controlplane.slo.periods import floor_minute
 from controlplane.store import SliBucket, table
 from tests.collectors.otlp_samples import _kv
 from tests.conftest import SLICES_PATH

@@ -15,7 +15,7 @@ from controlplane.scheduler.config import SchedulerConfigError, load_scheduler_c
 from controlplane.scheduler.service import SchedulerService
 from controlplane.scheduler.tables import scheduled_t, snapshots_t, transitions_t
 from controlplane.settings import Settings
-from controlplane.slo import floor_minute
+from controlplane.slo.periods import floor_minute
 from controlplane.store import SliBucket, table
 from tests.conftest import SLICES_PATH
 
@@ -137,10 +137,10 @@ def test_config_mistakes_name_the_file_and_field(tmp_path: Path, text: str, word
 
 
 def test_retention_purges_rolled_up_minutes_and_keeps_the_answers(sched_settings, store) -> None:
-    from controlplane.rollups import rollups_t
     from controlplane.slices import load_slices
-    from controlplane.slo_rollups import evaluate_all_from_rollups
-    from controlplane.slo_spec import load_slos
+    from controlplane.slo.rolled import evaluate_all_from_rollups
+    from controlplane.slo.spec import load_slos
+    from controlplane.slo.tables import rollups_t
 
     now = floor_minute(datetime.now(UTC))
     _seed(store, now - timedelta(days=40), 600, 100, 1)

@@ -22,7 +22,7 @@ from controlplane.scheduler.delivery import DeliveryStats
 from controlplane.scheduler.service import SchedulerService
 from controlplane.scheduler.tables import deliveries_t, snapshots_t
 from controlplane.settings import Settings
-from controlplane.slo import floor_minute
+from controlplane.slo.periods import floor_minute
 from tests.controlplane.scheduler.alerting import webhook_server
 from tests.controlplane.scheduler.test_jobs import _seed, sched_settings  # noqa: F401 - the fixture
 from tests.support import wait_until

@@ -27,8 +27,8 @@ import yaml
 
 from controlplane.clock import parse_duration
 from controlplane.slices import SliceConfig, label
-from controlplane.slo import BURN_WINDOWS, PAGE_RULES, TICKET_RULES
-from controlplane.slo_spec import EventSpec, SloConfigError, SloSpec
+from controlplane.slo.engine import BURN_WINDOWS, PAGE_RULES, TICKET_RULES
+from controlplane.slo.spec import EventSpec, SloConfigError, SloSpec
 
 REQUESTS = "platform_http_requests_total"
 DURATION = "platform_http_request_duration_seconds"

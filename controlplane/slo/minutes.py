@@ -10,17 +10,16 @@ Usage:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import Engine, select
 
 from controlplane.clock import as_utc
-from controlplane.slo_rollups import load_rolled_counts, rolled_series, snapshot
-from controlplane.slo_spec import SloSpec
+from controlplane.slo.periods import HOUR
+from controlplane.slo.rolled import load_rolled_counts, rolled_series, snapshot
+from controlplane.slo.spec import SloSpec
 from controlplane.storage import reader
 from controlplane.store import SliBucket, SliExemplar, table
-
-HOUR = timedelta(hours=1)
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine
 
 from controlplane.clock import as_utc
-from controlplane.rollups import HOUR, ONE_MINUTE, at_minute
-from controlplane.slo import budget, floor_minute, minute_index, slo_window
-from controlplane.slo_rollups import RolledCounts, load_minutes, load_periods, marked_counts, rolled_series, snapshot
-from controlplane.slo_spec import EventSpec, SloSpec
+from controlplane.slo.engine import budget, slo_window
+from controlplane.slo.periods import HOURLY, MINUTES_PER_HOUR, ONE_MINUTE, floor_minute, minute_index, minute_start
+from controlplane.slo.rolled import RolledCounts, load_minutes, load_periods, marked_counts, rolled_series, snapshot
+from controlplane.slo.spec import EventSpec, SloSpec
 
 
 @dataclass(frozen=True)
@@ -71,8 +71,8 @@ def hourly_budget_curve(
     """The budget at every whole hour of the `days` before `at`, then at `at` itself: the chart of a live
     page, cheap because only the last point's window has ragged ends."""
     at = floor_minute(as_utc(at))
-    last_hour = minute_index(at) // 60
-    instants = [at_minute((last_hour - h) * 60) for h in range(days * 24, -1, -1)]
+    last_hour = minute_index(at) // MINUTES_PER_HOUR
+    instants = [minute_start((last_hour - h) * MINUTES_PER_HOUR) for h in range(days * 24, -1, -1)]
     if instants[-1] != at:
         instants.append(at)
     return budget_points(engine, spec, events=events, boundaries=boundaries, instants=instants)
@@ -97,7 +97,7 @@ def budget_points(
         )
         prefix = _HourPrefix(counts, windows)
         if counts.hours:
-            load_periods(conn, spec, HOUR, 60, counts.hours)
+            load_periods(conn, spec, HOURLY, MINUTES_PER_HOUR, counts.hours)
         if counts.minutes:
             load_minutes(conn, spec, counts.minutes)
     prefix.sum_up()
@@ -116,23 +116,23 @@ class _HourPrefix:
 
     def __init__(self, counts: RolledCounts, windows: list[tuple[datetime, datetime]]) -> None:
         self.counts = counts
-        self.h_first, self.h_last = -(-counts.first // 60), counts.last // 60
+        self.h_first, self.h_last = -(-counts.first // MINUTES_PER_HOUR), counts.last // MINUTES_PER_HOUR
         self.as_minutes = {
             h for h in range(self.h_first, self.h_last) if counts.minutes_only or h in counts.dirty_hours
         }
         for h in range(self.h_first, self.h_last):
             if h in self.as_minutes:
-                self._need_minutes(h * 60, h * 60 + 60)
+                self._need_minutes(h * MINUTES_PER_HOUR, h * MINUTES_PER_HOUR + MINUTES_PER_HOUR)
             else:
                 counts.hours[h] = [0, 0]
         for start, end in windows:
             lo, hi = counts.bounds(start, end)
-            h_lo, h_hi = -(-lo // 60), hi // 60
+            h_lo, h_hi = -(-lo // MINUTES_PER_HOUR), hi // MINUTES_PER_HOUR
             if h_lo >= h_hi:
                 self._need_minutes(lo, hi)
             else:
-                self._need_minutes(lo, h_lo * 60)
-                self._need_minutes(h_hi * 60, hi)
+                self._need_minutes(lo, h_lo * MINUTES_PER_HOUR)
+                self._need_minutes(h_hi * MINUTES_PER_HOUR, hi)
         self.events = [0]
         self.bad = [0]
 
@@ -146,7 +146,7 @@ class _HourPrefix:
         events, bad = 0, 0
         for h in range(self.h_first, self.h_last):
             if h in self.as_minutes:
-                e, x = self._minutes(h * 60, h * 60 + 60)
+                e, x = self._minutes(h * MINUTES_PER_HOUR, h * MINUTES_PER_HOUR + MINUTES_PER_HOUR)
             else:
                 e, x = self.counts.hours[h]
             events += e
@@ -165,10 +165,10 @@ class _HourPrefix:
 
     def window(self, start: datetime, end: datetime) -> tuple[int, int]:
         lo, hi = self.counts.bounds(start, end)
-        h_lo, h_hi = -(-lo // 60), hi // 60
+        h_lo, h_hi = -(-lo // MINUTES_PER_HOUR), hi // MINUTES_PER_HOUR
         if h_lo >= h_hi:
             return self._minutes(lo, hi)
-        head, tail = self._minutes(lo, h_lo * 60), self._minutes(h_hi * 60, hi)
+        head, tail = self._minutes(lo, h_lo * MINUTES_PER_HOUR), self._minutes(h_hi * MINUTES_PER_HOUR, hi)
         i, j = h_lo - self.h_first, h_hi - self.h_first
         return (
             head[0] + self.events[j] - self.events[i] + tail[0],

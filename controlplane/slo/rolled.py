@@ -1,4 +1,4 @@
-"""SLO evaluation through the rollups of `controlplane.rollups`: whole UTC days,
+"""SLO evaluation through the rollups that `controlplane.slo.rollups` keeps: whole UTC days,
 then whole hours, then minutes for the ragged ends of windows and for hours not rolled up yet. The
 results equal the minute-level `controlplane.slo.evaluate_all` on the same store, float for float.
 
@@ -6,7 +6,7 @@ Usage:
 
     report = evaluate_all_from_rollups(store_engine, specs, events=events, boundaries=b, at=utcnow())
 
-Budget curves over the same rollups: `controlplane.slo_curves`.
+Budget curves over the same rollups: `controlplane.slo.curves`.
 """
 
 from __future__ import annotations
@@ -18,36 +18,31 @@ from datetime import datetime
 from sqlalchemy import Connection, Engine, case, func, select
 
 from controlplane.clock import as_utc
-from controlplane.rollups import (
-    DAY,
-    HOUR,
-    Series,
-    at_minute,
-    changes_t,
+from controlplane.slo.engine import BURN_WINDOWS, check_threshold, evaluate, is_over, slo_window, timeslice_bad
+from controlplane.slo.periods import (
+    DAILY,
+    HOURLY,
+    MINUTES_PER_DAY,
+    MINUTES_PER_HOUR,
+    floor_minute,
     in_runs,
+    minute_index,
+    minute_start,
+)
+from controlplane.slo.results import SloReport
+from controlplane.slo.spec import EventSpec, SloSpec
+from controlplane.slo.tables import (
+    Series,
+    buckets_t,
+    changes_t,
     latency_t,
-    minute_of,
     minutes_lat_t,
     rollups_t,
     series_t,
     slices_t,
 )
-from controlplane.slo import (
-    BURN_WINDOWS,
-    check_threshold,
-    evaluate,
-    floor_minute,
-    is_over,
-    minute_index,
-    slo_window,
-    timeslice_bad,
-)
-from controlplane.slo_results import SloReport
-from controlplane.slo_spec import EventSpec, SloSpec
 from controlplane.storage import is_sqlite, reader
-from controlplane.store import SliBucket, table
 
-buckets_t = table(SliBucket)
 Piece = tuple[str, int, int]  # ("m", first minute, end minute) | ("h", hour, 0) | ("d", day, 0)
 
 
@@ -75,12 +70,12 @@ class RolledCounts:
     def pieces(self, lo: int, hi: int) -> Iterator[Piece]:
         if hi <= lo:
             return
-        h_lo, h_hi = -(-lo // 60), hi // 60
+        h_lo, h_hi = -(-lo // MINUTES_PER_HOUR), hi // MINUTES_PER_HOUR
         if self.minutes_only or h_lo >= h_hi:
             yield ("m", lo, hi)
             return
-        if lo < h_lo * 60:
-            yield ("m", lo, h_lo * 60)
+        if lo < h_lo * MINUTES_PER_HOUR:
+            yield ("m", lo, h_lo * MINUTES_PER_HOUR)
         d_lo, d_hi = -(-h_lo // 24), h_hi // 24
         if d_lo >= d_hi:
             yield from self._hours(h_lo, h_hi)
@@ -92,12 +87,16 @@ class RolledCounts:
                 else:
                     yield ("d", d, 0)
             yield from self._hours(d_hi * 24, h_hi)
-        if h_hi * 60 < hi:
-            yield ("m", h_hi * 60, hi)
+        if h_hi * MINUTES_PER_HOUR < hi:
+            yield ("m", h_hi * MINUTES_PER_HOUR, hi)
 
     def _hours(self, a: int, b: int) -> Iterator[Piece]:
         for h in range(a, b):
-            yield ("m", h * 60, h * 60 + 60) if h in self.dirty_hours else ("h", h, 0)
+            yield (
+                ("m", h * MINUTES_PER_HOUR, h * MINUTES_PER_HOUR + MINUTES_PER_HOUR)
+                if h in self.dirty_hours
+                else ("h", h, 0)
+            )
 
     def window(self, start: datetime, end: datetime) -> tuple[int, int]:
         """(events, bad) in the complete minutes of [start, end); a window not loaded raises KeyError."""
@@ -150,7 +149,7 @@ def load_rolled_counts(
                 counts.minutes.update((m, [0, 0]) for m in range(a, b) if m not in counts.minutes)
             else:
                 (counts.days if piece == "d" else counts.hours).setdefault(a, [0, 0])
-    for period, unit, into in ((DAY, 1440, counts.days), (HOUR, 60, counts.hours)):
+    for period, unit, into in ((DAILY, MINUTES_PER_DAY, counts.days), (HOURLY, MINUTES_PER_HOUR, counts.hours)):
         if into:
             load_periods(conn, spec, period, unit, into)
     if counts.minutes:
@@ -177,12 +176,14 @@ def marked_counts(
     marks = conn.execute(
         select(changes_t.c.period, changes_t.c.start).where(
             changes_t.c.slice == name,
-            changes_t.c.start >= at_minute(first // 1440 * 1440),
-            changes_t.c.start < at_minute(last),
+            changes_t.c.start >= minute_start(first // MINUTES_PER_DAY * MINUTES_PER_DAY),
+            changes_t.c.start < minute_start(last),
         )
     ).all()
-    dirty_hours = {minute_of(start) // 60 for period, start in marks if period == HOUR}
-    dirty_days = {h // 24 for h in dirty_hours} | {minute_of(start) // 1440 for period, start in marks if period == DAY}
+    dirty_hours = {minute_index(start) // MINUTES_PER_HOUR for period, start in marks if period == HOURLY}
+    dirty_days = {h // 24 for h in dirty_hours} | {
+        minute_index(start) // MINUTES_PER_DAY for period, start in marks if period == DAILY
+    }
     return RolledCounts(
         first,
         last,
@@ -223,7 +224,7 @@ def load_periods(conn: Connection, spec: SloSpec, period: str, unit: int, into: 
             in_runs(slices_t.c.start, set(into), unit),
         )
     for start, events, bad in conn.execute(query):
-        into[minute_of(start) // unit] = [int(events), int(bad)]
+        into[minute_index(start) // unit] = [int(events), int(bad)]
 
 
 def load_minutes(conn: Connection, spec: SloSpec, into: dict[int, list[int]]) -> None:
@@ -234,7 +235,7 @@ def load_minutes(conn: Connection, spec: SloSpec, into: dict[int, list[int]]) ->
             buckets_t.c.slice == spec.slice, in_runs(buckets_t.c.minute, set(into), 1)
         )
         for minute, total, bad in conn.execute(query):
-            entry = into[minute_of(minute)]
+            entry = into[minute_index(minute)]
             entry[0] += total
             entry[1] += bad
         return
@@ -243,7 +244,7 @@ def load_minutes(conn: Connection, spec: SloSpec, into: dict[int, list[int]]) ->
         minutes_lat_t.c.slice == spec.slice, in_runs(minutes_lat_t.c.minute, set(into), 1)
     )
     for minute, le, count in conn.execute(query):
-        entry = split.setdefault(minute_of(minute), [0, 0])
+        entry = split.setdefault(minute_index(minute), [0, 0])
         entry[0] += count
         if is_over(le, threshold):
             entry[1] += count

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from controlplane.slo_spec import SloConfigError, SloSpec
+from controlplane.slo.spec import SloConfigError, SloSpec
 
 SOURCE_TYPE = "controlplane"
 

@@ -24,13 +24,14 @@ from __future__ import annotations
 import calendar
 import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from sqlalchemy import Engine, select
 
 from controlplane.clock import as_utc
-from controlplane.slo_results import (
+from controlplane.slo.periods import floor_minute, minute_index
+from controlplane.slo.results import (
     AlertThreshold,
     AlertThresholds,
     Policy,
@@ -40,7 +41,7 @@ from controlplane.slo_results import (
     SloWindow,
     WindowKind,
 )
-from controlplane.slo_spec import EventSpec, SloConfigError, SloSpec
+from controlplane.slo.spec import EventSpec, SloConfigError, SloSpec
 from controlplane.storage import reader
 from controlplane.store import SliBucket, SliLatencyBucket, table
 
@@ -58,14 +59,6 @@ BurnRule = tuple[str, str, float]
 PAGE_RULES: tuple[BurnRule, ...] = (("1h", "5m", 14.4), ("6h", "30m", 6.0))
 TICKET_RULES: tuple[BurnRule, ...] = (("1d", "2h", 3.0), ("3d", "6h", 1.0))
 CAUTION_REMAINING = 0.25
-
-
-def minute_index(moment: datetime) -> int:
-    return int(moment.timestamp()) // 60
-
-
-def floor_minute(moment: datetime) -> datetime:
-    return datetime.fromtimestamp(minute_index(moment) * 60, tz=UTC)
 
 
 class WindowCounts(Protocol):
@@ -129,13 +122,9 @@ def load_counts(
     """Read the slice's buckets in [start, end) and turn them into this SLI's per-minute counts."""
     first, last = minute_index(start), minute_index(end)
     events, bad = [0] * max(last - first, 0), [0] * max(last - first, 0)
-    base = datetime.fromtimestamp(first * 60, tz=UTC)
-    naive_base = base.replace(tzinfo=None)
-    one_minute = timedelta(minutes=1)
 
     def index(minute: datetime) -> int:
-        # SQLite hands back naive UTC datetimes, PostgreSQL aware ones; subtracting is cheaper than timestamp().
-        return (minute - (naive_base if minute.tzinfo is None else base)) // one_minute
+        return minute_index(minute) - first
 
     b, lat = table(SliBucket), table(SliLatencyBucket)
     with reader(engine).connect() as conn:

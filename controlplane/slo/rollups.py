@@ -1,9 +1,9 @@
-"""Hourly and daily rollups of the per-minute SLI buckets, and SLO evaluation through them.
+"""Hourly and daily rollups of the per-minute SLI buckets: what `refresh_rollups` keeps current.
 
 Usage:
 
-    refresh_rollups(store_engine, until=utcnow(), specs=specs)   # the scheduler's `rollups` job, every minute
-    report = evaluate_all_from_rollups(store_engine, specs, events=events, boundaries=b, at=utcnow())
+    refresh_rollups(store_engine, until=utcnow(), specs=specs)   # the scheduler's `rollups` job
+    report = evaluate_all_from_rollups(...)   # controlplane.slo.rolled: evaluation through them
 
 What changed, and why this way: every write of a minute row (`sli_buckets`, `sli_latency_buckets`)
 marks its slice-hour in `sli_rollup_changes`, by a database trigger in the same transaction, so no
@@ -30,117 +30,41 @@ Deleting minute rows (retention) does not mark anything: rollups keep what the m
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    Connection,
-    DateTime,
-    Engine,
-    Float,
-    and_,
-    bindparam,
-    delete,
-    or_,
-    select,
-    text,
-)
-from sqlmodel import Field
+from sqlalchemy import Connection, Engine, and_, bindparam, delete, select, text
 
 from controlplane.clock import as_utc
-from controlplane.slo import (
-    is_over,
+from controlplane.slo.engine import is_over, timeslice_bad
+from controlplane.slo.periods import (
+    DAILY,
+    HOURLY,
+    MINUTES_PER_DAY,
+    MINUTES_PER_HOUR,
+    PERIOD_MINUTES,
+    in_runs,
     minute_index,
-    timeslice_bad,
+    minute_start,
+    runs_of,
 )
-from controlplane.slo_spec import SloSpec
+from controlplane.slo.spec import SloSpec
+from controlplane.slo.tables import (
+    Series,
+    buckets_t,
+    changes_t,
+    latency_t,
+    minutes_lat_t,
+    rollups_t,
+    series_t,
+    slices_t,
+)
 from controlplane.storage import is_sqlite
-from controlplane.store import SliBucket, SliLatencyBucket, StoreModel, table
 
-HOUR, DAY = "hour", "day"
 ADVISORY_LOCK = 0x534C4F52  # "SLOR": PostgreSQL advisory lock key of refresh_rollups
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-NAIVE_EPOCH = EPOCH.replace(tzinfo=None)
-ONE_MINUTE = timedelta(minutes=1)
-
-
-def _utc(*, primary_key: bool = False) -> Column:
-    return Column(DateTime(timezone=True), nullable=False, primary_key=primary_key)
-
-
-def _count() -> Column:
-    return Column(BigInteger(), nullable=False)
-
-
-class SliRollup(StoreModel, table=True):
-    """A slice's events and bad events over one hour or one UTC day (`period`), from its minutes."""
-
-    __tablename__ = "sli_rollups"
-
-    slice: str = Field(primary_key=True, max_length=64)
-    period: str = Field(primary_key=True, max_length=4)  # hour | day
-    start: datetime = Field(sa_column=_utc(primary_key=True))
-    total: int = Field(sa_column=_count())
-    bad: int = Field(sa_column=_count())
-
-
-class SliLatencyRollup(StoreModel, table=True):
-    """Per-bucket latency counts of a slice over one hour or day (not cumulative, as the minutes)."""
-
-    __tablename__ = "sli_latency_rollups"
-
-    slice: str = Field(primary_key=True, max_length=64)
-    period: str = Field(primary_key=True, max_length=4)
-    start: datetime = Field(sa_column=_utc(primary_key=True))
-    le: str = Field(primary_key=True, max_length=16)
-    count: int = Field(sa_column=_count())
-
-
-class SliTimesliceSeries(StoreModel, table=True):
-    """A freshness SLI whose timeslices are rolled up: built once, then kept with the other rollups."""
-
-    __tablename__ = "sli_timeslice_series"
-
-    slice: str = Field(primary_key=True, max_length=64)
-    threshold_seconds: float = Field(sa_column=Column(Float(), primary_key=True))
-    percentile: float = Field(sa_column=Column(Float(), primary_key=True))
-    built_at: datetime = Field(sa_column=_utc())
-
-
-class SliTimesliceRollup(StoreModel, table=True):
-    """Of one series, over one hour or day: minutes with data, and how many of them were bad."""
-
-    __tablename__ = "sli_timeslice_rollups"
-
-    slice: str = Field(primary_key=True, max_length=64)
-    threshold_seconds: float = Field(sa_column=Column(Float(), primary_key=True))
-    percentile: float = Field(sa_column=Column(Float(), primary_key=True))
-    period: str = Field(primary_key=True, max_length=4)
-    start: datetime = Field(sa_column=_utc(primary_key=True))
-    minutes: int = Field(sa_column=_count())
-    bad_minutes: int = Field(sa_column=_count())
-
-
-class SliRollupChange(StoreModel, table=True):
-    """An hour whose minutes changed, or a day whose hours did, since they were last rolled up."""
-
-    __tablename__ = "sli_rollup_changes"
-
-    slice: str = Field(primary_key=True, max_length=64)
-    period: str = Field(primary_key=True, max_length=4)
-    start: datetime = Field(sa_column=_utc(primary_key=True))
-    version: int = Field(sa_column=_count())
-
-
-rollups_t, latency_t, series_t = table(SliRollup), table(SliLatencyRollup), table(SliTimesliceSeries)
-slices_t, changes_t = table(SliTimesliceRollup), table(SliRollupChange)
-buckets_t, minutes_lat_t = table(SliBucket), table(SliLatencyBucket)
-Series = tuple[str, float, float]  # slice, threshold_seconds, percentile
 
 
 @dataclass(frozen=True)
@@ -151,31 +75,6 @@ class RollupStats:
     days: int
     series_built: int
     pending_hours: int
-
-
-def minute_of(value: datetime) -> int:
-    """Minutes since the epoch of a stored time (SQLite hands back naive UTC, PostgreSQL aware times)."""
-    return (value - (NAIVE_EPOCH if value.tzinfo is None else EPOCH)) // ONE_MINUTE
-
-
-def at_minute(index: int) -> datetime:
-    return EPOCH + index * ONE_MINUTE
-
-
-def runs_of(indexes: Iterable[int]) -> list[tuple[int, int]]:
-    """Sorted indexes as half-open runs of consecutive ones: [3, 4, 5, 9] -> [(3, 6), (9, 10)]."""
-    runs: list[tuple[int, int]] = []
-    for i in sorted(set(indexes)):
-        if runs and runs[-1][1] == i:
-            runs[-1] = (runs[-1][0], i + 1)
-        else:
-            runs.append((i, i + 1))
-    return runs
-
-
-def in_runs(column: Any, indexes: Iterable[int], unit: int) -> Any:
-    """`column` within any of the periods of `unit` minutes numbered `indexes` (one range per run of them)."""
-    return or_(*(and_(column >= at_minute(a * unit), column < at_minute(b * unit)) for a, b in runs_of(indexes)))
 
 
 # ---------------------------------------------------------------------------------------- refresh
@@ -194,7 +93,7 @@ def refresh_rollups(engine: Engine, *, until: datetime, specs: Sequence[SloSpec]
     rollups; build timeslice series for freshness `specs` not yet rolled up. Idempotent; safe to run
     concurrently (refreshes serialise) and beside writers of minutes."""
     until = as_utc(until)
-    cut_hour = minute_index(until) // 60
+    cut_hour = minute_index(until) // MINUTES_PER_HOUR
     cut_day = cut_hour // 24
     with _refresh_transaction(engine) as conn:
         known = {
@@ -210,7 +109,7 @@ def refresh_rollups(engine: Engine, *, until: datetime, specs: Sequence[SloSpec]
             series[key[0]].append(key)
         marks = conn.execute(
             select(changes_t.c.slice, changes_t.c.start, changes_t.c.version)
-            .where(changes_t.c.period == HOUR, changes_t.c.start < at_minute(cut_hour * 60))
+            .where(changes_t.c.period == HOURLY, changes_t.c.start < minute_start(cut_hour * MINUTES_PER_HOUR))
             # PostgreSQL: lock the marks now and skip those a writer holds (its minutes are not committed
             # yet; the next run takes them). Waiting for a writer's mark here, while the writer waits for
             # one of ours, would be a deadlock.
@@ -218,7 +117,7 @@ def refresh_rollups(engine: Engine, *, until: datetime, specs: Sequence[SloSpec]
         ).all()
         by_slice: dict[str, list[int]] = defaultdict(list)
         for slice_name, start, _version in marks:
-            by_slice[slice_name].append(minute_of(start) // 60)
+            by_slice[slice_name].append(minute_index(start) // MINUTES_PER_HOUR)
         for slice_name, hours in by_slice.items():
             for run in runs_of(hours):
                 _roll_hours(conn, slice_name, run, series[slice_name])
@@ -226,7 +125,7 @@ def refresh_rollups(engine: Engine, *, until: datetime, specs: Sequence[SloSpec]
             conn.execute(
                 delete(changes_t).where(
                     changes_t.c.slice == bindparam("s"),
-                    changes_t.c.period == HOUR,
+                    changes_t.c.period == HOURLY,
                     changes_t.c.start == bindparam("t"),
                     changes_t.c.version == bindparam("v"),
                 ),
@@ -237,33 +136,36 @@ def refresh_rollups(engine: Engine, *, until: datetime, specs: Sequence[SloSpec]
             _build_series(conn, key)
         days = conn.execute(
             select(changes_t.c.slice, changes_t.c.start).where(
-                changes_t.c.period == DAY, changes_t.c.start < at_minute(cut_day * 1440)
+                changes_t.c.period == DAILY, changes_t.c.start < minute_start(cut_day * MINUTES_PER_DAY)
             )
         ).all()
         days_by_slice: dict[str, list[int]] = defaultdict(list)
         for slice_name, start in days:
-            days_by_slice[slice_name].append(minute_of(start) // 1440)
+            days_by_slice[slice_name].append(minute_index(start) // MINUTES_PER_DAY)
         for slice_name, day_list in days_by_slice.items():
             for run in runs_of(day_list):
                 _roll_days(conn, slice_name, run, series[slice_name])
             conn.execute(
                 delete(changes_t).where(
                     changes_t.c.slice == slice_name,
-                    changes_t.c.period == DAY,
-                    in_runs(changes_t.c.start, day_list, 1440),
+                    changes_t.c.period == DAILY,
+                    in_runs(changes_t.c.start, day_list, MINUTES_PER_DAY),
                 )
             )
-        pending = conn.execute(select(changes_t.c.slice).where(changes_t.c.period == HOUR)).all()
+        pending = conn.execute(select(changes_t.c.slice).where(changes_t.c.period == HOURLY)).all()
     return RollupStats(hours=len(marks), days=len(days), series_built=len(new), pending_hours=len(pending))
 
 
 def _mark_days(conn: Connection, days: set[tuple[str, int]]) -> None:
     # Only refreshes write day marks, and they hold the lock: no conflict to handle.
     existing = {
-        (s, minute_of(t) // 1440)
-        for s, t in conn.execute(select(changes_t.c.slice, changes_t.c.start).where(changes_t.c.period == DAY))
+        (s, minute_index(t) // MINUTES_PER_DAY)
+        for s, t in conn.execute(select(changes_t.c.slice, changes_t.c.start).where(changes_t.c.period == DAILY))
     }
-    rows = [{"slice": s, "period": DAY, "start": at_minute(d * 1440), "version": 1} for s, d in sorted(days - existing)]
+    rows = [
+        {"slice": s, "period": DAILY, "start": minute_start(d * MINUTES_PER_DAY), "version": 1}
+        for s, d in sorted(days - existing)
+    ]
     if rows:
         conn.execute(changes_t.insert(), rows)
 
@@ -291,7 +193,7 @@ def _latency_minutes(conn: Connection, slice_name: str, where: Any) -> dict[int,
         )
     )
     for minute, le, count in rows:
-        per_minute[minute_of(minute)][le] += count
+        per_minute[minute_index(minute)][le] += count
     return per_minute
 
 
@@ -317,14 +219,14 @@ def _write_period(
         (
             rollups_t,
             [
-                {"slice": slice_name, "period": period, "start": at_minute(i * unit), "total": t, "bad": b}
+                {"slice": slice_name, "period": period, "start": minute_start(i * unit), "total": t, "bad": b}
                 for i, (t, b) in sorted(totals.items())
             ],
         ),
         (
             latency_t,
             [
-                {"slice": slice_name, "period": period, "start": at_minute(i * unit), "le": le, "count": n}
+                {"slice": slice_name, "period": period, "start": minute_start(i * unit), "le": le, "count": n}
                 for (i, le), n in sorted(les.items())
             ],
         ),
@@ -335,31 +237,31 @@ def _write_period(
 
 def _roll_hours(conn: Connection, slice_name: str, run: tuple[int, int], series: list[Series]) -> None:
     """Recompute the hours of `run` from their minutes: totals, latency buckets, timeslices of each series."""
-    lo, hi = at_minute(run[0] * 60), at_minute(run[1] * 60)
+    lo, hi = minute_start(run[0] * MINUTES_PER_HOUR), minute_start(run[1] * MINUTES_PER_HOUR)
     totals: dict[int, list[int]] = defaultdict(lambda: [0, 0])
     for minute, total, bad in conn.execute(
         select(buckets_t.c.minute, buckets_t.c.total, buckets_t.c.bad).where(
             buckets_t.c.slice == slice_name, buckets_t.c.minute >= lo, buckets_t.c.minute < hi
         )
     ):
-        entry = totals[minute_of(minute) // 60]
+        entry = totals[minute_index(minute) // MINUTES_PER_HOUR]
         entry[0] += total
         entry[1] += bad
     per_minute = _latency_minutes(conn, slice_name, and_(minutes_lat_t.c.minute >= lo, minutes_lat_t.c.minute < hi))
     les: dict[tuple[int, str], int] = defaultdict(int)
     for minute, buckets in per_minute.items():
         for le, count in buckets.items():
-            les[(minute // 60, le)] += count
-    _write_period(conn, slice_name, HOUR, 60, (lo, hi), totals, les)
+            les[(minute // MINUTES_PER_HOUR, le)] += count
+    _write_period(conn, slice_name, HOURLY, MINUTES_PER_HOUR, (lo, hi), totals, les)
     for key in series:
-        _write_timeslices(conn, key, HOUR, (lo, hi), _timeslices(per_minute, key, 60))
+        _write_timeslices(conn, key, HOURLY, (lo, hi), _timeslices(per_minute, key, MINUTES_PER_HOUR))
 
 
 def _write_timeslices(
     conn: Connection, key: Series, period: str, span: tuple[datetime, datetime] | None, values: dict[int, list[int]]
 ) -> None:
     slice_name, threshold, percentile = key
-    unit = 60 if period == HOUR else 1440
+    unit = PERIOD_MINUTES[period]
     own = and_(
         slices_t.c.slice == slice_name,
         slices_t.c.threshold_seconds == threshold,
@@ -377,7 +279,7 @@ def _write_timeslices(
                 "threshold_seconds": threshold,
                 "percentile": percentile,
                 "period": period,
-                "start": at_minute(i * unit),
+                "start": minute_start(i * unit),
                 "minutes": m,
                 "bad_minutes": b,
             }
@@ -389,8 +291,8 @@ def _write_timeslices(
 def _build_series(conn: Connection, key: Series) -> None:
     """A new freshness series: its timeslices for every hour and day the minutes hold."""
     per_minute = _latency_minutes(conn, key[0], True)
-    _write_timeslices(conn, key, HOUR, None, _timeslices(per_minute, key, 60))
-    _write_timeslices(conn, key, DAY, None, _timeslices(per_minute, key, 1440))
+    _write_timeslices(conn, key, HOURLY, None, _timeslices(per_minute, key, MINUTES_PER_HOUR))
+    _write_timeslices(conn, key, DAILY, None, _timeslices(per_minute, key, MINUTES_PER_DAY))
     conn.execute(
         series_t.insert().values(slice=key[0], threshold_seconds=key[1], percentile=key[2], built_at=datetime.now(UTC))
     )
@@ -398,26 +300,26 @@ def _build_series(conn: Connection, key: Series) -> None:
 
 def _roll_days(conn: Connection, slice_name: str, run: tuple[int, int], series: list[Series]) -> None:
     """Recompute the days of `run` from their hour rollups."""
-    lo, hi = at_minute(run[0] * 1440), at_minute(run[1] * 1440)
+    lo, hi = minute_start(run[0] * MINUTES_PER_DAY), minute_start(run[1] * MINUTES_PER_DAY)
 
     def hours(tbl: Any, *columns: Any, extra: Any = True) -> list[Any]:
         return list(
             conn.execute(
                 select(tbl.c.start, *columns).where(
-                    tbl.c.slice == slice_name, tbl.c.period == HOUR, tbl.c.start >= lo, tbl.c.start < hi, extra
+                    tbl.c.slice == slice_name, tbl.c.period == HOURLY, tbl.c.start >= lo, tbl.c.start < hi, extra
                 )
             )
         )
 
     totals: dict[int, list[int]] = defaultdict(lambda: [0, 0])
     for start, total, bad in hours(rollups_t, rollups_t.c.total, rollups_t.c.bad):
-        entry = totals[minute_of(start) // 1440]
+        entry = totals[minute_index(start) // MINUTES_PER_DAY]
         entry[0] += total
         entry[1] += bad
     les: dict[tuple[int, str], int] = defaultdict(int)
     for start, le, count in hours(latency_t, latency_t.c.le, latency_t.c.count):
-        les[(minute_of(start) // 1440, le)] += count
-    _write_period(conn, slice_name, DAY, 1440, (lo, hi), totals, les)
+        les[(minute_index(start) // MINUTES_PER_DAY, le)] += count
+    _write_period(conn, slice_name, DAILY, MINUTES_PER_DAY, (lo, hi), totals, les)
     for key in series:
         _slice, threshold, percentile = key
         values: dict[int, list[int]] = defaultdict(lambda: [0, 0])
@@ -427,7 +329,7 @@ def _roll_days(conn: Connection, slice_name: str, run: tuple[int, int], series: 
             slices_t.c.bad_minutes,
             extra=and_(slices_t.c.threshold_seconds == threshold, slices_t.c.percentile == percentile),
         ):
-            entry = values[minute_of(start) // 1440]
+            entry = values[minute_index(start) // MINUTES_PER_DAY]
             entry[0] += m
             entry[1] += b
-        _write_timeslices(conn, key, DAY, (lo, hi), values)
+        _write_timeslices(conn, key, DAILY, (lo, hi), values)
