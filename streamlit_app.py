@@ -1,6 +1,6 @@
 """The control plane's web dashboard: `controlplane dashboard` (or `streamlit run streamlit_app.py`).
 
-A router: the signed-in user's role decides which pages exist (`dashboards.shell.PAGES`); signed out,
+A router: the signed-in user's role decides which pages exist (`dashboards.shell.role_pages`); signed out,
 only the login page does. Pages read only through the control plane's and the audit log's APIs.
 """
 

@@ -67,8 +67,8 @@ def seed_rest(url: str) -> None:
     """An admin, settled bets with a signed checkpoint, and one checklist run."""
     from audit.log import AuditLog
     from audit.schema import migrate_audit
+    from controlplane.auditing import open_audit
     from controlplane.checklist.session import run_and_record
-    from controlplane.proofs import open_audit
     from controlplane.settings import Settings
     from controlplane.users import add_user
 
@@ -86,7 +86,6 @@ def seed_rest(url: str) -> None:
     settings = Settings()  # from the environment run_database set
     signer, _ring = open_audit(settings)
     signer.checkpoint()
-    signer.engine.dispose()
     run_and_record(settings, engine, event=None)
     engine.dispose()
 
@@ -98,44 +97,40 @@ def data_only(page: str) -> Callable[[], Any]:
     from audit.query import find_entries
     from audit.schema import checkpoints, entries
     from controlplane.checklist.records import list_runs, load_run
-    from controlplane.cost.model import load_cost_model
+    from controlplane.config import load_config
     from controlplane.cost.report import CostInputs, cost_report
     from controlplane.scheduler.history import alert_history
     from controlplane.scraped import latest
     from controlplane.settings import Settings
-    from controlplane.slices import load_slices
     from controlplane.slo.curves import hourly_budget_curve
     from controlplane.slo.minutes import hourly_sli, worst_minutes
     from controlplane.slo.rolled import evaluate_all_from_rollups
-    from controlplane.slo.spec import load_events, load_slos
     from controlplane.users import list_users
     from dashboards.shell import audit_store, store
 
     settings = Settings()
-    events = load_events(settings.events_path)
-    specs = load_slos(settings.slos_path, events=events)
-    slices = load_slices(settings.slices_path)
+    config = load_config(settings)
+    specs, events, boundaries = config.specs, config.events, config.boundaries
 
     def oncall() -> None:
         now = datetime.now(UTC).replace(second=0, microsecond=0)
-        report = evaluate_all_from_rollups(store(), specs, events=events, boundaries=slices.boundaries, at=now)
+        report = evaluate_all_from_rollups(store(), specs, events=events, boundaries=boundaries, at=now)
         spec = specs[0]
-        hourly_budget_curve(store(), spec, events=events, boundaries=slices.boundaries, at=now, days=30)
-        hourly_sli(store(), spec, start=now - timedelta(days=30), end=now, boundaries=slices.boundaries)
+        hourly_budget_curve(store(), spec, events=events, boundaries=boundaries, at=now, days=30)
+        hourly_sli(store(), spec, start=now - timedelta(days=30), end=now, boundaries=boundaries)
         worst_minutes(store(), report.slos[0].slice, now - timedelta(days=30), now)
         alert_history(store(), since=now - timedelta(days=30), slo=spec.name, limit=200)
         latest(store())
 
     def cost() -> None:
         now = datetime.now(UTC).replace(second=0, microsecond=0)
-        inputs = CostInputs(load_cost_model(settings.costs_path), store(), audit_store(),
-                            [x.name for x in slices.slices], specs, events, slices.boundaries)  # fmt: skip
+        inputs = CostInputs.from_config(config, store=store(), audit=audit_store())
         cost_report(inputs, now - timedelta(days=7), now, by="hour", now=now)
 
     def readiness() -> None:
         runs = list_runs(store(), limit=20, without_event=True)
         if runs:
-            load_run(store(), runs[0]["run_id"])
+            load_run(store(), runs[0].run_id)
 
     def audit() -> None:
         with audit_store().connect() as conn:
@@ -175,7 +170,10 @@ def measure(repeats: int) -> list[dict[str, Any]]:
         def render(page: str = page) -> None:
             if page == "oncall":
                 at.query_params["range"] = "30d"
-            at.switch_page(f"dashboards/page_{page}.py").run()
+            # The pages are functions: open one by the hash st.navigation registered its URL path under.
+            by_path = {info.get("url_pathname"): key for key, info in at._registered_pages.items()}
+            at._page_hash = by_path[page]
+            at.run()
             if at.exception:
                 raise RuntimeError(f"page {page} failed: {at.exception[0].value}")
 

@@ -18,9 +18,9 @@ from sqlalchemy import Engine
 
 from collectors.receiver import create_receiver
 from collectors.slo_gauges import SloGauges
+from controlplane.config import ControlPlaneConfig
 from controlplane.settings import Settings
 from controlplane.slices import SliceConfig
-from controlplane.slo.spec import EventSpec, SloSpec
 
 
 def _names(csv: str) -> list[str]:
@@ -32,13 +32,12 @@ def create_collector_app(
     *,
     engine: Engine,
     slices: SliceConfig,
-    slos: tuple[list[SloSpec], dict[str, EventSpec]] | None = None,
+    config: ControlPlaneConfig | None = None,
 ) -> FastAPI:
-    """The receiver, the scraper, and (given SLO specs) SLO gauges on /metrics."""
+    """The receiver, the scraper, and (given the SLO files) SLO gauges on /metrics."""
     gauges = None
-    if slos is not None:
-        specs, events = slos
-        gauges = SloGauges(engine, specs, events=events, boundaries=slices.boundaries)
+    if config is not None:
+        gauges = SloGauges(engine, config.specs, events=config.events, boundaries=config.boundaries)
     app = create_receiver(settings, engine=engine, slices=slices, extra_metrics=gauges.register_on if gauges else None)
     targets = _names(settings.scrape_targets)
 

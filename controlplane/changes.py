@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from controlplane.auditing import audit_append
 from controlplane.clock import utcnow
 from controlplane.settings import Settings
 
@@ -30,23 +31,9 @@ def record_change(settings: Settings, *, kind: str, subject: str, before: Any, a
         "before": before,
         "after": after,
     }
-    from audit.canonical import floats_as_strings
-    from audit.log import AuditLog
-    from audit.schema import migrate_audit
-    from controlplane.storage import make_engine
-
-    engine = make_engine(settings.audit_url, **settings.engine_options())
-    try:
-        migrate_audit(engine)
-        appended = AuditLog(engine, origin=settings.audit_origin).append(
-            kind="change",
-            actor=actor,
-            subject=f"{kind}:{subject}",
-            payload=floats_as_strings({"before": before, "after": after}),
-        )
-    finally:
-        engine.dispose()
-    entry["audit_seq"] = appended.seq
+    entry["audit_seq"] = audit_append(
+        settings, kind="change", actor=actor, subject=f"{kind}:{subject}", payload={"before": before, "after": after}
+    )
     path = Path(settings.change_log_path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", encoding="utf-8") as fh:

@@ -3,7 +3,7 @@ entry about a bet, a checklist run with what it relied on, or a range of the log
 
 Usage:
 
-    log, ring = open_audit(settings)
+    log, ring = open_audit(settings)      # controlplane.auditing
     bundle = export_bundle(log, ring, seqs_for_bet(log, 42))
 """
 
@@ -17,37 +17,11 @@ from audit.keys import KeyRing
 from audit.log import AuditLog
 from audit.note import NoteError, open_note
 from audit.query import find_entries
-from audit.schema import entries, migrate_audit
-from controlplane.settings import Settings
-from controlplane.storage import make_engine
+from audit.schema import entries
 
 
 class ProofError(ValueError):
     """Nothing to prove, or the log cannot prove it; the message says what to give instead."""
-
-
-def key_ring(settings: Settings) -> KeyRing:
-    passphrase = settings.audit_key_passphrase.get_secret_value().encode() if settings.audit_key_passphrase else None
-    return KeyRing(
-        settings.audit_key_dir,
-        name=settings.audit_origin,
-        passphrase=passphrase,
-        development=settings.environment != "production",
-    )
-
-
-def open_audit(settings: Settings, *, signing: bool = True) -> tuple[AuditLog, KeyRing]:
-    """The log (migrated), its key ring, and (when signing) the current signer. Raises StorageConfigError
-    for a bad URL and AuditKeyError for keys that cannot be opened."""
-    engine = make_engine(settings.audit_url, **settings.engine_options())
-    try:
-        migrate_audit(engine)
-        ring = key_ring(settings)
-        signer = ring.signer() if signing else None
-    except BaseException:
-        engine.dispose()
-        raise
-    return AuditLog(engine, origin=settings.audit_origin, signer=signer), ring
 
 
 def seqs_for_bet(log: AuditLog, bet_id: int) -> list[int]:

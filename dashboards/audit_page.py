@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from audit.keys import AuditKeyError
+from controlplane.auditing import AuditUnavailable, open_audit
 from controlplane.storage import StorageConfigError
 from dashboards.shell import audit_store, record_export, require, settings
 
@@ -71,13 +72,11 @@ def _filters() -> tuple[str, str, str, str | None, str | None] | None:
 
 
 def _verify() -> None:
-    from controlplane.proofs import open_audit
-
     if st.button("Verify the whole log now"):
         with st.status("Verifying chain, Merkle tree and every checkpoint ...", expanded=True) as progress:
             try:
                 log, ring = open_audit(settings(), signing=False)
-            except (AuditKeyError, StorageConfigError, SQLAlchemyError) as exc:
+            except (AuditKeyError, AuditUnavailable, StorageConfigError, SQLAlchemyError) as exc:
                 progress.update(label=f"Cannot open the log: {exc}", state="error")
                 return
             size = _status()["entries"] or 1
@@ -88,7 +87,6 @@ def _verify() -> None:
 
             result = log.verify(*ring.verifiers(), progress=checked)
             bar.progress(1.0, text=f"{result.entries:,} entries checked")
-            log.engine.dispose()
             if result.ok:
                 progress.update(
                     label=f"Intact: {result.entries} entries, {result.checkpoints} checkpoints", state="complete"
@@ -102,7 +100,6 @@ def _bundle() -> None:
     from controlplane.proofs import (
         ProofError,
         export_bundle,
-        open_audit,
         seqs_for_bet,
         seqs_for_checklist_run,
         seqs_for_range,
@@ -130,18 +127,23 @@ def _bundle() -> None:
         return
     try:
         log, ring = open_audit(settings(), signing=False)
-        try:
-            if what == "a bet":
-                seqs = seqs_for_bet(log, int(value))
-            elif what == "a checklist run":
-                seqs = seqs_for_checklist_run(log, str(value).strip())
-            else:
-                seqs = seqs_for_range(*value)
-            bundle = export_bundle(log, ring, seqs)
-            key = bundle["verifier_key"]
-        finally:
-            log.engine.dispose()
-    except (ProofError, AuditError, KeyError, AuditKeyError, StorageConfigError, SQLAlchemyError) as exc:
+        if what == "a bet":
+            seqs = seqs_for_bet(log, int(value))
+        elif what == "a checklist run":
+            seqs = seqs_for_checklist_run(log, str(value).strip())
+        else:
+            seqs = seqs_for_range(*value)
+        bundle = export_bundle(log, ring, seqs)
+        key = bundle["verifier_key"]
+    except (
+        ProofError,
+        AuditError,
+        KeyError,
+        AuditKeyError,
+        AuditUnavailable,
+        StorageConfigError,
+        SQLAlchemyError,
+    ) as exc:
         st.error(str(exc).strip("'\""))
         return
     st.download_button(

@@ -18,12 +18,10 @@ WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta
 
 @st.cache_data(ttl=60, show_spinner="Pricing the window ...")
 def _report(start: str, end: str, by: str, event: str | None) -> dict[str, Any]:
-    from controlplane.cost.model import load_cost_model
     from controlplane.cost.report import CostInputs, cost_report
 
-    config = data.slo_config()
-    model = load_cost_model(settings().costs_path)
-    inputs = CostInputs(model, store(), audit_store(), config.slices, config.specs, config.events, config.boundaries)
+    config = data.config()
+    inputs = CostInputs.from_config(config, store=store(), audit=audit_store())
     chosen = config.events.get(event) if event else None
     bucketing: Literal["hour", "day"] = "day" if by == "day" else "hour"
     return cost_report(
@@ -33,7 +31,7 @@ def _report(start: str, end: str, by: str, event: str | None) -> dict[str, Any]:
 
 def _window() -> tuple[datetime, datetime, str, str | None] | None:
     try:
-        events = data.slo_config().events
+        events = data.config().events
     except ValueError as exc:
         problem(f"The SLO or events file cannot be read: {exc}.", "Fix config/slos.yaml and config/events.yaml.")
         return None

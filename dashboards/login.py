@@ -40,7 +40,7 @@ def render_login() -> None:
 
 
 def sign_in(username: str, password: str) -> None:
-    from controlplane.checklist.records import RecordError
+    from controlplane.auditing import AuditUnavailable
     from controlplane.users import audit_sign_in, authenticate, create_session
 
     if not username.strip() or not password:
@@ -50,7 +50,7 @@ def sign_in(username: str, password: str) -> None:
     attempt = authenticate(store(), username, password, now=now)
     try:
         audit_sign_in(settings(), attempt, source="dashboard")
-    except RecordError:  # the detail names the audit database: not for a signed-out visitor
+    except AuditUnavailable:  # the detail names the audit database: not for a signed-out visitor
         st.error("Sign-in cannot be recorded in the audit log, so it is refused; tell an admin.")
         return
     if not attempt.ok or attempt.user is None:

@@ -169,7 +169,7 @@ def render() -> None:
     require("oncall", "admin")
     st.title("On-call")
     try:
-        names = [s.name for s in data.slo_config().specs]
+        names = [s.name for s in data.config().specs]
     except ValueError as exc:
         problem(f"The SLO files cannot be read: {exc}.", "Fix config/slos.yaml (or CONTROLPLANE_SLOS_PATH).")
         return

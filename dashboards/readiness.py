@@ -19,7 +19,7 @@ DECISION_ICON = {"go": ":green[GO]", "go-with-warnings": ":orange[GO with warnin
 def _runs(event: str | None) -> list[dict[str, Any]]:
     from controlplane.checklist.records import list_runs
 
-    return list_runs(store(), event=event, limit=20, without_event=event is None)
+    return [r.to_dict() for r in list_runs(store(), event=event, limit=20, without_event=event is None)]
 
 
 @st.cache_data(ttl=30, show_spinner=False)
@@ -81,7 +81,7 @@ def _attest_form(column: Any, event: str | None, username: str, attestable: list
             except (ValueError, RecordError) as exc:
                 st.error(f"Holds for: {exc}" if "duration" in str(exc) else str(exc))
             else:
-                st.success(f"Attested until {attested['expires_at']} (audit seq {attested['audit_seq']})")
+                st.success(f"Attested until {utc_text(attested.expires_at)} (audit seq {attested.audit_seq})")
                 _runs.clear()
 
 
@@ -89,9 +89,9 @@ def _act(event: str | None, username: str) -> None:
     """Run now, attest and waive; each refusal is shown beside its form."""
     from controlplane.checklist.records import RecordError, waive
     from controlplane.checklist.session import run_and_record
-    from controlplane.checklist.spec import ChecklistConfigError, load_checklist
+    from controlplane.checklist.spec import ChecklistConfigError
 
-    config = data.slo_config()
+    config = data.config()
     chosen = config.events.get(event) if event else None
     if st.button("Run the checklist now", key=f"run-{event}"):
         with st.spinner("Running every check (probes included) ..."):
@@ -104,7 +104,7 @@ def _act(event: str | None, username: str) -> None:
                 _runs.clear()
                 _run.clear()
     try:
-        checklist = load_checklist(settings().checklist_path)
+        checklist = config.checklist()
     except ChecklistConfigError as exc:
         st.error(str(exc))
         return
@@ -138,14 +138,14 @@ def _act(event: str | None, username: str) -> None:
             except (ValueError, RecordError) as exc:
                 st.error(str(exc))
             else:
-                st.success(f"Waived until {waived['expires_at']} (audit seq {waived['audit_seq']})")
+                st.success(f"Waived until {utc_text(waived.expires_at)} (audit seq {waived.audit_seq})")
 
 
 def render() -> None:
     user = require("oncall", "compliance", "admin")
     st.title("Readiness")
     try:
-        events = data.slo_config().events
+        events = data.config().events
     except ValueError as exc:
         problem(f"The events file cannot be read: {exc}.", "Fix config/events.yaml.")
         return

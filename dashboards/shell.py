@@ -12,9 +12,8 @@ each page also checks the role itself (`require`) before it reads anything.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import streamlit as st
 from sqlalchemy import Engine
@@ -32,35 +31,37 @@ class Viewer:
     source: str  # local | oidc
 
 
-HERE = Path(__file__).parent
 SESSION_KEY = "controlplane_session"
 COOKIE = "controlplane_session"  # the same token, so a reload or a pasted link keeps the sign-in
 
 
 @dataclass(frozen=True)
 class PageSpec:
-    script: str  # relative to streamlit_app.py
+    render: Callable[[], None]
     title: str
     url_path: str
     icon: str
     roles: frozenset[str]
 
 
-PAGES = (
-    PageSpec(
-        "dashboards/page_oncall.py", "On-call", "oncall", ":material/monitor_heart:", frozenset({"oncall", "admin"})
-    ),
-    PageSpec(
-        "dashboards/page_readiness.py",
-        "Readiness",
-        "readiness",
-        ":material/fact_check:",
-        frozenset({"oncall", "compliance", "admin"}),
-    ),
-    PageSpec("dashboards/page_cost.py", "Cost", "cost", ":material/payments:", frozenset({"oncall", "admin"})),
-    PageSpec("dashboards/page_audit.py", "Audit", "audit", ":material/verified:", frozenset({"compliance", "admin"})),
-    PageSpec("dashboards/page_users.py", "Users", "users", ":material/group:", frozenset({"admin"})),
-)
+def role_pages() -> tuple[PageSpec, ...]:
+    """Every page behind the sign-in, in menu order, with the roles that have it."""
+    # Imported here, not at the top: each of these modules imports this one (require, settings, store).
+    from dashboards import audit_page, cost_page, oncall, readiness, users_page
+
+    return (
+        PageSpec(oncall.render, "On-call", "oncall", ":material/monitor_heart:", frozenset({"oncall", "admin"})),
+        PageSpec(
+            readiness.render,
+            "Readiness",
+            "readiness",
+            ":material/fact_check:",
+            frozenset({"oncall", "compliance", "admin"}),
+        ),
+        PageSpec(cost_page.render, "Cost", "cost", ":material/payments:", frozenset({"oncall", "admin"})),
+        PageSpec(audit_page.render, "Audit", "audit", ":material/verified:", frozenset({"compliance", "admin"})),
+        PageSpec(users_page.render, "Users", "users", ":material/group:", frozenset({"admin"})),
+    )
 
 
 @st.cache_resource
@@ -172,19 +173,30 @@ def current_user() -> Viewer | None:
     return Viewer(user.username, user.role, "local")
 
 
-def pages_for(user: Viewer | None) -> list[Any]:
+def pages_for(user: Viewer | None) -> list[st.Page]:
     """Signed out: the login page. Signed in: a hidden home page at / that opens the role's first page,
     then the role's pages, each at its own URL (a default page would answer only at /)."""
+    # Imported here, not at the top: the login module imports this one (settings, store, the cookie).
+    from dashboards.login import render_login
+
     if user is None:
-        return [st.Page("dashboards/page_login.py", title="Log in", url_path="login", icon=":material/login:")]
-    home = st.Page("dashboards/page_home.py", title="Home", url_path="home", default=True, visibility="hidden")
-    return [home] + [
-        st.Page(p.script, title=p.title, url_path=p.url_path, icon=p.icon) for p in PAGES if user.role in p.roles
-    ]
+        return [st.Page(render_login, title="Log in", url_path="login", icon=":material/login:")]
+    home = st.Page(_open_first_page, title="Home", url_path="home", default=True, visibility="hidden")
+    return [home] + [_page(p) for p in role_pages() if user.role in p.roles]
 
 
-def first_page(role: str) -> str:
-    return next(p.script for p in PAGES if role in p.roles)
+def _page(spec: PageSpec) -> st.Page:
+    return st.Page(spec.render, title=spec.title, url_path=spec.url_path, icon=spec.icon)
+
+
+def first_page(role: str) -> PageSpec:
+    return next(p for p in role_pages() if role in p.roles)
+
+
+def _open_first_page() -> None:
+    """/ : opens the signed-in role's first page (on-call for on-call and admin, readiness for compliance)."""
+    user = require("oncall", "compliance", "admin")
+    st.switch_page(_page(first_page(user.role)))
 
 
 def require(*roles: str) -> Viewer:

@@ -21,6 +21,7 @@ from typing import Any
 
 from opentelemetry import context, metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.util.re import parse_env_headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sample_platform.metrics import HTTP_DURATION_BUCKETS, LAG_BUCKETS
@@ -47,6 +48,8 @@ def setup_telemetry(settings: PlatformSettings) -> bool:
     global _installed
     if _installed or not settings.otlp_endpoint:
         return _installed
+    # local: the SDK and the OTLP exporter cost ~50-100 ms at import (measured, -X importtime) in every
+    # process that imports the platform, and only a process that exports needs them.
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.metrics import MeterProvider
@@ -55,7 +58,6 @@ def setup_telemetry(settings: PlatformSettings) -> bool:
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
-    from opentelemetry.util.re import parse_env_headers
 
     endpoint = settings.otlp_endpoint.rstrip("/")
     resource = Resource.create({"service.name": SERVICE_NAME, "service.version": "0.1.0"})
@@ -89,7 +91,8 @@ def setup_telemetry(settings: PlatformSettings) -> bool:
 
 
 def _synthetic_children() -> Any:
-    """A span processor that gives a span the synthetic mark of its parent (SDK only: imported here)."""
+    """A span processor that gives a span the synthetic mark of its parent."""
+    # local: the SDK is loaded only once exporting starts (see setup_telemetry, the only caller).
     from opentelemetry.sdk.trace import Span, SpanProcessor
 
     class SyntheticChildren(SpanProcessor):

@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
+from controlplane.auditing import close_audit_engines
 from controlplane.settings import Settings
 from controlplane.storage import make_engine
 from controlplane.store import migrate_store
@@ -79,6 +80,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     try:
         yield url.render_as_string(hide_password=False)
     finally:
+        close_audit_engines()  # the process keeps the audit log's engines; this schema's go with it
         with psycopg.connect(_libpq_dsn(POSTGRES_URL), autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 

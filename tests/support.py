@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import httpx
 
+from controlplane.demo.stack import free_port
 from tests.conftest import ADMIN_TOKEN
 
 CONTROLPLANE = str(Path(sys.executable).with_name("controlplane"))
@@ -26,12 +26,6 @@ def wait_until(condition: Callable[[], object], what: str, timeout: float = 60) 
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} did not happen within {timeout} s")
         time.sleep(0.02)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class ServiceProcess:

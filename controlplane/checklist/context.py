@@ -16,10 +16,11 @@ from datetime import datetime
 import httpx
 from sqlalchemy import Engine
 
+from controlplane.auditing import audit_engine
 from controlplane.settings import Settings
 from controlplane.slices import SliceConfig
 from controlplane.slo.spec import EventSpec, SloSpec
-from controlplane.storage import make_engine, reader
+from controlplane.storage import reader
 
 
 @dataclass
@@ -37,24 +38,10 @@ class CheckContext:
     # How probes reach the platform; None: over the network. Tests give a stand-in for a broken platform.
     transport: httpx.BaseTransport | None = None
 
-    _audit: Engine | None = field(default=None, repr=False)
-    _audit_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
     @property
     def audit(self) -> Engine:
-        """The audit log's database, opened once on first use (only evidence checks need it), for reading."""
-        from audit.schema import migrate_audit
-
-        with self._audit_lock:
-            if self._audit is None:
-                engine = make_engine(self.settings.audit_url, **self.settings.engine_options())
-                try:
-                    migrate_audit(engine)
-                except Exception:
-                    engine.dispose()
-                    raise
-                self._audit = engine
-            return reader(self._audit)
+        """The audit log's database, for reading (only evidence checks need it)."""
+        return reader(audit_engine(self.settings))
 
     def slo(self, name: str) -> SloSpec:
         for spec in self.slos:
@@ -66,7 +53,3 @@ class CheckContext:
     def live(self) -> bool:
         """Whether `at` is now (within 5 minutes): probes observe the platform only as it is now."""
         return abs((self.at - self.now).total_seconds()) <= 300
-
-    def close(self) -> None:
-        if self._audit is not None:
-            self._audit.dispose()

@@ -3,7 +3,7 @@ have not expired."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from controlplane.checklist.context import CheckContext
@@ -65,22 +65,24 @@ def attestation(check_id: str, ctx: CheckContext) -> tuple[Outcome, dict[str, An
     current = active_attestation(ctx.store, check_id, at=ctx.at, event=event)
     hint = f"`controlplane checklist attest {check_id} --by NAME --expires 24h`"
     if current is not None:
+        shown = current.to_dict()
         return (
             Outcome.passed(
-                f"attested by {current['by']} until {current['expires_at']}",
-                attestation_id=current["id"],
-                by=current["by"],
-                expires_at=current["expires_at"],
+                f"attested by {current.by} until {shown['expires_at']}",
+                attestation_id=current.id,
+                by=current.by,
+                expires_at=shown["expires_at"],
             ),
-            current,
+            shown,
         )
     last = latest_attestation(ctx.store, check_id, at=ctx.at, event=event)
-    if last is not None and datetime.fromisoformat(last["expires_at"].replace("Z", "+00:00")) <= ctx.at:
+    before = last.to_dict() if last is not None else None
+    if last is not None and before is not None and last.expires_at <= ctx.at:
         return (
             Outcome.failed(
-                f"the attestation by {last['by']} expired at {last['expires_at']}; attest again with {hint}",
-                last_attestation=last,
+                f"the attestation by {last.by} expired at {before['expires_at']}; attest again with {hint}",
+                last_attestation=before,
             ),
             None,
         )
-    return Outcome.failed(f"nobody has attested this; the owner attests with {hint}", last_attestation=last), None
+    return Outcome.failed(f"nobody has attested this; the owner attests with {hint}", last_attestation=before), None

@@ -17,24 +17,18 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, Table, delete, select, update
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
 
-from controlplane.checklist.results import ChecklistRun, CheckResult, evidence_digest, utc_text
-from controlplane.checklist.tables import (
-    attestations_t,
-    results_t,
-    runs_t,
-    waivers_t,
-)
+from controlplane.auditing import AuditUnavailable, audit_append
+from controlplane.checklist.results import ChecklistRun, CheckResult, RunSummary, evidence_digest, utc_text
+from controlplane.checklist.tables import AttestationRow, WaiverRow, attestations_t, results_t, runs_t, waivers_t
 from controlplane.clock import as_utc, utcnow
 from controlplane.settings import Settings
-from controlplane.storage import StorageConfigError, make_engine, reader
+from controlplane.storage import reader
 
 
 class RecordError(ValueError):
@@ -48,27 +42,11 @@ def new_id() -> str:
     return uuid.uuid4().hex[:16]
 
 
-def audit_append(settings: Settings, *, kind: str, actor: str, subject: str, payload: dict) -> int:
-    """Append one entry to the audit log at `settings.audit_url`; returns its sequence number.
-    Raises RecordError (naming the log, password hidden) when the log cannot be written."""
-    from audit.canonical import floats_as_strings
-    from audit.log import AuditLog
-    from audit.schema import migrate_audit
-
+def _append(settings: Settings, entry: dict[str, Any]) -> int:
     try:
-        engine = make_engine(settings.audit_url, **settings.engine_options())
-    except StorageConfigError as exc:
-        raise RecordError(f"CONTROLPLANE_AUDIT_URL: {exc}") from None
-    try:
-        migrate_audit(engine)
-        log = AuditLog(engine, origin=settings.audit_origin)
-        return log.append(kind=kind, actor=actor, subject=subject, payload=floats_as_strings(payload)).seq
-    except SQLAlchemyError as exc:
-        where = make_url(settings.audit_url).render_as_string(hide_password=True)
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        raise RecordError(f"the audit log at {where} cannot be written: {type(exc).__name__}: {first}") from None
-    finally:
-        engine.dispose()
+        return audit_append(settings, **entry)
+    except AuditUnavailable as exc:
+        raise RecordError(str(exc)) from None
 
 
 def _recorded(
@@ -81,7 +59,7 @@ def _recorded(
         for t, values in rows:
             conn.execute(t.insert(), values)
     try:
-        seq = audit_append(settings, **entry)
+        seq = _append(settings, entry)
     except BaseException:
         with store.begin() as conn:
             for t, values in reversed(rows):
@@ -115,17 +93,12 @@ def _name(value: str, flag: str) -> str:
 # -- attestations -----------------------------------------------------------------------------
 
 
-def attestation_dict(row: Any) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "check_id": row.check_id,
-        "event": row.event,
-        "by": row.by,
-        "note": row.note,
-        "created_at": utc_text(as_utc(row.created_at)),
-        "expires_at": utc_text(as_utc(row.expires_at)),
-        "audit_seq": row.audit_seq,
-    }
+def _attestation(row: Any) -> AttestationRow:
+    """A fetched (or fresh) row as the model, its times aware UTC (SQLite hands back naive ones)."""
+    values = dict(row._mapping) if hasattr(row, "_mapping") else dict(row)
+    return AttestationRow(
+        **values | {"created_at": as_utc(values["created_at"]), "expires_at": as_utc(values["expires_at"])}
+    )
 
 
 def attest(
@@ -137,7 +110,7 @@ def attest(
     expires_at: datetime | timedelta,
     event: str | None = None,
     note: str | None = None,
-) -> dict[str, Any]:
+) -> AttestationRow:
     now = utcnow()
     expires_at = until(expires_at, now)
     if as_utc(expires_at) <= now:
@@ -153,7 +126,7 @@ def attest(
         "created_at": now,
         "expires_at": as_utc(expires_at),
     }
-    payload = {"type": "attestation", **attestation_dict(_Row({**row, "audit_seq": None}))}
+    payload = {"type": "attestation", **_attestation({**row, "audit_seq": None}).to_dict()}
     payload.pop("audit_seq")
     row["audit_seq"] = _recorded(
         settings,
@@ -161,7 +134,7 @@ def attest(
         [(attestations_t, [row])],
         {"kind": "attestation", "actor": row["by"], "subject": f"attestation:{row['id']}", "payload": payload},
     )
-    return attestation_dict(_Row(row))
+    return _attestation(row)
 
 
 def _newest(store: Engine, t: Table, check_id: str, *, at: datetime, event: str | None, valid: bool) -> Any:
@@ -180,33 +153,26 @@ def _newest(store: Engine, t: Table, check_id: str, *, at: datetime, event: str 
         return conn.execute(query).first()
 
 
-def active_attestation(store: Engine, check_id: str, *, at: datetime, event: str | None) -> dict[str, Any] | None:
+def active_attestation(store: Engine, check_id: str, *, at: datetime, event: str | None) -> AttestationRow | None:
     """The newest attestation of the check valid at `at` (for this event, or for none in particular)."""
     row = _newest(store, attestations_t, check_id, at=at, event=event, valid=True)
-    return attestation_dict(row) if row else None
+    return _attestation(row) if row else None
 
 
-def latest_attestation(store: Engine, check_id: str, *, at: datetime, event: str | None) -> dict[str, Any] | None:
+def latest_attestation(store: Engine, check_id: str, *, at: datetime, event: str | None) -> AttestationRow | None:
     """The newest attestation of the check made by `at` that would apply to this event, expired or not."""
     row = _newest(store, attestations_t, check_id, at=at, event=event, valid=False)
-    return attestation_dict(row) if row else None
+    return _attestation(row) if row else None
 
 
 # -- waivers ----------------------------------------------------------------------------------
 
 
-def waiver_dict(row: Any) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "check_id": row.check_id,
-        "event": row.event,
-        "requested_by": row.requested_by,
-        "approved_by": row.approved_by,
-        "reason": row.reason,
-        "created_at": utc_text(as_utc(row.created_at)),
-        "expires_at": utc_text(as_utc(row.expires_at)),
-        "audit_seq": row.audit_seq,
-    }
+def _waiver(row: Any) -> WaiverRow:
+    values = dict(row._mapping) if hasattr(row, "_mapping") else dict(row)
+    return WaiverRow(
+        **values | {"created_at": as_utc(values["created_at"]), "expires_at": as_utc(values["expires_at"])}
+    )
 
 
 def waive(
@@ -219,7 +185,7 @@ def waive(
     reason: str,
     expires_at: datetime | timedelta,
     event: str | None = None,
-) -> dict[str, Any]:
+) -> WaiverRow:
     requested_by, approved_by = _name(requested_by, "--by"), _name(approved_by, "--approved-by")
     if requested_by.casefold() == approved_by.casefold():
         raise RecordError("a waiver needs a second person: --approved-by must differ from --by")
@@ -241,7 +207,7 @@ def waive(
         "created_at": now,
         "expires_at": as_utc(expires_at),
     }
-    payload = {"type": "waiver", **waiver_dict(_Row({**row, "audit_seq": None}))}
+    payload = {"type": "waiver", **_waiver({**row, "audit_seq": None}).to_dict()}
     payload.pop("audit_seq")
     row["audit_seq"] = _recorded(
         settings,
@@ -249,13 +215,13 @@ def waive(
         [(waivers_t, [row])],
         {"kind": "checklist", "actor": requested_by, "subject": f"waiver:{row['id']}", "payload": payload},
     )
-    return waiver_dict(_Row(row))
+    return _waiver(row)
 
 
-def active_waiver(store: Engine, check_id: str, *, at: datetime, event: str | None) -> dict[str, Any] | None:
+def active_waiver(store: Engine, check_id: str, *, at: datetime, event: str | None) -> WaiverRow | None:
     """The newest waiver of the check in force at `at`; an expired waiver is simply not found."""
     row = _newest(store, waivers_t, check_id, at=at, event=event, valid=True)
-    return waiver_dict(row) if row else None
+    return _waiver(row) if row else None
 
 
 # -- runs -------------------------------------------------------------------------------------
@@ -316,7 +282,7 @@ def load_run(store: Engine, run_id: str) -> ChecklistRun | None:
 
 def list_runs(
     store: Engine, *, event: str | None = None, limit: int = 50, without_event: bool = False
-) -> list[dict[str, Any]]:
+) -> list[RunSummary]:
     """The newest runs first: run id, event, time, decision, and counts by status (of one event, of runs
     for no event with `without_event`, or of all)."""
     query = select(runs_t).order_by(runs_t.c.at.desc(), runs_t.c.created_at.desc()).limit(limit)
@@ -333,24 +299,7 @@ def list_runs(
                 select(results_t.c.run_id, results_t.c.status).where(results_t.c.run_id.in_(ids))
             ):
                 counts[run_id][status] = counts[run_id].get(status, 0) + 1
-    return [
-        {
-            "run_id": h.run_id,
-            "event": h.event,
-            "at": utc_text(as_utc(h.at)),
-            "decision": h.decision,
-            "counts": counts[h.run_id],
-            "audit_seq": h.audit_seq,
-        }
-        for h in heads
-    ]
-
-
-class _Row:
-    """Attribute access over a dict, so fresh rows and fetched rows render alike."""
-
-    def __init__(self, values: dict[str, Any]) -> None:
-        self.__dict__.update(values)
+    return [RunSummary(h.run_id, h.event, as_utc(h.at), h.decision, counts[h.run_id], h.audit_seq) for h in heads]
 
 
 # -- drills -----------------------------------------------------------------------------------
@@ -358,7 +307,18 @@ class _Row:
 DRILL_KINDS = ("failover", "restore", "gameday")
 
 
-def record_drill(settings: Settings, *, kind: str, by: str, note: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Drill:
+    """A drill as recorded: what, by whom, the note, when, and its audit entry."""
+
+    drill: str
+    by: str
+    note: str
+    recorded_at: str
+    audit_seq: int
+
+
+def record_drill(settings: Settings, *, kind: str, by: str, note: str) -> Drill:
     """A drill someone ran (failover, backup restore, game day), as an `attestation` entry `drill:<kind>`."""
     if kind not in DRILL_KINDS:
         raise RecordError(f"--kind must be one of {', '.join(DRILL_KINDS)}")
@@ -366,11 +326,13 @@ def record_drill(settings: Settings, *, kind: str, by: str, note: str) -> dict[s
         raise RecordError("--note must say what was drilled and what was learned")
     by = _name(by, "--by")
     at = utc_text(utcnow())
-    seq = audit_append(
+    seq = _append(
         settings,
-        kind="attestation",
-        actor=by,
-        subject=f"drill:{kind}",
-        payload={"type": "drill", "drill": kind, "by": by, "note": note.strip(), "recorded_at": at},
+        {
+            "kind": "attestation",
+            "actor": by,
+            "subject": f"drill:{kind}",
+            "payload": {"type": "drill", "drill": kind, "by": by, "note": note.strip(), "recorded_at": at},
+        },
     )
-    return {"drill": kind, "by": by, "note": note.strip(), "recorded_at": at, "audit_seq": seq}
+    return Drill(kind, by, note.strip(), at, seq)

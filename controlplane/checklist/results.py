@@ -95,6 +95,28 @@ class CheckResult:
 
 
 @dataclass(frozen=True)
+class RunSummary:
+    """A past run in a history list: its decision and how many checks ended in each status."""
+
+    run_id: str
+    event: str | None
+    at: datetime
+    decision: str
+    counts: dict[str, int]
+    audit_seq: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "event": self.event,
+            "at": utc_text(self.at),
+            "decision": self.decision,
+            "counts": self.counts,
+            "audit_seq": self.audit_seq,
+        }
+
+
+@dataclass(frozen=True)
 class ChecklistRun:
     run_id: str
     event: str | None

@@ -129,13 +129,14 @@ def run_checklist(checklist: Checklist, ctx: CheckContext) -> ChecklistRun:
 def _result(
     check: CheckSpec, outcome: Outcome, seconds: float, attestation: dict[str, Any] | None, ctx: CheckContext
 ) -> CheckResult:
-    waiver = active_waiver(ctx.store, check.id, at=ctx.at, event=ctx.event.name if ctx.event else None)
+    found = active_waiver(ctx.store, check.id, at=ctx.at, event=ctx.event.name if ctx.event else None)
     status: Any = outcome.status
     reason = outcome.reason
-    if waiver is not None:
-        waiver = {**waiver, "outcome": outcome.status}
+    waiver = None
+    if found is not None:
+        waiver = {**found.to_dict(), "outcome": outcome.status}
         status = "waived"
-        who = f"{waiver['requested_by']}, approved by {waiver['approved_by']}"
+        who = f"{found.requested_by}, approved by {found.approved_by}"
         reason = f"waived until {waiver['expires_at']} ({who}): {reason}"
     return CheckResult(
         id=check.id,

@@ -16,20 +16,17 @@ from controlplane.checklist.context import CheckContext
 from controlplane.checklist.records import save_run
 from controlplane.checklist.results import ChecklistRun
 from controlplane.checklist.runner import run_checklist
-from controlplane.checklist.spec import Checklist, load_checklist
 from controlplane.clock import utcnow
+from controlplane.config import ControlPlaneConfig, load_config
 from controlplane.settings import Settings
-from controlplane.slices import SliceConfig, load_slices
-from controlplane.slo.spec import EventSpec, SloSpec, load_events, load_slos
+from controlplane.slo.spec import EventSpec
 
 
 def new_context(
     settings: Settings,
     store: Engine,
+    config: ControlPlaneConfig,
     *,
-    slos: list[SloSpec],
-    events: dict[str, EventSpec],
-    slices: SliceConfig,
     event: EventSpec | None,
     at: datetime,
     now: datetime,
@@ -41,9 +38,9 @@ def new_context(
         now=now,
         run_id=uuid.uuid4().hex[:16],
         event=event,
-        slos=slos,
-        events=events,
-        slices=slices,
+        slos=config.specs,
+        events=config.events,
+        slices=config.slices,
     )
 
 
@@ -51,17 +48,9 @@ def run_and_record(
     settings: Settings, store: Engine, *, event: EventSpec | None, at: datetime | None = None
 ) -> ChecklistRun:
     """Load the files, run every check, keep the run in the store and the audit log. Config errors
-    (ChecklistConfigError, SloConfigError, SliceConfigError) and record errors propagate."""
-    events = load_events(settings.events_path)
-    slos = load_slos(settings.slos_path, events=events)
-    checklist: Checklist = load_checklist(settings.checklist_path, slo_names={s.name for s in slos})
+    (one of `controlplane.config.CONFIG_ERRORS`) and record errors propagate."""
+    config = load_config(settings)
+    checklist = config.checklist()
     now = utcnow()
-    ctx = new_context(
-        settings, store, slos=slos, events=events, slices=load_slices(settings.slices_path),
-        event=event, at=at or now, now=now,
-    )  # fmt: skip
-    try:
-        run = run_checklist(checklist, ctx)
-    finally:
-        ctx.close()
-    return save_run(settings, store, run)
+    ctx = new_context(settings, store, config, event=event, at=at or now, now=now)
+    return save_run(settings, store, run_checklist(checklist, ctx))

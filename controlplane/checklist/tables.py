@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import BigInteger, Column, DateTime, Index, Text
 from sqlmodel import Field
 
+from controlplane.clock import as_utc, utc_text
 from controlplane.store import StoreModel, table
 
 
@@ -52,6 +54,18 @@ class AttestationRow(StoreModel, table=True):
     expires_at: datetime = Field(sa_column=_utc())
     audit_seq: int | None = Field(default=None, sa_column=Column(BigInteger(), nullable=True))
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "check_id": self.check_id,
+            "event": self.event,
+            "by": self.by,
+            "note": self.note,
+            "created_at": utc_text(as_utc(self.created_at)),
+            "expires_at": utc_text(as_utc(self.expires_at)),
+            "audit_seq": self.audit_seq,
+        }
+
 
 class WaiverRow(StoreModel, table=True):
     __tablename__ = "checklist_waivers"
@@ -66,6 +80,19 @@ class WaiverRow(StoreModel, table=True):
     created_at: datetime = Field(sa_column=_utc())
     expires_at: datetime = Field(sa_column=_utc())
     audit_seq: int | None = Field(default=None, sa_column=Column(BigInteger(), nullable=True))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "check_id": self.check_id,
+            "event": self.event,
+            "requested_by": self.requested_by,
+            "approved_by": self.approved_by,
+            "reason": self.reason,
+            "created_at": utc_text(as_utc(self.created_at)),
+            "expires_at": utc_text(as_utc(self.expires_at)),
+            "audit_seq": self.audit_seq,
+        }
 
 
 runs_t, results_t = table(ChecklistRunRow), table(ChecklistResultRow)

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
+from audit.canonical import NotCanonical
+from audit.keys import AuditKeyError, KeyRing
+from audit.log import AuditError, AuditLog
+from audit.sink import check_money
+from controlplane.auditing import AuditUnavailable, open_audit
 from controlplane.cli.common import EXIT_CRITICAL, fail, load_settings
+from controlplane.proofs import ProofError, export_bundle, seqs_for_bet, seqs_for_checklist_run, seqs_for_range
 from controlplane.settings import Settings
-from controlplane.storage import StorageConfigError
-
-if TYPE_CHECKING:
-    from audit.keys import KeyRing
-    from audit.log import AuditLog
 
 audit_app = typer.Typer(
     help="The tamper-evident audit log: append, checkpoint, prove, export, verify.", no_args_is_help=True
@@ -30,12 +31,9 @@ AuditUrl = Annotated[
 
 def _audit(settings: Settings, *, signing: bool = True) -> tuple[AuditLog, KeyRing]:
     """The log, its key ring, and (when signing) the current signer."""
-    from audit.keys import AuditKeyError
-    from controlplane.proofs import open_audit
-
     try:
         return open_audit(settings, signing=signing)
-    except (StorageConfigError, AuditKeyError) as exc:
+    except (AuditUnavailable, AuditKeyError) as exc:
         raise fail(str(exc)) from None
 
 
@@ -48,8 +46,6 @@ def audit_append(
     audit_url: AuditUrl = None,
 ) -> None:
     """Append one entry; prints its sequence number and leaf hash."""
-    from audit.canonical import NotCanonical
-    from audit.log import AuditError
 
     try:
         document = json.loads(payload)
@@ -73,7 +69,6 @@ def audit_checkpoint(
     """Sign the current tree head (C2SP checkpoint) once; never signs one inconsistent with the last.
 
     For a checkpoint every few minutes run `controlplane scheduler` (job `checkpoint`) or cron."""
-    from audit.log import AuditError
 
     if every is not None:
         raise fail(
@@ -124,7 +119,6 @@ def audit_verify(audit_url: AuditUrl = None) -> None:
 def audit_check_money(audit_url: AuditUrl = None) -> None:
     """Money invariants from the log alone: every settlement has its placement, payouts are stake x
     bound odds. Exit 0 when they hold, 2 listing what does not."""
-    from audit.sink import check_money
 
     log, _ring = _audit(load_settings(audit_url=audit_url), signing=False)
     result = check_money(log)
@@ -142,7 +136,6 @@ def audit_prove(
     audit_url: AuditUrl = None,
 ) -> None:
     """An inclusion proof of one entry against the latest signed checkpoint (JSON)."""
-    from audit.log import AuditError
 
     log, ring = _audit(load_settings(audit_url=audit_url))
     try:
@@ -165,8 +158,6 @@ def audit_export(
     audit_url: AuditUrl = None,
 ) -> None:
     """A proof bundle that verifies offline: `python -m audit.verify bundle.json --key VKEY`."""
-    from audit.log import AuditError
-    from controlplane.proofs import ProofError, export_bundle, seqs_for_bet, seqs_for_checklist_run, seqs_for_range
 
     ranges = from_seq is not None or to_seq is not None
     if sum((ranges, bet is not None, checklist_run is not None)) != 1 or (ranges and None in (from_seq, to_seq)):

@@ -8,27 +8,28 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated, Literal
 
 import typer
 from sqlalchemy.exc import SQLAlchemyError
 
+from controlplane.checklist.records import RecordError, attest, list_runs, load_run, record_drill, save_run, waive
+from controlplane.checklist.results import ChecklistRun, render_junit, render_table
+from controlplane.checklist.runner import run_checklist
+from controlplane.checklist.session import new_context
+from controlplane.checklist.spec import Checklist, ChecklistConfigError
 from controlplane.cli.common import (
     StoreUrl,
     TableOrJson,
+    config_or_exit,
     fail,
     format_option,
     load_settings,
-    load_slices,
-    load_slo_specs,
     store_engine,
 )
-from controlplane.settings import Settings
-
-if TYPE_CHECKING:
-    from controlplane.checklist.results import ChecklistRun
-    from controlplane.checklist.spec import Checklist
-    from controlplane.slo.spec import EventSpec
+from controlplane.clock import parse_duration, parse_since, utc_text, utcnow
+from controlplane.config import ControlPlaneConfig
+from controlplane.slo.spec import EventSpec
 
 checklist_app = typer.Typer(
     help="Readiness checklists: a go/no-go before an event, attestations and waivers.", no_args_is_help=True
@@ -44,11 +45,9 @@ EventName = Annotated[str | None, typer.Option("--event", help="An event from th
 RunFormat = Annotated[Literal["table", "json", "junit"], format_option("table", "json", "junit")]
 
 
-def _checklist(settings: Settings, slo_names: set[str] | None = None) -> Checklist:
-    from controlplane.checklist.spec import ChecklistConfigError, load_checklist
-
+def _checklist(config: ControlPlaneConfig) -> Checklist:
     try:
-        return load_checklist(settings.checklist_path, slo_names=slo_names)
+        return config.checklist()
     except ChecklistConfigError as exc:
         raise fail(str(exc)) from None
 
@@ -63,8 +62,6 @@ def _event(events: dict[str, EventSpec], name: str | None) -> EventSpec | None:
 
 
 def _render(run: ChecklistRun, fmt: str) -> str:
-    from controlplane.checklist.results import render_junit, render_table
-
     if fmt == "json":
         return json.dumps(run.to_dict(), indent=2)
     if fmt == "junit":
@@ -84,15 +81,11 @@ def checklist_run(
 ) -> None:
     """Run every check now (concurrently, each within its timeout) and decide: exit 0 go, 1 go-with-warnings,
     2 no-go, 3 could not run. The run and its evidence digests go to the store and the audit log."""
-    from controlplane.checklist.records import save_run
-    from controlplane.checklist.runner import run_checklist
-    from controlplane.checklist.session import new_context
-    from controlplane.clock import parse_since, utcnow
 
     settings = load_settings(store_url=store_url, checklist_path=checklist)
-    slos, events = load_slo_specs(settings)
-    spec = _checklist(settings, {s.name for s in slos})
-    chosen = _event(events, event)
+    config = config_or_exit(settings)
+    spec = _checklist(config)
+    chosen = _event(config.events, event)
     now = utcnow()
     try:
         when = parse_since(at, now=now) if at else now
@@ -100,16 +93,11 @@ def checklist_run(
         raise fail(f"--at: {exc}") from None
     if when > now + timedelta(minutes=1):
         raise fail("--at lies in the future; a go/no-go is about what was true then, give a past or present time")
-    ctx = new_context(
-        settings, store_engine(settings), slos=slos, events=events, slices=load_slices(settings),
-        event=chosen, at=when, now=now,
-    )  # fmt: skip
+    ctx = new_context(settings, store_engine(settings), config, event=chosen, at=when, now=now)
     try:
         result = run_checklist(spec, ctx)
     except SQLAlchemyError as exc:  # the store failed under the run (waivers are read from it)
         raise fail(f"the store failed during the run: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
-    finally:
-        ctx.close()
     try:
         result = save_run(settings, ctx.store, result)
     except Exception as exc:  # an unrecorded go/no-go cannot be proven: the run did not complete
@@ -121,7 +109,6 @@ def checklist_run(
 
 def _expiry(text: str, event: EventSpec | None, *, allow_event_end: bool) -> datetime | timedelta:
     """The end of an event's window, or a lifetime (counted from when the record is written)."""
-    from controlplane.clock import parse_duration
 
     if allow_event_end and text == "event-end":
         if event is None:
@@ -145,18 +132,16 @@ def checklist_attest(
     store_url: StoreUrl = None,
 ) -> None:
     """Attest a human check ("incident roles named"); it passes until the attestation expires (audited)."""
-    from controlplane.checklist.records import RecordError, attest
-    from controlplane.checklist.spec import ChecklistConfigError
 
     settings = load_settings(store_url=store_url, checklist_path=checklist)
-    _slos, events = load_slo_specs(settings)
+    config = config_or_exit(settings)
     try:
-        spec = _checklist(settings).check(check)
+        spec = _checklist(config).check(check)
     except ChecklistConfigError as exc:
         raise fail(str(exc)) from None
     if spec.evaluator.type != "attestation":
         raise fail(f"check {check!r} is evaluated by {spec.evaluator.type}, not by attestation; nothing to attest")
-    chosen = _event(events, event)
+    chosen = _event(config.events, event)
     expires_at = _expiry(expires, chosen, allow_event_end=False)
     try:
         done = attest(
@@ -165,7 +150,7 @@ def checklist_attest(
         )  # fmt: skip
     except RecordError as exc:
         raise fail(str(exc)) from None
-    typer.echo(f"attested {check} by {done['by']} until {done['expires_at']} (audit seq {done['audit_seq']})")
+    typer.echo(f"attested {check} by {done.by} until {utc_text(done.expires_at)} (audit seq {done.audit_seq})")
 
 
 @checklist_app.command("waive")
@@ -180,16 +165,14 @@ def checklist_waive(
     store_url: StoreUrl = None,
 ) -> None:
     """Waive a check: it is reported `waived` (never `pass`) until the waiver expires (audited)."""
-    from controlplane.checklist.records import RecordError, waive
-    from controlplane.checklist.spec import ChecklistConfigError
 
     settings = load_settings(store_url=store_url, checklist_path=checklist)
-    _slos, events = load_slo_specs(settings)
+    config = config_or_exit(settings)
     try:
-        _checklist(settings).check(check)
+        _checklist(config).check(check)
     except ChecklistConfigError as exc:
         raise fail(str(exc)) from None
-    chosen = _event(events, event)
+    chosen = _event(config.events, event)
     expires_at = _expiry(expires, chosen, allow_event_end=True)
     try:
         done = waive(
@@ -199,8 +182,8 @@ def checklist_waive(
     except RecordError as exc:
         raise fail(str(exc)) from None
     typer.echo(
-        f"waived {check} until {done['expires_at']} (asked by {done['requested_by']}, approved by "
-        f"{done['approved_by']}; waiver {done['id']}, audit seq {done['audit_seq']})"
+        f"waived {check} until {utc_text(done.expires_at)} (asked by {done.requested_by}, approved by "
+        f"{done.approved_by}; waiver {done.id}, audit seq {done.audit_seq})"
     )
 
 
@@ -212,16 +195,15 @@ def checklist_history(
     fmt: TableOrJson = "table",
 ) -> None:
     """Past runs, newest first: decision and counts by status."""
-    from controlplane.checklist.records import list_runs
 
     runs = list_runs(store_engine(load_settings(store_url=store_url)), event=event, limit=limit)
     if fmt == "json":
-        typer.echo(json.dumps({"runs": runs}, indent=2))
+        typer.echo(json.dumps({"runs": [r.to_dict() for r in runs]}, indent=2))
         return
     typer.echo(f"{'run':<17} {'at':<28} {'event':<16} {'decision':<17} counts")
     for r in runs:
-        counts = ", ".join(f"{k} {v}" for k, v in sorted(r["counts"].items()))
-        typer.echo(f"{r['run_id']:<17} {r['at']:<28} {r['event'] or '-':<16} {r['decision']:<17} {counts}")
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(r.counts.items()))
+        typer.echo(f"{r.run_id:<17} {utc_text(r.at):<28} {r.event or '-':<16} {r.decision:<17} {counts}")
     if not runs:
         typer.echo("no runs yet; run `controlplane checklist run`")
 
@@ -233,7 +215,6 @@ def checklist_show(
     fmt: RunFormat = "table",
 ) -> None:
     """One past run with every check, its evidence, waiver and attestation."""
-    from controlplane.checklist.records import load_run
 
     run = load_run(store_engine(load_settings(store_url=store_url)), run_id)
     if run is None:
@@ -248,10 +229,9 @@ def drill_record(
     note: Annotated[str, typer.Option("--note", help="What was done and learned.")],
 ) -> None:
     """Record a drill in the audit log, as evidence for the checklist's drill checks."""
-    from controlplane.checklist.records import RecordError, record_drill
 
     try:
         done = record_drill(load_settings(), kind=kind, by=by, note=note)
     except RecordError as exc:
         raise fail(str(exc)) from None
-    typer.echo(f"recorded {kind} drill by {done['by']} (audit seq {done['audit_seq']})")
+    typer.echo(f"recorded {kind} drill by {done.by} (audit seq {done.audit_seq})")

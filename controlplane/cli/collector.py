@@ -11,10 +11,10 @@ import typer
 from controlplane.cli.common import (
     StoreUrl,
     TableOrJson,
+    config_or_exit,
     fail,
     load_settings,
-    load_slices,
-    load_slo_specs,
+    slices_or_exit,
     store_engine,
 )
 
@@ -41,10 +41,11 @@ def collector_serve(
     from collectors.service import create_collector_app
 
     settings = load_settings(store_url=store_url, slices_path=slices, scrape_targets=scrape)
-    config = load_slices(settings)
-    slo_specs = load_slo_specs(settings) if Path(settings.slos_path).exists() else None
+    # Without an SLO file the collector still collects; with one it also serves SLO gauges.
+    config = config_or_exit(settings) if Path(settings.slos_path).exists() else None
+    sliced = config.slices if config else slices_or_exit(settings)
     engine = store_engine(settings)
-    app = create_collector_app(settings, engine=engine, slices=config, slos=slo_specs)
+    app = create_collector_app(settings, engine=engine, slices=sliced, config=config)
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 

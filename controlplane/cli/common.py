@@ -13,14 +13,14 @@ from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from controlplane.auditing import AuditUnavailable, audit_engine
+from controlplane.config import CONFIG_ERRORS, ControlPlaneConfig, load_config
 from controlplane.settings import Settings
+from controlplane.slices import SliceConfig, SliceConfigError, load_slices
 from controlplane.storage import StorageConfigError
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
-
-    from controlplane.slices import SliceConfig
-    from controlplane.slo.spec import EventSpec, SloSpec
 
 EXIT_OK, EXIT_WARNING, EXIT_CRITICAL, EXIT_UNKNOWN = 0, 1, 2, 3
 FORMAT_HELP = {
@@ -95,21 +95,25 @@ def store_engine(settings: Settings) -> Engine:
     return engine
 
 
-def load_slices(settings: Settings) -> SliceConfig:
-    from controlplane.slices import SliceConfigError
-    from controlplane.slices import load_slices as read_slices
-
+def audit_or_exit(settings: Settings) -> Engine:
+    """The audit log's database (migrated, shared by the process); one that cannot be opened exits 3."""
     try:
-        return read_slices(settings.slices_path)
+        return audit_engine(settings)
+    except AuditUnavailable as exc:
+        raise fail(str(exc)) from None
+
+
+def slices_or_exit(settings: Settings) -> SliceConfig:
+    """Only the slice file (what a collector needs without SLOs); a wrong file exits 3."""
+    try:
+        return load_slices(settings.slices_path)
     except SliceConfigError as exc:
         raise fail(str(exc)) from None
 
 
-def load_slo_specs(settings: Settings) -> tuple[list[SloSpec], dict[str, EventSpec]]:
-    from controlplane.slo.spec import SloConfigError, load_events, load_slos
-
+def config_or_exit(settings: Settings) -> ControlPlaneConfig:
+    """The SLO, event and slice files the settings name; a wrong file exits 3 naming the file and the fix."""
     try:
-        events = load_events(settings.events_path)
-        return load_slos(settings.slos_path, events=events), events
-    except SloConfigError as exc:
+        return load_config(settings)
+    except CONFIG_ERRORS as exc:
         raise fail(str(exc)) from None

@@ -14,13 +14,14 @@ from typing import Annotated, Any, Literal
 import typer
 from sqlalchemy.exc import SQLAlchemyError
 
+from controlplane.auditing import AuditUnavailable, audit_append
 from controlplane.cli.common import (
     StoreUrl,
+    audit_or_exit,
+    config_or_exit,
     fail,
     format_option,
     load_settings,
-    load_slices,
-    load_slo_specs,
     store_engine,
 )
 from controlplane.clock import parse_duration, parse_since, utc_text, utcnow
@@ -32,22 +33,6 @@ AuditUrl = Annotated[str | None, typer.Option("--audit-url", help="The audit log
 
 MAX_WINDOW = timedelta(days=400)
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
-
-
-def _audit_engine(url: str, options: dict[str, Any]) -> Any:
-    from audit.schema import migrate_audit
-    from controlplane.storage import StorageConfigError, make_engine
-
-    try:
-        engine = make_engine(url, **options)
-    except StorageConfigError as exc:
-        raise fail(str(exc)) from None
-    try:
-        migrate_audit(engine)
-    except SQLAlchemyError as exc:
-        engine.dispose()
-        raise fail(f"cannot open the audit log: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
-    return engine
 
 
 def _window(
@@ -106,30 +91,20 @@ def cost_report_command(
 ) -> None:
     """Total cost, settled and voided bets, cost per settled bet, per component and bucket, beside each SLO."""
     from controlplane.cost.focus import CostDataError
-    from controlplane.cost.model import CostConfigError, load_cost_model
+    from controlplane.cost.model import CostConfigError
     from controlplane.cost.render import render_csv, render_table
     from controlplane.cost.report import CostInputs, cost_report
 
     settings = load_settings(store_url=store_url, audit_url=audit_url, costs_path=costs)
-    specs, events = load_slo_specs(settings)
-    first, last, chosen = _window(window, event, start, end, events)
+    config = config_or_exit(settings)
+    first, last, chosen = _window(window, event, start, end, config.events)
     try:
-        model = load_cost_model(settings.costs_path)
+        model = config.cost_model()
     except CostConfigError as exc:
         raise fail(str(exc)) from None
-    slices = load_slices(settings)
-    names = {s.name for s in slices.slices}
-    for component in model.components:
-        wanted = component.allocation.by_requests.slices if component.allocation.by_requests else None
-        unknown = sorted(set(wanted or ()) - names)
-        if unknown:
-            raise fail(
-                f"{settings.costs_path}: component '{component.name}': allocation.by_requests.slices: "
-                f"no slice {', '.join(unknown)} in {settings.slices_path} (known: {', '.join(sorted(names))})"
-            )
     store = store_engine(settings)
-    audit = _audit_engine(settings.audit_url, settings.engine_options())
-    inputs = CostInputs(model, store, audit, [s.name for s in slices.slices], specs, events, slices.boundaries)
+    audit = audit_or_exit(settings)
+    inputs = CostInputs.from_config(config, store=store, audit=audit, model=model)
     try:
         report = cost_report(inputs, first, last, by=by, event=chosen, now=utcnow())
     except CostDataError as exc:
@@ -140,7 +115,6 @@ def cost_report_command(
         ) from None
     finally:
         store.dispose()
-        audit.dispose()
     if fmt == "json":
         typer.echo(json.dumps(report, indent=2))
     elif fmt == "csv":
@@ -158,7 +132,6 @@ def cost_import_command(
     audit_url: AuditUrl = None,
 ) -> None:
     """Store a bill's rows (importing the same file again changes nothing); audited as a `change` entry."""
-    from controlplane.checklist.records import RecordError, audit_append
     from controlplane.cost.focus import FocusError, import_focus
 
     settings = load_settings(store_url=store_url, audit_url=audit_url)
@@ -174,7 +147,7 @@ def cost_import_command(
 
     try:
         done = import_focus(store, focus, by=who, record=record)
-    except (FocusError, RecordError) as exc:
+    except (FocusError, AuditUnavailable) as exc:
         raise fail(str(exc)) from None
     except SQLAlchemyError as exc:
         raise fail(f"cannot write the store: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None

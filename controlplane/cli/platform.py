@@ -12,9 +12,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from controlplane.cli.common import TableOrJson, fail, load_settings, settings_or_exit
+from controlplane.cli.common import TableOrJson, audit_or_exit, fail, load_settings, settings_or_exit
 from controlplane.settings import Settings
-from controlplane.storage import StorageConfigError
 from sample_platform.settings import PlatformSettings
 
 if TYPE_CHECKING:
@@ -104,16 +103,10 @@ def _outbox_sink(settings: Settings) -> OutboxSink | None:
     if settings.outbox_sink != "audit":
         return None
     from audit.log import AuditLog
-    from audit.schema import migrate_audit
     from audit.sink import OutboxAuditSink, SubjectKeys
-    from controlplane.storage import make_engine
 
-    try:
-        audit_engine = make_engine(settings.audit_url, **settings.engine_options())
-    except StorageConfigError as exc:
-        raise fail(str(exc)) from None
-    migrate_audit(audit_engine)
-    return OutboxAuditSink(AuditLog(audit_engine, origin=settings.audit_origin), SubjectKeys(audit_engine))
+    engine = audit_or_exit(settings)
+    return OutboxAuditSink(AuditLog(engine, origin=settings.audit_origin), SubjectKeys(engine))
 
 
 Target = Annotated[str, typer.Option("--target", help="Base URL of the platform.", envvar="CONTROLPLANE_PLATFORM_URL")]

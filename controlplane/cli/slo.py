@@ -12,11 +12,10 @@ from controlplane.cli.common import (
     SlosPath,
     StoreUrl,
     TableOrJson,
+    config_or_exit,
     fail,
     format_option,
     load_settings,
-    load_slices,
-    load_slo_specs,
     store_engine,
 )
 
@@ -39,15 +38,14 @@ def slo_status(
     from controlplane.slo.spec import SloConfigError
 
     settings = load_settings(store_url=store_url, slos_path=slos)
-    specs, events = load_slo_specs(settings)
-    slices = load_slices(settings)
+    config = config_or_exit(settings)
     try:
         when = parse_since(at) if at else utcnow()
     except ValueError as exc:
         raise fail(str(exc)) from None
     try:
         report = evaluate_all_from_rollups(
-            store_engine(settings), specs, events=events, boundaries=slices.boundaries, at=when
+            store_engine(settings), config.specs, events=config.events, boundaries=config.boundaries, at=when
         )
     except SloConfigError as exc:
         raise fail(str(exc)) from None
@@ -117,7 +115,7 @@ def slo_rules(
     from controlplane.slo.spec import SloConfigError
 
     settings = load_settings(slos_path=slos)
-    specs, events = load_slo_specs(settings)
+    config = config_or_exit(settings)
     outbox = (
         OutboxThresholds(
             depth=depth_threshold, relay_lag=alert_duration(lag_threshold), for_duration=alert_duration(hold)
@@ -126,7 +124,7 @@ def slo_rules(
         else None
     )
     try:
-        text = render_rules(specs, load_slices(settings), events=events, outbox=outbox)
+        text = render_rules(config.specs, config.slices, events=config.events, outbox=outbox)
     except SloConfigError as exc:
         raise fail(str(exc)) from None
     out.write_text(text)
@@ -144,7 +142,7 @@ def slo_export(
     from controlplane.slo.openslo import export_openslo
     from controlplane.slo.spec import SloConfigError
 
-    specs, _events = load_slo_specs(load_settings(slos_path=slos))
+    specs = config_or_exit(load_settings(slos_path=slos)).specs
     try:
         text = export_openslo(specs)
     except SloConfigError as exc:

@@ -62,13 +62,13 @@ def _read_password() -> str:
 @contextmanager
 def _store(settings: Settings) -> Iterator[Engine]:
     """The store, with its errors and the accounts' errors as messages (exit 3)."""
-    from controlplane.checklist.records import RecordError
+    from controlplane.auditing import AuditUnavailable
     from controlplane.users.policy import UserError
 
     engine = store_engine(settings)
     try:
         yield engine
-    except (UserError, RecordError) as exc:
+    except (UserError, AuditUnavailable) as exc:
         raise fail(str(exc)) from None
     except SQLAlchemyError as exc:
         raise fail(f"cannot use the store: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None

@@ -3,7 +3,7 @@ per bucket, beside each SLO's budget and alerts in the window (`controlplane cos
 
 Usage:
 
-    inputs = CostInputs(model, store_engine, audit_engine, slices, specs, events, boundaries)
+    inputs = CostInputs.from_config(load_config(settings), store=store_engine, audit=audit_engine)
     report = cost_report(inputs, start, end, by="hour", event=None, now=utcnow())   # a JSON-ready dict
 
 The numerator is the product's cost: the allocated cost (`unallocated: separate`, idle shown apart)
@@ -22,6 +22,7 @@ from typing import Any, Literal
 from sqlalchemy import Engine, func, select
 
 from controlplane.clock import as_utc, utc_text
+from controlplane.config import ControlPlaneConfig
 from controlplane.cost.bets import hour_index, settled_bets
 from controlplane.cost.compute import PieceCost, component_piece_costs, rounded
 from controlplane.cost.focus import charges_by_component
@@ -46,6 +47,21 @@ class CostInputs:
     specs: Sequence[SloSpec]
     events: dict[str, EventSpec]
     boundaries: tuple[float, ...]
+
+    @classmethod
+    def from_config(
+        cls, config: ControlPlaneConfig, *, store: Engine, audit: Engine, model: CostModel | None = None
+    ) -> CostInputs:
+        """Inputs for the files of `config` (its cost model unless `model` is given), on these databases."""
+        return cls(
+            model or config.cost_model(),
+            store,
+            audit,
+            config.slice_names,
+            config.specs,
+            config.events,
+            config.boundaries,
+        )
 
 
 def _per_bet(amount: Decimal, settled: int) -> str | None:

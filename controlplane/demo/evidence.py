@@ -21,7 +21,8 @@ from sqlalchemy import func, select
 
 from audit.schema import entries
 from audit.sink import check_money
-from controlplane.proofs import ProofError, export_bundle, open_audit, seqs_for_bet, seqs_for_checklist_run
+from controlplane.auditing import open_audit
+from controlplane.proofs import ProofError, export_bundle, seqs_for_bet, seqs_for_checklist_run
 from controlplane.settings import Settings
 
 VERIFY_TIMEOUT = 120
@@ -85,43 +86,40 @@ def gather_evidence(settings: Settings, bundles: Path, *, bet_id: int | None, ch
     evidence = Evidence()
     bundles.mkdir(parents=True, exist_ok=True)
     log, ring = open_audit(settings)
-    try:
-        log.checkpoint()
-        evidence.verifier_key = ring.signer().verifier_key()
-        with log.engine.connect() as conn:
-            counted = conn.execute(select(entries.c.kind, func.count()).group_by(entries.c.kind)).all()
-        evidence.by_kind = {kind: int(n) for kind, n in sorted(counted)}
-        evidence.entries = sum(evidence.by_kind.values())
-        evidence.checkpoint_size = log.size()
-        result = log.verify(*ring.verifiers())
-        evidence.verified = bool(result.ok)
-        evidence.checkpoints_verified = int(result.checkpoints)
-        evidence.verify_problem = None if result.ok else f"seq {result.first_bad_seq}: {result.problem}"
-        money = check_money(log)
-        evidence.money_bets, evidence.money_problems = money.bets, list(money.problems[:10])
-        wanted = []
-        if bet_id is not None:
-            wanted.append((f"bet {bet_id}", lambda: seqs_for_bet(log, bet_id), bundles / f"bet-{bet_id}.json"))
-        if checklist_run is not None:
-            wanted.append(
-                (
-                    f"checklist run {checklist_run}",
-                    lambda: seqs_for_checklist_run(log, checklist_run),
-                    bundles / f"checklist-run-{checklist_run}.json",
-                )
+    log.checkpoint()
+    evidence.verifier_key = ring.signer().verifier_key()
+    with log.engine.connect() as conn:
+        counted = conn.execute(select(entries.c.kind, func.count()).group_by(entries.c.kind)).all()
+    evidence.by_kind = {kind: int(n) for kind, n in sorted(counted)}
+    evidence.entries = sum(evidence.by_kind.values())
+    evidence.checkpoint_size = log.size()
+    result = log.verify(*ring.verifiers())
+    evidence.verified = bool(result.ok)
+    evidence.checkpoints_verified = int(result.checkpoints)
+    evidence.verify_problem = None if result.ok else f"seq {result.first_bad_seq}: {result.problem}"
+    money = check_money(log)
+    evidence.money_bets, evidence.money_problems = money.bets, list(money.problems[:10])
+    wanted = []
+    if bet_id is not None:
+        wanted.append((f"bet {bet_id}", lambda: seqs_for_bet(log, bet_id), bundles / f"bet-{bet_id}.json"))
+    if checklist_run is not None:
+        wanted.append(
+            (
+                f"checklist run {checklist_run}",
+                lambda: seqs_for_checklist_run(log, checklist_run),
+                bundles / f"checklist-run-{checklist_run}.json",
             )
-        if bet_id is None:
-            evidence.bundles.append(BundleCheck(what="a bet", path="", output="no bet was accepted, so none to prove"))
-        if checklist_run is None:
-            evidence.bundles.append(
-                BundleCheck(what="the checklist run", path="", output="the checklist did not run before kickoff")
-            )
-        for what, seqs, path in wanted:
-            try:
-                evidence.bundles.append(_bundle(log, ring, what, seqs(), path))
-            except ProofError as exc:
-                evidence.bundles.append(BundleCheck(what=what, path=str(path), output=str(exc)))
-        (bundles / "verifier-key.txt").write_text(evidence.verifier_key + "\n")
-    finally:
-        log.engine.dispose()
+        )
+    if bet_id is None:
+        evidence.bundles.append(BundleCheck(what="a bet", path="", output="no bet was accepted, so none to prove"))
+    if checklist_run is None:
+        evidence.bundles.append(
+            BundleCheck(what="the checklist run", path="", output="the checklist did not run before kickoff")
+        )
+    for what, seqs, path in wanted:
+        try:
+            evidence.bundles.append(_bundle(log, ring, what, seqs(), path))
+        except ProofError as exc:
+            evidence.bundles.append(BundleCheck(what=what, path=str(path), output=str(exc)))
+    (bundles / "verifier-key.txt").write_text(evidence.verifier_key + "\n")
     return evidence

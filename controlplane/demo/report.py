@@ -18,21 +18,18 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from audit.schema import migrate_audit
+from controlplane.auditing import audit_engine
 from controlplane.checklist.records import list_runs, load_run
 from controlplane.clock import as_utc, utc_text
-from controlplane.cost.model import load_cost_model
+from controlplane.config import ControlPlaneConfig
 from controlplane.cost.report import CostInputs, cost_report
 from controlplane.demo.evidence import Evidence
 from controlplane.demo.gameday import FaultRecord
 from controlplane.demo.plan import DemoPlan
 from controlplane.scheduler.history import alert_history
 from controlplane.settings import Settings
-from controlplane.slices import load_slices
 from controlplane.slo.periods import floor_minute
 from controlplane.slo.rolled import evaluate_all_from_rollups
-from controlplane.slo.spec import load_events, load_slos
-from controlplane.storage import make_engine
 
 
 @dataclass
@@ -78,13 +75,14 @@ class DemoReport:
         }
 
 
-def slo_section(settings: Settings, store: Engine, *, at: datetime) -> list[dict[str, Any]]:
+def slo_section(config: ControlPlaneConfig, store: Engine, *, at: datetime) -> list[dict[str, Any]]:
     """Each SLO as of the end of the run (the minute under way included)."""
-    events = load_events(settings.events_path)
-    specs = load_slos(settings.slos_path, events=events)
-    slices = load_slices(settings.slices_path)
     report = evaluate_all_from_rollups(
-        store, specs, events=events, boundaries=slices.boundaries, at=floor_minute(at) + timedelta(minutes=1)
+        store,
+        config.specs,
+        events=config.events,
+        boundaries=config.boundaries,
+        at=floor_minute(at) + timedelta(minutes=1),
     )
     return [
         {
@@ -144,9 +142,9 @@ def checklist_section(store: Engine, plan: DemoPlan, event: str) -> dict[str, An
     if not runs:
         return {"ran": False, "reason": f"no checklist run for {event} was recorded"}
     head = runs[-1]  # the first one: the pre-kickoff run
-    run = load_run(store, head["run_id"])
+    run = load_run(store, head.run_id)
     if run is None:
-        return {"ran": False, "reason": f"checklist run {head['run_id']} could not be read back"}
+        return {"ran": False, "reason": f"checklist run {head.run_id} could not be read back"}
     return {
         "ran": True,
         "run_id": run.run_id,
@@ -166,19 +164,12 @@ def checklist_section(store: Engine, plan: DemoPlan, event: str) -> dict[str, An
     }
 
 
-def cost_section(settings: Settings, store: Engine, *, start: datetime, end: datetime) -> dict[str, Any]:
+def cost_section(
+    settings: Settings, config: ControlPlaneConfig, store: Engine, *, start: datetime, end: datetime
+) -> dict[str, Any]:
     """Cost per settled bet over the run, from the cost model and the audit log's settlements."""
-    events = load_events(settings.events_path)
-    specs = load_slos(settings.slos_path, events=events)
-    slices = load_slices(settings.slices_path)
-    model = load_cost_model(settings.costs_path)
-    audit = make_engine(settings.audit_url, **settings.engine_options())
-    try:
-        migrate_audit(audit)
-        inputs = CostInputs(model, store, audit, [s.name for s in slices.slices], specs, events, slices.boundaries)
-        report = cost_report(inputs, start, end, by=None, event=None, now=end)
-    finally:
-        audit.dispose()
+    inputs = CostInputs.from_config(config, store=store, audit=audit_engine(settings))
+    report = cost_report(inputs, start, end, by=None, event=None, now=end)
     keys = ("window", "currency", "total_cost", "settled_bets", "voided_bets", "cost_per_settled_bet")
     section = {k: report.get(k) for k in keys}
     section["components"] = [

@@ -35,6 +35,7 @@ from sqlalchemy.engine import make_url
 
 from controlplane.checklist.records import list_runs
 from controlplane.clock import as_utc, parse_duration, utcnow
+from controlplane.config import load_config
 from controlplane.demo.evidence import gather_evidence
 from controlplane.demo.gameday import FaultRecord, GameDay, page_state, paging_since
 from controlplane.demo.plan import AFTER_CLEAR, DemoPlan, page_deadline, plan_demo
@@ -241,7 +242,7 @@ class Clock:
             if runs:
                 self.checklist_seen = True
                 run = runs[0]
-                self.say(f"pre-kickoff checklist: {run['decision'].upper()} {run['counts']} (run {run['run_id']})")
+                self.say(f"pre-kickoff checklist: {run.decision.upper()} {run.counts} (run {run.run_id})")
         snap = self.box.get("progress", {})
         active = [f.kind for f in self.faults if f.cleared_at is None]
         paging = page_state(self.store)
@@ -383,14 +384,15 @@ def run_demo(
         report.evidence = gather_evidence(
             settings, options.workdir / "bundles", bet_id=bet_id, checklist_run=report.checklist.get("run_id")
         )
-        report.slos = slo_section(settings, store, at=end)
+        config = load_config(settings)
+        report.slos = slo_section(config, store, at=end)
         report.alerts = alert_section(store, plan, gameday.faults)
         if any(a["severity"] == "page" and a["when"] == "before the first fault" for a in report.alerts):
             report.notes.append(
                 "a page fired before the game day: the platform failed bets at the peak on this machine "
                 "(see the SLOs' bad events); a lower --rate keeps the spike within what it can serve"
             )
-        report.cost = cost_section(settings, store, start=floor_minute(plan.start), end=end)
+        report.cost = cost_section(settings, config, store, start=floor_minute(plan.start), end=end)
         report.ledger = ledger_check(running.platform_database_url)
         report.finished_at = utcnow()
     finally:

@@ -19,20 +19,27 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, and_, delete, false, or_, select
 from sqlalchemy.exc import IntegrityError
 
+from controlplane.auditing import audit_engine, open_audit
+from controlplane.checklist.session import run_and_record
 from controlplane.clock import as_utc, parse_duration
+from controlplane.config import load_config
+from controlplane.cost.hours import refresh_cost_hours
+from controlplane.cost.report import CostInputs
 from controlplane.scheduler.delivery import DeliveryStats
 from controlplane.scheduler.tables import scheduled_t, snapshots_t, transitions_t
 from controlplane.settings import Settings
-from controlplane.slices import load_slices
-from controlplane.slo.periods import floor_minute
+from controlplane.slo.periods import HOURLY, floor_minute
 from controlplane.slo.results import SloReport, SloStatus
 from controlplane.slo.rolled import evaluate_all_from_rollups
-from controlplane.slo.spec import EventSpec, load_events, load_slos
+from controlplane.slo.rollups import refresh_rollups
+from controlplane.slo.spec import EventSpec
+from controlplane.slo.tables import buckets_t, changes_t, minutes_lat_t
 from controlplane.storage import reader
 from controlplane.store import SliExemplar, table
+from controlplane.users.signin import purge_sessions
 
 SEVERITIES = ("page", "ticket")
 
@@ -154,26 +161,19 @@ def _evaluated(store: Engine, slos: set[str], at: datetime) -> set[str]:
 def evaluate_slos(settings: Settings, store: Engine, *, now: datetime, delay: timedelta = timedelta(0)) -> Evaluation:
     """Evaluate every SLO at `floor_minute(now - delay)` and record it: with a delay, the minute just
     ended gets the telemetry that arrives late (exporters batch) before it is judged, once."""
-    events = load_events(settings.events_path)
-    specs = load_slos(settings.slos_path, events=events)
-    slices = load_slices(settings.slices_path)
+    config = load_config(settings)
     at = floor_minute(now - delay)
-    names = {spec.name for spec in specs}
+    names = config.slo_names
     if names and names <= _evaluated(store, names, at):
         return Evaluation(at=at)  # a job every few seconds: this minute is done, nothing to compute
-    report = evaluate_all_from_rollups(store, specs, events=events, boundaries=slices.boundaries, at=at)
+    report = evaluate_all_from_rollups(store, config.specs, events=config.events, boundaries=config.boundaries, at=at)
     return record_report(store, report)
 
 
 def sign_checkpoint(settings: Settings) -> str:
     """Sign the audit log's current tree head (C2SP checkpoint) with the current key."""
-    from controlplane.proofs import open_audit
-
     log, _ring = open_audit(settings)
-    try:
-        return log.checkpoint()
-    finally:
-        log.engine.dispose()
+    return log.checkpoint()
 
 
 @dataclass(frozen=True)
@@ -205,9 +205,7 @@ def run_key(event: str, offset: str) -> str:
 
 def run_due_checklists(settings: Settings, store: Engine, *, now: datetime, offsets: list[str]) -> list[dict]:
     """Run each due checklist once: claim its keys in `scheduled_runs`, run, record the outcome."""
-    from controlplane.checklist.session import run_and_record
-
-    events = load_events(settings.events_path)
+    events = load_config(settings).events
     with reader(store).connect() as conn:
         done = set(conn.execute(select(scheduled_t.c.key).where(scheduled_t.c.job == "checklists")).scalars())
     results = []
@@ -237,16 +235,13 @@ def run_due_checklists(settings: Settings, store: Engine, *, now: datetime, offs
 
 def refresh(settings: Settings, store: Engine, *, now: datetime) -> Any:
     """Fold complete hours and days of SLI minutes into rollups (freshness SLOs get their series)."""
-    from controlplane.slo.rollups import refresh_rollups
-
-    specs = load_slos(settings.slos_path, events=load_events(settings.events_path))
-    return refresh_rollups(store, until=now, specs=specs)
+    return refresh_rollups(store, until=now, specs=load_config(settings).specs)
 
 
 def retention_horizon(settings: Settings, minute_retention: str, *, now: datetime) -> datetime:
     """Minutes older than this go: the configured retention, or longer while an SLO's window needs them
     (a window that starts mid-hour reads its first hour's minutes)."""
-    specs = load_slos(settings.slos_path, events=load_events(settings.events_path))
+    specs = load_config(settings).specs
     longest = max((timedelta(days=s.window.rolling_days) for s in specs if s.window.rolling_days), default=timedelta())
     keep = max(parse_duration(minute_retention), longest + timedelta(days=1), timedelta(days=32))
     return floor_minute(now) - keep
@@ -254,8 +249,6 @@ def retention_horizon(settings: Settings, minute_retention: str, *, now: datetim
 
 def retention(settings: Settings, store: Engine, *, now: datetime, minute_retention: str) -> dict[str, int]:
     """The nightly clean-up: rolled-up SLI minutes past the horizon, and dashboard sessions long over."""
-    from controlplane.users.signin import purge_sessions
-
     return purge_minutes(settings, store, now=now, minute_retention=minute_retention) | {
         "dashboard_sessions": purge_sessions(store, now)
     }
@@ -264,17 +257,12 @@ def retention(settings: Settings, store: Engine, *, now: datetime, minute_retent
 def purge_minutes(settings: Settings, store: Engine, *, now: datetime, minute_retention: str) -> dict[str, int]:
     """Delete SLI minutes (counts, latency buckets, exemplars) older than the horizon, but only in
     hours already folded into rollups: an hour still marked as changed keeps its minutes."""
-    from sqlalchemy import and_, delete, false, or_
-
-    from controlplane.slo.rollups import refresh_rollups
-    from controlplane.slo.tables import buckets_t, changes_t, minutes_lat_t
-
     horizon = retention_horizon(settings, minute_retention, now=now)
     refresh_rollups(store, until=now)  # fold what is pending first
     with reader(store).connect() as conn:
         pending = conn.execute(
             select(changes_t.c.slice, changes_t.c.start).where(
-                changes_t.c.period == "hour", changes_t.c.start < horizon
+                changes_t.c.period == HOURLY, changes_t.c.start < horizon
             )
         ).all()
     deleted = {}
@@ -297,20 +285,7 @@ def purge_minutes(settings: Settings, store: Engine, *, now: datetime, minute_re
 def cost_rollups(settings: Settings, store: Engine, *, now: datetime, hours: int = 3) -> dict[str, Any]:
     """The last `hours` complete hours of cost per component, recomputed into `cost_hours`; skipped, with
     the reason, while there is no cost model file."""
-    from audit.schema import migrate_audit
-    from controlplane.cost.hours import refresh_cost_hours
-    from controlplane.cost.model import load_cost_model
-    from controlplane.cost.report import CostInputs
-    from controlplane.storage import make_engine
-
     if not settings.costs_path.exists():
         return {"skipped": f"no cost model at {settings.costs_path} (CONTROLPLANE_COSTS_PATH)"}
-    model = load_cost_model(settings.costs_path)
-    slices = load_slices(settings.slices_path)
-    audit = make_engine(settings.audit_url, **settings.engine_options())
-    try:
-        migrate_audit(audit)
-        inputs = CostInputs(model, store, audit, [s.name for s in slices.slices], [], {}, slices.boundaries)
-        return refresh_cost_hours(inputs, now=now, hours=hours)
-    finally:
-        audit.dispose()
+    inputs = CostInputs.from_config(load_config(settings), store=store, audit=audit_engine(settings))
+    return refresh_cost_hours(inputs, now=now, hours=hours)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from controlplane.checklist.records import audit_append
+from controlplane.auditing import audit_append
 from controlplane.clock import utc_text
 from controlplane.settings import Settings
 from controlplane.users.accounts import AccountChange
@@ -21,7 +21,7 @@ UNKNOWN_ACCOUNT = "(unknown)"
 
 
 def audit_change(settings: Settings, change: AccountChange) -> int:
-    """Append a `change` entry for one account change; returns its sequence number (RecordError when
+    """Append a `change` entry for one account change; returns its sequence number (AuditUnavailable when
     the log cannot be written)."""
     payload = {"type": "dashboard_user", "action": change.action, "role": change.role, "at": utc_text(change.at)}
     return audit_append(settings, kind="change", actor=change.by, subject=f"user:{change.username}", payload=payload)

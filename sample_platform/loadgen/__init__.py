@@ -27,6 +27,8 @@ from contextlib import contextmanager
 from types import FrameType
 
 import httpx
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from sample_platform.loadgen.client import open_client
 from sample_platform.loadgen.profiles import (
@@ -130,9 +132,6 @@ def _run_with_progress(
 ) -> LoadReport:
     if not show_progress:
         return asyncio.run(run_load_async(config, stop=stop, transport=transport))
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     columns = (
         TextColumn("{task.description:<9}"),
         BarColumn(),

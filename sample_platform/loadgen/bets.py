@@ -10,14 +10,11 @@ import itertools
 import random
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from sample_platform.loadgen.client import Reply
+from sample_platform.loadgen.context import RunContext
 from sample_platform.loadgen.profiles import ACCEPT_PRICE_CHANGE, BET_RETRIES, BETS, STAKES_MINOR
 from sample_platform.loadgen.wire import Market, Player, pick, problem_slug, retry_after
-
-if TYPE_CHECKING:
-    from sample_platform.loadgen.run import LoadRun
 
 
 @dataclass(frozen=True)
@@ -32,7 +29,7 @@ class PendingBet:
 class Bettor:
     """The bet traffic of one run; outcomes are recorded in the run's report."""
 
-    def __init__(self, run: LoadRun, seed: int) -> None:
+    def __init__(self, run: RunContext, seed: int) -> None:
         self.run = run
         self.jitter_rng = random.Random(f"jitter-{seed}")  # retry backoff
         self.pending: dict[str, PendingBet] = {}

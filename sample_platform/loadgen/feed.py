@@ -7,18 +7,15 @@ import json
 import random
 import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
 
 from sample_platform.loadgen.client import TransportFailure
+from sample_platform.loadgen.context import RunContext
 from sample_platform.loadgen.profiles import ODDS_CHANGE, ODDS_MOVE_INTERVAL, SSE
 from sample_platform.loadgen.wire import epoch
 
-if TYPE_CHECKING:
-    from sample_platform.loadgen.run import LoadRun
-
 
 class OddsFeed:
-    def __init__(self, run: LoadRun, seed: int) -> None:
+    def __init__(self, run: RunContext, seed: int) -> None:
         self.run = run
         self.house_rng = random.Random(f"house-{seed}")  # price moves and results
 

@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import Engine
 
 from collectors.receiver import create_receiver
-from controlplane.serving import ThreadedServer
 from controlplane.settings import Settings
 from controlplane.slices import load_slices
 from tests.conftest import SLICES_PATH as SLICES
+from tests.serving import ThreadedServer
 
 
 @pytest.fixture

@@ -115,8 +115,8 @@ def test_sli_show_lists_minutes(store, store_settings, receiver) -> None:
 def test_collector_scrapes_the_platform(store, store_settings, server) -> None:
     from collectors.scraper import latest
     from collectors.service import create_collector_app
-    from controlplane.serving import ThreadedServer
     from controlplane.slices import load_slices
+    from tests.serving import ThreadedServer
 
     settings = store_settings.model_copy(
         update={"scrape_targets": f"{server.url}/metrics,http://127.0.0.1:1/metrics", "scrape_interval_seconds": 0.2}
@@ -135,14 +135,20 @@ def test_collector_metrics_carry_slo_gauges(store, store_settings) -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
     from collectors.service import create_collector_app
-    from controlplane.serving import ThreadedServer
-    from controlplane.slices import load_slices
-    from controlplane.slo.spec import load_events, load_slos
+    from controlplane.config import load_config
+    from tests.serving import ThreadedServer
 
     config_dir = SLICES.parent
-    events = load_events(config_dir / "events.yaml")
-    slos = (load_slos(config_dir / "slos.yaml", events=events), events)
-    app = create_collector_app(store_settings, engine=store, slices=load_slices(SLICES), slos=slos)
+    config = load_config(
+        store_settings.model_copy(
+            update={
+                "slices_path": SLICES,
+                "slos_path": config_dir / "slos.yaml",
+                "events_path": config_dir / "events.yaml",
+            }
+        )
+    )
+    app = create_collector_app(store_settings, engine=store, slices=config.slices, config=config)
     with ThreadedServer(app) as collector, httpx.Client(base_url=collector.url) as http:
         request = trace_request(spans=100, seed=11, minutes=1)
         now_nanos = time.time_ns() - 120 * 10**9  # two minutes ago, inside every window
@@ -160,7 +166,7 @@ def test_collector_metrics_carry_slo_gauges(store, store_settings) -> None:
     families = {f.name: f.samples for f in text_string_to_metric_families(text)}
     assert {"slo_sli", "slo_error_budget_remaining", "slo_burn_rate", "slo_alert", "slo_objective"} <= families.keys()
     sli = {s.labels["slo"]: s.value for s in families["slo_sli"]}
-    assert set(sli) == {s.name for s in slos[0]}
+    assert set(sli) == {s.name for s in config.specs}
     bets = [
         s
         for s in families["slo_burn_rate"]

@@ -5,7 +5,6 @@ leaves behind, the read API, retention and the loop."""
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_serv
 from sqlalchemy import select
 
 from collectors.scraper import Scraper, history, latest, target_status
+from controlplane.demo.stack import free_port
 from controlplane.storage import reader
 from controlplane.store import ScrapedSample, ScrapeTarget
 
@@ -137,10 +137,7 @@ def text_server() -> Iterator[TextServer]:
 @pytest.fixture
 def refused_url() -> str:
     """A port that was free a moment ago: nothing listens, so connecting is refused."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/metrics"
+    return f"http://127.0.0.1:{free_port()}/metrics"
 
 
 @pytest.fixture

@@ -10,14 +10,13 @@ import pytest
 from typer.testing import CliRunner
 
 from controlplane.cli import app
-from controlplane.cli.reference import refresh, walk
+from controlplane.cli.reference import walk
 
 runner = CliRunner()
 CONTROLPLANE = str(Path(sys.executable).with_name("controlplane"))
 
 
 VERBS = [verb.path for verb in walk()]
-README = Path(__file__).parents[2] / "README.md"
 
 
 def test_the_walk_finds_every_command_group() -> None:
@@ -32,13 +31,6 @@ def test_every_verb_has_help(path: tuple[str, ...]) -> None:
     assert result.exit_code == 0, result.output
     assert "Usage" in result.output
     assert "Traceback" not in result.output
-
-
-def test_the_readme_command_reference_and_settings_are_current() -> None:
-    text = README.read_text()
-    assert refresh(text) == text, (
-        "the README's command reference or settings are stale: run `python -m controlplane.cli.reference --write README.md`"
-    )
 
 
 @pytest.mark.parametrize(

@@ -75,14 +75,27 @@ def _assert_clean(at: AppTest) -> None:
     assert not at.exception, [e.value for e in at.exception]
 
 
+def _url_paths(at: AppTest) -> set[str]:
+    """The pages st.navigation registered for this session at its last run, by URL path ("" is the
+    default page, at /)."""
+    return {str(info.get("url_pathname")) for info in at._registered_pages.values()}
+
+
+def _open(at: AppTest, url_path: str) -> AppTest:
+    """Open a page as its menu entry or its URL does. The pages are functions, and AppTest.switch_page()
+    finds only pages that are files, so ask for the page by the hash st.navigation registered it under."""
+    by_path = {info.get("url_pathname"): page_hash for page_hash, info in at._registered_pages.items()}
+    assert url_path in by_path, f"no page at /{url_path} for this session; it has {sorted(by_path)}"
+    at._page_hash = by_path[url_path]
+    return at
+
+
 def test_signed_out_only_the_login_page_exists(dashboard: Engine) -> None:
     at = AppTest.from_file(APP, default_timeout=120).run()
     _assert_clean(at)
     assert [t.value for t in at.title] == ["Betting control plane"]
     assert [w.label for w in at.text_input] == ["Username", "Password"] and at.button[0].label == "Log in"
-    for page in PAGES:
-        with pytest.raises(ValueError, match="Could not find a navigation page"):
-            at.switch_page(f"dashboards/page_{page}.py")
+    assert _url_paths(at) == {""}  # the login page, at /
 
 
 @pytest.mark.parametrize("user", list(USERS))
@@ -90,12 +103,10 @@ def test_each_role_reaches_exactly_its_pages(dashboard: Engine, user: str) -> No
     at = _signed_in(user)
     _assert_clean(at)
     role = USERS[user]
-    for page, (title, roles) in PAGES.items():
-        if role not in roles:
-            with pytest.raises(ValueError, match="Could not find a navigation page"):
-                at.switch_page(f"dashboards/page_{page}.py")
-            continue
-        at.switch_page(f"dashboards/page_{page}.py").run()
+    own = {page: title for page, (title, roles) in PAGES.items() if role in roles}
+    assert _url_paths(at) == {"", *own}  # the hidden home page at /, then exactly the role's pages
+    for page, title in own.items():
+        _open(at, page).run()
         _assert_clean(at)
         assert at.title[0].value == title
         assert not at.error, (page, [e.value for e in at.error])
@@ -131,7 +142,7 @@ def test_compliance_reads_readiness_but_cannot_act(dashboard: Engine) -> None:
     assert at.title[0].value == "Readiness"
     assert "Run the checklist now" not in [b.label for b in at.button]
     on_call = _signed_in("ana")
-    on_call.switch_page("dashboards/page_readiness.py").run()
+    _open(on_call, "readiness").run()
     assert "Run the checklist now" in [b.label for b in on_call.button]
 
 
@@ -153,14 +164,14 @@ def test_a_proof_bundle_for_a_bet_and_bad_input_beside_the_field(dashboard: Engi
     log = AuditLog(dashboard, origin="audit.test/dashboard")
     log.append(kind="money", actor="platform", subject="bet:7", payload={"type": "bet_placed", "stake_minor": 100})
     at = _signed_in("cleo")
-    at.switch_page("dashboards/page_audit.py").run()
+    _open(at, "audit").run()
     bet_field = next(w for w in at.text_input if w.label == "Bet id")
     bet_field.input("seven").run()
     assert any("A bet id is a whole number" in e.value for e in at.error)
     next(w for w in at.text_input if w.label == "Bet id").input("7").run()
     next(b for b in at.button if b.label == "Prepare bundle").click().run()
     assert any("no checkpoint" in e.value for e in at.error)  # nothing signed yet: said, not crashed
-    from controlplane.proofs import open_audit
+    from controlplane.auditing import open_audit
     from controlplane.settings import Settings
 
     signer, _ring = open_audit(Settings())

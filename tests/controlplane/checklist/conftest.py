@@ -49,7 +49,6 @@ def now() -> datetime:
 
 @pytest.fixture
 def make_ctx(cp_settings: Settings, store: Engine, now: datetime) -> Iterator[Callable[..., CheckContext]]:
-    made: list[CheckContext] = []
     events = load_events(cp_settings.events_path)
 
     def make(at: datetime | None = None, event: str | None = None, **settings: object) -> CheckContext:
@@ -65,12 +64,9 @@ def make_ctx(cp_settings: Settings, store: Engine, now: datetime) -> Iterator[Ca
             events=events,
             slices=load_slices(SLICES_PATH),
         )
-        made.append(ctx)
         return ctx
 
     yield make
-    for ctx in made:
-        ctx.close()
 
 
 @pytest.fixture

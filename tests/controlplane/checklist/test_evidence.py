@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
@@ -22,7 +22,7 @@ def test_a_recorded_drill_passes_and_names_its_entry(make_ctx, cp_settings) -> N
     done = record_drill(cp_settings, kind="restore", by="ana", note="restored last night's backup to staging")
     outcome = audit_evidence(_drills(["failover", "restore"]), make_ctx())
     assert_outcome(outcome, "pass", "restore drill", "ana")
-    assert outcome.evidence["found"][-1]["seq"] == done["audit_seq"]
+    assert outcome.evidence["found"][-1]["seq"] == done.audit_seq
 
 
 def test_no_drill_fails_and_says_how_to_record_one(make_ctx, cp_settings) -> None:
@@ -64,7 +64,7 @@ def test_attestation_passes_until_it_expires(make_ctx, cp_settings, store, now) 
     done = attest(cp_settings, store, check_id="incident-roles", by="ana", expires_at=utcnow() + timedelta(hours=2))
     outcome, used = attestation("incident-roles", make_ctx(at=utcnow()))
     assert_outcome(outcome, "pass", "ana")
-    assert used is not None and used["id"] == done["id"] and used["audit_seq"] is not None
+    assert used is not None and used["id"] == done.id and used["audit_seq"] is not None
     expired, _ = attestation("incident-roles", make_ctx(at=utcnow() + timedelta(hours=3)))
     assert_outcome(expired, "fail", "expired")
 
@@ -85,7 +85,7 @@ def test_an_event_attestation_holds_only_for_that_event(make_ctx, cp_settings, s
 def test_a_lifetime_counts_from_when_the_attestation_is_recorded(cp_settings, store) -> None:
     before = utcnow()
     done = attest(cp_settings, store, check_id="incident-roles", by="ana", expires_at=timedelta(seconds=1))
-    expires = datetime.fromisoformat(done["expires_at"].replace("Z", "+00:00"))
+    expires = done.expires_at
     assert before + timedelta(seconds=1) <= expires <= utcnow() + timedelta(seconds=1)
 
 
@@ -143,7 +143,8 @@ def test_a_waiver_is_gone_once_expired(cp_settings, store) -> None:
         cp_settings, store, check_id="risk-cache-warm", requested_by="ana", approved_by="bo",
         reason="cache rebuilt at 14:00, warming", expires_at=utcnow() + timedelta(hours=1),
     )  # fmt: skip
-    assert active_waiver(store, "risk-cache-warm", at=utcnow(), event=None)["id"] == done["id"]
+    found = active_waiver(store, "risk-cache-warm", at=utcnow(), event=None)
+    assert found is not None and found.id == done.id
     assert active_waiver(store, "risk-cache-warm", at=utcnow() + timedelta(hours=2), event=None) is None
     assert active_waiver(store, "other-check", at=utcnow(), event=None) is None
 

@@ -134,7 +134,7 @@ def test_a_waiver_reports_waived_never_pass_and_is_recorded(make_ctx, cp_setting
     run = runner.run_checklist(spec, make_ctx())
     result = run.checks[0]
     assert (result.status, run.decision) == ("waived", "go")
-    assert result.waiver is not None and result.waiver["id"] == w["id"] and result.waiver["outcome"] == "fail"
+    assert result.waiver is not None and result.waiver["id"] == w.id and result.waiver["outcome"] == "fail"
     assert "missing login" in result.reason and "ana" in result.reason
     monkeypatch.setitem(runner.EVALUATORS, "slo_coverage", lambda p, c: Outcome.passed("all there"))
     assert runner.run_checklist(spec, make_ctx()).checks[0].status == "waived"

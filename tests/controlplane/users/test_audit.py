@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import Engine, select
 
-from controlplane.checklist.records import RecordError
+from controlplane.auditing import AuditUnavailable
 from controlplane.settings import Settings
 from controlplane.users import (
     add_user,
@@ -94,7 +94,7 @@ def test_the_failure_that_locks_the_account_says_until_when(
 
 def test_an_unwritable_audit_log_undoes_the_change(store: Engine, cp_settings: Settings) -> None:
     broken = cp_settings.model_copy(update={"audit_url": "postgresql+psycopg://nobody@127.0.0.1:1/none"})
-    with pytest.raises(RecordError, match="cannot be written"):
+    with pytest.raises(AuditUnavailable, match="cannot be written"):
         add_user(
             store, "ana", role="oncall", password=PASSWORD, by="bo", now=NOW, record=lambda c: audit_change(broken, c)
         )

@@ -1,5 +1,0 @@
-"""/audit"""
-
-from dashboards.audit_page import render
-
-render()

@@ -1,5 +1,0 @@
-"""/cost"""
-
-from dashboards.cost_page import render
-
-render()

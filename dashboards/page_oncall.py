@@ -1,5 +1,0 @@
-"""/oncall"""
-
-from dashboards.oncall import render
-
-render()

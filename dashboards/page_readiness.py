@@ -1,5 +1,0 @@
-"""/readiness"""
-
-from dashboards.readiness import render
-
-render()

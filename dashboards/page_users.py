@@ -1,5 +1,0 @@
-"""/users"""
-
-from dashboards.users_page import render
-
-render()
