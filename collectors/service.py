@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from collectors.receiver import create_receiver
+from collectors.scraper import Scraper
 from collectors.slo_gauges import SloGauges
 from controlplane.config import ControlPlaneConfig
 from controlplane.settings import Settings
@@ -46,8 +47,6 @@ def create_collector_app(
         stop = threading.Event()
         worker = scraper = None
         if targets:
-            from collectors.scraper import Scraper
-
             # Scraped series are kept a week; SLI buckets are the long-term record.
             scraper = Scraper.from_settings(settings, engine=engine, retention=timedelta(days=7))
             worker = threading.Thread(

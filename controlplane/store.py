@@ -14,6 +14,8 @@ from sqlalchemy import BigInteger, Column, DateTime, Engine, Float, Index, Integ
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
+from controlplane.storage import upgrade
+
 
 class StoreModel(SQLModel, registry=registry()):
     """Base of the store's tables: their own metadata, apart from the platform's."""
@@ -115,7 +117,6 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 
 def migrate_store(engine: Engine, revision: str = "head") -> None:
     """Bring the store's schema to `revision` (default: the newest). Safe to run on every start."""
-    from controlplane.storage import upgrade
 
     upgrade(engine, MIGRATIONS, revision)
 

@@ -13,7 +13,11 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from audit.keys import AuditKeyError
+from audit.log import AuditError
+from audit.query import find_entries
+from audit.schema import checkpoints, entries
 from controlplane.auditing import AuditUnavailable, open_audit
+from controlplane.proofs import ProofError, export_bundle, seqs_for_bet, seqs_for_checklist_run, seqs_for_range
 from controlplane.storage import StorageConfigError
 from dashboards.shell import audit_store, record_export, require, settings
 
@@ -22,7 +26,6 @@ KINDS = ("any", "change", "money", "checklist", "attestation", "access", "system
 
 @st.cache_data(ttl=15, show_spinner=False)
 def _entries(kind: str, actor: str, subject: str, since: str | None, until: str | None) -> list[dict[str, Any]]:
-    from audit.query import find_entries
 
     found = find_entries(
         audit_store(),
@@ -40,7 +43,6 @@ def _entries(kind: str, actor: str, subject: str, since: str | None, until: str 
 
 @st.cache_data(ttl=15, show_spinner=False)
 def _status() -> dict[str, Any]:
-    from audit.schema import checkpoints, entries
 
     with audit_store().connect() as conn:
         size = conn.execute(select(func.count()).select_from(entries)).scalar_one()
@@ -96,14 +98,6 @@ def _verify() -> None:
 
 
 def _bundle() -> None:
-    from audit.log import AuditError
-    from controlplane.proofs import (
-        ProofError,
-        export_bundle,
-        seqs_for_bet,
-        seqs_for_checklist_run,
-        seqs_for_range,
-    )
 
     st.subheader("Proof bundle")
     what = st.radio("For", ["a bet", "a checklist run", "a range of entries"], horizontal=True)

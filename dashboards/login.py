@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import streamlit as st
 
+from controlplane.auditing import AuditUnavailable
 from controlplane.clock import utcnow
+from controlplane.users import SESSION_TTL, audit_sign_in, authenticate, create_session, revoke_session
 from dashboards.shell import COOKIE, SESSION_KEY, oidc_configured, settings, store
 
 
@@ -40,8 +42,6 @@ def render_login() -> None:
 
 
 def sign_in(username: str, password: str) -> None:
-    from controlplane.auditing import AuditUnavailable
-    from controlplane.users import audit_sign_in, authenticate, create_session
 
     if not username.strip() or not password:
         st.error("Give your username and password.")
@@ -64,7 +64,6 @@ def sign_in(username: str, password: str) -> None:
 
 def render_account(username: str, role: str, source: str = "local") -> None:
     """The signed-in user and the way out, in the sidebar."""
-    from controlplane.users import SESSION_TTL, revoke_session
 
     token = st.session_state.get(SESSION_KEY, "")
     with st.sidebar:

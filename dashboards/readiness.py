@@ -8,7 +8,11 @@ from typing import Any
 
 import streamlit as st
 
+from controlplane.checklist.records import RecordError, attest, list_runs, load_run, waive
+from controlplane.checklist.session import run_and_record
+from controlplane.checklist.spec import ChecklistConfigError
 from controlplane.clock import parse_duration, utc_text, utcnow
+from controlplane.users import list_users
 from dashboards import data
 from dashboards.shell import problem, require, settings, store
 
@@ -17,14 +21,12 @@ DECISION_ICON = {"go": ":green[GO]", "go-with-warnings": ":orange[GO with warnin
 
 @st.cache_data(ttl=30, show_spinner=False)
 def _runs(event: str | None) -> list[dict[str, Any]]:
-    from controlplane.checklist.records import list_runs
 
     return [r.to_dict() for r in list_runs(store(), event=event, limit=20, without_event=event is None)]
 
 
 @st.cache_data(ttl=30, show_spinner=False)
 def _run(run_id: str) -> dict[str, Any] | None:
-    from controlplane.checklist.records import load_run
 
     run = load_run(store(), run_id)
     return None if run is None else run.to_dict()
@@ -65,7 +67,6 @@ def _checks(run: dict[str, Any]) -> None:
 
 
 def _attest_form(column: Any, event: str | None, username: str, attestable: list[str]) -> None:
-    from controlplane.checklist.records import RecordError, attest
 
     with column.form(f"attest-{event}"):
         st.markdown("**Attest**")
@@ -87,9 +88,6 @@ def _attest_form(column: Any, event: str | None, username: str, attestable: list
 
 def _act(event: str | None, username: str) -> None:
     """Run now, attest and waive; each refusal is shown beside its form."""
-    from controlplane.checklist.records import RecordError, waive
-    from controlplane.checklist.session import run_and_record
-    from controlplane.checklist.spec import ChecklistConfigError
 
     config = data.config()
     chosen = config.events.get(event) if event else None
@@ -109,7 +107,6 @@ def _act(event: str | None, username: str) -> None:
         st.error(str(exc))
         return
     attestable = [c.id for c in checklist.checks if c.evaluator.type == "attestation"]
-    from controlplane.users import list_users
 
     approvers = [u.username for u in list_users(store()) if not u.disabled and u.username != username
                  and u.role in ("oncall", "admin")]  # fmt: skip

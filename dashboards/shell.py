@@ -18,8 +18,12 @@ from dataclasses import dataclass
 import streamlit as st
 from sqlalchemy import Engine
 
+from controlplane.auditing import AuditUnavailable, audit_append, audit_engine
 from controlplane.clock import utcnow
 from controlplane.settings import Settings
+from controlplane.storage import make_engine
+from controlplane.store import migrate_store
+from controlplane.users import SESSION_TTL, session_user
 
 
 @dataclass(frozen=True)
@@ -71,24 +75,15 @@ def settings() -> Settings:
 
 @st.cache_resource
 def store() -> Engine:
-    from controlplane.storage import make_engine
-    from controlplane.store import migrate_store
-
     s = settings()
     engine = make_engine(s.store_url, **s.engine_options())
     migrate_store(engine)
     return engine
 
 
-@st.cache_resource
 def audit_store() -> Engine:
-    from audit.schema import migrate_audit
-    from controlplane.storage import make_engine
-
-    s = settings()
-    engine = make_engine(s.audit_url, **s.engine_options())
-    migrate_audit(engine)
-    return engine
+    """The audit log's engine, shared by the process (`controlplane.auditing`)."""
+    return audit_engine(settings())
 
 
 def oidc_configured() -> bool:
@@ -106,8 +101,6 @@ def oidc_viewer() -> Viewer | None:
     """The signed-in single-sign-on user with the strongest role their claim grants, or None. A sign-in
     lasts the dashboard's session lifetime (from the token's `iat`), so a role taken away at the
     provider takes effect at the next sign-in; each sign-in, granted or refused, is audited once."""
-    from controlplane.checklist.records import RecordError, audit_append
-    from controlplane.users import SESSION_TTL
 
     if not oidc_configured() or not st.user.is_logged_in:
         return None
@@ -129,7 +122,7 @@ def oidc_viewer() -> Viewer | None:
                 settings(), kind="access", actor=name, subject=f"user:{name}",
                 payload={"type": "sign_in", "source": "oidc", **outcome},
             )  # fmt: skip
-        except RecordError:
+        except AuditUnavailable:
             st.session_state["signed_out_reason"] = "Sign-in cannot be recorded in the audit log, so it is refused."
             st.session_state["sso_stale"] = True
             return None
@@ -152,7 +145,6 @@ def _recorded_sign_ins() -> set[tuple[str, str]]:
 def current_user() -> Viewer | None:
     """The viewer of this browser session: a single-sign-on identity, or a local account while its session
     is valid (unexpired, not revoked, the account still enabled with the same role)."""
-    from controlplane.users import session_user
 
     if (viewer := oidc_viewer()) is not None:
         return viewer
@@ -211,7 +203,6 @@ def require(*roles: str) -> Viewer:
 
 def record_export(what: str, **detail: object) -> None:
     """A download is an export: an `access` entry naming who took what (called when the button is pressed)."""
-    from controlplane.checklist.records import RecordError, audit_append
 
     viewer = current_user()
     if viewer is None:
@@ -221,7 +212,7 @@ def record_export(what: str, **detail: object) -> None:
             settings(), kind="access", actor=viewer.username, subject=f"export:{what}",
             payload={"type": "export", "what": what, "via": "dashboard", **detail},
         )  # fmt: skip
-    except RecordError as exc:
+    except AuditUnavailable as exc:
         st.error(f"The download could not be recorded in the audit log: {exc}")
 
 

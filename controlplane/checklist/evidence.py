@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from audit.query import find_entries
 from controlplane.checklist.context import CheckContext
 from controlplane.checklist.records import active_attestation, latest_attestation
 from controlplane.checklist.results import Outcome, utc_text
@@ -25,7 +26,6 @@ def _found(entry: Any, what: str) -> dict[str, Any]:
 
 
 def audit_evidence(params: AuditEvidence, ctx: CheckContext) -> Outcome:
-    from audit.query import find_entries
 
     since = ctx.at - timedelta(days=params.within_days)
     until = ctx.at + timedelta(microseconds=1)

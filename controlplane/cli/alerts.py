@@ -8,6 +8,9 @@ from typing import Annotated
 import typer
 
 from controlplane.cli.common import StoreUrl, TableOrJson, fail, load_settings, store_engine
+from controlplane.clock import parse_since
+from controlplane.scheduler.history import alert_history, render_history_table
+from controlplane.scheduler.receivers import utc_text
 
 alerts_app = typer.Typer(help="SLO alerts: transitions (firing, resolved) and their delivery.", no_args_is_help=True)
 
@@ -23,9 +26,6 @@ def alerts_history(
     fmt: TableOrJson = "table",
 ) -> None:
     """Alert transitions, newest first, with their delivery to each receiver (delivered, pending, failed)."""
-    from controlplane.clock import parse_since
-    from controlplane.scheduler.history import alert_history, render_history_table
-    from controlplane.scheduler.receivers import utc_text
 
     try:
         start = parse_since(since)

@@ -36,6 +36,7 @@ def collector_serve(
     ] = None,
 ) -> None:
     """Serve the OTLP/HTTP receiver (/v1/traces, /v1/metrics; /metrics for Prometheus) and the scraper."""
+    # local: the collector's server (uvicorn, FastAPI, OTLP protobufs) adds ~270 ms to every command's start
     import uvicorn
 
     from collectors.service import create_collector_app
@@ -57,6 +58,7 @@ def sli_show(
     fmt: TableOrJson = "table",
 ) -> None:
     """Per-minute buckets: events, bad events, bad ratio and latency quantiles per slice."""
+    # local: as above, only `sli show` needs the collector's read-back
     from collectors.sli import render_sli_table, sli_rows
     from controlplane.clock import parse_since
 

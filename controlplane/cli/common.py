@@ -21,6 +21,8 @@ from controlplane.storage import StorageConfigError
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
+from controlplane.storage import make_engine
+from controlplane.store import migrate_store
 
 EXIT_OK, EXIT_WARNING, EXIT_CRITICAL, EXIT_UNKNOWN = 0, 1, 2, 3
 FORMAT_HELP = {
@@ -79,8 +81,6 @@ SlosPath = Annotated[Path | None, typer.Option("--slos", help="SLO file (default
 
 def store_engine(settings: Settings) -> Engine:
     """The control plane's store, migrated to the newest schema."""
-    from controlplane.storage import make_engine
-    from controlplane.store import migrate_store
 
     try:
         engine = make_engine(settings.store_url, **settings.engine_options())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tomllib
 from pathlib import Path
 from typing import Annotated
 
@@ -19,7 +20,6 @@ AUTH_KEYS = ("redirect_uri", "cookie_secret", "client_id", "client_secret", "ser
 
 def _check_secrets(path: Path) -> None:
     """The secrets file must be TOML with an [auth] section holding what st.login needs."""
-    import tomllib
 
     try:
         document = tomllib.loads(path.read_text())

@@ -65,6 +65,7 @@ def demo(
 
     Exit 0 when the ledger balances, the audit log verifies and both bundles verify offline; 2 when not;
     3 when the demo could not run; 130 when interrupted before the report."""
+    # local: the demo (platform, load generator, stack) adds ~300 ms to every command's start
     from controlplane.demo.render import render_report
     from controlplane.demo.run import DemoOptions, Running, run_demo, start_dashboard, start_stack
     from controlplane.demo.stack import DemoError

@@ -16,6 +16,11 @@ from controlplane.cli.common import StoreUrl, TableOrJson, fail, load_settings, 
 
 if TYPE_CHECKING:
     from controlplane.scheduler.service import SchedulerService
+from controlplane.scheduler.config import SchedulerConfigError, load_scheduler_config
+from controlplane.scheduler.jobs import Evaluation
+from controlplane.scheduler.leader import NotLeader
+from controlplane.scheduler.receivers import ReceiverConfigError
+from controlplane.scheduler.service import SchedulerService
 
 
 def scheduler(
@@ -31,9 +36,6 @@ def scheduler(
 ) -> None:
     """Run SLO evaluation and alert transitions, checkpoints, pre-event checklists and rollups on their
     schedules; one scheduler per store (a second one refuses to start)."""
-    from controlplane.scheduler.config import SchedulerConfigError, load_scheduler_config
-    from controlplane.scheduler.receivers import ReceiverConfigError
-    from controlplane.scheduler.service import SchedulerService
 
     settings = load_settings(store_url=store_url, scheduler_path=config)
     try:
@@ -52,7 +54,6 @@ def scheduler(
 
 
 def _run(service: SchedulerService, *, list_jobs: bool, once: str | None, fmt: str) -> None:
-    from controlplane.scheduler.leader import NotLeader
 
     if list_jobs:
         rows = service.listing()
@@ -84,7 +85,6 @@ def _run(service: SchedulerService, *, list_jobs: bool, once: str | None, fmt: s
 
 
 def _render(job: str, result: object, fmt: str) -> str:
-    from controlplane.scheduler.jobs import Evaluation
 
     document: object = result
     if isinstance(result, Evaluation):

@@ -18,6 +18,12 @@ from controlplane.cli.common import (
     load_settings,
     store_engine,
 )
+from controlplane.clock import parse_since, utcnow
+from controlplane.slo.openslo import export_openslo, import_openslo
+from controlplane.slo.results import render_slo_table
+from controlplane.slo.rolled import evaluate_all_from_rollups
+from controlplane.slo.rules import OutboxThresholds, alert_duration, render_rules
+from controlplane.slo.spec import SloConfigError, apply_slo_changes, load_events, spec_document
 
 slo_app = typer.Typer(help="Service level objectives: status, error budgets, burn-rate alerts.", no_args_is_help=True)
 
@@ -32,10 +38,6 @@ def slo_status(
     fmt: TableOrJson = "table",
 ) -> None:
     """Each SLO: SLI, error budget left, burn rates, alerts. Exit 0 healthy, 1 ticket, 2 page, 3 unknown."""
-    from controlplane.clock import parse_since, utcnow
-    from controlplane.slo.results import render_slo_table
-    from controlplane.slo.rolled import evaluate_all_from_rollups
-    from controlplane.slo.spec import SloConfigError
 
     settings = load_settings(store_url=store_url, slos_path=slos)
     config = config_or_exit(settings)
@@ -60,7 +62,6 @@ def slo_status(
 
 def _duration_flag(value: str) -> str:
     """A duration the outbox alerts can use (30s, 5m, ...); anything else is a usage error naming the flag."""
-    from controlplane.slo.rules import alert_duration
 
     try:
         alert_duration(value)
@@ -111,8 +112,6 @@ def slo_rules(
     ] = "5m",
 ) -> None:
     """Write Prometheus recording and alerting rules for the SLOs and the outbox (check with `promtool check rules`)."""
-    from controlplane.slo.rules import OutboxThresholds, alert_duration, render_rules
-    from controlplane.slo.spec import SloConfigError
 
     settings = load_settings(slos_path=slos)
     config = config_or_exit(settings)
@@ -139,8 +138,6 @@ def slo_export(
     slos: SlosPath = None,
 ) -> None:
     """Export the SLOs as OpenSLO v1 documents (event windows have no OpenSLO form and are refused)."""
-    from controlplane.slo.openslo import export_openslo
-    from controlplane.slo.spec import SloConfigError
 
     specs = config_or_exit(load_settings(slos_path=slos)).specs
     try:
@@ -162,8 +159,6 @@ def slo_import(
     slos: Annotated[Path | None, typer.Option(help="SLO file to update (default: $CONTROLPLANE_SLOS_PATH).")] = None,
 ) -> None:
     """Import OpenSLO SLOs into the SLO file (merged by name); what does not map is refused with the reason."""
-    from controlplane.slo.openslo import import_openslo
-    from controlplane.slo.spec import SloConfigError, apply_slo_changes, load_events, spec_document
 
     settings = load_settings(slos_path=slos)
     try:

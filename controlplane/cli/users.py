@@ -25,6 +25,18 @@ if TYPE_CHECKING:
 
     from controlplane.settings import Settings
     from controlplane.users.accounts import AccountChange
+from controlplane.auditing import AuditUnavailable
+from controlplane.users.accounts import (
+    add_user,
+    disable_user,
+    enable_user,
+    find_user,
+    list_users,
+    set_password,
+    unknown_user,
+)
+from controlplane.users.audit_entries import audit_change
+from controlplane.users.policy import UserError, check_password, check_role, normalise_username
 
 users_app = typer.Typer(
     help="Local accounts for the web dashboard: roles, passwords, lockout (every change audited).",
@@ -62,8 +74,6 @@ def _read_password() -> str:
 @contextmanager
 def _store(settings: Settings) -> Iterator[Engine]:
     """The store, with its errors and the accounts' errors as messages (exit 3)."""
-    from controlplane.auditing import AuditUnavailable
-    from controlplane.users.policy import UserError
 
     engine = store_engine(settings)
     try:
@@ -77,7 +87,6 @@ def _store(settings: Settings) -> Iterator[Engine]:
 
 
 def _recorder(settings: Settings) -> Callable[[AccountChange], object]:
-    from controlplane.users.audit_entries import audit_change
 
     return lambda change: audit_change(settings, change)
 
@@ -91,8 +100,6 @@ def users_add(
     audit_url: AuditUrl = None,
 ) -> None:
     """Add a dashboard user; the password comes from stdin (typed twice at a terminal). Audited."""
-    from controlplane.users.accounts import add_user
-    from controlplane.users.policy import UserError, check_password, check_role, normalise_username
 
     settings = load_settings(store_url=store_url, audit_url=audit_url)
     who = _who(by)
@@ -111,7 +118,6 @@ def users_add(
 @users_app.command("list")
 def users_list(fmt: TableOrJson = "table", store_url: StoreUrl = None) -> None:
     """Every dashboard user: role, state (enabled, disabled, locked), created, last sign-in. Never a hash."""
-    from controlplane.users.accounts import list_users
 
     settings = load_settings(store_url=store_url)
     with _store(settings) as engine:
@@ -138,7 +144,6 @@ def users_list(fmt: TableOrJson = "table", store_url: StoreUrl = None) -> None:
 @users_app.command("disable")
 def users_disable(name: Name, by: By = None, store_url: StoreUrl = None, audit_url: AuditUrl = None) -> None:
     """Stop a user signing in and end their sessions (audited); disabling a disabled user changes nothing."""
-    from controlplane.users.accounts import disable_user
 
     settings = load_settings(store_url=store_url, audit_url=audit_url)
     who = _who(by)
@@ -150,7 +155,6 @@ def users_disable(name: Name, by: By = None, store_url: StoreUrl = None, audit_u
 @users_app.command("enable")
 def users_enable(name: Name, by: By = None, store_url: StoreUrl = None, audit_url: AuditUrl = None) -> None:
     """Let a disabled or locked-out user sign in again (audited)."""
-    from controlplane.users.accounts import enable_user
 
     settings = load_settings(store_url=store_url, audit_url=audit_url)
     who = _who(by)
@@ -162,8 +166,6 @@ def users_enable(name: Name, by: By = None, store_url: StoreUrl = None, audit_ur
 @users_app.command("password")
 def users_password(name: Name, by: By = None, store_url: StoreUrl = None, audit_url: AuditUrl = None) -> None:
     """Set a user's password from stdin (typed twice at a terminal); lifts a lockout, ends their sessions. Audited."""
-    from controlplane.users.accounts import find_user, set_password
-    from controlplane.users.policy import UserError, check_password, normalise_username
 
     settings = load_settings(store_url=store_url, audit_url=audit_url)
     who = _who(by)
@@ -173,8 +175,6 @@ def users_password(name: Name, by: By = None, store_url: StoreUrl = None, audit_
         raise fail(str(exc)) from None
     with _store(settings) as engine:
         if find_user(engine, username) is None:  # before asking for a password nobody can use
-            from controlplane.users.accounts import unknown_user
-
             raise unknown_user(username)
         password = _read_password()
         check_password(password, username=username)

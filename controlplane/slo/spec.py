@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from controlplane.changes import record_change
 from controlplane.clock import as_utc
 from controlplane.config_files import explain, read_yaml
 
@@ -150,7 +151,6 @@ def apply_slo_changes(
 
     Returns the recorded changes (added or replaced SLOs); nothing is written if validation fails.
     """
-    from controlplane.changes import record_change
 
     path = Path(settings.slos_path)
     current = load_slos(path, events=events) if path.exists() else []
