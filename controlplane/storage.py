@@ -1,5 +1,8 @@
 """The one engine factory, and Alembic upgrades, for SQLite and PostgreSQL.
 
+Its twin is `sample_platform/db.py` (the platform stands alone, so it keeps its own copy); the two
+are the same code but for the error's name, and tests/controlplane/test_storage.py fails when they drift.
+
 Usage:
 
     engine = make_engine("sqlite:///./var/platform.db")

@@ -13,7 +13,7 @@ from collectors.receiver import create_receiver
 from controlplane.settings import Settings
 from controlplane.slices import load_slices
 from tests.conftest import SLICES_PATH as SLICES
-from tests.serving import ThreadedServer
+from sample_platform.server import ThreadedServer
 
 
 @pytest.fixture

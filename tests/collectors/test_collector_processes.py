@@ -116,7 +116,7 @@ def test_collector_scrapes_the_platform(store, store_settings, server) -> None:
     from collectors.scraper import latest
     from collectors.service import create_collector_app
     from controlplane.slices import load_slices
-    from tests.serving import ThreadedServer
+    from sample_platform.server import ThreadedServer
 
     settings = store_settings.model_copy(
         update={"scrape_targets": f"{server.url}/metrics,http://127.0.0.1:1/metrics", "scrape_interval_seconds": 0.2}
@@ -136,7 +136,7 @@ def test_collector_metrics_carry_slo_gauges(store, store_settings) -> None:
 
     from collectors.service import create_collector_app
     from controlplane.config import load_config
-    from tests.serving import ThreadedServer
+    from sample_platform.server import ThreadedServer
 
     config_dir = SLICES.parent
     config = load_config(

@@ -5,6 +5,7 @@ each connection rule is checked on both."""
 
 from __future__ import annotations
 
+import inspect
 import sqlite3
 import threading
 import time
@@ -20,6 +21,15 @@ from sample_platform import db
 from sample_platform.settings import PlatformSettings
 
 FACTORIES = pytest.mark.parametrize("factory", [storage, db], ids=["controlplane", "platform"])
+TWINS = ("normalise_url", "make_engine", "reader", "is_sqlite", "_StatementDeadline", "_sqlite_engine")
+
+
+@pytest.mark.parametrize("name", TWINS)
+def test_the_two_engine_factories_are_the_same_code(name: str) -> None:
+    """A fix to one system's engine factory is made to the other's too: only the error's name differs."""
+    ours = inspect.getsource(getattr(storage, name)).replace("StorageConfigError", "ConfigError")
+    theirs = inspect.getsource(getattr(db, name)).replace("DatabaseConfigError", "ConfigError")
+    assert ours == theirs, f"controlplane/storage.py and sample_platform/db.py differ in {name}"
 
 
 @FACTORIES
