@@ -7,19 +7,43 @@ Usage:
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Engine, select
 
-from controlplane.clock import as_utc
+from controlplane.clock import as_utc, utc_text
 from controlplane.storage import reader
 from controlplane.store import SliBucket, SliExemplar, SliLatencyBucket, table
 
 
+@dataclass
+class SliMinute:
+    """One slice's minute as stored: events, bad events, latency bucket counts and exemplar trace ids."""
+
+    slice: str
+    minute: datetime
+    total: int
+    bad: int
+    latency: dict[str, int] = field(default_factory=dict)  # le -> count in that bucket
+    exemplars: dict[str, list[str]] = field(default_factory=lambda: {"bad": [], "slow": []})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "slice": self.slice,
+            "minute": utc_text(self.minute),
+            "total": self.total,
+            "bad": self.bad,
+            "latency": self.latency,
+            "exemplars": self.exemplars,
+        }
+
+
 def sli_rows(
     engine: Engine, *, since: datetime, until: datetime | None = None, slice_name: str | None = None
-) -> list[dict]:
-    """One dict per slice-minute: slice, minute (ISO 8601 UTC), total, bad, latency {le: count}, exemplars."""
+) -> list[SliMinute]:
+    """Each slice-minute from `since` (to `until`), by slice then minute."""
     b, lat, ex = table(SliBucket), table(SliLatencyBucket), table(SliExemplar)
     where = [b.c.minute >= since]
     if until is not None:
@@ -40,37 +64,29 @@ def sli_rows(
             + ([ex.c.slice == slice_name] if slice_name else [])
         )
         exemplars = conn.execute(select(ex).where(*ex_where).order_by(ex.c.id)).all()
-    by_key: dict[tuple[str, datetime], dict] = {}
+    by_key: dict[tuple[str, datetime], SliMinute] = {}
     for row in buckets:
         minute = as_utc(row.minute)
-        by_key[(row.slice, minute)] = {
-            "slice": row.slice,
-            "minute": minute.isoformat().replace("+00:00", "Z"),
-            "total": row.total,
-            "bad": row.bad,
-            "latency": {},
-            "exemplars": {"bad": [], "slow": []},
-        }
+        by_key[(row.slice, minute)] = SliMinute(row.slice, minute, row.total, row.bad)
     for row in latency:
         entry = by_key.get((row.slice, as_utc(row.minute)))
         if entry is not None:
-            entry["latency"][row.le] = row.count
+            entry.latency[row.le] = row._mapping["count"]  # `row.count` is also the tuple method, to a type checker
     for row in exemplars:
         entry = by_key.get((row.slice, as_utc(row.minute)))
         if entry is not None:
-            entry["exemplars"][row.kind].append(row.trace_id)
+            entry.exemplars[row.kind].append(row.trace_id)
     return list(by_key.values())
 
 
-def render_sli_table(rows: list[dict], *, since: datetime, slice_name: str | None = None) -> str:
+def render_sli_table(rows: list[SliMinute], *, since: datetime, slice_name: str | None = None) -> str:
     """The rows of `sli_rows` as a table for people, one line per slice-minute."""
     if not rows:
         return f"no SLI data since {since.isoformat()}" + (f" for slice {slice_name}" if slice_name else "")
     lines = [f"{'slice':<16} {'minute (UTC)':<20} {'total':>8} {'bad':>6} {'bad %':>7}  exemplar (bad)"]
     for row in rows:
-        ratio = f"{100 * row['bad'] / row['total']:.2f}" if row["total"] else "-"
-        exemplar = row["exemplars"]["bad"][0] if row["exemplars"]["bad"] else ""
-        lines.append(
-            f"{row['slice']:<16} {row['minute'][:16]:<20} {row['total']:>8} {row['bad']:>6} {ratio:>7}  {exemplar}"
-        )
+        ratio = f"{100 * row.bad / row.total:.2f}" if row.total else "-"
+        exemplar = row.exemplars["bad"][0] if row.exemplars["bad"] else ""
+        minute = utc_text(row.minute)[:16]
+        lines.append(f"{row.slice:<16} {minute:<20} {row.total:>8} {row.bad:>6} {ratio:>7}  {exemplar}")
     return "\n".join(lines)

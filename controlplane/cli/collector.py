@@ -69,6 +69,6 @@ def sli_show(
         raise fail(str(exc)) from None
     rows = sli_rows(store_engine(settings), since=start, slice_name=slice_name)
     if fmt == "json":
-        typer.echo(json.dumps(rows, indent=2))
+        typer.echo(json.dumps([r.to_dict() for r in rows], indent=2))
     else:
         typer.echo(render_sli_table(rows, since=start, slice_name=slice_name))

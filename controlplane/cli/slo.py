@@ -172,6 +172,4 @@ def slo_import(
         raise fail(f"{file}: file not found") from None
     except SloConfigError as exc:
         raise fail(str(exc)) from None
-    typer.echo(
-        f"{len(changes)} SLO(s) changed in {settings.slos_path}" + "".join(f"\n  {c['subject']}" for c in changes)
-    )
+    typer.echo(f"{len(changes)} SLO(s) changed in {settings.slos_path}" + "".join(f"\n  {c.subject}" for c in changes))

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from controlplane.changes import record_change
+from controlplane.changes import RecordedChange, record_change
 from controlplane.clock import as_utc
 from controlplane.config_files import explain, read_yaml
 
@@ -146,7 +146,7 @@ def spec_document(spec: SloSpec) -> dict:
 
 def apply_slo_changes(
     settings: Any, new_specs: list[SloSpec], *, actor: str, events: dict[str, EventSpec]
-) -> list[dict]:
+) -> list[RecordedChange]:
     """The one way SLO specs change: merge by name into the SLO file, validate, write, record each change.
 
     Returns the recorded changes (added or replaced SLOs); nothing is written if validation fails.

@@ -93,8 +93,8 @@ def test_changes_go_through_one_function_and_are_recorded(tmp_path) -> None:
     assert apply_slo_changes(settings, shipped(), actor="ana", events={}) == []  # nothing new
     tighter = shipped()[0].model_copy(update={"objective": 0.9995})
     [change] = apply_slo_changes(settings, [tighter], actor="ana", events={})
-    assert change["subject"] == "bet-placement-availability" and change["actor"] == "ana"
-    assert change["before"]["objective"] == 0.999 and change["after"]["objective"] == 0.9995
+    assert change.subject == "bet-placement-availability" and change.actor == "ana"
+    assert change.before["objective"] == 0.999 and change.after["objective"] == 0.9995
     assert load_slos(slos, events={})[0].objective == 0.9995
     lines = (tmp_path / "changes.jsonl").read_text().splitlines()
     assert [json.loads(line)["change"] for line in lines] == ["slo"]
