@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from alembic import command
+from alembic.config import Config
 from sqlalchemy import BigInteger, Column, DateTime, Engine, Integer, MetaData, String, Table, Text
 
 metadata = MetaData()
@@ -59,8 +61,6 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 
 
 def migrate_audit(engine: Engine, revision: str = "head") -> None:
-    from alembic import command
-    from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
