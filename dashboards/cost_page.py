@@ -3,13 +3,17 @@ for the same window; per event (kickoff-1h to settlement+1h) with the idle headr
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Literal
 
 import streamlit as st
 from sqlalchemy.exc import SQLAlchemyError
 
 from controlplane.clock import utc_text, utcnow
+from controlplane.cost.compute import rounded
+from controlplane.cost.report import CostInputs, cost_report
+from controlplane.cost.results import CostReport
 from dashboards import charts, data
 from dashboards.shell import audit_store, problem, record_export, require, settings, store
 
@@ -17,9 +21,7 @@ WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta
 
 
 @st.cache_data(ttl=60, show_spinner="Pricing the window ...")
-def _report(start: str, end: str, by: str, event: str | None) -> dict[str, Any]:
-    from controlplane.cost.report import CostInputs, cost_report
-
+def _report(start: str, end: str, by: str, event: str | None) -> CostReport:
     config = data.config()
     inputs = CostInputs.from_config(config, store=store(), audit=audit_store())
     chosen = config.events.get(event) if event else None
@@ -69,37 +71,40 @@ def render() -> None:
     except (ValueError, SQLAlchemyError) as exc:  # a bad cost model, bills in another currency, no store
         problem(f"The cost report cannot be made: {exc}.", "Fix the cost model or the imported bills.")
         return
-    cur = report["currency"]
+    cur, figures = report.currency, report.figures
     a, b, c, d = st.columns(4)
-    per_bet = report["cost_per_settled_bet"]
-    a.metric("cost per settled bet", f"{per_bet} {cur}" if per_bet else "none")
-    b.metric("total cost", f"{report['total_cost']} {cur}")
-    c.metric("settled bets", report["settled_bets"])
-    d.metric("voided bets", report["voided_bets"])
-    if per_bet is None:
-        st.caption(report["cost_per_settled_bet_reason"])
-    for warning in report["warnings"]:
+    per_bet = figures.cost_per_settled_bet
+    a.metric("cost per settled bet", f"{rounded(per_bet)} {cur}" if per_bet is not None else "none")
+    b.metric("total cost", f"{rounded(figures.total_cost)} {cur}")
+    c.metric("settled bets", figures.settled_bets)
+    d.metric("voided bets", figures.voided_bets)
+    if figures.cost_per_settled_bet_reason is not None:
+        st.caption(figures.cost_per_settled_bet_reason)
+    for warning in report.warnings:
         st.warning(warning)
-    buckets = [{"hour": b["start"], "cost_per_settled_bet": b["cost_per_settled_bet"]} for b in report["buckets"]]
+    # The charts and tables take rows as the JSON shows them: amounts as rounded decimal text.
+    buckets = [
+        {"hour": utc_text(b.start), "cost_per_settled_bet": rounded(b.figures.cost_per_settled_bet)}
+        for b in report.buckets
+    ]
+    components = [c.to_dict() for c in report.components]
     left, right = st.columns(2)
     left.plotly_chart(charts.cost_per_bet(buckets, cur, by))
-    right.plotly_chart(charts.cost_by_component(report["components"], cur))
+    right.plotly_chart(charts.cost_by_component(components, cur))
     st.subheader("Components")
-    st.dataframe(report["components"], hide_index=True)
+    st.dataframe(components, hide_index=True)
     st.subheader("Beside the error budget")
-    st.dataframe(report["slos"], hide_index=True)
-    if "event" in report:
-        e = report["event"]
-        st.subheader(f"Event {e['name']}")
-        st.write(f"Idle headroom paid: **{e['headroom_cost']} {cur}**")
-        st.dataframe([{"slo": k, "budget burned": v} for k, v in e["budget_consumed"].items()], hide_index=True)
+    st.dataframe([s.to_dict() for s in report.slos], hide_index=True)
+    if report.event is not None:
+        e = report.event
+        st.subheader(f"Event {e.name}")
+        st.write(f"Idle headroom paid: **{rounded(e.headroom_cost)} {cur}**")
+        st.dataframe([{"slo": k, "budget burned": v} for k, v in e.budget_consumed.items()], hide_index=True)
     st.download_button(
         "Download report (JSON)", data=_json(report), file_name="cost-report.json",
-        on_click=record_export, args=("cost-report",), kwargs={"window": report["window"]},
+        on_click=record_export, args=("cost-report",), kwargs={"window": report.window.to_dict()},
     )  # fmt: skip
 
 
-def _json(report: dict[str, Any]) -> str:
-    import json
-
-    return json.dumps(report, indent=2)
+def _json(report: CostReport) -> str:
+    return json.dumps(report.to_dict(), indent=2)

@@ -116,7 +116,7 @@ def cost_report_command(
     finally:
         store.dispose()
     if fmt == "json":
-        typer.echo(json.dumps(report, indent=2))
+        typer.echo(json.dumps(report.to_dict(), indent=2))
     elif fmt == "csv":
         typer.echo(render_csv(report), nl=False)
     else:

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
+from typing import overload
 
 from controlplane.cost.model import Component, Rate
 
@@ -30,8 +31,15 @@ HOUR_SECONDS = Decimal(3600)
 AMOUNT = Decimal("0.000001")  # amounts and shares in reports are rounded to this, half to even
 
 
-def rounded(value: Decimal) -> str:
-    return str(value.quantize(AMOUNT, rounding=ROUND_HALF_EVEN))
+@overload
+def rounded(value: Decimal) -> str: ...
+@overload
+def rounded(value: None) -> None: ...
+@overload
+def rounded(value: Decimal | None) -> str | None: ...
+def rounded(value: Decimal | None) -> str | None:
+    """The one text of an amount or a share in reports: 6 decimal places, half to even (None stays None)."""
+    return None if value is None else str(value.quantize(AMOUNT, rounding=ROUND_HALF_EVEN))
 
 
 def seconds(a: datetime, b: datetime) -> Decimal:

@@ -4,11 +4,13 @@ per bucket, beside each SLO's budget and alerts in the window (`controlplane cos
 Usage:
 
     inputs = CostInputs.from_config(load_config(settings), store=store_engine, audit=audit_engine)
-    report = cost_report(inputs, start, end, by="hour", event=None, now=utcnow())   # a JSON-ready dict
+    report = cost_report(inputs, start, end, by="hour", event=None, now=utcnow())   # a CostReport
+    json.dumps(report.to_dict())
 
 The numerator is the product's cost: the allocated cost (`unallocated: separate`, idle shown apart)
-or all of it (`unallocated: spread`). The denominator is `controlplane.cost.bets`. Amounts are decimal
-strings rounded to 6 places; a cost per settled bet is null, with the reason, when nothing settled.
+or all of it (`unallocated: spread`). The denominator is `controlplane.cost.bets`. Amounts are exact
+decimals (`controlplane.cost.results`), printed rounded to 6 places; a cost per settled bet is None,
+with the reason, when nothing settled.
 """
 
 from __future__ import annotations
@@ -17,25 +19,32 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
 
 from sqlalchemy import Engine, func, select
 
-from controlplane.clock import as_utc, utc_text
+from controlplane.clock import as_utc
 from controlplane.config import ControlPlaneConfig
 from controlplane.cost.bets import hour_index, settled_bets
-from controlplane.cost.compute import PieceCost, component_piece_costs, rounded
+from controlplane.cost.compute import PieceCost, component_piece_costs
 from controlplane.cost.focus import charges_by_component
 from controlplane.cost.model import CostModel
+from controlplane.cost.results import (
+    AlertState,
+    Bucketing,
+    ComponentCost,
+    CostBucket,
+    CostFigures,
+    CostReport,
+    CostWindow,
+    EventCost,
+    SloBeside,
+)
 from controlplane.cost.usage import CPU_METRIC, cpu_seconds_by_piece, hour_pieces, requests_by_piece
 from controlplane.scheduler.tables import transitions_t
 from controlplane.slo.engine import budget
 from controlplane.slo.rolled import evaluate_all_from_rollups, load_rolled_counts, rolled_series, snapshot
 from controlplane.slo.spec import EventSpec, SloSpec
 from controlplane.storage import reader
-
-Bucketing = Literal["hour", "day"] | None
-NOTHING_SETTLED = "no bet was settled in the window, so there is no cost per settled bet"
 
 
 @dataclass(frozen=True)
@@ -64,27 +73,19 @@ class CostInputs:
         )
 
 
-def _per_bet(amount: Decimal, settled: int) -> str | None:
-    return rounded(amount / settled) if settled else None
+def _per_bet(amount: Decimal, settled: int) -> Decimal | None:
+    return amount / settled if settled else None
 
 
 def _counted(model: CostModel, piece: PieceCost) -> Decimal:
     return piece.cost if model.unallocated == "spread" else piece.allocated
 
 
-def _figures(model: CostModel, pieces: list[PieceCost], settled: int, voided: int) -> dict[str, Any]:
+def _figures(model: CostModel, pieces: list[PieceCost], settled: int, voided: int) -> CostFigures:
     cost = sum((p.cost for p in pieces), Decimal(0))
     allocated = sum((p.allocated for p in pieces), Decimal(0))
     counted = sum((_counted(model, p) for p in pieces), Decimal(0))
-    return {
-        "total_cost": rounded(cost),
-        "allocated_cost": rounded(allocated),
-        "unallocated_cost": rounded(cost - allocated),
-        "settled_bets": settled,
-        "voided_bets": voided,
-        "cost_per_settled_bet": _per_bet(counted, settled),
-        "cost_per_settled_bet_reason": None if settled else NOTHING_SETTLED,
-    }
+    return CostFigures(cost, allocated, settled, voided, _per_bet(counted, settled))
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ def cost_report(
     by: Bucketing = None,
     event: EventSpec | None = None,
     now: datetime,
-) -> dict[str, Any]:
+) -> CostReport:
     model = inputs.model
     start, requested_end = as_utc(start), as_utc(end)
     end = max(start, min(requested_end, as_utc(now)))
@@ -138,55 +139,39 @@ def cost_report(
     pieces, costs, requests, unmapped = priced.pieces, priced.costs, priced.requests, priced.unmapped
     bets = settled_bets(inputs.audit, start, end)
     everything = [p for pc in costs.values() for p in pc]
-    report: dict[str, Any] = {
-        "window": {
-            "start": utc_text(start),
-            "end": utc_text(end),
-            "complete": end == requested_end,
-            "event": event.name if event else None,
-            "by": by,
-        },
-        "currency": model.currency,
-        "unallocated_policy": model.unallocated,
-        **_figures(model, everything, bets.settled, bets.voided),
-        "warnings": priced.warnings,
-        "probe_bets_excluded": bets.probes_excluded,
-        "resettled_bets": bets.resettled,
-        "unmapped_billing_cost": rounded(unmapped.get(model.currency, Decimal(0))),
-        "unmapped_billing_other_currencies": {
-            currency: rounded(amount) for currency, amount in sorted(unmapped.items()) if currency != model.currency
-        },
-        "components": _components(inputs, costs, bets.settled),
-        "buckets": _buckets(model, pieces, costs, bets.by_hour, by) if by else [],
-        "slos": _slos(inputs, costs, requests, start, end),
-    }
-    if event is not None:
-        report["event"] = _event(inputs, event, costs, start, end)
-    return report
+    return CostReport(
+        window=CostWindow(start, end, complete=end == requested_end, event=event.name if event else None, by=by),
+        currency=model.currency,
+        unallocated_policy=model.unallocated,
+        figures=_figures(model, everything, bets.settled, bets.voided),
+        warnings=tuple(priced.warnings),
+        probe_bets_excluded=bets.probes_excluded,
+        resettled_bets=bets.resettled,
+        unmapped_billing_cost=unmapped.get(model.currency, Decimal(0)),
+        unmapped_billing_other_currencies={c: a for c, a in sorted(unmapped.items()) if c != model.currency},
+        components=_components(inputs, costs, bets.settled),
+        buckets=_buckets(model, pieces, costs, bets.by_hour, by) if by else (),
+        slos=_slos(inputs, costs, requests, start, end),
+        event=_event(inputs, event, costs, start, end) if event is not None else None,
+    )
 
 
-def _components(inputs: CostInputs, costs: dict[str, list[PieceCost]], settled: int) -> list[dict[str, Any]]:
+def _components(inputs: CostInputs, costs: dict[str, list[PieceCost]], settled: int) -> tuple[ComponentCost, ...]:
     model = inputs.model
     counted = {name: sum((_counted(model, p) for p in pieces), Decimal(0)) for name, pieces in costs.items()}
     whole = sum(counted.values(), Decimal(0))
-    rows = []
-    for component in model.components:
-        pieces = costs[component.name]
-        cost = sum((p.cost for p in pieces), Decimal(0))
-        allocated = sum((p.allocated for p in pieces), Decimal(0))
-        rows.append(
-            {
-                "name": component.name,
-                "cost": rounded(cost),
-                "allocated": rounded(allocated),
-                "unallocated": rounded(cost - allocated),
-                "share": rounded(counted[component.name] / whole) if whole else None,
-                "cost_per_settled_bet": _per_bet(counted[component.name], settled),
-                "source": component.source(),
-                "allocation": component.allocation.describe(),
-            }
+    return tuple(
+        ComponentCost(
+            name=component.name,
+            cost=sum((p.cost for p in costs[component.name]), Decimal(0)),
+            allocated=sum((p.allocated for p in costs[component.name]), Decimal(0)),
+            share=counted[component.name] / whole if whole else None,
+            cost_per_settled_bet=_per_bet(counted[component.name], settled),
+            source=component.source(),
+            allocation=component.allocation.describe(),
         )
-    return rows
+        for component in model.components
+    )
 
 
 def _bucket_key(moment: datetime, by: str) -> datetime:
@@ -200,7 +185,7 @@ def _buckets(
     costs: dict[str, list[PieceCost]],
     by_hour: dict[int, list[int]],
     by: str,
-) -> list[dict[str, Any]]:
+) -> tuple[CostBucket, ...]:
     groups: dict[datetime, list[int]] = {}
     for i, (a, _b) in enumerate(pieces):
         groups.setdefault(_bucket_key(a, by), []).append(i)
@@ -211,14 +196,14 @@ def _buckets(
         voided = sum(by_hour.get(h, [0, 0])[1] for h in hours)
         chosen = [pc[i] for pc in costs.values() for i in indexes]
         rows.append(
-            {
-                "start": utc_text(pieces[indexes[0]][0]),
-                "end": utc_text(pieces[indexes[-1]][1]),
-                **_figures(model, chosen, settled, voided),
-                "bucket": utc_text(key),
-            }
+            CostBucket(
+                start=pieces[indexes[0]][0],
+                end=pieces[indexes[-1]][1],
+                bucket=key,
+                figures=_figures(model, chosen, settled, voided),
+            )
         )
-    return rows
+    return tuple(rows)
 
 
 def _slos(
@@ -227,9 +212,9 @@ def _slos(
     requests: dict[str, list[int]],
     start: datetime,
     end: datetime,
-) -> list[dict[str, Any]]:
+) -> tuple[SloBeside, ...]:
     if not inputs.specs:
-        return []
+        return ()
     status = {
         s.name: s
         for s in evaluate_all_from_rollups(
@@ -250,24 +235,25 @@ def _slos(
             (p.by_slice.get(spec.slice, Decimal(0)) for pieces in costs.values() for p in pieces), Decimal(0)
         )
         s = status[spec.name]
+        alert: AlertState = "page" if s.alerts.page else "ticket" if s.alerts.ticket else "ok"
         rows.append(
-            {
-                "name": spec.name,
-                "slice": spec.slice,
-                "objective": spec.objective,
-                "budget_remaining": s.budget_remaining,
-                "alert_state": "page" if s.alerts.page else "ticket" if s.alerts.ticket else "ok",
-                "alerts_fired": int(fired.get(spec.name, 0)),
-                "requests": sum(requests.get(spec.slice, [])),
-                "slice_cost": rounded(slice_cost),
-            }
+            SloBeside(
+                name=spec.name,
+                slice=spec.slice,
+                objective=spec.objective,
+                budget_remaining=s.budget_remaining,
+                alert_state=alert,
+                alerts_fired=int(fired.get(spec.name, 0)),
+                requests=sum(requests.get(spec.slice, [])),
+                slice_cost=slice_cost,
+            )
         )
-    return rows
+    return tuple(rows)
 
 
 def _event(
     inputs: CostInputs, event: EventSpec, costs: dict[str, list[PieceCost]], start: datetime, end: datetime
-) -> dict[str, Any]:
+) -> EventCost:
     """The idle headroom paid for during the event (unallocated cost of CPU-allocated components)
     beside the error budget each SLO burned in the event's window."""
     headroom = sum(
@@ -288,10 +274,4 @@ def _event(
             )
             total, bad = counts.window(start, end)
             burned[spec.name] = budget(spec.objective, total, bad)[1] if total else None
-    return {
-        "name": event.name,
-        "kickoff": utc_text(event.kickoff),
-        "settlement_expected": utc_text(event.settlement_expected),
-        "headroom_cost": rounded(headroom),
-        "budget_consumed": burned,
-    }
+    return EventCost(event.name, event.kickoff, event.settlement_expected, headroom, burned)

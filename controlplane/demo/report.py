@@ -22,6 +22,7 @@ from controlplane.auditing import audit_engine
 from controlplane.checklist.records import list_runs, load_run
 from controlplane.clock import as_utc, utc_text
 from controlplane.config import ControlPlaneConfig
+from controlplane.cost.compute import rounded
 from controlplane.cost.report import CostInputs, cost_report
 from controlplane.demo.evidence import Evidence
 from controlplane.demo.gameday import FaultRecord
@@ -170,14 +171,26 @@ def cost_section(
     """Cost per settled bet over the run, from the cost model and the audit log's settlements."""
     inputs = CostInputs.from_config(config, store=store, audit=audit_engine(settings))
     report = cost_report(inputs, start, end, by=None, event=None, now=end)
-    keys = ("window", "currency", "total_cost", "settled_bets", "voided_bets", "cost_per_settled_bet")
-    section = {k: report.get(k) for k in keys}
-    section["components"] = [
-        {k: c.get(k) for k in ("name", "cost", "share", "cost_per_settled_bet", "allocation")}
-        for c in report.get("components", [])
-    ]
-    section["cost_per_settled_bet_reason"] = report.get("cost_per_settled_bet_reason")
-    return section
+    figures = report.figures
+    return {
+        "window": report.window.to_dict(),
+        "currency": report.currency,
+        "total_cost": rounded(figures.total_cost),
+        "settled_bets": figures.settled_bets,
+        "voided_bets": figures.voided_bets,
+        "cost_per_settled_bet": rounded(figures.cost_per_settled_bet),
+        "components": [
+            {
+                "name": c.name,
+                "cost": rounded(c.cost),
+                "share": rounded(c.share),
+                "cost_per_settled_bet": rounded(c.cost_per_settled_bet),
+                "allocation": c.allocation,
+            }
+            for c in report.components
+        ],
+        "cost_per_settled_bet_reason": figures.cost_per_settled_bet_reason,
+    }
 
 
 def load_section(load: dict[str, Any]) -> dict[str, Any]:

@@ -12,8 +12,8 @@ from sqlalchemy import Engine
 from collectors.receiver import create_receiver
 from controlplane.settings import Settings
 from controlplane.slices import load_slices
-from tests.conftest import SLICES_PATH as SLICES
 from sample_platform.server import ThreadedServer
+from tests.conftest import SLICES_PATH as SLICES
 
 
 @pytest.fixture
