@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
 from controlplane.clock import as_utc
 from controlplane.config import ControlPlaneConfig
@@ -40,11 +40,10 @@ from controlplane.cost.results import (
     SloBeside,
 )
 from controlplane.cost.usage import CPU_METRIC, cpu_seconds_by_piece, hour_pieces, requests_by_piece
-from controlplane.scheduler.tables import transitions_t
+from controlplane.scheduler.history import alerts_fired
 from controlplane.slo.engine import budget
 from controlplane.slo.rolled import evaluate_all_from_rollups, load_rolled_counts, rolled_series, snapshot
 from controlplane.slo.spec import EventSpec, SloSpec
-from controlplane.storage import reader
 
 
 @dataclass(frozen=True)
@@ -221,14 +220,7 @@ def _slos(
             inputs.store, list(inputs.specs), events=inputs.events, boundaries=inputs.boundaries, at=end
         ).slos
     }
-    with reader(inputs.store).connect() as conn:
-        fired: dict[str, int] = dict(
-            conn.execute(
-                select(transitions_t.c.slo, func.count())
-                .where(transitions_t.c.state == "firing", transitions_t.c.at >= start, transitions_t.c.at < end)
-                .group_by(transitions_t.c.slo)
-            ).all()
-        )
+    fired = alerts_fired(inputs.store, start, end)
     rows = []
     for spec in inputs.specs:
         slice_cost = sum(

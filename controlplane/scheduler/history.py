@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
 from controlplane.clock import as_utc
 from controlplane.scheduler.delivery import GAVE_UP
@@ -102,6 +102,18 @@ def alert_history(
             for row in conn.execute(select(d).where(d.c.transition_id.in_(chunk)).order_by(d.c.receiver)):
                 deliveries.setdefault(row.transition_id, []).append(_status(row))
     return [TransitionHistory(Transition.from_row(row), tuple(deliveries.get(row.id, ()))) for row in rows]
+
+
+def alerts_fired(engine: Engine, start: datetime, end: datetime) -> dict[str, int]:
+    """How many alerts started firing for each SLO in [start, end) (SLOs that fired none are left out)."""
+    t = transitions_t
+    query = (
+        select(t.c.slo, func.count())
+        .where(t.c.state == "firing", t.c.at >= as_utc(start), t.c.at < as_utc(end))
+        .group_by(t.c.slo)
+    )
+    with reader(engine).connect() as conn:
+        return {slo: int(n) for slo, n in conn.execute(query).all()}
 
 
 def render_history_table(items: list[TransitionHistory]) -> str:
