@@ -15,7 +15,7 @@ import streamlit as st
 from controlplane.clock import utcnow
 from controlplane.config import ControlPlaneConfig, load_config
 from controlplane.scheduler.history import alert_history as history
-from controlplane.scraped import latest
+from controlplane.scraped import Sample, latest
 from controlplane.slo.curves import hourly_budget_curve
 from controlplane.slo.minutes import hourly_sli, worst_minutes
 from controlplane.slo.results import SloReport
@@ -81,5 +81,5 @@ def alert_history(since: str, slo: str | None) -> list[dict[str, Any]]:
 
 
 @st.cache_data(ttl=LIVE_TTL, show_spinner=False)
-def scraped_latest() -> list[dict[str, Any]]:
+def scraped_latest() -> list[Sample]:
     return latest(store())

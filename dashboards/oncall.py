@@ -153,13 +153,13 @@ def _platform() -> None:
     if not latest:
         st.caption("Nothing scraped yet: set CONTROLPLANE_SCRAPE_TARGETS for the collector.")
         return
-    faults = [s for s in latest if s["name"] == "platform_faults_active" and s["value"]]
+    faults = [s for s in latest if s.name == "platform_faults_active" and s.value]
     if faults:
-        st.error("Active faults: " + ", ".join(f"{s['labels'].get('kind', '?')}" for s in faults))
+        st.error("Active faults: " + ", ".join(f"{s.labels.get('kind', '?')}" for s in faults))
     else:
         st.caption("No active fault.")
     st.dataframe(
-        [{"target": s["target"], "series": s["name"], "labels": s["labels"], "value": s["value"], "at": s["time"]}
+        [{"target": s.target, "series": s.name, "labels": s.labels, "value": s.value, "at": s.time}
          for s in latest],
         hide_index=True,
     )  # fmt: skip

@@ -19,7 +19,7 @@ from controlplane.checklist.context import CheckContext
 from controlplane.checklist.results import Outcome, utc_text
 from controlplane.checklist.spec import ScrapedSignal
 from controlplane.clock import parse_duration
-from controlplane.scraped import history
+from controlplane.scraped import Sample, history
 
 GAUGES = {"outbox_depth": "platform_outbox_depth", "relay_lag_seconds": "platform_outbox_relay_lag_seconds"}
 COUNTERS = {
@@ -39,15 +39,15 @@ def _bound(params: ScrapedSignal) -> str:
     return f"at least {params.at_least:g}" if params.at_least is not None else f"at most {params.at_most:g}"
 
 
-def _samples(params: ScrapedSignal, ctx: CheckContext, name: str, since: datetime) -> list[dict[str, Any]]:
+def _samples(params: ScrapedSignal, ctx: CheckContext, name: str, since: datetime) -> list[Sample]:
     return history(ctx.store, name, since, target=params.target, until=ctx.at)
 
 
-def _increase(points: list[dict[str, Any]]) -> float:
+def _increase(points: list[Sample]) -> float:
     total = 0.0
     for before, after in pairwise(points):
-        step = after["value"] - before["value"]
-        total += step if step >= 0 else after["value"]  # a restart: the counter began again at zero
+        step = after.value - before.value
+        total += step if step >= 0 else after.value  # a restart: the counter began again at zero
     return total
 
 
@@ -61,14 +61,14 @@ def scraped_signal(params: ScrapedSignal, ctx: CheckContext) -> Outcome:
     }
     if params.signal in GAUGES:
         name = GAUGES[params.signal]
-        newest: dict[str, dict[str, Any]] = {}
+        newest: dict[str, Sample] = {}
         for row in _samples(params, ctx, name, ctx.at - max_age * LOOKBACK_FACTOR):
-            newest[row["target"]] = row
+            newest[row.target] = row
         evidence["metric"] = name
         evidence["samples"] = [
-            {"target": t, "value": r["value"], "time": utc_text(r["time"])} for t, r in sorted(newest.items())
+            {"target": t, "value": r.value, "time": utc_text(r.time)} for t, r in sorted(newest.items())
         ]
-        stale = sorted(t for t, r in newest.items() if ctx.at - r["time"] > max_age)
+        stale = sorted(t for t, r in newest.items() if ctx.at - r.time > max_age)
         if not newest or stale:
             evidence["stale_targets"] = stale
             where = f"from {', '.join(stale)} " if stale else ""
@@ -76,18 +76,18 @@ def scraped_signal(params: ScrapedSignal, ctx: CheckContext) -> Outcome:
                 f"no sample of {name} {where}in the last {params.max_age}: is the collector scraping the platform?",
                 **evidence,
             )
-        values = [r["value"] for r in newest.values()]
+        values = [r.value for r in newest.values()]
         value = min(values) if params.at_least is not None else max(values)
     else:
         name = COUNTERS[params.signal]
         window = parse_duration(params.window)
-        series: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+        series: dict[tuple[str, str], list[Sample]] = defaultdict(list)
         for row in _samples(params, ctx, name, ctx.at - max(window, max_age * LOOKBACK_FACTOR)):
-            series[(row["target"], str(sorted(row["labels"].items())))].append(row)
+            series[(row.target, str(sorted(row.labels.items())))].append(row)
         evidence["metric"] = name
         evidence["window_seconds"] = window.total_seconds()
-        stale = sorted({t for (t, _labels), points in series.items() if ctx.at - points[-1]["time"] > max_age})
-        in_window = [[p for p in points if p["time"] >= ctx.at - window] for points in series.values()]
+        stale = sorted({t for (t, _labels), points in series.items() if ctx.at - points[-1].time > max_age})
+        in_window = [[p for p in points if p.time >= ctx.at - window] for points in series.values()]
         in_window = [points for points in in_window if len(points) >= 2]
         if stale or not in_window:
             evidence["stale_targets"] = stale
@@ -100,9 +100,9 @@ def scraped_signal(params: ScrapedSignal, ctx: CheckContext) -> Outcome:
             )
         increases: dict[str, float] = defaultdict(float)
         for points in in_window:
-            increases[str(points[0]["labels"].get("result", "all"))] += _increase(points)
-        first_time = min(points[0]["time"] for points in in_window)
-        last_time = max(points[-1]["time"] for points in in_window)
+            increases[str(points[0].labels.get("result", "all"))] += _increase(points)
+        first_time = min(points[0].time for points in in_window)
+        last_time = max(points[-1].time for points in in_window)
         evidence["increase"] = dict(sorted(increases.items()))
         evidence["from"], evidence["to"] = utc_text(first_time), utc_text(last_time)
         if params.signal == "risk_cache_hit_ratio":

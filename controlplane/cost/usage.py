@@ -80,9 +80,9 @@ def cpu_seconds_by_piece(
         if samples:
             sampled.add(target)
         for sample in samples:
-            value = Decimal(repr(sample["value"]))
+            value = Decimal(repr(sample.value))
             if value.is_finite():
-                by_series.setdefault(repr(sorted(sample["labels"].items())), []).append((sample["time"], value))
+                by_series.setdefault(repr(sorted(sample.labels.items())), []).append((sample.time, value))
         spent = result[target]
         for points in by_series.values():
             for (t0, v0), (t1, v1) in pairwise(points):

@@ -34,7 +34,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.engine import make_url
 
 from controlplane.checklist.records import list_runs
-from controlplane.clock import as_utc, parse_duration, utcnow
+from controlplane.clock import parse_duration, utcnow
 from controlplane.config import load_config
 from controlplane.demo.evidence import gather_evidence
 from controlplane.demo.gameday import FaultRecord, GameDay, page_state, paging_since
@@ -297,8 +297,8 @@ def play(plan: DemoPlan, clock: Clock, gameday: GameDay, settle_lag: float) -> N
 def _outbox_depth(store: Engine, since: datetime) -> float | None:
     """The platform's outbox depth as the collector last scraped it, if scraped after `since`."""
     for sample in latest(store, name="platform_outbox_depth"):
-        if as_utc(sample["time"]) >= since:
-            return float(sample["value"])
+        if sample.time >= since:
+            return float(sample.value)
     return None
 
 

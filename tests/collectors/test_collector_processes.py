@@ -126,8 +126,8 @@ def test_collector_scrapes_the_platform(store, store_settings, server) -> None:
         while time.monotonic() < deadline and not latest(store, name="platform_outbox_depth"):
             time.sleep(0.1)
     depth = latest(store, name="platform_outbox_depth")
-    assert depth and depth[0]["target"] == f"{server.url}/metrics"
-    up = {row["target"]: row["value"] for row in latest(store, name="up")}
+    assert depth and depth[0].target == f"{server.url}/metrics"
+    up = {row.target: row.value for row in latest(store, name="up")}
     assert up == {f"{server.url}/metrics": 1.0, "http://127.0.0.1:1/metrics": 0.0}
 
 

@@ -201,10 +201,10 @@ def test_counters_follow_their_value_across_scrapes(store, exporter, make_scrape
     scraper.scrape_once()
 
     points = history(store, "platform_shed_requests_total", T0, target=exporter.url)
-    bets = [(p["time"], p["value"]) for p in points if p["labels"] == {"route": "POST /v1/bets"}]
+    bets = [(p.time, p.value) for p in points if p.labels == {"route": "POST /v1/bets"}]
     assert bets == [(T0, 3.0), (T0 + timedelta(seconds=15), 7.0)]
     [depth] = latest(store, name="platform_outbox_depth")
-    assert (depth["value"], depth["time"], depth["target"]) == (0.0, T0 + timedelta(seconds=15), exporter.url)
+    assert (depth.value, depth.time, depth.target) == (0.0, T0 + timedelta(seconds=15), exporter.url)
 
 
 def test_refused_target_is_down_and_the_healthy_one_is_still_stored(store, exporter, refused_url, make_scraper) -> None:
@@ -278,7 +278,7 @@ def test_a_target_that_comes_back_clears_its_error(store, text_server, make_scra
     row = target_row(store, url)
     assert (row.up, row.last_error) == (1, None)
     assert row.last_scrape.replace(tzinfo=UTC) == T0 + timedelta(seconds=15)
-    assert [p["value"] for p in history(store, "up", T0, target=url)] == [0.0, 1.0]
+    assert [p.value for p in history(store, "up", T0, target=url)] == [0.0, 1.0]
 
 
 def test_status_never_moves_back_in_time(store, text_server, make_scraper, clock) -> None:
@@ -331,7 +331,7 @@ def test_latest_and_history_return_what_was_stored(store, exporter, refused_url,
     later = T0 + timedelta(minutes=1)
 
     newest = {
-        (r["target"], r["name"], tuple(sorted(r["labels"].items()))): (r["value"], r["time"]) for r in latest(store)
+        (r.target, r.name, tuple(sorted(r.labels.items()))): (r.value, r.time) for r in latest(store)
     }
     assert newest == {
         (exporter.url, "up", ()): (1.0, later),
@@ -341,21 +341,21 @@ def test_latest_and_history_return_what_was_stored(store, exporter, refused_url,
         (exporter.url, "platform_faults_active", (("kind", 'lat"ency\\x'), ("zone", "eu-west"))): (2.0, later),
         (refused_url, "up", ()): (0.0, later),
     }
-    assert [(r["target"], r["value"]) for r in latest(store, target=refused_url)] == [(refused_url, 0.0)]
-    assert [r["value"] for r in latest(store, target=exporter.url, name="platform_outbox_depth")] == [12.0]
+    assert [(r.target, r.value) for r in latest(store, target=refused_url)] == [(refused_url, 0.0)]
+    assert [r.value for r in latest(store, target=exporter.url, name="platform_outbox_depth")] == [12.0]
     assert latest(store, name="no_such_metric") == []
 
     depth = history(store, "platform_outbox_depth", T0)
-    assert [(p["time"], p["target"], p["labels"], p["value"]) for p in depth] == [
+    assert [(p.time, p.target, p.labels, p.value) for p in depth] == [
         (T0, exporter.url, {}, 7.0),
         (later, exporter.url, {}, 12.0),
     ]
-    assert [p["value"] for p in history(store, "platform_outbox_depth", T0 + timedelta(seconds=1))] == [12.0]
-    assert [p["value"] for p in history(store, "up", T0, target=refused_url)] == [0.0, 0.0]
+    assert [p.value for p in history(store, "platform_outbox_depth", T0 + timedelta(seconds=1))] == [12.0]
+    assert [p.value for p in history(store, "up", T0, target=refused_url)] == [0.0, 0.0]
 
-    status = {s["target"]: s for s in target_status(store)}
-    assert status[exporter.url]["up"] is True and status[exporter.url]["last_scrape"] == later
-    assert status[refused_url]["up"] is False and "refused" in status[refused_url]["last_error"].lower()
+    status = {s.target: s for s in target_status(store)}
+    assert status[exporter.url].up is True and status[exporter.url].last_scrape == later
+    assert status[refused_url].up is False and "refused" in status[refused_url].last_error.lower()
 
 
 def test_prune_deletes_only_old_samples(store, exporter, make_scraper, clock) -> None:
