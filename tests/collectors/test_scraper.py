@@ -330,9 +330,7 @@ def test_latest_and_history_return_what_was_stored(store, exporter, refused_url,
     scraper.scrape_once()
     later = T0 + timedelta(minutes=1)
 
-    newest = {
-        (r.target, r.name, tuple(sorted(r.labels.items()))): (r.value, r.time) for r in latest(store)
-    }
+    newest = {(r.target, r.name, tuple(sorted(r.labels.items()))): (r.value, r.time) for r in latest(store)}
     assert newest == {
         (exporter.url, "up", ()): (1.0, later),
         (exporter.url, "platform_outbox_depth", ()): (12.0, later),
