@@ -17,6 +17,7 @@ from controlplane.cli.common import (
     slices_or_exit,
     store_engine,
 )
+from controlplane.clock import parse_since
 
 collector_app = typer.Typer(
     help="Receive OTLP telemetry and scrape Prometheus metrics into SLIs.", no_args_is_help=True
@@ -60,7 +61,6 @@ def sli_show(
     """Per-minute buckets: events, bad events, bad ratio and latency quantiles per slice."""
     # local: as above, only `sli show` needs the collector's read-back
     from collectors.sli import render_sli_table, sli_rows
-    from controlplane.clock import parse_since
 
     settings = load_settings(store_url=store_url)
     try:

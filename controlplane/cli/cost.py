@@ -25,6 +25,10 @@ from controlplane.cli.common import (
     store_engine,
 )
 from controlplane.clock import parse_duration, parse_since, utc_text, utcnow
+from controlplane.cost.focus import CostDataError, FocusError, import_focus
+from controlplane.cost.model import CostConfigError
+from controlplane.cost.render import render_csv, render_table
+from controlplane.cost.report import CostInputs, cost_report
 
 cost_app = typer.Typer(help="Unit cost per settled bet, per component, beside the SLOs it buys.", no_args_is_help=True)
 CostsPath = Annotated[Path | None, typer.Option("--costs", help="Cost model (default: $CONTROLPLANE_COSTS_PATH).")]
@@ -90,10 +94,6 @@ def cost_report_command(
     audit_url: AuditUrl = None,
 ) -> None:
     """Total cost, settled and voided bets, cost per settled bet, per component and bucket, beside each SLO."""
-    from controlplane.cost.focus import CostDataError
-    from controlplane.cost.model import CostConfigError
-    from controlplane.cost.render import render_csv, render_table
-    from controlplane.cost.report import CostInputs, cost_report
 
     settings = load_settings(store_url=store_url, audit_url=audit_url, costs_path=costs)
     config = config_or_exit(settings)
@@ -132,7 +132,6 @@ def cost_import_command(
     audit_url: AuditUrl = None,
 ) -> None:
     """Store a bill's rows (importing the same file again changes nothing); audited as a `change` entry."""
-    from controlplane.cost.focus import FocusError, import_focus
 
     settings = load_settings(store_url=store_url, audit_url=audit_url)
     who = (by or getpass.getuser()).strip()
