@@ -4,7 +4,7 @@ settled in it, written by the scheduler's `cost-rollups` job and read back for c
 Usage:
 
     refresh_cost_hours(inputs, now=utcnow(), hours=3)      # the last 3 complete hours, recomputed
-    rows = cost_history(store_engine, model, since=utcnow() - timedelta(days=7))
+    history = cost_history(store_engine, model, since=utcnow() - timedelta(days=7))   # [HourCost]
 
 Recomputing the last few hours each run picks up bills imported and audit entries relayed late; the
 report (`controlplane.cost.report`) is always computed from the sources, never from these rows.
@@ -12,6 +12,7 @@ report (`controlplane.cost.report`) is always computed from the sources, never f
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -20,7 +21,6 @@ from sqlalchemy import Engine, delete, select
 
 from controlplane.clock import as_utc, utc_text
 from controlplane.cost.bets import hour_index, settled_bets
-from controlplane.cost.compute import rounded
 from controlplane.cost.model import CostModel
 from controlplane.cost.report import CostInputs, price_window
 from controlplane.cost.tables import hours_t
@@ -56,35 +56,32 @@ def refresh_cost_hours(inputs: CostInputs, *, now: datetime, hours: int = 3) -> 
     return {"from": utc_text(start), "to": utc_text(end), "rows": len(rows)}
 
 
-def cost_history(
-    engine: Engine, model: CostModel, *, since: datetime, until: datetime | None = None
-) -> list[dict[str, Any]]:
-    """Per rolled-up hour: cost, allocated, settled and voided bets, and cost per settled bet (the
-    model's unallocated policy decides the numerator), oldest first."""
+@dataclass(frozen=True)
+class HourCost:
+    """One rolled-up hour: the cost and allocated cost of every component, the bets first settled in it,
+    and the cost per settled bet (the model's unallocated policy decides the numerator; None if none)."""
+
+    hour: datetime
+    total_cost: Decimal
+    allocated_cost: Decimal
+    settled_bets: int
+    voided_bets: int
+    cost_per_settled_bet: Decimal | None
+
+
+def cost_history(engine: Engine, model: CostModel, *, since: datetime, until: datetime | None = None) -> list[HourCost]:
+    """Per rolled-up hour, oldest first."""
     query = select(hours_t).where(hours_t.c.hour >= as_utc(since)).order_by(hours_t.c.hour, hours_t.c.component)
     if until is not None:
         query = query.where(hours_t.c.hour < as_utc(until))
-    by_hour: dict[datetime, dict[str, Any]] = {}
+    sums: dict[datetime, list[Any]] = {}  # hour -> [cost, allocated, settled, voided]
     with reader(engine).connect() as conn:
         for row in conn.execute(query):
-            hour = as_utc(row.hour)
-            entry = by_hour.setdefault(
-                hour,
-                {"cost": Decimal(0), "allocated": Decimal(0), "settled": row.settled_bets, "voided": row.voided_bets},
-            )
-            entry["cost"] += Decimal(row.cost)
-            entry["allocated"] += Decimal(row.allocated)
+            entry = sums.setdefault(as_utc(row.hour), [Decimal(0), Decimal(0), row.settled_bets, row.voided_bets])
+            entry[0] += Decimal(row.cost)
+            entry[1] += Decimal(row.allocated)
     history = []
-    for hour, e in by_hour.items():
-        counted = e["cost"] if model.unallocated == "spread" else e["allocated"]
-        history.append(
-            {
-                "hour": utc_text(hour),
-                "total_cost": rounded(e["cost"]),
-                "allocated_cost": rounded(e["allocated"]),
-                "settled_bets": e["settled"],
-                "voided_bets": e["voided"],
-                "cost_per_settled_bet": rounded(counted / e["settled"]) if e["settled"] else None,
-            }
-        )
+    for hour, (cost, allocated, settled, voided) in sums.items():
+        counted = cost if model.unallocated == "spread" else allocated
+        history.append(HourCost(hour, cost, allocated, settled, voided, counted / settled if settled else None))
     return history

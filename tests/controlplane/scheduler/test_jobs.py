@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -194,9 +195,9 @@ def test_cost_rollups_keep_each_hour_and_wait_for_a_cost_model(sched_settings: S
     assert done["rows"] == 2 * 3
     assert jobs.cost_rollups(settings, store, now=later)["rows"] == 6 and _count(store, hours_t) == 6  # recomputed
     history = cost_history(store, load_cost_model(settings.costs_path), since=now - timedelta(hours=3))
-    assert [h["total_cost"] for h in history] == ["4.800000"] * 3
-    this_hour = now.replace(minute=0, second=0, microsecond=0).isoformat().replace("+00:00", "Z")
-    (entry,) = [h for h in history if h["hour"] == this_hour]
-    assert (entry["settled_bets"], entry["voided_bets"]) == (3, 1)
-    assert entry["allocated_cost"] == "4.200000" and entry["cost_per_settled_bet"] == "1.400000"
-    assert all(h["cost_per_settled_bet"] is None for h in history if h["hour"] != this_hour)
+    assert [h.total_cost for h in history] == [Decimal("4.80")] * 3
+    this_hour = now.replace(minute=0, second=0, microsecond=0)
+    (entry,) = [h for h in history if h.hour == this_hour]
+    assert (entry.settled_bets, entry.voided_bets) == (3, 1)
+    assert entry.allocated_cost == Decimal("4.20") and entry.cost_per_settled_bet == Decimal("1.40")
+    assert all(h.cost_per_settled_bet is None for h in history if h.hour != this_hour)
