@@ -30,8 +30,10 @@ from controlplane.settings import Settings
 from controlplane.storage import StorageConfigError, make_engine
 
 _KEEP = 4  # engines kept per process; more URLs than this only happen in test suites
-_engines: OrderedDict[tuple[str, tuple[tuple[str, int], ...]], Engine] = OrderedDict()
-_lock = threading.Lock()
+_Key = tuple[str, tuple[tuple[str, int], ...]]
+_engines: OrderedDict[_Key, Engine] = OrderedDict()
+_opening: dict[_Key, threading.Lock] = {}  # one lock per URL: opening one log never waits for another
+_lock = threading.Lock()  # guards the two dicts only, never held while a database is reached
 
 
 class AuditUnavailable(ValueError):
@@ -46,12 +48,23 @@ def _where(url: str) -> str:
 
 
 def audit_engine(settings: Settings) -> Engine:
-    """The audit log's database at `settings.audit_url`, migrated to the newest schema on first use."""
-    key = (settings.audit_url, tuple(sorted(settings.engine_options().items())))
+    """The audit log's database at `settings.audit_url`, migrated to the newest schema on first use.
+    Raises AuditUnavailable when it cannot be opened."""
+    return _engine(settings, "opened")
+
+
+def _engine(settings: Settings, doing: str) -> Engine:
+    key: _Key = (settings.audit_url, tuple(sorted(settings.engine_options().items())))
     with _lock:
         engine = _engines.get(key)
         if engine is not None:
             _engines.move_to_end(key)
+            return engine
+        opening = _opening.setdefault(key, threading.Lock())
+    with opening:  # one migration per URL at a time; the others wait for its engine
+        with _lock:
+            engine = _engines.get(key)
+        if engine is not None:
             return engine
         try:
             engine = make_engine(settings.audit_url, **settings.engine_options())
@@ -59,19 +72,21 @@ def audit_engine(settings: Settings) -> Engine:
             raise AuditUnavailable(f"CONTROLPLANE_AUDIT_URL: {exc}") from None
         try:
             migrate_audit(engine)
-        except SQLAlchemyError as exc:
+        except Exception as exc:  # unreachable, refused, or a schema this version does not know
             engine.dispose()
             raise AuditUnavailable(
-                f"the audit log at {_where(settings.audit_url)} cannot be written: {_first(exc)}"
+                f"the audit log at {_where(settings.audit_url)} cannot be {doing}: {_first(exc)}"
             ) from None
-        _engines[key] = engine
-        while len(_engines) > _KEEP:
-            _engines.popitem(last=False)[1].dispose()
+        with _lock:
+            _engines[key] = engine
+            while len(_engines) > _KEEP:
+                # Forgotten, not disposed: another thread may still be using it; its pool goes with it.
+                _engines.popitem(last=False)
         return engine
 
 
 def close_audit_engines() -> None:
-    """Dispose every engine this process keeps (a test's database is about to go)."""
+    """Dispose every engine this process keeps (a test's database is about to go, or a file was removed)."""
     with _lock:
         while _engines:
             _engines.popitem()[1].dispose()
@@ -104,7 +119,7 @@ def open_audit(settings: Settings, *, signing: bool = True) -> tuple[AuditLog, K
 def audit_append(settings: Settings, *, kind: str, actor: str, subject: str, payload: dict[str, Any]) -> int:
     """Append one entry (floats written as strings) and return its sequence number. Raises
     AuditUnavailable, naming the log, when it cannot be written."""
-    engine = audit_engine(settings)
+    engine = _engine(settings, "written")
     try:
         log = AuditLog(engine, origin=settings.audit_origin)
         return log.append(kind=kind, actor=actor, subject=subject, payload=floats_as_strings(payload)).seq

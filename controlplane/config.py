@@ -75,17 +75,17 @@ class ControlPlaneConfig:
                 )
         return model
 
-    def checklist(self, path: Path | None = None) -> Checklist:
-        """The readiness checklist (or the one at `path`), its SLO names checked against the SLO file."""
-        return load_checklist(path or self.checklist_path, slo_names=self.slo_names)
+    def checklist(self) -> Checklist:
+        """The readiness checklist, the SLOs its checks name checked against the SLO file."""
+        return load_checklist(self.checklist_path, slo_names=self.slo_names)
 
 
-def load_config(settings: Settings, *, slos_path: Path | None = None) -> ControlPlaneConfig:
-    """Read the SLO, event and slice files named by `settings` (or the SLOs at `slos_path`).
-    Raises one of CONFIG_ERRORS naming the file and the fix."""
+def load_config(settings: Settings) -> ControlPlaneConfig:
+    """Read the SLO, event and slice files named by `settings`. Raises one of CONFIG_ERRORS naming the
+    file and the fix."""
     events = load_events(settings.events_path)
     return ControlPlaneConfig(
-        specs=load_slos(slos_path or settings.slos_path, events=events),
+        specs=load_slos(settings.slos_path, events=events),
         events=events,
         slices=load_slices(settings.slices_path),
         slices_path=settings.slices_path,

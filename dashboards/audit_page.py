@@ -18,7 +18,6 @@ from audit.query import find_entries
 from audit.schema import checkpoints, entries
 from controlplane.auditing import AuditUnavailable, open_audit
 from controlplane.proofs import ProofError, export_bundle, seqs_for_bet, seqs_for_checklist_run, seqs_for_range
-from controlplane.storage import StorageConfigError
 from dashboards.shell import audit_store, record_export, require, settings
 
 KINDS = ("any", "change", "money", "checklist", "attestation", "access", "system")
@@ -78,7 +77,7 @@ def _verify() -> None:
         with st.status("Verifying chain, Merkle tree and every checkpoint ...", expanded=True) as progress:
             try:
                 log, ring = open_audit(settings(), signing=False)
-            except (AuditKeyError, AuditUnavailable, StorageConfigError, SQLAlchemyError) as exc:
+            except (AuditKeyError, AuditUnavailable, SQLAlchemyError) as exc:
                 progress.update(label=f"Cannot open the log: {exc}", state="error")
                 return
             size = _status()["entries"] or 1
@@ -135,7 +134,6 @@ def _bundle() -> None:
         KeyError,
         AuditKeyError,
         AuditUnavailable,
-        StorageConfigError,
         SQLAlchemyError,
     ) as exc:
         st.error(str(exc).strip("'\""))

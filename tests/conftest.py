@@ -63,6 +63,7 @@ def loaded_machine() -> Iterator[None]:
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'platform.db'}"
+        close_audit_engines()
         return
     if not POSTGRES_URL:
         if REQUIRE_POSTGRES:

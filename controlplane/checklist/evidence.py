@@ -77,10 +77,10 @@ def attestation(check_id: str, ctx: CheckContext) -> tuple[Outcome, dict[str, An
         )
     last = latest_attestation(ctx.store, check_id, at=ctx.at, event=event)
     before = last.to_dict() if last is not None else None
-    if last is not None and before is not None and last.expires_at <= ctx.at:
+    if last is not None and last.expires_at <= ctx.at:
         return (
             Outcome.failed(
-                f"the attestation by {last.by} expired at {before['expires_at']}; attest again with {hint}",
+                f"the attestation by {last.by} expired at {utc_text(last.expires_at)}; attest again with {hint}",
                 last_attestation=before,
             ),
             None,

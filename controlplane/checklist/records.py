@@ -19,7 +19,7 @@ import json
 import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, Table, delete, select, update
 
@@ -29,6 +29,8 @@ from controlplane.checklist.tables import AttestationRow, WaiverRow, attestation
 from controlplane.clock import as_utc, utcnow
 from controlplane.settings import Settings
 from controlplane.storage import reader
+
+RowModel = TypeVar("RowModel", AttestationRow, WaiverRow)
 
 
 class RecordError(ValueError):
@@ -93,12 +95,14 @@ def _name(value: str, flag: str) -> str:
 # -- attestations -----------------------------------------------------------------------------
 
 
-def _attestation(row: Any) -> AttestationRow:
-    """A fetched (or fresh) row as the model, its times aware UTC (SQLite hands back naive ones)."""
+def _as_model(model: type[RowModel], row: Any) -> RowModel:
+    """A fetched (or fresh) row as its model, its times aware UTC (SQLite hands back naive ones)."""
     values = dict(row._mapping) if hasattr(row, "_mapping") else dict(row)
-    return AttestationRow(
-        **values | {"created_at": as_utc(values["created_at"]), "expires_at": as_utc(values["expires_at"])}
-    )
+    return model(**values | {"created_at": as_utc(values["created_at"]), "expires_at": as_utc(values["expires_at"])})
+
+
+def _attestation(row: Any) -> AttestationRow:
+    return _as_model(AttestationRow, row)
 
 
 def attest(
@@ -169,10 +173,7 @@ def latest_attestation(store: Engine, check_id: str, *, at: datetime, event: str
 
 
 def _waiver(row: Any) -> WaiverRow:
-    values = dict(row._mapping) if hasattr(row, "_mapping") else dict(row)
-    return WaiverRow(
-        **values | {"created_at": as_utc(values["created_at"]), "expires_at": as_utc(values["expires_at"])}
-    )
+    return _as_model(WaiverRow, row)
 
 
 def waive(
@@ -314,7 +315,7 @@ class Drill:
     drill: str
     by: str
     note: str
-    recorded_at: str
+    recorded_at: datetime
     audit_seq: int
 
 
@@ -325,14 +326,14 @@ def record_drill(settings: Settings, *, kind: str, by: str, note: str) -> Drill:
     if not note.strip():
         raise RecordError("--note must say what was drilled and what was learned")
     by = _name(by, "--by")
-    at = utc_text(utcnow())
+    at = utcnow()
     seq = _append(
         settings,
         {
             "kind": "attestation",
             "actor": by,
             "subject": f"drill:{kind}",
-            "payload": {"type": "drill", "drill": kind, "by": by, "note": note.strip(), "recorded_at": at},
+            "payload": {"type": "drill", "drill": kind, "by": by, "note": note.strip(), "recorded_at": utc_text(at)},
         },
     )
     return Drill(kind, by, note.strip(), at, seq)

@@ -6,10 +6,11 @@ Exit codes for checks meant for cron: 0 ok, 1 warning, 2 critical, 3 unknown or 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import typer
 from pydantic import ValidationError
+from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -17,11 +18,7 @@ from controlplane.auditing import AuditUnavailable, audit_engine
 from controlplane.config import CONFIG_ERRORS, ControlPlaneConfig, load_config
 from controlplane.settings import Settings
 from controlplane.slices import SliceConfig, SliceConfigError, load_slices
-from controlplane.storage import StorageConfigError
-
-if TYPE_CHECKING:
-    from sqlalchemy import Engine
-from controlplane.storage import make_engine
+from controlplane.storage import StorageConfigError, make_engine
 from controlplane.store import migrate_store
 
 EXIT_OK, EXIT_WARNING, EXIT_CRITICAL, EXIT_UNKNOWN = 0, 1, 2, 3

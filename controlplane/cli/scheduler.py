@@ -8,14 +8,11 @@ import signal
 import threading
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from controlplane.cli.common import StoreUrl, TableOrJson, fail, load_settings, store_engine
-
-if TYPE_CHECKING:
-    from controlplane.scheduler.service import SchedulerService
 from controlplane.scheduler.config import SchedulerConfigError, load_scheduler_config
 from controlplane.scheduler.jobs import Evaluation
 from controlplane.scheduler.leader import NotLeader

@@ -12,21 +12,18 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from controlplane.auditing import AuditUnavailable
 from controlplane.cli.common import StoreUrl, TableOrJson, fail, load_settings, store_engine
 from controlplane.clock import utc_text, utcnow
-
-if TYPE_CHECKING:
-    from sqlalchemy import Engine
-
-    from controlplane.settings import Settings
-    from controlplane.users.accounts import AccountChange
-from controlplane.auditing import AuditUnavailable
+from controlplane.settings import Settings
 from controlplane.users.accounts import (
+    AccountChange,
     add_user,
     disable_user,
     enable_user,

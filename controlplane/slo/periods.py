@@ -21,7 +21,6 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NAIVE_EPOCH = EPOCH.replace(tzinfo=None)
 ONE_MINUTE = timedelta(minutes=1)
 HOUR = timedelta(hours=1)
-DAY = timedelta(days=1)
 MINUTES_PER_HOUR = 60
 MINUTES_PER_DAY = 1440
 
