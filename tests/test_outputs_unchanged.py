@@ -1,5 +1,6 @@
-"""The machine outputs users' scripts read stay byte-identical across internal changes: `slo status`,
-`cost report` and `checklist run` in `--format json`, on one fixed store, against recorded files.
+"""What users and their scripts read stays byte-identical across internal changes: `slo status`, `cost
+report`, `checklist run` and `history`, `sli show`, as JSON (and tables and CSV where people read them),
+on one fixed store, against recorded files.
 
 The store holds three days of SLI minutes for every slice (rolled up), scraped CPU and risk-cache
 samples, and settled bets in the audit log, all at fixed instants; every command is asked about a
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -117,15 +119,18 @@ def fixed_store(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     (tmp_path / "checklist.yaml").write_text(CHECKLIST)
     _seed_store(database_url)
     _seed_audit(database_url, monkeypatch)
+    for name in ("slos.yaml", "slices.yaml", "costs.yaml"):
+        shutil.copy(CONFIG / name, tmp_path / name)
+    # Every file relative to the commands' working directory: paths show in the output (a run's
+    # `spec.path`, a check's evidence), so they must be the same in every checkout.
     yield {
         "CONTROLPLANE_STORE_URL": database_url,
         "CONTROLPLANE_AUDIT_URL": database_url,
         "CONTROLPLANE_AUDIT_ORIGIN": "audit.test/outputs",
         "CONTROLPLANE_AUDIT_KEY_DIR": str(tmp_path / "keys"),
-        "CONTROLPLANE_SLOS_PATH": str(CONFIG / "slos.yaml"),
-        "CONTROLPLANE_SLICES_PATH": str(CONFIG / "slices.yaml"),
-        "CONTROLPLANE_COSTS_PATH": str(CONFIG / "costs.yaml"),
-        # relative to the commands' working directory, so the run's `spec.path` is the same everywhere
+        "CONTROLPLANE_SLOS_PATH": "slos.yaml",
+        "CONTROLPLANE_SLICES_PATH": "slices.yaml",
+        "CONTROLPLANE_COSTS_PATH": "costs.yaml",
         "CONTROLPLANE_EVENTS_PATH": "events.yaml",
         "CONTROLPLANE_CHECKLIST_PATH": "checklist.yaml",
         "CONTROLPLANE_PLATFORM_URL": "http://127.0.0.1:9",  # nothing listens: probes are unknown
@@ -141,32 +146,27 @@ def _masked(document: Any) -> Any:
     return document
 
 
-COMMANDS = {
+WINDOW = ["--from", "2026-06-03T12:00:00Z", "--to", "2026-06-04T00:00:00Z"]
+# name -> (arguments, exit code); a name's file ends in .json for JSON, else .txt. In order: the
+# history lists the run made before it.
+COMMANDS: dict[str, tuple[list[str], int]] = {
     "slo-status": (["slo", "status", "--format", "json", "--at", "2026-06-03T19:30:00Z"], 2),
-    "cost-report": (
-        [
-            "cost",
-            "report",
-            "--format",
-            "json",
-            "--from",
-            "2026-06-03T12:00:00Z",
-            "--to",
-            "2026-06-04T00:00:00Z",
-            "--by",
-            "hour",
-        ],
-        0,
-    ),
+    "slo-status-table": (["slo", "status", "--at", "2026-06-03T19:30:00Z"], 2),
+    "cost-report": (["cost", "report", "--format", "json", *WINDOW, "--by", "hour"], 0),
     "cost-report-event": (["cost", "report", "--format", "json", "--event", "cup-final"], 0),
+    "cost-report-csv": (["cost", "report", "--format", "csv", *WINDOW, "--by", "hour"], 0),
+    "cost-report-table": (["cost", "report", *WINDOW], 0),
     "checklist-run": (
         ["checklist", "run", "--format", "json", "--event", "cup-final", "--at", "2026-06-03T18:30:00Z"],
         2,
     ),
+    "checklist-history": (["checklist", "history", "--format", "json"], 0),
+    "sli-show": (["sli", "show", "--slice", "bet-placement", "--since", "2026-06-03T23:50:00Z", "--format", "json"], 0),
 }
+MASKED = ("checklist-run", "checklist-history")
 
 
-def test_json_outputs_are_what_was_recorded(fixed_store: dict[str, str], tmp_path: Path) -> None:
+def test_outputs_are_what_was_recorded(fixed_store: dict[str, str], tmp_path: Path) -> None:
     differ = []
     for name, (args, code) in COMMANDS.items():
         done = subprocess.run(
@@ -175,11 +175,11 @@ def test_json_outputs_are_what_was_recorded(fixed_store: dict[str, str], tmp_pat
         )  # fmt: skip
         assert done.returncode == code, (name, done.returncode, done.stdout, done.stderr)
         text = done.stdout
-        if name == "checklist-run":
+        if name in MASKED:
             text = json.dumps(_masked(json.loads(text)), indent=2) + "\n"
-        path = RECORDED / f"{name}.json"
+        path = RECORDED / f"{name}.{'json' if '--format' in args and 'json' in args else 'txt'}"
         if RECORD:
             path.write_text(text)
         if text != path.read_text():
             differ.append(name)
-    assert not differ, f"the JSON of {differ} differs from what {RECORDED} holds"
+    assert not differ, f"the output of {differ} differs from what {RECORDED} holds"
