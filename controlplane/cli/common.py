@@ -73,6 +73,17 @@ StoreUrl = Annotated[
         help="The control plane's store (default: $CONTROLPLANE_STORE_URL, else sqlite:///./var/controlplane.db).",
     ),
 ]
+# The platform a command drives (`platform load`, `platform faults ...`) and its admin token.
+Target = Annotated[str, typer.Option("--target", help="Base URL of the platform.", envvar="CONTROLPLANE_PLATFORM_URL")]
+AdminToken = Annotated[
+    str | None,
+    typer.Option(
+        "--admin-token",
+        help="The platform's admin token (default: $CONTROLPLANE_PLATFORM_ADMIN_TOKEN).",
+        envvar="CONTROLPLANE_PLATFORM_ADMIN_TOKEN",
+        show_default=False,
+    ),
+]
 SlosPath = Annotated[Path | None, typer.Option("--slos", help="SLO file (default: $CONTROLPLANE_SLOS_PATH).")]
 
 

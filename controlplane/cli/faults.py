@@ -9,8 +9,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 
-from controlplane.cli.common import TableOrJson, fail
-from controlplane.cli.platform import AdminToken, Target
+from controlplane.cli.common import AdminToken, TableOrJson, Target, fail
 
 faults_app = typer.Typer(help="Game-day faults on a running platform (each expires by itself).", no_args_is_help=True)
 

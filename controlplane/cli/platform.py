@@ -12,7 +12,16 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from controlplane.cli.common import TableOrJson, audit_or_exit, fail, load_settings, settings_or_exit
+from controlplane.cli.common import (
+    AdminToken,
+    TableOrJson,
+    Target,
+    audit_or_exit,
+    fail,
+    load_settings,
+    settings_or_exit,
+)
+from controlplane.cli.faults import faults_app
 from controlplane.settings import Settings
 from sample_platform.settings import PlatformSettings
 
@@ -22,6 +31,7 @@ if TYPE_CHECKING:
     from sample_platform.outbox import OutboxSink
 
 platform_app = typer.Typer(help="Run and manage the bundled sample betting platform.", no_args_is_help=True)
+platform_app.add_typer(faults_app, name="faults")
 
 
 def load_platform_settings(**overrides: object) -> PlatformSettings:
@@ -110,18 +120,6 @@ def _outbox_sink(settings: Settings) -> OutboxSink | None:
 
     engine = audit_or_exit(settings)
     return OutboxAuditSink(AuditLog(engine, origin=settings.audit_origin), SubjectKeys(engine))
-
-
-Target = Annotated[str, typer.Option("--target", help="Base URL of the platform.", envvar="CONTROLPLANE_PLATFORM_URL")]
-AdminToken = Annotated[
-    str | None,
-    typer.Option(
-        "--admin-token",
-        help="The platform's admin token (default: $CONTROLPLANE_PLATFORM_ADMIN_TOKEN).",
-        envvar="CONTROLPLANE_PLATFORM_ADMIN_TOKEN",
-        show_default=False,
-    ),
-]
 
 
 @platform_app.command("load")

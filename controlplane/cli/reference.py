@@ -43,7 +43,12 @@ def walk() -> Iterator[Verb]:
 
 
 def _walk(command: Any, path: tuple[str, ...]) -> Iterator[Verb]:
-    subcommands = getattr(command, "commands", None)
+    # A group's verbs as `--help` lists them (the top level imports its groups only when asked).
+    subcommands = (
+        {name: command.get_command(None, name) for name in command.list_commands(None)}
+        if hasattr(command, "list_commands")
+        else None
+    )
     if path:
         options = tuple(
             "/".join(param.opts + getattr(param, "secondary_opts", []))

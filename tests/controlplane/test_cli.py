@@ -70,3 +70,20 @@ def test_bad_setting_is_a_message_and_exit_3(tmp_path) -> None:
     assert result.returncode == 3
     assert "PLATFORM_MAX_STAKE_MINOR" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_command_loads_only_its_own_group() -> None:
+    """`controlplane slo ...` from cron does not pay for the platform, the demo or the scheduler."""
+    probe = (
+        "import sys\n"
+        "from controlplane.cli import main\n"
+        "sys.argv = ['controlplane', 'slo', '--help']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "heavy = ['sample_platform.api', 'controlplane.demo.run', 'apscheduler', 'collectors.service', 'streamlit']\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    listed = subprocess.run([CONTROLPLANE, "--help"], capture_output=True, text=True, timeout=120).stdout
+    assert all(group in listed for group in ("platform", "slo", "checklist", "demo", "scheduler"))
