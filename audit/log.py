@@ -39,7 +39,7 @@ from audit.schema import checkpoints, entries, nodes
 
 GENESIS = "0" * 64
 APPEND_LOCK_KEY = 0x4155444954  # 'AUDIT'
-KINDS = ("change", "money", "checklist", "attestation", "access", "system")
+KINDS = ("change", "money", "checklist", "attestation", "access", "incident", "policy", "system")
 
 
 class AuditError(ValueError):

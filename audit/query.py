@@ -4,6 +4,7 @@ Usage:
 
     drills = find_entries(engine, kind="attestation", subject_prefix="drill:", since=now - timedelta(days=7))
     seqs = [e.seq for e in find_entries(engine, subject="checklist-run:4f2a...")]
+    older = find_entries(engine, before_seq=size, newest_first=True, limit=100, offset=100)  # page 2 of `size`
 
 Entries come back oldest first, with their payload parsed from the stored canonical JSON, so what a
 reader sees is exactly what the hash chain covers.
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, Select, func, select
 
 from audit.schema import entries
 
@@ -45,20 +46,19 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def find_entries(
-    engine: Engine,
+def _matching(
+    query: Select[Any],
     *,
-    kind: str | None = None,
-    actor: str | None = None,
-    subject: str | None = None,
-    subject_prefix: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    limit: int | None = None,
-    newest_first: bool = False,
-) -> list[FoundEntry]:
-    """Entries matching every filter given (`until` is exclusive), oldest first unless `newest_first`."""
-    query = select(entries.c.seq, entries.c.entry)
+    kind: str | None,
+    actor: str | None,
+    subject: str | None,
+    subject_prefix: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    before_seq: int | None,
+) -> Select[Any]:
+    if before_seq is not None:
+        query = query.where(entries.c.seq < before_seq)
     if kind is not None:
         query = query.where(entries.c.kind == kind)
     if actor is not None:
@@ -72,9 +72,37 @@ def find_entries(
         query = query.where(entries.c.created_at >= _utc(since))
     if until is not None:
         query = query.where(entries.c.created_at < _utc(until))
+    return query
+
+
+def find_entries(
+    engine: Engine,
+    *,
+    kind: str | None = None,
+    actor: str | None = None,
+    subject: str | None = None,
+    subject_prefix: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    before_seq: int | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+    newest_first: bool = False,
+) -> list[FoundEntry]:
+    """Entries matching every filter given (`until` and `before_seq` are exclusive), oldest first unless
+    `newest_first`; `offset` skips that many matches first, so `limit` and `offset` page through them
+    (with `before_seq` fixed, pages stay put while the log grows)."""
+    if offset < 0 or (limit is not None and limit < 0):
+        raise ValueError("offset and limit must not be negative")
+    query = _matching(
+        select(entries.c.seq, entries.c.entry), kind=kind, actor=actor, subject=subject,
+        subject_prefix=subject_prefix, since=since, until=until, before_seq=before_seq,
+    )  # fmt: skip
     query = query.order_by(entries.c.seq.desc() if newest_first else entries.c.seq)
     if limit is not None:
         query = query.limit(limit)
+    if offset:
+        query = query.offset(offset)
     found = []
     with engine.connect() as conn:
         for seq, text in conn.execute(query):
@@ -90,3 +118,23 @@ def find_entries(
                 )
             )
     return found
+
+
+def count_entries(
+    engine: Engine,
+    *,
+    kind: str | None = None,
+    actor: str | None = None,
+    subject: str | None = None,
+    subject_prefix: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    before_seq: int | None = None,
+) -> int:
+    """How many entries `find_entries` with the same filters (and no limit) returns."""
+    query = _matching(
+        select(func.count()).select_from(entries), kind=kind, actor=actor, subject=subject,
+        subject_prefix=subject_prefix, since=since, until=until, before_seq=before_seq,
+    )  # fmt: skip
+    with engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())

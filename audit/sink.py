@@ -16,11 +16,14 @@ import hashlib
 import hmac
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
+from opentelemetry import trace
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from sqlalchemy import Engine, delete, select
 from sqlalchemy.exc import IntegrityError
 
@@ -28,6 +31,9 @@ from audit.canonical import floats_as_strings
 from audit.log import AuditLog
 from audit.schema import entries, subject_keys
 
+_tracer = trace.get_tracer("audit.sink")
+_PROPAGATOR = TraceContextTextMapPropagator()
+MAX_LINKS = 128  # the OpenTelemetry SDK's default link limit per span
 SETTLEMENT_TYPES = {"won": "payout", "lost": "bet_lost", "void": "void"}
 
 
@@ -67,14 +73,30 @@ class SubjectKeys:
 
 
 class OutboxAuditSink:
-    """Delivers platform outbox messages (objects with event_id, event_type, aggregate_*, payload)."""
+    """Delivers platform outbox messages (objects with event_id, event_type, aggregate_*, payload).
 
-    def __init__(self, log: AuditLog, keys: SubjectKeys) -> None:
+    `annotate`, if given, is called for each change made through the platform's admin API (`change.*`
+    events) and its keys are added to the entry's payload: the control plane passes its error budget
+    policy there, so a change made while a slice is frozen says `policy: freeze`."""
+
+    def __init__(self, log: AuditLog, keys: SubjectKeys, annotate: Callable[[], dict[str, Any]] | None = None) -> None:
         self.log = log
         self.keys = keys
+        self.annotate = annotate
 
     def deliver(self, messages: list) -> None:
-        self.log.append_many([self.entry(m) for m in messages])
+        """Append the messages' entries in one batch, in a span that links to the request behind each
+        message (its W3C `traceparent`, when the platform traced it)."""
+        links = []
+        for message in messages[:MAX_LINKS]:
+            parent = getattr(message, "traceparent", None)
+            if parent:
+                context = trace.get_current_span(_PROPAGATOR.extract({"traceparent": parent})).get_span_context()
+                if context.is_valid:
+                    links.append(trace.Link(context, {"event.id": str(message.event_id)}))
+        with _tracer.start_as_current_span("audit append", links=links) as span:
+            span.set_attribute("audit.entries", len(messages))
+            self.log.append_many([self.entry(m) for m in messages])
 
     def entry(self, message: Any) -> dict:
         payload = dict(message.payload)
@@ -84,6 +106,8 @@ class OutboxAuditSink:
         if event_type.startswith("change."):
             kind, kind_type = "change", event_type.removeprefix("change.")
             actor = str(payload.get("actor") or "platform")
+            if self.annotate is not None:
+                payload.update(self.annotate())
         elif event_type.startswith("market."):
             kind, kind_type, actor = "change", event_type.replace(".", "_"), "platform"
         elif event_type == "money.deposit":

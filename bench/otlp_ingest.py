@@ -29,6 +29,9 @@ process pinned to one CPU where the OS allows it:
   full path, SQLite     the above + `commit_batch` into a fresh, migrated SQLite store file.
   full path, PostgreSQL the same into a fresh schema of $CONTROLPLANE_TEST_POSTGRES_URL (dropped at
                         the end); skipped with a note if PostgreSQL does not answer.
+  ..., keeping traces   the same with `collectors.keeper.TraceKeeper` on (the receiver's default):
+                        every span waits in the keeper's buffer, each slice-minute's bad and slowest
+                        exemplars' traces are written whole (stage "keep").
 
 How to read it: "spans/s (cpu)" is spans over this process's CPU time (`time.process_time()`),
 which is the honest one-core figure; "wall" also counts waiting (for PostgreSQL: on the server,
@@ -75,14 +78,17 @@ from bench.otlp_ingest_requests import IN_SLICES, SPANS_PER_BATCH, WINDOW_S, Bod
 from bench.postgres import ScratchSchema, postgres_skip_reason
 from bench.support import REPO, BenchmarkParser, emit, log, pin_one_cpu, process_cpu_seconds, setup_logging
 from collectors.ingest import aggregate_spans, commit_batch, content_digest
+from collectors.keeper import TraceKeeper
 from collectors.otlp import PROTOBUF, TRACES, decode_request
 from controlplane.settings import Settings
 from controlplane.slices import SliceConfig, load_slices
 from controlplane.storage import make_engine
 from controlplane.store import SliBucket, migrate_store
+from controlplane.traces.store import stored_bytes
 
 OTEL_COLLECTOR_SPANS_PER_CORE = 15_000  # the OpenTelemetry Collector's published sizing, per core
 MAX_BYTES = Settings.model_fields["collector_max_body_bytes"].default
+TRACE_MAX_BYTES = Settings.model_fields["collector_trace_max_bytes"].default
 WARMUP_REQUESTS = 4
 SLICED_POOL = 20  # requests of the "every span in a slice" pool
 QUICK = {"spans": 102_400, "rate_spans": 51_200, "pool": 20}
@@ -91,7 +97,7 @@ QUICK = {"spans": 102_400, "rate_spans": 51_200, "pool": 20}
 # ---------------------------------------------------------------------------------------- modes
 
 
-STAGES = ("decode", "aggregate", "digest", "commit")
+STAGES = ("decode", "aggregate", "digest", "commit", "keep")
 
 
 @dataclass
@@ -123,8 +129,11 @@ def touch_spans(body: bytes, tally: Tally) -> None:
                 _ = (span.name, span.kind, span.end_time_unix_nano)
 
 
-def full_path(config: SliceConfig, engine: Engine | None) -> Callable[[bytes, Tally], None]:
-    """The receiver's per-request work (collectors.receiver `ingest`), with each stage's CPU time."""
+def full_path(
+    config: SliceConfig, engine: Engine | None, keeper: TraceKeeper | None = None
+) -> Callable[[bytes, Tally], None]:
+    """The receiver's per-request work (collectors.receiver `ingest`), with each stage's CPU time; with a
+    keeper, also keeping the traces of each slice-minute's exemplars (the receiver's default)."""
 
     def step(body: bytes, tally: Tally) -> None:
         t0 = time.process_time()
@@ -137,7 +146,10 @@ def full_path(config: SliceConfig, engine: Engine | None) -> Callable[[bytes, Ta
         if engine is not None and not commit_batch(engine, digest=digest, signal=TRACES, batch=batch):
             raise RuntimeError("commit_batch skipped a request as a duplicate: the bodies are not unique")
         t4 = time.process_time()
-        for stage, spent in zip(STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+        if keeper is not None:
+            keeper.on_spans(message, batch)
+        t5 = time.process_time()
+        for stage, spent in zip(STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4), strict=True):
             tally.stages[stage] += spent
         tally.events += batch.events
 
@@ -305,12 +317,17 @@ def rate_runs(
     measure("parse + touch spans (floor)", touch_spans, Bodies(pool, unique=False))
     measure("decode+aggregate (no store)", full_path(config, None), Bodies(pool, unique=False))
     measure("  same, every span in a slice", full_path(config, None), Bodies(sliced, unique=False))
-    sqlite = sqlite_store(workdir, "rate.db")
-    try:
-        row = measure("full path, SQLite", full_path(config, sqlite), Bodies(pool, unique=True, seed=seed + 1))
-        row["store_buckets"] = bucket_count(sqlite)
-    finally:
-        sqlite.dispose()
+    for keeping, db in ((False, "rate.db"), (True, "rate-keep.db")):
+        sqlite = sqlite_store(workdir, db)
+        try:
+            keeper = TraceKeeper(sqlite, max_bytes=TRACE_MAX_BYTES) if keeping else None
+            name = "full path, SQLite" + (", keeping traces" if keeping else "")
+            row = measure(name, full_path(config, sqlite, keeper), Bodies(pool, unique=True, seed=seed + 1))
+            row["store_buckets"] = bucket_count(sqlite)
+            if keeping:
+                row["kept_traces_bytes"] = stored_bytes(sqlite)
+        finally:
+            sqlite.dispose()
     why = postgres_skip_reason(args)
     if why is not None:
         rows.append({"mode": "full path, PostgreSQL", "skipped": why})
@@ -320,12 +337,16 @@ def rate_runs(
         backends = BackendCpu(pg)
         try:
             migrate_store(pg)
-            cpu0 = backends.cpu_seconds()
-            row = measure("full path, PostgreSQL", full_path(config, pg), Bodies(pool, unique=True, seed=seed + 3))
-            cpu1 = backends.cpu_seconds()  # includes the warm-up requests: a slight overestimate
-            if cpu0 is not None and cpu1 is not None:
-                row["server_cpu_us_per_request"] = round((cpu1 - cpu0) / (row["requests"] + WARMUP_REQUESTS) * 1e6, 1)
-            row["store_buckets"] = bucket_count(pg)
+            for keeping in (False, True):
+                keeper = TraceKeeper(pg, max_bytes=TRACE_MAX_BYTES) if keeping else None
+                name = "full path, PostgreSQL" + (", keeping traces" if keeping else "")
+                cpu0 = backends.cpu_seconds()
+                row = measure(name, full_path(config, pg, keeper), Bodies(pool, unique=True, seed=seed + 3 + keeping))
+                cpu1 = backends.cpu_seconds()  # includes the warm-up requests: a slight overestimate
+                if cpu0 is not None and cpu1 is not None:
+                    per_request = (cpu1 - cpu0) / (row["requests"] + WARMUP_REQUESTS) * 1e6
+                    row["server_cpu_us_per_request"] = round(per_request, 1)
+                row["store_buckets"] = bucket_count(pg)
         finally:
             pg.dispose()
     return rows

@@ -26,17 +26,19 @@ from datetime import UTC, datetime
 from google.protobuf.message import Message
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from collectors.exemplars import Exemplar, ExemplarLimits, add_exemplars, keep_slowest
 from controlplane.clock import utcnow
 from controlplane.slices import SPAN_KINDS, SliceConfig
-from controlplane.store import IngestedBatch, MetricSeriesState, SliBucket, SliExemplar, SliLatencyBucket, table
+from controlplane.store import IngestedBatch, MetricSeriesState, SliBucket, SliLatencyBucket, table
+from controlplane.traces.store import Keep
 
 STATUS_ERROR = 2  # opentelemetry.proto.trace.v1.Status.STATUS_CODE_ERROR
 TEMPORALITY_DELTA = 1
-EXEMPLARS_PER_KIND = 3
+PROBES_KEPT_PER_REQUEST = 20
 NANOS_PER_MINUTE = 60 * 10**9
 MAX_UNIX_NANO = 2**63 - 1  # what the store's BIGINT columns hold
 MAX_EVENTS_PER_POINT = 10**12  # a million a second for eleven days: more in one point is not a measurement
@@ -107,8 +109,8 @@ class BucketDelta:
     total: int = 0
     bad: int = 0
     latency: Counter = field(default_factory=Counter)
-    bad_exemplars: list[tuple[float, str, str]] = field(default_factory=list)
-    slow_exemplars: list[tuple[float, str, str]] = field(default_factory=list)
+    bad_exemplars: list[Exemplar] = field(default_factory=list)
+    slow_exemplars: list[Exemplar] = field(default_factory=list)
 
 
 @dataclass
@@ -118,6 +120,10 @@ class Batch:
     rejected_reason: str = ""
     events: int = 0
     synthetic: int = 0  # spans or points of a slice left out because they are marked synthetic
+    exemplar_limits: ExemplarLimits = field(default_factory=ExemplarLimits)
+    probes: list[Keep] = field(default_factory=list)  # synthetic slice spans: their traces are kept
+    kept: list[Keep] = field(default_factory=list)  # set by commit_batch: traces chosen as exemplars
+    displaced: list[str] = field(default_factory=list)  # set by commit_batch: traces no longer slow exemplars
 
     def bucket(self, slice_name: str, minute: datetime) -> BucketDelta:
         key = (slice_name, minute)
@@ -131,9 +137,15 @@ class Batch:
         self.rejected_reason = self.rejected_reason or reason
 
 
-def aggregate_spans(request: ExportTraceServiceRequest, config: SliceConfig, limits: ItemLimits | None = None) -> Batch:
+def aggregate_spans(
+    request: ExportTraceServiceRequest,
+    config: SliceConfig,
+    limits: ItemLimits | None = None,
+    exemplars: ExemplarLimits | None = None,
+) -> Batch:
     limits = limits or ItemLimits.now()
-    batch = Batch()
+    batch = Batch(exemplar_limits=exemplars or ExemplarLimits())
+    most_bad, most_slow = batch.exemplar_limits.bad, batch.exemplar_limits.slow
     for resource_spans in request.resource_spans:
         service = _attributes(resource_spans.resource.attributes).get("service.name")
         for scope_spans in resource_spans.scope_spans:
@@ -153,6 +165,9 @@ def aggregate_spans(request: ExportTraceServiceRequest, config: SliceConfig, lim
                 attrs = _attributes(span.attributes)
                 if _synthetic(span.attributes):
                     batch.synthetic += 1
+                    if len(batch.probes) < PROBES_KEPT_PER_REQUEST:
+                        seconds = (end - start) / 1e9
+                        batch.probes.append(Keep(span.trace_id.hex(), spec.name, minute_of(end), "probe", seconds))
                     continue
                 bad = (spec.bad.span_status_error and span.status.code == STATUS_ERROR) or (
                     spec.bad.http_status_min > 0 and _status_code(attrs) >= spec.bad.http_status_min
@@ -163,19 +178,11 @@ def aggregate_spans(request: ExportTraceServiceRequest, config: SliceConfig, lim
                 delta.bad += bool(bad)
                 delta.latency[config.latency_label(seconds)] += 1
                 exemplar = (seconds, span.trace_id.hex(), span.span_id.hex())
-                if bad and len(delta.bad_exemplars) < EXEMPLARS_PER_KIND:
+                if bad and len(delta.bad_exemplars) < most_bad:
                     delta.bad_exemplars.append(exemplar)
-                _keep_slowest(delta.slow_exemplars, exemplar)
+                keep_slowest(delta.slow_exemplars, exemplar, most_slow)
                 batch.events += 1
     return batch
-
-
-def _keep_slowest(kept: list[tuple[float, str, str]], exemplar: tuple[float, str, str]) -> None:
-    if len(kept) < EXEMPLARS_PER_KIND:
-        kept.append(exemplar)
-    elif exemplar[0] > min(kept)[0]:
-        kept.remove(min(kept))
-        kept.append(exemplar)
 
 
 @dataclass(frozen=True)
@@ -347,27 +354,8 @@ def _upsert(conn: Connection, batch: Batch) -> None:
                     index_elements=["slice", "minute", "le"], set_={"count": latency_t.c.count + lat.excluded.count}
                 )
             )
-        _add_exemplars(conn, slice_name, minute, delta)
-
-
-def _add_exemplars(conn: Connection, slice_name: str, minute: datetime, delta: BucketDelta) -> None:
-    exemplars_t = table(SliExemplar)
-    for kind, found in (("bad", delta.bad_exemplars), ("slow", delta.slow_exemplars)):
-        if not found:
-            continue
-        have = conn.execute(
-            select(func.count()).where(
-                exemplars_t.c.slice == slice_name, exemplars_t.c.minute == minute, exemplars_t.c.kind == kind
-            )
-        ).scalar_one()
-        room = EXEMPLARS_PER_KIND - have
-        if room <= 0:
-            continue
-        rows = sorted(found, reverse=True)[:room]
-        conn.execute(
-            exemplars_t.insert(),
-            [
-                {"slice": slice_name, "minute": minute, "kind": kind, "trace_id": t, "span_id": s, "value_seconds": v}
-                for v, t, s in rows
-            ],
+        kept, displaced = add_exemplars(
+            conn, slice_name, minute, bad=delta.bad_exemplars, slow=delta.slow_exemplars, limits=batch.exemplar_limits
         )
+        batch.kept += kept
+        batch.displaced += displaced

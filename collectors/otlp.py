@@ -18,6 +18,7 @@ from typing import Any
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
 from google.rpc import status_pb2
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
@@ -25,13 +26,16 @@ PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 TRACES = "traces"
 METRICS = "metrics"
+LOGS = "logs"
 REQUESTS: dict[str, type[Message]] = {
     TRACES: trace_service_pb2.ExportTraceServiceRequest,
     METRICS: metrics_service_pb2.ExportMetricsServiceRequest,
+    LOGS: logs_service_pb2.ExportLogsServiceRequest,
 }
 RESPONSES: dict[str, Any] = {
     TRACES: trace_service_pb2.ExportTraceServiceResponse,
     METRICS: metrics_service_pb2.ExportMetricsServiceResponse,
+    LOGS: logs_service_pb2.ExportLogsServiceResponse,
 }
 ID_FIELDS = {"traceId": 16, "spanId": 8, "parentSpanId": 8}
 
@@ -142,6 +146,8 @@ def success_body(kind: str, media: str, *, rejected: int = 0, error_message: str
         partial = response.partial_success
         if kind == TRACES:
             partial.rejected_spans = rejected
+        elif kind == LOGS:
+            partial.rejected_log_records = rejected
         else:
             partial.rejected_data_points = rejected
         partial.error_message = error_message

@@ -1,4 +1,4 @@
-"""The OTLP/HTTP receiver: `POST /v1/traces`, `POST /v1/metrics`, and its own `/metrics`.
+"""The OTLP/HTTP receiver: `POST /v1/traces`, `POST /v1/metrics`, `POST /v1/logs`, and its own `/metrics`.
 
 Usage:
 
@@ -10,14 +10,17 @@ request's content type; items that cannot be counted are reported as partial suc
 undecodable body is 400 with a google.rpc.Status; a body over the limit once inflated is 413; other
 content types are 415; when the store already has `collector_max_pending_writes` requests in hand
 the answer is 503 with Retry-After, which exporters retry. Re-sent content is never counted twice.
+Log records are not counted into SLIs: the ones inside a kept trace are kept with it (`collectors.keeper`).
 """
 
 import hmac
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 from fastapi import FastAPI, Request
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -28,7 +31,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from collectors import otlp
-from collectors.ingest import ItemLimits, aggregate_spans, commit_batch, content_digest, metric_points
+from collectors.exemplars import ExemplarLimits
+from collectors.ingest import Batch, ItemLimits, aggregate_spans, commit_batch, content_digest, metric_points
+from collectors.keeper import TraceKeeper
 from controlplane.settings import Settings
 from controlplane.slices import SliceConfig, load_slices
 from controlplane.storage import make_engine
@@ -79,9 +84,18 @@ def create_receiver(
     if extra_metrics is not None:
         extra_metrics(metrics.registry)
     pending = {"writes": 0}
+    exemplars = ExemplarLimits(bad=settings.collector_keep_errors, slow=settings.collector_keep_slowest)
+    keeper = None
+    if settings.collector_keep_traces:
+        keeper = TraceKeeper(
+            engine,
+            max_bytes=settings.collector_trace_max_bytes,
+            retention=timedelta(days=settings.trace_retention_days),
+        )
     app = FastAPI(title="OTLP/HTTP receiver", version="0.1.0")
     app.state.metrics = metrics
     app.state.slices = config
+    app.state.keeper = keeper
 
     def ingest(kind: str, body: bytes, content_type: str | None, encoding: str | None) -> tuple[int, str]:
         """Decode and count one request in a worker thread; returns (rejected items, events)."""
@@ -89,8 +103,10 @@ def create_receiver(
             body, content_type=content_type, encoding=encoding, kind=kind, max_bytes=settings.collector_max_body_bytes
         )
         limits = ItemLimits.now(max_skew_seconds=settings.collector_max_clock_skew_seconds)
+        if isinstance(message, ExportLogsServiceRequest):
+            return ingest_logs(message, limits)
         if isinstance(message, ExportTraceServiceRequest):
-            batch, points = aggregate_spans(message, config, limits), None
+            batch, points = aggregate_spans(message, config, limits, exemplars), None
         else:
             assert isinstance(message, ExportMetricsServiceRequest)
             points, batch = metric_points(message, config, limits)
@@ -100,8 +116,21 @@ def create_receiver(
         else:
             metrics.events.labels(signal=kind).inc(batch.events)
             metrics.synthetic.labels(signal=kind).inc(batch.synthetic)
+            if keeper is not None and isinstance(message, ExportTraceServiceRequest):
+                keeper.on_spans(message, batch)
         metrics.rejected.labels(signal=kind).inc(batch.rejected)
         return batch.rejected, batch.rejected_reason
+
+    def ingest_logs(message: ExportLogsServiceRequest, limits: ItemLimits) -> tuple[int, str]:
+        # The digest alone is recorded (no counts), so a re-sent export keeps no line twice.
+        if not commit_batch(engine, digest=content_digest(message), signal=otlp.LOGS, batch=Batch()):
+            metrics.duplicates.labels(signal=otlp.LOGS).inc()
+            return 0, ""
+        if keeper is None:
+            return 0, ""
+        rejected, reason = keeper.on_logs(message, limits)
+        metrics.rejected.labels(signal=otlp.LOGS).inc(rejected)
+        return rejected, reason
 
     tokens = [t.strip().encode() for t in (settings.collector_tokens or SecretStr("")).get_secret_value().split(",")]
     tokens = [t for t in tokens if t]
@@ -171,6 +200,10 @@ def create_receiver(
     @app.post("/v1/metrics")
     async def metrics_endpoint(request: Request) -> Response:
         return await handle(otlp.METRICS, request)
+
+    @app.post("/v1/logs")
+    async def logs(request: Request) -> Response:
+        return await handle(otlp.LOGS, request)
 
     @app.get("/metrics")
     def prometheus() -> Response:

@@ -9,6 +9,7 @@ Usage:
                                        boundaries=config.boundaries, at=utcnow())
     model = config.cost_model()          # CostConfigError if config/costs.yaml is wrong
     checklist = config.checklist()       # ChecklistConfigError ...; checks may only name known SLOs
+    policy = config.budget_policy()      # BudgetPolicyError ...; overrides may only name slices and SLOs
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from controlplane.checklist.spec import Checklist, ChecklistConfigError, load_checklist
 from controlplane.cost.model import CostConfigError, CostModel, load_cost_model
+from controlplane.policy.spec import BudgetPolicy, BudgetPolicyError, load_policy
 from controlplane.settings import Settings
 from controlplane.slices import SliceConfig, SliceConfigError, load_slices
 from controlplane.slo.spec import EventSpec, SloConfigError, SloSpec, load_events, load_slos
@@ -27,6 +29,7 @@ CONFIG_ERRORS: tuple[type[ValueError], ...] = (
     SliceConfigError,
     CostConfigError,
     ChecklistConfigError,
+    BudgetPolicyError,
 )
 
 
@@ -40,6 +43,7 @@ class ControlPlaneConfig:
     slices_path: Path
     costs_path: Path
     checklist_path: Path
+    budget_policy_path: Path
 
     @property
     def boundaries(self) -> tuple[float, ...]:
@@ -75,6 +79,15 @@ class ControlPlaneConfig:
                 )
         return model
 
+    def budget_policy(self) -> BudgetPolicy:
+        """The error budget policy (the default rules if the file is missing), its overrides checked
+        against the slice and SLO names."""
+        from controlplane.policy.evaluate import check_names
+
+        policy = load_policy(self.budget_policy_path)
+        check_names(policy, set(self.slice_names) | {s.slice for s in self.specs}, self.slo_names)
+        return policy
+
     def checklist(self) -> Checklist:
         """The readiness checklist, the SLOs its checks name checked against the SLO file."""
         return load_checklist(self.checklist_path, slo_names=self.slo_names)
@@ -91,4 +104,5 @@ def load_config(settings: Settings) -> ControlPlaneConfig:
         slices_path=settings.slices_path,
         costs_path=settings.costs_path,
         checklist_path=settings.checklist_path,
+        budget_policy_path=settings.budget_policy_path,
     )

@@ -47,6 +47,22 @@ def seqs_for_checklist_run(log: AuditLog, run_id: str) -> list[int]:
     return seqs
 
 
+def seqs_for_incident(log: AuditLog, incident: str, *, open_changes: list[int] | None = None) -> list[int]:
+    """The incident's opening and closing entries (the closing one holds its whole record) and the entry of
+    every change its record names. An incident still open has no closing entry yet: give the changes its
+    live record names (`open_changes`) to prove what is known so far."""
+    found = find_entries(log.engine, kind="incident", subject=f"incident:{incident}")
+    if not found:
+        raise ProofError(f"no incident {incident!r} in the audit log; `controlplane incidents list` shows their ids")
+    closed = [e for e in found if e.payload.get("type") == "closed"]
+    if closed:
+        record = closed[-1].payload.get("record") or {}
+        return [e.seq for e in found] + [int(c["seq"]) for c in record.get("changes", [])]
+    if open_changes is None:
+        raise ProofError(f"incident {incident} is still open: its record is written when it closes; export it then")
+    return [e.seq for e in found] + list(open_changes)
+
+
 def seqs_for_range(first: int, last: int) -> list[int]:
     if first < 0 or last < first:
         raise ProofError("--to-seq must not be below --from-seq (a range runs from a first sequence number to a last)")

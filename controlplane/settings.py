@@ -70,6 +70,11 @@ class Settings(BaseSettings):
         Path("config/checklist.yaml"),
         description="The pre-event readiness checklist that `controlplane checklist run` evaluates.",
     )
+    runbooks_path: Path = Field(
+        Path("config/runbooks"),
+        description="Runbooks as Markdown files `NAME.md`, which an SLO or a checklist check names as "
+        "`runbook: NAME`; alerts link to them on the dashboard (`/runbook?name=NAME`).",
+    )
     costs_path: Path = Field(
         Path("config/costs.yaml"),
         description="The cost model: components, their rates or FOCUS bills, and how each is allocated.",
@@ -78,6 +83,18 @@ class Settings(BaseSettings):
         Path("config/scheduler.yaml"),
         description="`controlplane scheduler`'s jobs (crontab expressions or intervals), SLO evaluation delay, "
         "checklist offsets, retention and alert receivers; missing: the defaults.",
+    )
+    budget_policy_path: Path = Field(
+        Path("config/budget_policy.yaml"),
+        description="The error budget policy: rules from an SLO's budget and burn rate to ship, caution or freeze; "
+        "missing: the default rules.",
+    )
+    incident_quiet_minutes: int = Field(
+        10,
+        ge=1,
+        le=1440,
+        description="An incident is mitigated once its slice's SLI has stayed within objective this many minutes, "
+        "and closes then if its alerts have resolved.",
     )
     collector_max_body_bytes: int = Field(
         20 * 2**20, ge=1024, description="Largest OTLP request body, after decompression (413 above)."
@@ -92,8 +109,35 @@ class Settings(BaseSettings):
     )
     collector_tokens: SecretStr | None = Field(
         None,
-        description="Comma-separated bearer tokens the OTLP receiver accepts on /v1/traces and /v1/metrics (several "
-        "while rotating); unset: no authentication (only on a trusted network).",
+        description="Comma-separated bearer tokens the OTLP receiver accepts on /v1/traces, /v1/metrics and "
+        "/v1/logs (several while rotating); unset: no authentication (only on a trusted network).",
+    )
+    collector_keep_traces: bool = Field(
+        True,
+        description="Keep whole traces (spans and log lines) of each slice-minute's bad and slowest events and of "
+        "readiness probes, for `controlplane trace show` and the dashboard's trace view.",
+    )
+    collector_keep_errors: int = Field(
+        5, ge=0, le=100, description="Traces of bad events kept per slice and minute (the first ones)."
+    )
+    collector_keep_slowest: int = Field(
+        3, ge=0, le=100, description="Traces of the slowest events kept per slice and minute."
+    )
+    collector_trace_max_bytes: int = Field(
+        256 * 2**20,
+        ge=2**20,
+        description="Size bound of the kept traces in the store; the oldest go first when it is reached.",
+    )
+    trace_retention_days: float = Field(
+        7.0, gt=0, description="Kept traces older than this are deleted by the collector and the retention job."
+    )
+    otlp_endpoint: str = Field(
+        "",
+        description="Where the collector and the scheduler also send their own log lines as OTLP logs "
+        "(`{endpoint}/v1/logs`, e.g. an OpenTelemetry Collector); unset: standard error only.",
+    )
+    otlp_headers: SecretStr | None = Field(
+        None, description="Headers for that export, as OTEL_EXPORTER_OTLP_HEADERS (Authorization=Bearer%20<token>)."
     )
     scrape_targets: str = Field(
         "", description="Comma-separated /metrics URLs the collector scrapes, e.g. http://127.0.0.1:8080/metrics."

@@ -1,37 +1,74 @@
-"""The cost page (`/cost`): cost per settled bet over time and per component, beside each SLO's budget
-for the same window; per event (kickoff-1h to settlement+1h) with the idle headroom paid."""
+"""The cost page (`/cost`): cost per settled bet (total cost ÷ settled bets, the allocated part beside it)
+in buckets that fit the window and per component, beside each SLO's budget for the same window; per event
+(kickoff-1h to settlement+1h) with the idle headroom paid.
+
+The URL holds the view: `?window=24h|7d|30d|event: NAME`, `?by=minute|hour|day` (only when not the
+buckets that fit the window) and `?at=ISO`, where the window ends (default now). The page at
+`?at=T&window=24h` shows what `controlplane cost report --window 24h --at T` (the same as
+`--from T-24h --to T`) prints: the same figures, labels and rows (`controlplane.cost.render`).
+"""
 
 from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import NamedTuple, cast
 
 import streamlit as st
 from sqlalchemy.exc import SQLAlchemyError
 
-from controlplane.clock import utc_text, utcnow
-from controlplane.cost.compute import rounded
-from controlplane.cost.report import CostInputs, cost_report
-from controlplane.cost.results import CostReport
-from dashboards import charts, data
+from controlplane.clock import utc_text
+from controlplane.cost.render import (
+    bucket_rows,
+    component_rows,
+    event_rows,
+    explanation,
+    headline,
+    notes,
+    render_csv,
+    slo_rows,
+    window_title,
+)
+from controlplane.cost.report import MINUTE_LIMIT, CostInputs, cost_report, fitting_bucketing
+from controlplane.cost.results import Bucketing, CostReport
+from controlplane.formatting import money, utc
+from dashboards import data
+from dashboards.charts import cost as charts
+from dashboards.links import at_caption, pinned_at
 from dashboards.shell import audit_store, problem, record_export, require, settings, store
 
 WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
+BUCKETINGS = ("minute", "hour", "day")
+TILES_PER_ROW = 3  # wide enough that every amount shows whole
 
 
 @st.cache_data(ttl=60, show_spinner="Pricing the window ...")
-def _report(start: str, end: str, by: str, event: str | None) -> CostReport:
+def _report(start: str, end: str, by: str, event: str | None, at: str) -> CostReport:
     config = data.config()
     inputs = CostInputs.from_config(config, store=store(), audit=audit_store())
     chosen = config.events.get(event) if event else None
-    bucketing: Literal["hour", "day"] = "day" if by == "day" else "hour"
     return cost_report(
-        inputs, datetime.fromisoformat(start), datetime.fromisoformat(end), by=bucketing, event=chosen, now=utcnow()
+        inputs,
+        datetime.fromisoformat(start),
+        datetime.fromisoformat(end),
+        by=cast(Bucketing, by),
+        event=chosen,
+        now=datetime.fromisoformat(at),
     )
 
 
-def _window() -> tuple[datetime, datetime, str, str | None] | None:
+class View(NamedTuple):
+    """What the URL asks for: the window's choice (`24h`, `event: NAME`), its start and end, the buckets."""
+
+    choice: str
+    start: datetime
+    end: datetime
+    by: str
+    event: str | None
+
+
+def _view(at: datetime) -> View | None:
+    """The window and buckets from the URL (unknown values fall back, with a note), kept in the URL."""
     try:
         events = data.config().events
     except ValueError as exc:
@@ -39,72 +76,91 @@ def _window() -> tuple[datetime, datetime, str, str | None] | None:
         return None
     choices = list(WINDOWS) + [f"event: {name}" for name in events]
     wanted = st.query_params.get("window", "24h")
-    left, right = st.columns([3, 1])
     if wanted not in choices:
-        st.caption("The link's window is not one this page offers; showing 24h.")
-    chosen = left.selectbox("Window", choices, index=choices.index(wanted) if wanted in choices else 0)
-    by = right.segmented_control("Buckets", ["hour", "day"], default="hour") or "hour"
+        st.caption(f"The link's window is not one this page offers ({', '.join(choices)}); showing 24h.")
+        wanted = "24h"
+    left, right = st.columns([3, 1])
+    chosen = left.selectbox("Window", choices, index=choices.index(wanted))
     st.query_params["window"] = chosen
-    now = utcnow().replace(microsecond=0)  # up to now: the bets settled a moment ago count
+    event = None
     if chosen.startswith("event: "):
-        name = chosen.removeprefix("event: ")
-        start, end = events[name].window()
-        if start >= now:
-            st.info(f"{name} starts at {utc_text(start)}; its cost report opens then.")
+        event = chosen.removeprefix("event: ")
+        start, end = events[event].window()
+        if start >= at:
+            st.info(f"{event} starts at {utc(start)}, after {utc(at)}; its cost report opens then.")
             return None
-        return start, min(end, now), by, name
-    return now - WINDOWS[chosen], now, by, None
+    else:
+        start, end = at - WINDOWS[chosen], at
+    priced_end = min(end, at)  # a window not over by `at` is priced up to `at`
+    fitting = fitting_bucketing(start, priced_end, event=event is not None)
+    options = [b for b in BUCKETINGS if b != "minute" or priced_end - start <= MINUTE_LIMIT]
+    wanted_by = st.query_params.get("by", fitting)
+    if wanted_by not in options:
+        st.caption(f"The link's buckets do not fit this window ({', '.join(options)}); showing {fitting}.")
+        wanted_by = fitting
+    by = right.segmented_control("Buckets", options, default=wanted_by) or wanted_by
+    if by == fitting:
+        st.query_params.pop("by", None)
+    else:
+        st.query_params["by"] = by
+    return View(chosen, start, end, by, event)
+
+
+def _command(view: View, at: datetime) -> str:
+    """The command line that prints the same report."""
+    which = f"--event {view.event}" if view.event else f"--window {view.choice}"
+    return f"controlplane cost report {which} --at {utc_text(at)} --by {view.by}"
+
+
+def _headline(report: CostReport) -> None:
+    tiles = headline(report)
+    for row in range(0, len(tiles), TILES_PER_ROW):
+        for column, (label, text) in zip(st.columns(TILES_PER_ROW), tiles[row : row + TILES_PER_ROW], strict=False):
+            column.metric(label, text)  # short texts (controlplane.formatting), so none is cut off
+    st.caption(explanation(report))
+    st.caption(notes(report))
+    for warning in report.warnings:
+        st.warning(warning)
 
 
 def render() -> None:
     require("oncall", "admin")
     st.title("Cost per settled bet")
+    at, pinned = pinned_at()
+    st.caption(at_caption(at, pinned))
     if not settings().costs_path.exists():
         problem(f"No cost model at {settings().costs_path}.", "Copy config/costs.yaml and set CONTROLPLANE_COSTS_PATH.")
         return
-    window = _window()
-    if window is None:
+    view = _view(at)
+    if view is None:
         return
-    start, end, by, event = window
     try:
-        report = _report(start.isoformat(), end.isoformat(), by, event)
+        report = _report(view.start.isoformat(), view.end.isoformat(), view.by, view.event, at.isoformat())
     except (ValueError, SQLAlchemyError) as exc:  # a bad cost model, bills in another currency, no store
         problem(f"The cost report cannot be made: {exc}.", "Fix the cost model or the imported bills.")
         return
-    cur, figures = report.currency, report.figures
-    a, b, c, d = st.columns(4)
-    per_bet = figures.cost_per_settled_bet
-    a.metric("cost per settled bet", f"{rounded(per_bet)} {cur}" if per_bet is not None else "none")
-    b.metric("total cost", f"{rounded(figures.total_cost)} {cur}")
-    c.metric("settled bets", figures.settled_bets)
-    d.metric("voided bets", figures.voided_bets)
-    if figures.cost_per_settled_bet_reason is not None:
-        st.caption(figures.cost_per_settled_bet_reason)
-    for warning in report.warnings:
-        st.warning(warning)
-    # The charts and tables take rows as the JSON shows them: amounts as rounded decimal text.
-    buckets = [
-        {"hour": utc_text(b.start), "cost_per_settled_bet": rounded(b.figures.cost_per_settled_bet)}
-        for b in report.buckets
-    ]
-    components = [c.to_dict() for c in report.components]
+    cur = report.currency
+    st.caption(f"{window_title(report)}. The same report from the command line: `{_command(view, at)}`")
+    _headline(report)
     left, right = st.columns(2)
-    left.plotly_chart(charts.cost_per_bet(buckets, cur, by))
-    right.plotly_chart(charts.cost_by_component(components, cur))
+    left.plotly_chart(charts.cost_per_bet(report.buckets, cur, report.window))
+    right.plotly_chart(charts.cost_by_component(report.components, cur))
     st.subheader("Components")
-    st.dataframe(components, hide_index=True)
+    st.dataframe(component_rows(report), hide_index=True)
+    with st.expander(f"Each {view.by} of the window"):
+        st.dataframe(bucket_rows(report), hide_index=True)
     st.subheader("Beside the error budget")
-    st.dataframe([s.to_dict() for s in report.slos], hide_index=True)
+    st.dataframe(slo_rows(report), hide_index=True)
     if report.event is not None:
-        e = report.event
-        st.subheader(f"Event {e.name}")
-        st.write(f"Idle headroom paid: **{rounded(e.headroom_cost)} {cur}**")
-        st.dataframe([{"slo": k, "budget burned": v} for k, v in e.budget_consumed.items()], hide_index=True)
-    st.download_button(
-        "Download report (JSON)", data=_json(report), file_name="cost-report.json",
+        st.subheader(f"Event {report.event.name}")
+        st.markdown(f"Idle headroom paid: **{money(report.event.headroom_cost, cur)}**")
+        st.dataframe(event_rows(report), hide_index=True)
+    left, right = st.columns(2)
+    left.download_button(
+        "Download report (JSON)", data=json.dumps(report.to_dict(), indent=2), file_name="cost-report.json",
         on_click=record_export, args=("cost-report",), kwargs={"window": report.window.to_dict()},
     )  # fmt: skip
-
-
-def _json(report: CostReport) -> str:
-    return json.dumps(report.to_dict(), indent=2)
+    right.download_button(
+        "Download report (CSV)", data=render_csv(report), file_name="cost-report.csv", mime="text/csv",
+        on_click=record_export, args=("cost-report-csv",), kwargs={"window": report.window.to_dict()},
+    )  # fmt: skip

@@ -8,6 +8,7 @@ import streamlit as st
 from controlplane.auditing import AuditUnavailable
 from controlplane.clock import utcnow
 from controlplane.users import SESSION_TTL, audit_sign_in, authenticate, create_session, revoke_session
+from dashboards.links import remember_link
 from dashboards.shell import COOKIE, SESSION_KEY, oidc_configured, settings, store
 
 
@@ -23,6 +24,7 @@ def _cookie(value: str, max_age: int) -> None:
 
 def render_login() -> None:
     st.title("Betting control plane")
+    remember_link()
     if st.session_state.get("cookie_cleared"):
         _cookie("", 0)
     if reason := st.session_state.pop("signed_out_reason", None):

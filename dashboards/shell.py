@@ -24,6 +24,7 @@ from controlplane.settings import Settings
 from controlplane.storage import make_engine
 from controlplane.store import migrate_store
 from controlplane.users import SESSION_TTL, session_user
+from dashboards.links import WANTED_LINK, return_to_link
 
 
 @dataclass(frozen=True)
@@ -51,10 +52,17 @@ class PageSpec:
 def role_pages() -> tuple[PageSpec, ...]:
     """Every page behind the sign-in, in menu order, with the roles that have it."""
     # Imported here, not at the top: each of these modules imports this one (require, settings, store).
-    from dashboards import audit_page, cost_page, oncall, readiness, users_page
+    from dashboards import audit_page, cost_page, incidents_page, oncall, readiness, users_page
 
     return (
         PageSpec(oncall.render, "On-call", "oncall", ":material/monitor_heart:", frozenset({"oncall", "admin"})),
+        PageSpec(
+            incidents_page.render,
+            "Incidents",
+            "incidents",
+            ":material/emergency:",
+            frozenset({"oncall", "compliance", "admin"}),
+        ),
         PageSpec(
             readiness.render,
             "Readiness",
@@ -167,22 +175,45 @@ def current_user() -> Viewer | None:
 
 def pages_for(user: Viewer | None) -> list[st.Page]:
     """Signed out: the login page. Signed in: a hidden home page at / that opens the role's first page,
-    then the role's pages, each at its own URL (a default page would answer only at /)."""
+    then the role's pages, each at its own URL (a default page would answer only at /). Just signed in
+    from a link: that link's page and parameters."""
     # Imported here, not at the top: the login module imports this one (settings, store, the cookie).
     from dashboards.login import render_login
 
     if user is None:
         return [st.Page(render_login, title="Log in", url_path="login", icon=":material/login:")]
     home = st.Page(_open_first_page, title="Home", url_path="home", default=True, visibility="hidden")
-    return [home] + [_page(p) for p in role_pages() if user.role in p.roles]
+    pages = {p.url_path: _page(p) for p in role_pages() if user.role in p.roles}
+    pages.update({p.url_path: _page(p, hidden=True) for p in hidden_pages() if user.role in p.roles})
+    if st.session_state.get(WANTED_LINK):
+        st.navigation([home, *pages.values()])  # switch_page needs the session's pages registered
+        return_to_link(pages, first_page(user.role).url_path)
+    return [home, *pages.values()]
 
 
-def _page(spec: PageSpec) -> st.Page:
-    return st.Page(spec.render, title=spec.title, url_path=spec.url_path, icon=spec.icon)
+def _page(spec: PageSpec, *, hidden: bool = False) -> st.Page:
+    return st.Page(
+        spec.render, title=spec.title, url_path=spec.url_path, icon=spec.icon,
+        visibility="hidden" if hidden else "visible",
+    )  # fmt: skip
+
+
+def hidden_pages() -> tuple[PageSpec, ...]:
+    """Pages reached by link only (an alert's runbook, a worst minute's trace), not from the menu."""
+    from dashboards import runbook_page, trace_page
+
+    return (
+        PageSpec(runbook_page.render, "Runbook", "runbook", ":material/menu_book:", frozenset(ROLE_ORDER)),
+        PageSpec(trace_page.render, "Trace", "trace", ":material/timeline:", frozenset(ROLE_ORDER)),
+    )
+
+
+HOME = {"compliance": "readiness"}  # a role's landing page when it is not the first of its menu
 
 
 def first_page(role: str) -> PageSpec:
-    return next(p for p in role_pages() if role in p.roles)
+    pages = [p for p in role_pages() if role in p.roles]
+    return next((p for p in pages if p.url_path == HOME.get(role)), pages[0])
 
 
 def _open_first_page() -> None:

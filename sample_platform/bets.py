@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import Connection, select, update
 
@@ -25,6 +25,7 @@ from sample_platform.outbox import synthetic_mark, write_event
 from sample_platform.problems import Problem
 from sample_platform.risk import RiskEngine, limit_problem
 from sample_platform.telemetry import tracer
+from sample_platform.tracecontext import current_traceparent
 
 markets_t = table(Market)
 selections_t = table(Selection)
@@ -146,6 +147,7 @@ def place_bet(
             status=BetStatus.OPEN.value,
             settlement_version=0,
             placed_at=now,
+            placement_traceparent=current_traceparent(),
         )
         .returning(bets_t.c.id)
     ).scalar_one()
@@ -171,6 +173,22 @@ def place_bet(
     if before_outbox is not None:
         before_outbox(view)
     synthetic = market.synthetic or require_account(conn, account_id)
+    with tracer.start_as_current_span("outbox write", attributes={"bet.id": bet_id, "bet.market_id": market.id}):
+        _write_placed(conn, bet_id, account_id, market, selection, order, payout, txn_id, synthetic)
+    return view
+
+
+def _write_placed(
+    conn: Connection,
+    bet_id: int,
+    account_id: int,
+    market: Any,
+    selection: Any,
+    order: BetOrder,
+    payout: int,
+    txn_id: int,
+    synthetic: bool,
+) -> None:
     write_event(
         conn,
         aggregate_type="bet",
@@ -189,7 +207,6 @@ def place_bet(
             **synthetic_mark(synthetic),
         },
     )
-    return view
 
 
 def bet_view(conn: Connection, bet_id: int, *, account_id: int, with_ledger: bool = True) -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import Connection, Engine, false, select, update
 
@@ -29,6 +30,8 @@ from sample_platform.models import (
 )
 from sample_platform.outbox import PendingEvent, synthetic_mark, write_event, write_events
 from sample_platform.problems import Problem
+from sample_platform.telemetry import tracer
+from sample_platform.tracecontext import MAX_LINKS, span_context_of
 
 markets_t = table(Market)
 selections_t = table(Selection)
@@ -261,6 +264,12 @@ def settle_market(engine: Engine, *, market_id: int, batch_size: int = 100) -> S
 
 
 def _settle_batch(engine: Engine, market_id: int, batch_size: int, report: SettlementReport) -> bool:
+    """One batch of bets settled in one transaction; its span links to each bet's placement."""
+    with tracer.start_as_current_span("settlement batch", attributes={"bet.market_id": market_id}) as span:
+        return _settle_batch_in(span, engine, market_id, batch_size, report)
+
+
+def _settle_batch_in(span: Any, engine: Engine, market_id: int, batch_size: int, report: SettlementReport) -> bool:
     with engine.begin() as conn:
         # Holding the market row keeps the result fixed for this batch (a new result waits for us).
         market = conn.execute(select(markets_t).where(markets_t.c.id == market_id).with_for_update()).one()
@@ -274,6 +283,11 @@ def _settle_batch(engine: Engine, market_id: int, batch_size: int, report: Settl
         ).all()
         if not bets:
             return False
+        span.set_attribute("platform.settlement.bets", len(bets))
+        for bet in bets[:MAX_LINKS]:
+            placed = span_context_of(bet.placement_traceparent)
+            if placed is not None:
+                span.add_link(placed, {"bet.id": bet.id})
         house = ledger.system_account(conn, LedgerAccountKind.HOUSE)
         # Lock every ledger account the batch will touch up front, in ascending id order, the
         # order bet placement and deposits use too: otherwise a batch that reaches one player's

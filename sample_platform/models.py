@@ -18,6 +18,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    String,
     Table,
     Text,
     UniqueConstraint,
@@ -191,6 +192,8 @@ class Bet(SQLModel, table=True):
     settlement_transaction_id: int | None = Field(default=None, sa_column=Column(BigInteger(), nullable=True))
     placed_at: datetime = Field(sa_column=_utc_column())
     settled_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    # W3C traceparent of the placement (while tracing): settlement's spans link to it.
+    placement_traceparent: str | None = Field(default=None, sa_column=Column(String(55), nullable=True))
 
 
 class IdempotencyKey(SQLModel, table=True):
@@ -224,6 +227,8 @@ class OutboxEvent(SQLModel, table=True):
     event_type: str = Field(max_length=64)
     payload: str = Field(sa_column=Column(Text(), nullable=False))
     created_at: datetime = Field(sa_column=_utc_column())
+    # W3C traceparent of the request that wrote it (while tracing): the relay's span links to it.
+    traceparent: str | None = Field(default=None, sa_column=Column(String(55), nullable=True))
 
 
 class OutboxCursor(SQLModel, table=True):

@@ -30,9 +30,11 @@ from sqlalchemy.exc import OperationalError
 from sample_platform.clock import as_utc, utcnow
 from sample_platform.db import reader
 from sample_platform.models import OutboxCursor, OutboxEvent, table
+from sample_platform.tracecontext import MAX_LINKS, current_traceparent, span_context_of
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("sample_platform.outbox")
+MAX_BACKOFF_SECONDS = 5.0
 events_t = table(OutboxEvent)
 cursors_t = table(OutboxCursor)
 
@@ -66,6 +68,7 @@ def write_events(conn: Connection, events: list[PendingEvent]) -> list[str]:
     if not events:
         return []
     now = utcnow()
+    traceparent = current_traceparent()
     rows = [
         {
             "event_id": str(uuid.uuid4()),
@@ -74,6 +77,7 @@ def write_events(conn: Connection, events: list[PendingEvent]) -> list[str]:
             "event_type": e.event_type,
             "payload": canonical_json(e.payload),
             "created_at": now,
+            "traceparent": traceparent,
         }
         for e in events
     ]
@@ -90,9 +94,14 @@ class OutboxMessage:
     event_type: str
     payload: dict[str, Any]
     created_at: str
+    traceparent: str | None = None  # the request that wrote it (W3C Trace Context), while tracing
 
     def to_json(self) -> str:
         return canonical_json(self.__dict__)
+
+
+class SinkUnavailable(Exception):
+    """A sink that could not take a batch (a broker away): the relay keeps its cursor and backs off."""
 
 
 class OutboxSink(Protocol):
@@ -197,13 +206,14 @@ class OutboxRelay:
         return depth, max(0.0, (utcnow() - as_utc(oldest)).total_seconds())
 
     def relay_once(self) -> int:
-        """Deliver one batch; returns how many events it delivered."""
+        """Deliver one batch; returns how many events it delivered. Its span links to the request spans
+        that wrote the events (their trace context is kept with each event)."""
         with tracer.start_as_current_span("outbox relay") as span:
-            delivered = self._relay_batch()
+            delivered = self._relay_batch(span)
             span.set_attribute("platform.outbox.delivered", delivered)
             return delivered
 
-    def _relay_batch(self) -> int:
+    def _relay_batch(self, span: trace.Span | None = None) -> int:
         delay = self.delay()
         with reader(self.engine).connect() as conn:
             last = conn.execute(select(cursors_t.c.last_seq).where(cursors_t.c.name == self.name)).scalar_one()
@@ -226,9 +236,15 @@ class OutboxRelay:
                 event_type=row.event_type,
                 payload=json.loads(row.payload),
                 created_at=as_utc(row.created_at).isoformat(),
+                traceparent=row.traceparent,
             )
             for row in rows
         ]
+        if span is not None:
+            for message in messages[:MAX_LINKS]:
+                linked = span_context_of(message.traceparent)
+                if linked is not None:
+                    span.add_link(linked, {"event.id": message.event_id, "event.type": message.event_type})
         self.sink.deliver(messages)
         with self.engine.begin() as conn:
             conn.execute(
@@ -245,10 +261,15 @@ class OutboxRelay:
         return total
 
     def run(self, stop: threading.Event, interval: float) -> None:
-        """Relay until `stop` is set; a failing sink or database is retried, never fatal."""
+        """Relay until `stop` is set; a failing sink or database is retried, never fatal. While the sink is
+        unavailable the wait doubles, up to MAX_BACKOFF_SECONDS (the sink says so itself, once)."""
+        wait = interval
         while not stop.is_set():
             try:
                 delivered = self.relay_once()
+                wait = interval
+            except SinkUnavailable:
+                delivered, wait = 0, min(wait * 2, MAX_BACKOFF_SECONDS)
             except OperationalError as exc:  # lock or statement timeout: the database is busy, not broken
                 log.warning("outbox relay waiting for the database: %s", type(exc.orig).__name__)
                 delivered = 0
@@ -256,7 +277,7 @@ class OutboxRelay:
                 log.exception("outbox relay round failed; retrying")
                 delivered = 0
             if delivered == 0:
-                stop.wait(interval)
+                stop.wait(wait)
 
 
 def all_event_ids(engine: Engine) -> Iterable[str]:

@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from opentelemetry import trace
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -52,6 +53,9 @@ class Problem(Exception):
         if instance:
             body["instance"] = instance
         body.update(self.extensions)
+        context = trace.get_current_span().get_span_context()
+        if context.is_valid:  # a bettor's support ticket can name the trace (only when tracing is on)
+            body.setdefault("trace_id", format(context.trace_id, "032x"))
         return body
 
     def body_text(self, instance: str | None = None) -> str:
@@ -82,6 +86,12 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> Response:
+        route = getattr(request.scope.get("route"), "path", None)
+        log.info(
+            "request refused: %s",
+            exc.title,
+            extra={"problem.type": exc.slug, "http.response.status_code": exc.status, "http.route": route},
+        )
         return exc.response(request.url.path)
 
     @app.exception_handler(RequestValidationError)

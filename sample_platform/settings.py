@@ -56,6 +56,12 @@ class PlatformSettings(BaseSettings):
         5_000_000, ge=1, description="Largest total liability (payout minus stake) per selection, minor units."
     )
     max_body_bytes: int = Field(65_536, ge=1024, description="Largest request body the platform reads.")
+    outbox_sink: Literal["jsonl", "nats"] = Field(
+        "jsonl",
+        description="Where the outbox relay delivers: the JSON-lines file (PLATFORM_OUTBOX_SINK_PATH), or the "
+        "NATS JetStream stream PLATFORM_EVENTS at PLATFORM_NATS_URL (a row is delivered once the server acks it).",
+    )
+    nats_url: str = Field("nats://127.0.0.1:4222", description="The NATS server (with JetStream) of the outbox sink.")
     outbox_sink_path: Path = Field(
         Path("var/outbox.jsonl"), description="JSON-lines file the outbox relay delivers to."
     )

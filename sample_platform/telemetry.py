@@ -24,9 +24,11 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.re import parse_env_headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from sample_platform.logs import Redact
 from sample_platform.metrics import HTTP_DURATION_BUCKETS, LAG_BUCKETS
 from sample_platform.settings import PlatformSettings
 from sample_platform.synthetic import SYNTHETIC_TYPE, SYNTHETIC_TYPE_ATTRIBUTE, is_synthetic
+from sample_platform.tracecontext import traceparent_of
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = "sample-platform"
@@ -41,17 +43,25 @@ odds_publish_lag = meter.create_histogram(
     description="From a price change's commit until every subscriber's connection has it (one per change).",
 )
 _installed = False
+_logs: Any = None  # the LoggerProvider, once exporting
 
 
 def setup_telemetry(settings: PlatformSettings) -> bool:
-    """Install OTLP/HTTP exporters for traces and metrics if `settings.otlp_endpoint` is set."""
+    """Install OTLP/HTTP exporters for traces, metrics and logs if `settings.otlp_endpoint` is set.
+
+    Log records of INFO and above also go out as OTLP logs, with the trace and span ids of the span
+    they were written in, scrubbed by the same filter as the log lines on standard error."""
     global _installed
     if _installed or not settings.otlp_endpoint:
         return _installed
     # local: the SDK and the OTLP exporter cost ~50-100 ms at import (measured, -X importtime) in every
     # process that imports the platform, and only a process that exports needs them.
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.instrumentation.logging.handler import LoggingHandler
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
     from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
@@ -85,8 +95,16 @@ def setup_telemetry(settings: PlatformSettings) -> bool:
     ]
     trace.set_tracer_provider(traces)
     metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[reader], views=views))
+    global _logs
+    _logs = LoggerProvider(resource=resource)
+    _logs.add_log_record_processor(
+        BatchLogRecordProcessor(OTLPLogExporter(endpoint=f"{endpoint}/v1/logs", headers=headers))
+    )
+    handler = LoggingHandler(level=logging.INFO, logger_provider=_logs)
+    handler.addFilter(Redact())
+    logging.getLogger().addHandler(handler)
     _installed = True
-    log.info("exporting OpenTelemetry traces and metrics to %s", endpoint)
+    log.info("exporting OpenTelemetry traces, metrics and logs to %s", endpoint)
     return True
 
 
@@ -107,24 +125,29 @@ def _synthetic_children() -> Any:
 
 def shutdown_telemetry() -> None:
     """Export what is buffered and stop exporting (before the collector it talks to goes away)."""
-    global _installed
-    for provider in (trace.get_tracer_provider(), metrics.get_meter_provider()):
+    global _installed, _logs
+    for provider in (trace.get_tracer_provider(), metrics.get_meter_provider(), _logs):
         if hasattr(provider, "shutdown"):
             provider.shutdown()
-    _installed = False
+    if _logs is not None:
+        root = logging.getLogger()
+        for handler in [h for h in root.handlers if type(h).__name__ == "LoggingHandler"]:
+            root.removeHandler(handler)
+    _installed, _logs = False, None
 
 
 def flush_telemetry(timeout_millis: int = 10_000) -> None:
     """Export what is buffered now (the app calls it as it shuts down: uvicorn ends the process by
     re-raising SIGTERM, so nothing after the server loop would run)."""
-    for provider in (trace.get_tracer_provider(), metrics.get_meter_provider()):
+    for provider in (trace.get_tracer_provider(), metrics.get_meter_provider(), _logs):
         if hasattr(provider, "force_flush"):
             provider.force_flush(timeout_millis)
 
 
 class ServerSpans:
     """One SERVER span per request, named `{method} {route}`, with stable HTTP semantic conventions,
-    and the `http.server.request.duration` histogram. Status Error for 5xx. Both end as the
+    and the `http.server.request.duration` histogram; the response names the span in a W3C
+    `traceparent` header (while tracing is on). Status Error for 5xx. Both end as the
     response's last byte is sent (a timed-out request's 504), not when abandoned work behind it does."""
 
     def __init__(self, app: ASGIApp, *, streaming: frozenset[str] = frozenset()) -> None:
@@ -170,10 +193,14 @@ class ServerSpans:
             record_exception=False,
             set_status_on_exception=False,
         ) as span:
+            named = traceparent_of(span.get_span_context())
+            traceparent = named.encode() if named else None
 
             async def recording_send(message: Message) -> None:
                 if message["type"] == "http.response.start":
                     status["code"] = message["status"]
+                    if traceparent is not None:  # W3C Trace Context: the response names its trace
+                        message = {**message, "headers": [*message.get("headers", []), (b"traceparent", traceparent)]}
                 await send(message)
                 if message["type"] == "http.response.body" and not message.get("more_body", False):
                     end(span)

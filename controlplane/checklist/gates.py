@@ -11,7 +11,9 @@ from datetime import timedelta
 
 from controlplane.checklist.context import CheckContext
 from controlplane.checklist.results import Outcome, utc_text
-from controlplane.checklist.spec import ErrorBudget, NoPageAlert
+from controlplane.checklist.spec import BudgetPolicyCheck, ErrorBudget, NoPageAlert
+from controlplane.policy.evaluate import check_names, policy_states
+from controlplane.policy.spec import STATES, load_policy
 from controlplane.slo.engine import BURN_WINDOWS, PAGE_RULES, evaluate, load_counts
 from controlplane.slo.periods import floor_minute
 from controlplane.slo.rolled import evaluate_all_from_rollups
@@ -87,3 +89,30 @@ def no_page_alert(params: NoPageAlert, ctx: CheckContext) -> Outcome:
             f"{spec.name} had no events in the last {params.hours}h: no data to clear it", **evidence
         )
     return Outcome.passed(f"{spec.name} did not page in the last {params.hours}h", **evidence)
+
+
+def budget_policy(params: BudgetPolicyCheck, ctx: CheckContext) -> Outcome:
+    policy = load_policy(ctx.settings.budget_policy_path)
+    known = {s.slice for s in ctx.slos} | ({s.name for s in ctx.slices.slices} if ctx.slices is not None else set())
+    check_names(policy, known, {s.name for s in ctx.slos})
+    unknown = sorted(set(params.slices or ()) - known)
+    if unknown:
+        return Outcome.unknown(
+            f"no slice {', '.join(unknown)} (known: {', '.join(sorted(known))}); fix the check's slices"
+        )
+    report = evaluate_all_from_rollups(
+        ctx.store, list(ctx.slos), events=ctx.events, boundaries=_boundaries(ctx), at=ctx.at
+    )
+    states = [s for s in policy_states(policy, report).slices if params.slices is None or s.slice in params.slices]
+    evidence = {
+        "at": utc_text(report.at),
+        "policy": policy.path,
+        "slices": {s.slice: {"state": s.state, "reason": s.reason} for s in states},
+    }
+    bar = STATES.index(params.fail_on)
+    failing = [s for s in states if STATES.index(s.state) >= bar]
+    if failing:
+        words = "; ".join(f"{s.slice} is in {s.state.upper()}: {s.reason}" for s in failing)
+        return Outcome.failed(f"{words} (the error budget policy, {policy.path})", **evidence)
+    shown = ", ".join(f"{s.slice} {s.state}" for s in states) or "no slice with an SLO"
+    return Outcome.passed(f"no slice in {params.fail_on} under the error budget policy: {shown}", **evidence)

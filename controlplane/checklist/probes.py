@@ -137,18 +137,24 @@ def _split(route: str) -> tuple[str, str]:
     return method.upper(), path
 
 
-@probe
-def probe_idempotency(params: ProbeIdempotency, ctx: CheckContext, platform: Platform) -> Outcome:
-    bettor = platform.account("bettor")
+def funded_bettor_and_market(platform: Platform, role: str, deposit_minor: int) -> tuple[dict, dict]:
+    """A synthetic bettor holding `deposit_minor` and a synthetic two-way market at evens, for one probe."""
+    bettor = platform.account(role)
     platform.expect(
         "POST", "/v1/admin/deposit", 200, admin=True,
-        json={"account_id": bettor["id"], "amount_minor": params.stake_minor * 10, "reference": platform.label},
+        json={"account_id": bettor["id"], "amount_minor": deposit_minor, "reference": platform.label},
     )  # fmt: skip
     market = platform.expect(
         "POST", "/v1/admin/markets", 201, admin=True,
         json={"name": f"synthetic {platform.label}", "synthetic": True,
               "selections": [{"name": "home", "odds": "2.00"}, {"name": "away", "odds": "2.00"}]},
     )  # fmt: skip
+    return bettor, market
+
+
+@probe
+def probe_idempotency(params: ProbeIdempotency, ctx: CheckContext, platform: Platform) -> Outcome:
+    bettor, market = funded_bettor_and_market(platform, "bettor", params.stake_minor * 10)
     player = {"Authorization": f"Bearer {bettor['token']}"}
     bet = {
         "market_id": market["id"],

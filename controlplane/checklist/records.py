@@ -7,6 +7,7 @@ Usage:
     waiver = waive(settings, store, check_id="risk-cache", requested_by="bo", approved_by="ana",
                    reason="cache rebuilt at 14:00", expires_at=event_end)
     save_run(settings, store, run)        # the run, each result, and a `checklist` audit entry
+    save_run(settings, store, run, actor="ana")   # ... whose actor is the person who started it
 
 Audit entries: a run is `checklist` / `checklist-run:<run_id>`; a waiver is `checklist` /
 `waiver:<id>`; an attestation is `attestation` / `attestation:<id>`; a drill is `attestation` /
@@ -38,6 +39,7 @@ class RecordError(ValueError):
 
 
 MAX_LIFETIME = timedelta(days=30)
+SYSTEM_ACTOR = "controlplane"  # the actor of a run nobody in particular started (the scheduler, the CLI)
 
 
 def new_id() -> str:
@@ -228,8 +230,10 @@ def active_waiver(store: Engine, check_id: str, *, at: datetime, event: str | No
 # -- runs -------------------------------------------------------------------------------------
 
 
-def save_run(settings: Settings, store: Engine, run: ChecklistRun) -> ChecklistRun:
-    """Keep the run and every result in the store and append it to the audit log: both or neither."""
+def save_run(settings: Settings, store: Engine, run: ChecklistRun, *, actor: str = SYSTEM_ACTOR) -> ChecklistRun:
+    """Keep the run and every result in the store and append it to the audit log, both or neither; the
+    audit entry's actor is who started the run (`controlplane` unless a person did)."""
+    actor = _name(actor, "actor")
     head = {
         "run_id": run.run_id,
         "event": run.event,
@@ -253,7 +257,7 @@ def save_run(settings: Settings, store: Engine, run: ChecklistRun) -> ChecklistR
     ]
     entry = {
         "kind": "checklist",
-        "actor": "controlplane",
+        "actor": actor,
         "subject": f"checklist-run:{run.run_id}",
         "payload": run.audit_payload(),
     }
@@ -282,11 +286,18 @@ def load_run(store: Engine, run_id: str) -> ChecklistRun | None:
 
 
 def list_runs(
-    store: Engine, *, event: str | None = None, limit: int = 50, without_event: bool = False
+    store: Engine,
+    *,
+    event: str | None = None,
+    limit: int = 50,
+    without_event: bool = False,
+    until: datetime | None = None,
 ) -> list[RunSummary]:
     """The newest runs first: run id, event, time, decision, and counts by status (of one event, of runs
-    for no event with `without_event`, or of all)."""
+    for no event with `without_event`, or of all; made at or before `until` if given)."""
     query = select(runs_t).order_by(runs_t.c.at.desc(), runs_t.c.created_at.desc()).limit(limit)
+    if until is not None:
+        query = query.where(runs_t.c.at <= as_utc(until))
     if event is not None:
         query = query.where(runs_t.c.event == event)
     elif without_event:

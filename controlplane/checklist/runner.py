@@ -20,7 +20,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Any
 
-from controlplane.checklist import evidence, facts, gates, probes, signals
+from controlplane.checklist import evidence, facts, gates, probes, signals, trace_probes
 from controlplane.checklist.context import CheckContext
 from controlplane.checklist.records import active_waiver
 from controlplane.checklist.results import ChecklistRun, CheckResult, Outcome
@@ -31,6 +31,7 @@ EVALUATORS: dict[str, Evaluator] = {
     "error_budget": gates.error_budget,
     "no_page_alert": gates.no_page_alert,
     "probe_idempotency": probes.probe_idempotency,
+    "probe_trace": trace_probes.probe_trace,
     "probe_login_limit": probes.probe_login_limit,
     "probe_latency": probes.probe_latency,
     "probe_shedding": probes.probe_shedding,
@@ -38,6 +39,7 @@ EVALUATORS: dict[str, Evaluator] = {
     "slo_coverage": facts.slo_coverage,
     "prometheus_rules": facts.prometheus_rules,
     "audit_evidence": evidence.audit_evidence,
+    "budget_policy": gates.budget_policy,
 }
 POLL_SECONDS = 0.05
 

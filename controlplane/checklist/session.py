@@ -3,6 +3,10 @@
 Usage:
 
     run = run_and_record(settings, store, event=events["cup-final"], at=utcnow())
+    run = run_and_record(settings, store, event=None, actor="ana")  # a person ran it (the dashboard)
+
+The run's audit entry names its actor: `controlplane` when the scheduler or the CLI starts it, the
+signed-in person when someone starts it from the dashboard.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from datetime import datetime
 from sqlalchemy import Engine
 
 from controlplane.checklist.context import CheckContext
-from controlplane.checklist.records import save_run
+from controlplane.checklist.records import SYSTEM_ACTOR, save_run
 from controlplane.checklist.results import ChecklistRun
 from controlplane.checklist.runner import run_checklist
 from controlplane.clock import utcnow
@@ -45,12 +49,17 @@ def new_context(
 
 
 def run_and_record(
-    settings: Settings, store: Engine, *, event: EventSpec | None, at: datetime | None = None
+    settings: Settings,
+    store: Engine,
+    *,
+    event: EventSpec | None,
+    at: datetime | None = None,
+    actor: str = SYSTEM_ACTOR,
 ) -> ChecklistRun:
-    """Load the files, run every check, keep the run in the store and the audit log. Config errors
-    (one of `controlplane.config.CONFIG_ERRORS`) and record errors propagate."""
+    """Load the files, run every check, keep the run in the store and the audit log (its entry's actor is
+    `actor`). Config errors (one of `controlplane.config.CONFIG_ERRORS`) and record errors propagate."""
     config = load_config(settings)
     checklist = config.checklist()
     now = utcnow()
     ctx = new_context(settings, store, config, event=event, at=at or now, now=now)
-    return save_run(settings, store, run_checklist(checklist, ctx))
+    return save_run(settings, store, run_checklist(checklist, ctx), actor=actor)

@@ -6,7 +6,9 @@ Usage:
     checklist = load_checklist(Path("config/checklist.yaml"), slo_names={"bet-placement-availability"})
     for check in checklist.checks: check.evaluator.type
 
-Each check has one evaluator, chosen by its `type` (see EVALUATOR_TYPES and the README).
+Each check has one evaluator, chosen by its `type` (see EVALUATOR_TYPES and the README). Its `runbook` is
+a runbook name (the file NAME.md of config/runbooks), an http(s) URL, or an instruction in words (shown
+as it is, as before runbooks were files).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from controlplane.clock import parse_duration
 from controlplane.config_files import explain, read_yaml
+from controlplane.runbooks import link_for, missing_problem
 
 CHECK_ID = r"^[a-z0-9][a-z0-9-]{0,63}$"
 PROBE_ROUTE = r"^GET /[^\s{}]*$"
@@ -64,6 +67,15 @@ class ProbeIdempotency(Strict):
 
     type: Literal["probe_idempotency"]
     stake_minor: int = Field(100, gt=0, le=10_000)
+
+
+class ProbeTrace(Strict):
+    """A probe bet's trace reaches the collector's kept traces with the platform's log line inside it
+    (`expect: logs`), or with the traces of its relay and settlement linking to it (`expect: links`)."""
+
+    type: Literal["probe_trace"]
+    expect: Literal["logs", "links"] = "logs"
+    wait_seconds: int = Field(30, ge=1, le=300)
 
 
 class ProbeLoginLimit(Strict):
@@ -144,6 +156,15 @@ class AuditEvidence(Strict):
     within_days: int = Field(ge=1, le=366)
 
 
+class BudgetPolicyCheck(Strict):
+    """Pass unless a slice (every slice, or those in `slices`) is frozen by the error budget policy
+    (config/budget_policy.yaml); with `fail_on: caution`, also while one is in caution."""
+
+    type: Literal["budget_policy"]
+    slices: list[str] | None = Field(None, min_length=1)
+    fail_on: Literal["freeze", "caution"] = "freeze"
+
+
 class Attestation(Strict):
     """A named person attested this check (`controlplane checklist attest`) and it has not expired."""
 
@@ -154,6 +175,7 @@ Evaluator = Annotated[
     ErrorBudget
     | NoPageAlert
     | ProbeIdempotency
+    | ProbeTrace
     | ProbeLoginLimit
     | ProbeLatency
     | ProbeShedding
@@ -161,6 +183,7 @@ Evaluator = Annotated[
     | SloCoverage
     | PrometheusRules
     | AuditEvidence
+    | BudgetPolicyCheck
     | Attestation,
     Field(discriminator="type"),
 ]
@@ -168,6 +191,7 @@ EVALUATOR_TYPES = (
     "error_budget",
     "no_page_alert",
     "probe_idempotency",
+    "probe_trace",
     "probe_login_limit",
     "probe_latency",
     "probe_shedding",
@@ -175,6 +199,7 @@ EVALUATOR_TYPES = (
     "slo_coverage",
     "prometheus_rules",
     "audit_evidence",
+    "budget_policy",
     "attestation",
 )
 
@@ -184,13 +209,21 @@ class CheckSpec(Strict):
     title: str = Field(min_length=1, max_length=200)
     severity: Literal["blocking", "warning"]
     owner: str = Field(min_length=1, max_length=200)
-    runbook: str = Field(min_length=1, max_length=2000, description="a URL or text shown on failure")
+    runbook: str = Field(
+        min_length=1,
+        max_length=2000,
+        description="a runbook name (config/runbooks/NAME.md), a URL, or an instruction shown on failure",
+    )
     timeout_seconds: float = Field(30.0, gt=0, le=600)
     evaluator: Evaluator
 
     @property
     def is_probe(self) -> bool:
         return self.evaluator.type.startswith("probe_")
+
+    def runbook_link(self, *, runbooks: Path, dashboard_url: str) -> str | None:
+        """Where the runbook opens: a URL, or the dashboard's page for a file of `runbooks`; None for words."""
+        return link_for(self.runbook, directory=runbooks, dashboard_url=dashboard_url)
 
 
 class ChecklistFile(Strict):
@@ -224,8 +257,9 @@ def _explain(path: Path, raw: Any, exc: ValidationError) -> str:
     return explain(path, named, exc, list_key="checks", what="check")
 
 
-def load_checklist(path: Path, *, slo_names: set[str] | None = None) -> Checklist:
-    """Read and validate the checklist; `slo_names`, when given, are the SLOs a check may name."""
+def load_checklist(path: Path, *, slo_names: set[str] | None = None, runbooks: Path | None = None) -> Checklist:
+    """Read and validate the checklist; `slo_names`, when given, are the SLOs a check may name, and
+    `runbooks`, the runbooks directory, whose names a check's runbook may not misspell."""
     path = Path(path)
     raw = read_yaml(
         path, error=ChecklistConfigError, missing_hint="copy config/checklist.yaml from the project and edit it"
@@ -245,5 +279,8 @@ def load_checklist(path: Path, *, slo_names: set[str] | None = None) -> Checklis
             raise ChecklistConfigError(
                 f"{path}: check '{check.id}': evaluator.slo: no SLO named {slo!r} in the SLO file (known: {known})"
             )
+        problem = missing_problem(runbooks, check.runbook, free_text=True) if runbooks is not None else None
+        if problem:
+            raise ChecklistConfigError(f"{path}: check '{check.id}': runbook: {problem}")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     return Checklist(checks=parsed.checks, path=str(path), digest=digest)

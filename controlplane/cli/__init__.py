@@ -32,6 +32,9 @@ COMMANDS: dict[str, tuple[str, str]] = {  # name -> (module, its Typer app or co
     "drill": ("controlplane.cli.checklist", "drill_app"),
     "cost": ("controlplane.cli.cost", "cost_app"),
     "users": ("controlplane.cli.users", "users_app"),
+    "incidents": ("controlplane.cli.incidents", "incidents_app"),
+    "policy": ("controlplane.cli.policy", "policy_app"),
+    "trace": ("controlplane.cli.trace", "trace_app"),
 }
 
 

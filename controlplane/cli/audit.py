@@ -13,8 +13,17 @@ from audit.keys import AuditKeyError, KeyRing
 from audit.log import AuditError, AuditLog
 from audit.sink import check_money
 from controlplane.auditing import AuditUnavailable, open_audit
-from controlplane.cli.common import EXIT_CRITICAL, fail, load_settings
-from controlplane.proofs import ProofError, export_bundle, seqs_for_bet, seqs_for_checklist_run, seqs_for_range
+from controlplane.cli import audit_stream
+from controlplane.cli.common import EXIT_CRITICAL, config_or_exit, fail, load_settings, store_engine
+from controlplane.clock import utcnow
+from controlplane.proofs import (
+    ProofError,
+    export_bundle,
+    seqs_for_bet,
+    seqs_for_checklist_run,
+    seqs_for_incident,
+    seqs_for_range,
+)
 from controlplane.settings import Settings
 
 audit_app = typer.Typer(
@@ -39,7 +48,9 @@ def _audit(settings: Settings, *, signing: bool = True) -> tuple[AuditLog, KeyRi
 
 @audit_app.command("append")
 def audit_append(
-    kind: Annotated[str, typer.Option(help="change, money, checklist, attestation, access or system.")],
+    kind: Annotated[
+        str, typer.Option(help="change, money, checklist, attestation, access, incident, policy or system.")
+    ],
     actor: Annotated[str, typer.Option(help="Who did it.")],
     subject: Annotated[str, typer.Option(help="What it is about, e.g. bet:42 or slo:bet-placement.")],
     payload: Annotated[str, typer.Option(help="A JSON object (integers for money; no floats).")],
@@ -145,6 +156,21 @@ def audit_prove(
     typer.echo(json.dumps(bundle, indent=2))
 
 
+def _open_incident_changes(settings: Settings, log: AuditLog, incident: str) -> list[int] | None:
+    """The changes an open incident's live record names, read from the log being exported (None if it is
+    closed, or not in the store)."""
+    from controlplane.incidents.tracker import IncidentError, Tracker
+
+    try:
+        tracker = Tracker(settings, store_engine(settings), config=config_or_exit(settings), audit=log.engine)
+        row = tracker.row(incident)
+    except IncidentError:
+        return None
+    if row.closed_at is not None:
+        return None
+    return [c.seq for c in tracker.record(row, now=utcnow()).changes]
+
+
 @audit_app.command("export")
 def audit_export(
     out: Annotated[Path, typer.Option("--out", help="Where to write the bundle (JSON).")],
@@ -155,23 +181,41 @@ def audit_export(
         str | None,
         typer.Option("--checklist-run", help="A checklist run, with the waivers and attestations it relied on."),
     ] = None,
+    incident: Annotated[
+        str | None, typer.Option("--incident", help="A closed incident: its record and the changes it names.")
+    ] = None,
     audit_url: AuditUrl = None,
 ) -> None:
     """A proof bundle that verifies offline: `python -m audit.verify bundle.json --key VKEY`."""
 
     ranges = from_seq is not None or to_seq is not None
-    if sum((ranges, bet is not None, checklist_run is not None)) != 1 or (ranges and None in (from_seq, to_seq)):
-        raise fail("give one of --from-seq A --to-seq B, --bet ID or --checklist-run RUN_ID")
-    log, ring = _audit(load_settings(audit_url=audit_url))
+    given = (ranges, bet is not None, checklist_run is not None, incident is not None)
+    if sum(given) != 1 or (ranges and None in (from_seq, to_seq)):
+        raise fail("give one of --from-seq A --to-seq B, --bet ID, --checklist-run RUN_ID or --incident ID")
+    settings = load_settings(audit_url=audit_url)
+    log, ring = _audit(settings)
     try:
-        if checklist_run is not None:
+        if incident is not None:
+            try:
+                seqs = seqs_for_incident(log, incident)
+            except ProofError:  # still open (or unknown): what its live record names so far
+                changes = _open_incident_changes(settings, log, incident)
+                if changes is None:
+                    raise
+                seqs = seqs_for_incident(log, incident, open_changes=changes)
+        elif checklist_run is not None:
             seqs = seqs_for_checklist_run(log, checklist_run)
         elif bet is not None:
             seqs = seqs_for_bet(log, bet)
         else:
             seqs = seqs_for_range(from_seq, to_seq)  # type: ignore[arg-type]
         bundle = export_bundle(log, ring, seqs)
-    except (AuditError, KeyError, ProofError) as exc:
+    except (AuditError, KeyError, ProofError, AuditUnavailable) as exc:
         raise fail(str(exc)) from None
     out.write_text(json.dumps(bundle, indent=2))
     typer.echo(f"wrote {len(bundle['entries'])} entries, proven against tree size {bundle['tree_size']}, to {out}")
+
+
+# The stream's verbs live with the stream's code; they are `controlplane audit ingest` and `dead-letters`.
+audit_app.command("ingest")(audit_stream.ingest)
+audit_app.command("dead-letters")(audit_stream.dead_letters)

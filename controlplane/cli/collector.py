@@ -9,11 +9,13 @@ from typing import Annotated
 import typer
 
 from controlplane.cli.common import (
+    LogFormatOption,
     StoreUrl,
     TableOrJson,
     config_or_exit,
     fail,
     load_settings,
+    log_export,
     slices_or_exit,
     store_engine,
 )
@@ -35,20 +37,23 @@ def collector_serve(
         str | None,
         typer.Option(help="Comma-separated /metrics URLs to scrape (default: $CONTROLPLANE_SCRAPE_TARGETS)."),
     ] = None,
+    log_format: LogFormatOption = "json",
 ) -> None:
     """Serve the OTLP/HTTP receiver (/v1/traces, /v1/metrics; /metrics for Prometheus) and the scraper."""
     # local: the collector's server (uvicorn, FastAPI, OTLP protobufs) adds ~270 ms to every command's start
     import uvicorn
 
     from collectors.service import create_collector_app
+    from controlplane.logs import setup_logging
 
     settings = load_settings(store_url=store_url, slices_path=slices, scrape_targets=scrape)
+    setup_logging(log_format, **log_export(settings, "controlplane-collector"))
     # Without an SLO file the collector still collects; with one it also serves SLO gauges.
     config = config_or_exit(settings) if Path(settings.slos_path).exists() else None
     sliced = config.slices if config else slices_or_exit(settings)
     engine = store_engine(settings)
     app = create_collector_app(settings, engine=engine, slices=sliced, config=config)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.run(app, host=host, port=port, log_level="warning", log_config=None)  # uvicorn logs through ours
 
 
 @sli_app.command("show")

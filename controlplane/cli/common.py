@@ -16,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from controlplane.auditing import AuditUnavailable, audit_engine
 from controlplane.config import CONFIG_ERRORS, ControlPlaneConfig, load_config
+from controlplane.logs import LogExport
 from controlplane.settings import Settings
 from controlplane.slices import SliceConfig, SliceConfigError, load_slices
 from controlplane.storage import StorageConfigError, make_engine
@@ -28,6 +29,7 @@ FORMAT_HELP = {
     "csv": "CSV with a header row",
     "junit": "JUnit XML for CI servers",
     "openslo": "OpenSLO v1 YAML",
+    "tree": "a span tree for people",
 }
 SettingsT = TypeVar("SettingsT")
 
@@ -47,7 +49,17 @@ def format_option(*choices: str) -> Any:
     return typer.Option("--format", help=f"Output: {described}.")
 
 
+LogFormatOption = Annotated[
+    Literal["json", "text"],
+    typer.Option("--log-format", help="Log lines as JSON objects (with trace and span ids) or as text."),
+]
 TableOrJson = Annotated[Literal["table", "json"], format_option("table", "json")]
+
+
+def log_export(settings: Settings, service: str) -> LogExport:
+    """`setup_logging`'s OTLP options from the settings (CONTROLPLANE_OTLP_ENDPOINT, _HEADERS)."""
+    headers = settings.otlp_headers.get_secret_value() if settings.otlp_headers else ""
+    return LogExport(otlp_endpoint=settings.otlp_endpoint, otlp_headers=headers, service=service)
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -109,6 +121,25 @@ def audit_or_exit(settings: Settings) -> Engine:
         return audit_engine(settings)
     except AuditUnavailable as exc:
         raise fail(str(exc)) from None
+
+
+def audit_outbox_sink(settings: Settings) -> Any:
+    """The sink that appends the platform's outbox events to the audit log (typed money and change
+    entries, each event once), marking changes made while a slice is frozen (`policy: freeze`)."""
+    # local: only an audit-log sink needs these
+    from audit.log import AuditLog
+    from audit.sink import OutboxAuditSink, SubjectKeys
+    from controlplane.policy.flag import FreezeFlag
+
+    engine = audit_or_exit(settings)
+    # The store is only read, lazily and never migrated here: one that is not there yet, or is down,
+    # marks nothing and does not stop the caller.
+    try:
+        flag: FreezeFlag | None = FreezeFlag(make_engine(settings.store_url, **settings.engine_options()))
+    except ValueError as exc:  # a store URL it cannot use: no marks, say so once
+        typer.echo(f"warning: changes are not marked with the error budget policy: {exc}", err=True)
+        flag = None
+    return OutboxAuditSink(AuditLog(engine, origin=settings.audit_origin), SubjectKeys(engine), annotate=flag)
 
 
 def slices_or_exit(settings: Settings) -> SliceConfig:

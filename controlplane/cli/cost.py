@@ -28,7 +28,7 @@ from controlplane.clock import parse_duration, parse_since, utc_text, utcnow
 from controlplane.cost.focus import CostDataError, FocusError, import_focus
 from controlplane.cost.model import CostConfigError
 from controlplane.cost.render import render_csv, render_table
-from controlplane.cost.report import CostInputs, cost_report
+from controlplane.cost.report import BucketingError, CostInputs, cost_report
 
 cost_app = typer.Typer(help="Unit cost per settled bet, per component, beside the SLOs it buys.", no_args_is_help=True)
 CostsPath = Annotated[Path | None, typer.Option("--costs", help="Cost model (default: $CONTROLPLANE_COSTS_PATH).")]
@@ -40,15 +40,29 @@ EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def _window(
-    window: str | None, event: str | None, start: str | None, end: str | None, events: dict[str, Any]
-) -> tuple[datetime, datetime, Any]:
+    window: str | None,
+    event: str | None,
+    start: str | None,
+    end: str | None,
+    at: str | None,
+    events: dict[str, Any],
+) -> tuple[datetime, datetime, datetime, Any]:
+    """The window asked for, the instant the report is as of (`--at`, default now) and the event."""
     chosen = [flag for flag, value in (("--window", window), ("--event", event), ("--from", start)) if value]
     if len(chosen) > 1:
         raise fail(f"give one of --window, --event or --from/--to, not {' and '.join(chosen)}")
     if end is not None and start is None:
         raise fail("--to needs --from")
+    if at is not None and start is not None:
+        raise fail("--at goes with --window or --event; with --from, end the window with --to")
     now = utcnow().replace(microsecond=0)
     chosen_event = None
+    try:
+        when = parse_since(at, now=now) if at is not None else now
+    except (ValueError, OverflowError) as exc:
+        raise fail(f"--at: {exc}") from None
+    if when > now:
+        raise fail(f"--at: {utc_text(when)} is after now: there is no cost to report yet")
     try:
         if event is not None:
             if event not in events:
@@ -68,15 +82,16 @@ def _window(
             if last <= first:
                 raise fail("--to must come after --from")
         else:
-            first, last, what = now - parse_duration(window or "24h"), now, "--window"
+            first, last, what = when - parse_duration(window or "24h"), when, "--window"
     except (ValueError, OverflowError) as exc:
         flag = "--window" if start is None else "--from/--to"
         raise fail(f"{flag}: {exc}") from None
     if last - first > MAX_WINDOW:
         raise fail(f"{what}: a report covers at most {MAX_WINDOW.days} days; ask for a shorter window")
-    if first >= now:
-        raise fail(f"{what} starts at {utc_text(first)}, after now: there is no cost to report yet")
-    return first, last, chosen_event
+    if first >= when:
+        after = "--at" if at is not None else "now"
+        raise fail(f"{what} starts at {utc_text(first)}, after {after}: there is no cost to report yet")
+    return first, last, when, chosen_event
 
 
 @cost_app.command("report")
@@ -87,17 +102,30 @@ def cost_report_command(
     ] = None,
     start: Annotated[str | None, typer.Option("--from", help="Start, ISO 8601 (UTC if no zone).")] = None,
     end: Annotated[str | None, typer.Option("--to", help="End, ISO 8601 (default: now).")] = None,
-    by: Annotated[Literal["hour", "day"] | None, typer.Option("--by", help="Buckets: hour or day.")] = None,
+    at: Annotated[
+        str | None,
+        typer.Option(
+            "--at",
+            help="As of this instant (ISO 8601, or 2h for two hours ago; default now): --window ends here, and an "
+            "--event window not over by then is cut here. The dashboard's cost page at ?at=T&window=24h is "
+            "`--window 24h --at T`.",
+        ),
+    ] = None,
+    by: Annotated[
+        Literal["minute", "hour", "day"] | None,
+        typer.Option("--by", help="Buckets: minute (windows of up to 24 h), hour or day."),
+    ] = None,
     fmt: Annotated[Literal["table", "json", "csv"], format_option("table", "json", "csv")] = "table",
     costs: CostsPath = None,
     store_url: StoreUrl = None,
     audit_url: AuditUrl = None,
 ) -> None:
-    """Total cost, settled and voided bets, cost per settled bet, per component and bucket, beside each SLO."""
+    """Total cost, settled and voided bets, cost per settled bet (total cost ÷ settled bets) with the allocated
+    cost per settled bet beside it, per component and bucket, beside each SLO."""
 
     settings = load_settings(store_url=store_url, audit_url=audit_url, costs_path=costs)
     config = config_or_exit(settings)
-    first, last, chosen = _window(window, event, start, end, config.events)
+    first, last, when, chosen = _window(window, event, start, end, at, config.events)
     try:
         model = config.cost_model()
     except CostConfigError as exc:
@@ -106,9 +134,11 @@ def cost_report_command(
     audit = audit_or_exit(settings)
     inputs = CostInputs.from_config(config, store=store, audit=audit, model=model)
     try:
-        report = cost_report(inputs, first, last, by=by, event=chosen, now=utcnow())
+        report = cost_report(inputs, first, last, by=by, event=chosen, now=when)
     except CostDataError as exc:
         raise fail(str(exc)) from None
+    except BucketingError as exc:
+        raise fail(f"--by {by}: {exc}") from None
     except SQLAlchemyError as exc:
         raise fail(
             f"cannot read the store or the audit log: {type(exc).__name__}: {str(exc).splitlines()[0]}"

@@ -67,6 +67,11 @@ def dashboard(
         "none",
         "--client.toolbarMode",
         "minimal",  # no "Deploy" or developer options: the people using it are not its developers
+        # Tables offer no CSV download or copy of their own: such an export would leave no `access` entry
+        # in the audit log. The pages' download buttons record each export (dashboards.shell.record_export).
+        # .streamlit/config.toml says the same for `streamlit run streamlit_app.py`.
+        "--client.disableDataExport",
+        "true",
         *(["--secrets.files", str(secrets.resolve())] if secrets is not None else []),
     ]
     typer.echo(f"dashboard on http://{host}:{port}", err=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
@@ -16,7 +16,7 @@ from controlplane.cli.common import (
     AdminToken,
     TableOrJson,
     Target,
-    audit_or_exit,
+    audit_outbox_sink,
     fail,
     load_settings,
     settings_or_exit,
@@ -78,6 +78,10 @@ def platform_serve(
             max=65535,
         ),
     ] = None,
+    log_format: Annotated[
+        Literal["json", "text"],
+        typer.Option("--log-format", help="Log lines as JSON objects (with trace and span ids) or as text."),
+    ] = "json",
 ) -> None:
     """Serve the sample platform's HTTP API (docs at /docs), and its odds stream on a port of its own."""
     # local: the platform's app adds ~390 ms to every command's start
@@ -85,7 +89,10 @@ def platform_serve(
 
     from sample_platform.api import create_app
     from sample_platform.db import migrate
+    from sample_platform.logs import setup_logging
     from sample_platform.telemetry import setup_telemetry
+
+    setup_logging(log_format)
 
     stream = {"odds_stream_host": host}
     if stream_port is not None:
@@ -111,15 +118,8 @@ def platform_serve(
 
 
 def _outbox_sink(settings: Settings) -> OutboxSink | None:
-    """The platform's relay delivers to its own JSON-lines file unless CONTROLPLANE_OUTBOX_SINK=audit."""
-    if settings.outbox_sink != "audit":
-        return None
-    # local: only an audit-log sink needs these
-    from audit.log import AuditLog
-    from audit.sink import OutboxAuditSink, SubjectKeys
-
-    engine = audit_or_exit(settings)
-    return OutboxAuditSink(AuditLog(engine, origin=settings.audit_origin), SubjectKeys(engine))
+    """The platform's relay delivers to its own sink (PLATFORM_OUTBOX_SINK) unless CONTROLPLANE_OUTBOX_SINK=audit."""
+    return audit_outbox_sink(settings) if settings.outbox_sink == "audit" else None
 
 
 @platform_app.command("load")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import signal
 import threading
 from dataclasses import asdict
@@ -12,7 +11,16 @@ from typing import Annotated
 
 import typer
 
-from controlplane.cli.common import StoreUrl, TableOrJson, fail, load_settings, store_engine
+from controlplane.cli.common import (
+    LogFormatOption,
+    StoreUrl,
+    TableOrJson,
+    fail,
+    load_settings,
+    log_export,
+    store_engine,
+)
+from controlplane.logs import LogFormat, setup_logging
 from controlplane.scheduler.config import SchedulerConfigError, load_scheduler_config
 from controlplane.scheduler.jobs import Evaluation
 from controlplane.scheduler.leader import NotLeader
@@ -30,6 +38,7 @@ def scheduler(
     ] = None,
     store_url: StoreUrl = None,
     fmt: TableOrJson = "table",
+    log_format: LogFormatOption = "json",
 ) -> None:
     """Run SLO evaluation and alert transitions, checkpoints, pre-event checklists and rollups on their
     schedules; one scheduler per store (a second one refuses to start)."""
@@ -45,12 +54,12 @@ def scheduler(
             service = SchedulerService(settings, store, spec)
         except ReceiverConfigError as exc:
             raise fail(str(exc)) from None
-        _run(service, list_jobs=list_jobs, once=once, fmt=fmt)
+        _run(service, list_jobs=list_jobs, once=once, fmt=fmt, log_format=log_format)
     finally:
         store.dispose()
 
 
-def _run(service: SchedulerService, *, list_jobs: bool, once: str | None, fmt: str) -> None:
+def _run(service: SchedulerService, *, list_jobs: bool, once: str | None, fmt: str, log_format: LogFormat) -> None:
 
     if list_jobs:
         rows = service.listing()
@@ -71,7 +80,7 @@ def _run(service: SchedulerService, *, list_jobs: bool, once: str | None, fmt: s
             raise fail(f"job {once} failed: {type(exc).__name__}: {str(exc).splitlines()[0]}", 2) from None
         typer.echo(_render(once, result, fmt))
         return
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(log_format, **log_export(service.settings, "controlplane-scheduler"))
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

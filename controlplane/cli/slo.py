@@ -19,6 +19,9 @@ from controlplane.cli.common import (
     store_engine,
 )
 from controlplane.clock import parse_since, utcnow
+from controlplane.policy.evaluate import policy_states
+from controlplane.policy.spec import BudgetPolicyError
+from controlplane.slo.curves import ran_out_at
 from controlplane.slo.openslo import export_openslo, import_openslo
 from controlplane.slo.results import render_slo_table
 from controlplane.slo.rolled import evaluate_all_from_rollups
@@ -37,7 +40,8 @@ def slo_status(
     slos: SlosPath = None,
     fmt: TableOrJson = "table",
 ) -> None:
-    """Each SLO: SLI, error budget left, burn rates, alerts. Exit 0 healthy, 1 ticket, 2 page, 3 unknown."""
+    """Each SLO: SLI, error budget left, burn rates, alerts, its error budget policy state. Exit 0 healthy,
+    1 ticket, 2 page, 3 unknown."""
 
     settings = load_settings(store_url=store_url, slos_path=slos)
     config = config_or_exit(settings)
@@ -53,10 +57,23 @@ def slo_status(
         raise fail(str(exc)) from None
     except Exception as exc:  # the store unreachable or broken: "could not evaluate" for cron
         raise fail(f"could not evaluate the SLOs: {type(exc).__name__}: {exc}") from None
+    try:
+        states = {p.slo: p.state for sl in policy_states(config.budget_policy(), report).slices for p in sl.slos}
+    except BudgetPolicyError as exc:
+        raise fail(str(exc)) from None
     if fmt == "json":
-        typer.echo(json.dumps(report.to_dict(), indent=2))
+        body = report.to_dict()
+        for slo in body["slos"]:
+            slo["policy"] = states[slo["name"]]
+        typer.echo(json.dumps(body, indent=2))
     else:
-        typer.echo(render_slo_table(report))
+        spent = {s.name for s in report.slos if s.budget_remaining <= 0 and not s.no_data}
+        ran_out = {
+            spec.name: ran_out_at(store_engine(settings), spec, events=config.events, boundaries=config.boundaries,
+                                  at=report.at)
+            for spec in config.specs if spec.name in spent
+        }  # fmt: skip
+        typer.echo(render_slo_table(report, ran_out, states))
     raise typer.Exit(report.exit_code)
 
 

@@ -5,6 +5,7 @@ Usage:
 
     bets = settled_bets(audit_engine, start, end)
     bets.settled, bets.voided, bets.by_hour[hour_index]   # (settled, voided) by hour of first settlement
+    bets.by_minute[minute_index]                          # the same by minute (for minute buckets)
 
 A bet counts in the window that holds its first settlement entry (`payout`, `bet_lost` or `void`,
 by the time the entry was appended to the log); a later resettlement never counts it again. Whether
@@ -34,6 +35,7 @@ class SettledBets:
     settled: int = 0
     voided: int = 0
     by_hour: dict[int, list[int]] = field(default_factory=dict)  # hour index -> [settled, voided]
+    by_minute: dict[int, list[int]] = field(default_factory=dict)  # minute index -> [settled, voided]
     probes_excluded: int = 0
     resettled: int = 0  # counted bets with more than one settlement entry so far
 
@@ -48,6 +50,10 @@ class _Bet:
 
 def hour_index(moment: datetime) -> int:
     return int(as_utc(moment).timestamp()) // 3600
+
+
+def minute_index(moment: datetime) -> int:
+    return int(as_utc(moment).timestamp()) // 60
 
 
 def settled_bets(audit_engine: Engine, start: datetime, end: datetime) -> SettledBets:
@@ -77,13 +83,15 @@ def settled_bets(audit_engine: Engine, start: datetime, end: datetime) -> Settle
         if bet.synthetic:
             result.probes_excluded += 1
             continue
-        slot = result.by_hour.setdefault(hour_index(bet.first), [0, 0])
-        if bet.last_type == "void":
-            result.voided += 1
-            slot[1] += 1
-        else:
-            result.settled += 1
-            slot[0] += 1
+        slots = (
+            result.by_hour.setdefault(hour_index(bet.first), [0, 0]),
+            result.by_minute.setdefault(minute_index(bet.first), [0, 0]),
+        )
+        voided = bet.last_type == "void"
+        result.voided += voided
+        result.settled += not voided
+        for slot in slots:
+            slot[1 if voided else 0] += 1
         result.resettled += bet.entries > 1
     return result
 

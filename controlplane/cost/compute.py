@@ -3,8 +3,9 @@ much of it the betting product uses: the allocation rules of `controlplane.cost.
 
 Usage:
 
-    costs = component_piece_costs(component, pieces, billing_rows, requests, cpu, slices)
+    costs = component_piece_costs(component, pieces, charges=charges, requests=requests, cpu=cpu, slices=slices)
     costs[i].cost, costs[i].allocated, costs[i].by_slice
+    minutes = split_piece_costs(component, costs, parts, charges=charges)   # parts: (piece index, (start, end))
 
 Rules, per piece:
 - `direct`: the whole cost is the product's.
@@ -14,6 +15,9 @@ Rules, per piece:
   share of the capacity (cores x seconds) is allocated, the rest is idle headroom; without it, the
   whole cost once any CPU was used.
 - `fixed_share`: that share; the rest belongs to other users of a shared component.
+
+The rules decide per hour; a part of an hour (a minute bucket) costs what its source charges for it
+and has its hour's allocated fraction, so the parts of an hour add up to the hour.
 """
 
 from __future__ import annotations
@@ -100,6 +104,11 @@ def charges_cost(charges: Sequence[Charge], a: datetime, b: datetime) -> Decimal
     return total
 
 
+def source_cost(component: Component, charges: Sequence[Charge], a: datetime, b: datetime) -> Decimal:
+    """What the component's source (its list price, or its imported charges) costs over [a, b)."""
+    return rate_cost(component.rate, a, b) if component.rate is not None else charges_cost(charges, a, b)
+
+
 def component_piece_costs(
     component: Component,
     pieces: Sequence[Piece],
@@ -113,7 +122,7 @@ def component_piece_costs(
     allocation = component.allocation
     result = []
     for i, (a, b) in enumerate(pieces):
-        cost = rate_cost(component.rate, a, b) if component.rate is not None else charges_cost(charges, a, b)
+        cost = source_cost(component, charges, a, b)
         piece = PieceCost(cost=cost)
         if allocation.rule == "direct":
             piece.allocated = cost
@@ -140,4 +149,21 @@ def component_piece_costs(
                     piece.allocated = cost
                 piece.by_target = {t: piece.allocated * s / spent for t, s in used_cpu.items()}
         result.append(piece)
+    return result
+
+
+def split_piece_costs(
+    component: Component,
+    costs: Sequence[PieceCost],
+    parts: Sequence[tuple[int, Piece]],
+    *,
+    charges: Sequence[Charge],
+) -> list[PieceCost]:
+    """The cost of each part of a piece (`parts`: the index of its piece, and its start and end), with the
+    fraction of it allocated that its piece has."""
+    result = []
+    for i, (a, b) in parts:
+        cost = source_cost(component, charges, a, b)
+        whole = costs[i]
+        result.append(PieceCost(cost=cost, allocated=cost * whole.allocated / whole.cost if whole.cost else Decimal(0)))
     return result

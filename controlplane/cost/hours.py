@@ -4,7 +4,7 @@ settled in it, written by the scheduler's `cost-rollups` job and read back for c
 Usage:
 
     refresh_cost_hours(inputs, now=utcnow(), hours=3)      # the last 3 complete hours, recomputed
-    history = cost_history(store_engine, model, since=utcnow() - timedelta(days=7))   # [HourCost]
+    history = cost_history(store_engine, since=utcnow() - timedelta(days=7))   # [HourCost]
 
 Recomputing the last few hours each run picks up bills imported and audit entries relayed late; the
 report (`controlplane.cost.report`) is always computed from the sources, never from these rows.
@@ -21,8 +21,8 @@ from sqlalchemy import Engine, delete, select
 
 from controlplane.clock import as_utc, utc_text
 from controlplane.cost.bets import hour_index, settled_bets
-from controlplane.cost.model import CostModel
 from controlplane.cost.report import CostInputs, price_window
+from controlplane.cost.results import per_settled_bet
 from controlplane.cost.tables import hours_t
 from controlplane.storage import reader
 
@@ -59,17 +59,24 @@ def refresh_cost_hours(inputs: CostInputs, *, now: datetime, hours: int = 3) -> 
 @dataclass(frozen=True)
 class HourCost:
     """One rolled-up hour: the cost and allocated cost of every component, the bets first settled in it,
-    and the cost per settled bet (the model's unallocated policy decides the numerator; None if none)."""
+    and per settled bet the cost and the allocated cost, as the report has them (None if none settled)."""
 
     hour: datetime
     total_cost: Decimal
     allocated_cost: Decimal
     settled_bets: int
     voided_bets: int
-    cost_per_settled_bet: Decimal | None
+
+    @property
+    def cost_per_settled_bet(self) -> Decimal | None:
+        return per_settled_bet(self.total_cost, self.settled_bets)
+
+    @property
+    def allocated_cost_per_settled_bet(self) -> Decimal | None:
+        return per_settled_bet(self.allocated_cost, self.settled_bets)
 
 
-def cost_history(engine: Engine, model: CostModel, *, since: datetime, until: datetime | None = None) -> list[HourCost]:
+def cost_history(engine: Engine, *, since: datetime, until: datetime | None = None) -> list[HourCost]:
     """Per rolled-up hour, oldest first."""
     query = select(hours_t).where(hours_t.c.hour >= as_utc(since)).order_by(hours_t.c.hour, hours_t.c.component)
     if until is not None:
@@ -80,8 +87,4 @@ def cost_history(engine: Engine, model: CostModel, *, since: datetime, until: da
             entry = sums.setdefault(as_utc(row.hour), [Decimal(0), Decimal(0), row.settled_bets, row.voided_bets])
             entry[0] += Decimal(row.cost)
             entry[1] += Decimal(row.allocated)
-    history = []
-    for hour, (cost, allocated, settled, voided) in sums.items():
-        counted = cost if model.unallocated == "spread" else allocated
-        history.append(HourCost(hour, cost, allocated, settled, voided, counted / settled if settled else None))
-    return history
+    return [HourCost(hour, *figures) for hour, figures in sums.items()]

@@ -196,7 +196,10 @@ class CostModelFile(Strict):
     currency: str = Field(pattern=CURRENCY, description="ISO 4217 code, e.g. EUR")
     unallocated: Literal["separate", "spread"] = Field(
         "separate",
-        description="idle and unallocated cost: shown apart (separate) or spread over the allocated cost (spread)",
+        description=(
+            "recorded with each report as `unallocated_policy`; either way a report shows the cost per settled "
+            "bet (total cost ÷ settled bets) with the allocated cost per settled bet beside it"
+        ),
     )
     components: list[Component] = Field(min_length=1)
 

@@ -1,4 +1,12 @@
-"""The cost report for people (a table) and for spreadsheets (CSV with a header row).
+"""The cost report for people and for spreadsheets. People (`cost report`'s table and the dashboard's
+cost page) read the same labels and rows, formatted by `controlplane.formatting`; spreadsheets read CSV
+with a header row named as the JSON's keys, amounts exact to 6 places.
+
+Usage:
+
+    headline(report)         # [("Cost per settled bet", "0.000285 EUR"), ("Allocated per settled bet", ...), ...]
+    component_rows(report)   # [{"Component": "database", "Cost": "14.88 EUR", "Allocated": ..., ...}]
+    render_table(report), render_csv(report)
 
 CSV: one row per component and a `total` row; with `--by`, one row per bucket instead.
 """
@@ -12,6 +20,7 @@ from typing import Any
 from controlplane.clock import utc_text
 from controlplane.cost.compute import rounded
 from controlplane.cost.results import CostFigures, CostReport
+from controlplane.formatting import budget_left, count, money, percent, utc, utc_minute
 
 COMPONENT_COLUMNS = (
     "component",
@@ -20,6 +29,7 @@ COMPONENT_COLUMNS = (
     "unallocated",
     "share",
     "cost_per_settled_bet",
+    "allocated_cost_per_settled_bet",
     "source",
     "allocation",
     "currency",
@@ -38,11 +48,113 @@ BUCKET_COLUMNS = (
     "settled_bets",
     "voided_bets",
     "cost_per_settled_bet",
+    "allocated_cost_per_settled_bet",
 )
+# What people read for each figure (the JSON key it shows, where the words differ from it).
+PER_BET = "Cost per settled bet"  # cost_per_settled_bet: total cost ÷ settled bets
+ALLOCATED_PER_BET = "Allocated per settled bet"  # allocated_cost_per_settled_bet
+IDLE = "Idle or others'"  # unallocated
 
 
 def _blank(value: Any) -> Any:
     return "" if value is None else value
+
+
+def headline(report: CostReport) -> list[tuple[str, str]]:
+    """The window's figures as (label, text), in the order the page's tiles and the table's lines show them."""
+    f, cur = report.figures, report.currency
+    return [
+        (PER_BET, money(f.cost_per_settled_bet, cur)),
+        (ALLOCATED_PER_BET, money(f.allocated_cost_per_settled_bet, cur)),
+        ("Total cost", money(f.total_cost, cur)),
+        ("Settled bets", count(f.settled_bets)),
+        ("Voided bets", count(f.voided_bets)),
+        (f"{IDLE} cost", money(f.unallocated_cost, cur)),
+    ]
+
+
+def explanation(report: CostReport) -> str:
+    """How the headline is made, with its own numbers (or why there is no cost per settled bet)."""
+    f, cur = report.figures, report.currency
+    if f.cost_per_settled_bet_reason is not None:
+        return f"{PER_BET}: none ({f.cost_per_settled_bet_reason})."
+    bets = count(f.settled_bets)
+    return (
+        f"{PER_BET} = total cost ÷ settled bets ({money(f.total_cost, cur)} ÷ {bets}). "
+        f"{ALLOCATED_PER_BET} = allocated cost ÷ settled bets ({money(f.allocated_cost, cur)} ÷ {bets}): the part "
+        f"the betting product used, by the cost model's allocation rules. {IDLE} cost is idle headroom and other "
+        "users' shares of shared components."
+    )
+
+
+def notes(report: CostReport) -> str:
+    """What else counts: bills no component matches, probe bets left out, resettled bets."""
+    return (
+        f"Bills matching no component: {money(report.unmapped_billing_cost, report.currency)}; probe bets left out: "
+        f"{count(report.probe_bets_excluded)}; resettled bets: {count(report.resettled_bets)}"
+    )
+
+
+def component_rows(report: CostReport) -> list[dict[str, str]]:
+    cur = report.currency
+    return [
+        {
+            "Component": c.name,
+            "Cost": money(c.cost, cur),
+            "Allocated": money(c.allocated, cur),
+            IDLE: money(c.unallocated, cur),
+            "Share of cost": percent(float(c.share)) if c.share is not None else "-",
+            "Per settled bet": money(c.cost_per_settled_bet, cur),
+            ALLOCATED_PER_BET: money(c.allocated_cost_per_settled_bet, cur),
+            "Source": c.source,
+            "Allocation": c.allocation,
+        }
+        for c in report.components
+    ]
+
+
+def bucket_rows(report: CostReport) -> list[dict[str, str]]:
+    cur, by = report.currency, (report.window.by or "bucket").capitalize()
+    return [
+        {
+            by: utc_minute(b.start),
+            "Cost": money(b.figures.total_cost, cur),
+            "Allocated": money(b.figures.allocated_cost, cur),
+            "Settled bets": count(b.figures.settled_bets),
+            "Voided bets": count(b.figures.voided_bets),
+            "Per settled bet": money(b.figures.cost_per_settled_bet, cur),
+            ALLOCATED_PER_BET: money(b.figures.allocated_cost_per_settled_bet, cur),
+        }
+        for b in report.buckets
+    ]
+
+
+def slo_rows(report: CostReport) -> list[dict[str, str]]:
+    return [
+        {
+            "SLO": s.name,
+            "Slice": s.slice,
+            "Budget left": budget_left(s.budget_remaining, 1 - s.budget_remaining),
+            "Alert now": s.alert_state,
+            "Alerts fired": count(s.alerts_fired),
+            "Requests": count(s.requests),
+            "Slice cost": money(s.slice_cost, report.currency),
+        }
+        for s in report.slos
+    ]
+
+
+def event_rows(report: CostReport) -> list[dict[str, str]]:
+    """Each SLO's error budget burned in the event's window ("no data" where it saw no request)."""
+    if report.event is None:
+        return []
+    return [{"SLO": name, "Budget burned": percent(v)} for name, v in report.event.budget_consumed.items()]
+
+
+def window_title(report: CostReport) -> str:
+    w = report.window
+    title = f"Cost {utc(w.start)} .. {utc(w.end)}" + (f" (event {w.event})" if w.event else "")
+    return title + (" [window not over yet: cost so far]" if not w.complete else "")
 
 
 def _figures_row(f: CostFigures) -> list[Any]:
@@ -54,6 +166,7 @@ def _figures_row(f: CostFigures) -> list[Any]:
         f.settled_bets,
         f.voided_bets,
         _blank(rounded(f.cost_per_settled_bet)),
+        _blank(rounded(f.allocated_cost_per_settled_bet)),
     ]
 
 
@@ -77,6 +190,7 @@ def render_csv(report: CostReport) -> str:
                 rounded(c.unallocated),
                 _blank(rounded(c.share)),
                 _blank(rounded(c.cost_per_settled_bet)),
+                _blank(rounded(c.allocated_cost_per_settled_bet)),
                 c.source,
                 c.allocation,
                 *common,
@@ -90,6 +204,7 @@ def render_csv(report: CostReport) -> str:
             rounded(figures.unallocated_cost),
             "1" if report.components else "",
             _blank(rounded(figures.cost_per_settled_bet)),
+            _blank(rounded(figures.allocated_cost_per_settled_bet)),
             "",
             report.unallocated_policy,
             *common,
@@ -98,87 +213,30 @@ def render_csv(report: CostReport) -> str:
     return out.getvalue()
 
 
-def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
-    cells = [header] + [[str(_blank(v)) for v in row] for row in rows]
+def _table(rows: list[dict[str, str]]) -> list[str]:
+    if not rows:
+        return []
+    header = list(rows[0])
+    cells = [header] + [[row[key] for key in header] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    return ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in cells]
+    return ["", *("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in cells)]
 
 
 def render_table(report: CostReport) -> str:
-    w, cur, f = report.window, report.currency, report.figures
-    title = f"Cost {utc_text(w.start)} .. {utc_text(w.end)}" + (f" (event {w.event})" if w.event else "")
-    if not w.complete:
-        title += " [window not over yet: cost so far]"
+    figures = headline(report)
     lines = [
-        title,
-        f"total {rounded(f.total_cost)} {cur}: allocated {rounded(f.allocated_cost)}, unallocated "
-        f"{rounded(f.unallocated_cost)} ({report.unallocated_policy}); bills matching no component "
-        f"{rounded(report.unmapped_billing_cost)}",
-        f"settled bets {f.settled_bets}, voided {f.voided_bets}, probe bets left out "
-        f"{report.probe_bets_excluded}, resettled {report.resettled_bets}",
-        f"cost per settled bet: {rounded(f.cost_per_settled_bet)} {cur}"
-        if f.cost_per_settled_bet is not None
-        else f"cost per settled bet: none ({f.cost_per_settled_bet_reason})",
+        window_title(report),
+        "; ".join(f"{label}: {text}" for label, text in figures[:3]),
+        "; ".join(f"{label}: {text}" for label, text in figures[3:]),
+        explanation(report),
+        notes(report),
         *(f"warning: {warning}" for warning in report.warnings),
-        "",
     ]
-    lines += _table(
-        ["component", "cost", "allocated", "unallocated", "share", "per settled bet", "source", "allocation"],
-        [
-            [
-                c.name,
-                rounded(c.cost),
-                rounded(c.allocated),
-                rounded(c.unallocated),
-                rounded(c.share),
-                rounded(c.cost_per_settled_bet),
-                c.source,
-                c.allocation,
-            ]
-            for c in report.components
-        ],
-    )
-    if report.buckets:
-        lines.append("")
-        lines += _table(
-            ["bucket", "cost", "allocated", "settled", "voided", "per settled bet"],
-            [
-                [
-                    utc_text(b.start),
-                    rounded(b.figures.total_cost),
-                    rounded(b.figures.allocated_cost),
-                    b.figures.settled_bets,
-                    b.figures.voided_bets,
-                    rounded(b.figures.cost_per_settled_bet),
-                ]
-                for b in report.buckets
-            ],
-        )
-    if report.slos:
-        lines.append("")
-        lines += _table(
-            ["slo", "slice", "budget left", "alert now", "alerts fired", "requests", "slice cost"],
-            [
-                [
-                    s.name,
-                    s.slice,
-                    f"{s.budget_remaining:.1%}",
-                    s.alert_state,
-                    s.alerts_fired,
-                    s.requests,
-                    rounded(s.slice_cost),
-                ]
-                for s in report.slos
-            ],
-        )
+    lines += _table(component_rows(report))
+    lines += _table(bucket_rows(report))
+    lines += _table(slo_rows(report))
     if report.event is not None:
         e = report.event
-        burned = ", ".join(
-            f"{name} {value:.1%}" if value is not None else f"{name} no data"
-            for name, value in e.budget_consumed.items()
-        )
-        lines += [
-            "",
-            f"event {e.name}: idle headroom paid {rounded(e.headroom_cost)} {cur}; error budget burned: {burned}",
-        ]
+        lines += ["", f"Event {e.name}: idle headroom paid {money(e.headroom_cost, report.currency)}"]
+        lines += _table(event_rows(report))
     return "\n".join(lines)

@@ -6,26 +6,30 @@ Usage:
     inputs = CostInputs.from_config(load_config(settings), store=store_engine, audit=audit_engine)
     report = cost_report(inputs, start, end, by="hour", event=None, now=utcnow())   # a CostReport
     json.dumps(report.to_dict())
+    fitting_bucketing(start, end)   # "minute" up to a few hours, "hour" up to a week, "day" beyond
 
-The numerator is the product's cost: the allocated cost (`unallocated: separate`, idle shown apart)
-or all of it (`unallocated: spread`). The denominator is `controlplane.cost.bets`. Amounts are exact
-decimals (`controlplane.cost.results`), printed rounded to 6 places; a cost per settled bet is None,
-with the reason, when nothing settled.
+The cost per settled bet is the total cost ÷ the settled bets, and beside it the allocated cost per
+settled bet: the part the betting product used by the allocation rules; the rest is idle headroom and
+others' shares, shown apart. The denominator is `controlplane.cost.bets`. Amounts are exact decimals
+(`controlplane.cost.results`), printed rounded to 6 places; a cost per settled bet is None, with the
+reason, when nothing settled. The rules allocate hour by hour, so the figures of a window are the same
+whichever buckets are asked for.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Literal
 
 from sqlalchemy import Engine
 
 from controlplane.clock import as_utc
 from controlplane.config import ControlPlaneConfig
-from controlplane.cost.bets import hour_index, settled_bets
-from controlplane.cost.compute import PieceCost, component_piece_costs
+from controlplane.cost.bets import SettledBets, hour_index, minute_index, settled_bets
+from controlplane.cost.compute import Charge, PieceCost, component_piece_costs, split_piece_costs
 from controlplane.cost.focus import charges_by_component
 from controlplane.cost.model import CostModel
 from controlplane.cost.results import (
@@ -38,12 +42,30 @@ from controlplane.cost.results import (
     CostWindow,
     EventCost,
     SloBeside,
+    per_settled_bet,
 )
-from controlplane.cost.usage import CPU_METRIC, cpu_seconds_by_piece, hour_pieces, requests_by_piece
+from controlplane.cost.usage import CPU_METRIC, cpu_seconds_by_piece, hour_pieces, minute_pieces, requests_by_piece
 from controlplane.scheduler.history import alerts_fired
 from controlplane.slo.engine import budget
 from controlplane.slo.rolled import evaluate_all_from_rollups, load_rolled_counts, rolled_series, snapshot
 from controlplane.slo.spec import EventSpec, SloSpec
+
+MINUTE_LIMIT = timedelta(hours=24)  # minute buckets for windows up to this long (1,440 of them)
+FEW_HOURS = timedelta(hours=6)  # a window this short (an event's, typically) is read by the minute
+WEEK = timedelta(days=7)
+
+
+class BucketingError(ValueError):
+    """Buckets too fine for the window; the message says what to ask for instead."""
+
+
+def fitting_bucketing(start: datetime, end: datetime, *, event: bool = False) -> Literal["minute", "hour", "day"]:
+    """The buckets that fit a window: minutes for an event's window (up to MINUTE_LIMIT) and for windows
+    of a few hours, hours up to a week, days beyond."""
+    span = end - start
+    if span <= FEW_HOURS or (event and span <= MINUTE_LIMIT):
+        return "minute"
+    return "hour" if span <= WEEK else "day"
 
 
 @dataclass(frozen=True)
@@ -72,19 +94,10 @@ class CostInputs:
         )
 
 
-def _per_bet(amount: Decimal, settled: int) -> Decimal | None:
-    return amount / settled if settled else None
-
-
-def _counted(model: CostModel, piece: PieceCost) -> Decimal:
-    return piece.cost if model.unallocated == "spread" else piece.allocated
-
-
-def _figures(model: CostModel, pieces: list[PieceCost], settled: int, voided: int) -> CostFigures:
+def _figures(pieces: list[PieceCost], settled: int, voided: int) -> CostFigures:
     cost = sum((p.cost for p in pieces), Decimal(0))
     allocated = sum((p.allocated for p in pieces), Decimal(0))
-    counted = sum((_counted(model, p) for p in pieces), Decimal(0))
-    return CostFigures(cost, allocated, settled, voided, _per_bet(counted, settled))
+    return CostFigures(cost, allocated, settled, voided)
 
 
 @dataclass(frozen=True)
@@ -93,6 +106,7 @@ class PricedWindow:
 
     pieces: list[tuple[datetime, datetime]]
     costs: dict[str, list[PieceCost]]
+    charges: dict[str, list[Charge]]  # of each component priced from imported bills
     requests: dict[str, list[int]]
     unmapped: dict[str, Decimal]  # by currency: imported bills no component matches
     warnings: list[str]
@@ -119,7 +133,7 @@ def price_window(inputs: CostInputs, start: datetime, end: datetime) -> PricedWi
         )
         for c in model.components
     }
-    return PricedWindow(pieces, costs, requests, unmapped, warnings)
+    return PricedWindow(pieces, costs, charges, requests, unmapped, warnings)
 
 
 def cost_report(
@@ -131,25 +145,32 @@ def cost_report(
     event: EventSpec | None = None,
     now: datetime,
 ) -> CostReport:
+    """The report of [start, end), cut at `now` when the window is not over; `by` adds buckets (minute
+    buckets for windows up to MINUTE_LIMIT, else BucketingError)."""
     model = inputs.model
     start, requested_end = as_utc(start), as_utc(end)
     end = max(start, min(requested_end, as_utc(now)))
+    if by == "minute" and end - start > MINUTE_LIMIT:
+        raise BucketingError(
+            f"minute buckets cover windows of up to {MINUTE_LIMIT.total_seconds() / 3600:.0f} hours; "
+            "ask for hour or day buckets"
+        )
     priced = price_window(inputs, start, end)
-    pieces, costs, requests, unmapped = priced.pieces, priced.costs, priced.requests, priced.unmapped
+    costs, requests, unmapped = priced.costs, priced.requests, priced.unmapped
     bets = settled_bets(inputs.audit, start, end)
     everything = [p for pc in costs.values() for p in pc]
     return CostReport(
         window=CostWindow(start, end, complete=end == requested_end, event=event.name if event else None, by=by),
         currency=model.currency,
         unallocated_policy=model.unallocated,
-        figures=_figures(model, everything, bets.settled, bets.voided),
+        figures=_figures(everything, bets.settled, bets.voided),
         warnings=tuple(priced.warnings),
         probe_bets_excluded=bets.probes_excluded,
         resettled_bets=bets.resettled,
         unmapped_billing_cost=unmapped.get(model.currency, Decimal(0)),
         unmapped_billing_other_currencies={c: a for c, a in sorted(unmapped.items()) if c != model.currency},
         components=_components(inputs, costs, bets.settled),
-        buckets=_buckets(model, pieces, costs, bets.by_hour, by) if by else (),
+        buckets=_buckets(inputs.model, priced, bets, by) if by else (),
         slos=_slos(inputs, costs, requests, start, end),
         event=_event(inputs, event, costs, start, end) if event is not None else None,
     )
@@ -157,15 +178,17 @@ def cost_report(
 
 def _components(inputs: CostInputs, costs: dict[str, list[PieceCost]], settled: int) -> tuple[ComponentCost, ...]:
     model = inputs.model
-    counted = {name: sum((_counted(model, p) for p in pieces), Decimal(0)) for name, pieces in costs.items()}
-    whole = sum(counted.values(), Decimal(0))
+    cost = {name: sum((p.cost for p in pieces), Decimal(0)) for name, pieces in costs.items()}
+    allocated = {name: sum((p.allocated for p in pieces), Decimal(0)) for name, pieces in costs.items()}
+    whole = sum(cost.values(), Decimal(0))
     return tuple(
         ComponentCost(
             name=component.name,
-            cost=sum((p.cost for p in costs[component.name]), Decimal(0)),
-            allocated=sum((p.allocated for p in costs[component.name]), Decimal(0)),
-            share=counted[component.name] / whole if whole else None,
-            cost_per_settled_bet=_per_bet(counted[component.name], settled),
+            cost=cost[component.name],
+            allocated=allocated[component.name],
+            share=cost[component.name] / whole if whole else None,
+            cost_per_settled_bet=per_settled_bet(cost[component.name], settled),
+            allocated_cost_per_settled_bet=per_settled_bet(allocated[component.name], settled),
             source=component.source(),
             allocation=component.allocation.describe(),
         )
@@ -174,32 +197,37 @@ def _components(inputs: CostInputs, costs: dict[str, list[PieceCost]], settled: 
 
 
 def _bucket_key(moment: datetime, by: str) -> datetime:
+    if by == "minute":
+        return moment.replace(second=0, microsecond=0)
     hour = moment.replace(minute=0, second=0, microsecond=0)
     return hour if by == "hour" else hour.replace(hour=0)
 
 
-def _buckets(
-    model: CostModel,
-    pieces: list[tuple[datetime, datetime]],
-    costs: dict[str, list[PieceCost]],
-    by_hour: dict[int, list[int]],
-    by: str,
-) -> tuple[CostBucket, ...]:
+def _buckets(model: CostModel, priced: PricedWindow, bets: SettledBets, by: str) -> tuple[CostBucket, ...]:
+    pieces, costs, counts, index = priced.pieces, priced.costs, bets.by_hour, hour_index
+    if by == "minute":
+        parts = [(i, part) for i, piece in enumerate(pieces) for part in minute_pieces(*piece)]
+        pieces = [part for _i, part in parts]
+        costs = {
+            c.name: split_piece_costs(c, costs[c.name], parts, charges=priced.charges.get(c.name, []))
+            for c in model.components
+        }
+        counts, index = bets.by_minute, minute_index
     groups: dict[datetime, list[int]] = {}
     for i, (a, _b) in enumerate(pieces):
         groups.setdefault(_bucket_key(a, by), []).append(i)
     rows = []
     for key, indexes in groups.items():
-        hours = {hour_index(pieces[i][0]) for i in indexes}
-        settled = sum(by_hour.get(h, [0, 0])[0] for h in hours)
-        voided = sum(by_hour.get(h, [0, 0])[1] for h in hours)
+        slots = {index(pieces[i][0]) for i in indexes}
+        settled = sum(counts.get(slot, [0, 0])[0] for slot in slots)
+        voided = sum(counts.get(slot, [0, 0])[1] for slot in slots)
         chosen = [pc[i] for pc in costs.values() for i in indexes]
         rows.append(
             CostBucket(
                 start=pieces[indexes[0]][0],
                 end=pieces[indexes[-1]][1],
                 bucket=key,
-                figures=_figures(model, chosen, settled, voided),
+                figures=_figures(chosen, settled, voided),
             )
         )
     return tuple(rows)

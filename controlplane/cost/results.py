@@ -14,9 +14,14 @@ from typing import Any, Literal
 from controlplane.clock import utc_text
 from controlplane.cost.compute import rounded
 
-Bucketing = Literal["hour", "day"] | None
+Bucketing = Literal["minute", "hour", "day"] | None
 AlertState = Literal["page", "ticket", "ok"]
 NOTHING_SETTLED = "no bet was settled in the window, so there is no cost per settled bet"
+
+
+def per_settled_bet(amount: Decimal, settled: int) -> Decimal | None:
+    """An amount per settled bet; None when nothing settled (never a division by zero)."""
+    return amount / settled if settled else None
 
 
 @dataclass(frozen=True)
@@ -41,18 +46,26 @@ class CostWindow:
 
 @dataclass(frozen=True)
 class CostFigures:
-    """Cost and settled bets of a window or a bucket; the cost per settled bet's numerator follows the
-    model's unallocated policy, and it is None, with the reason, when nothing settled."""
+    """Cost and settled bets of a window or a bucket. The cost per settled bet is the total cost ÷ the
+    settled bets; the allocated cost per settled bet, beside it, is the part the betting product used
+    (the rest is idle headroom and others' shares). Both are None, with the reason, when nothing settled."""
 
     total_cost: Decimal
     allocated_cost: Decimal
     settled_bets: int
     voided_bets: int
-    cost_per_settled_bet: Decimal | None
 
     @property
     def unallocated_cost(self) -> Decimal:
         return self.total_cost - self.allocated_cost
+
+    @property
+    def cost_per_settled_bet(self) -> Decimal | None:
+        return per_settled_bet(self.total_cost, self.settled_bets)
+
+    @property
+    def allocated_cost_per_settled_bet(self) -> Decimal | None:
+        return per_settled_bet(self.allocated_cost, self.settled_bets)
 
     @property
     def cost_per_settled_bet_reason(self) -> str | None:
@@ -66,20 +79,23 @@ class CostFigures:
             "settled_bets": self.settled_bets,
             "voided_bets": self.voided_bets,
             "cost_per_settled_bet": rounded(self.cost_per_settled_bet),
+            "allocated_cost_per_settled_bet": rounded(self.allocated_cost_per_settled_bet),
             "cost_per_settled_bet_reason": self.cost_per_settled_bet_reason,
         }
 
 
 @dataclass(frozen=True)
 class ComponentCost:
-    """One component of the cost model over the window: its `share` of the counted cost (None when
-    nothing was counted) and where its cost and allocation come from, in words."""
+    """One component of the cost model over the window: its `share` of the total cost (None when nothing
+    cost anything), its cost and allocated cost per settled bet (these add up to the window's), and where
+    its cost and allocation come from, in words."""
 
     name: str
     cost: Decimal
     allocated: Decimal
     share: Decimal | None
     cost_per_settled_bet: Decimal | None
+    allocated_cost_per_settled_bet: Decimal | None
     source: str
     allocation: str
 
@@ -95,6 +111,7 @@ class ComponentCost:
             "unallocated": rounded(self.unallocated),
             "share": rounded(self.share),
             "cost_per_settled_bet": rounded(self.cost_per_settled_bet),
+            "allocated_cost_per_settled_bet": rounded(self.allocated_cost_per_settled_bet),
             "source": self.source,
             "allocation": self.allocation,
         }
@@ -102,7 +119,8 @@ class ComponentCost:
 
 @dataclass(frozen=True)
 class CostBucket:
-    """An hour or a day of the window (`bucket` is its UTC start; `start`/`end` are cut to the window)."""
+    """A minute, an hour or a day of the window (`bucket` is its UTC start; `start`/`end` are cut to the
+    window)."""
 
     start: datetime
     end: datetime

@@ -5,6 +5,7 @@ per target from the scraped `process_cpu_seconds_total`.
 Usage:
 
     pieces = hour_pieces(start, end)                  # [(start, end)] cut at whole UTC hours
+    minutes = minute_pieces(*pieces[0])               # a piece cut at whole UTC minutes (for minute buckets)
     requests = requests_by_piece(store_engine, ["bet-placement", "login"], pieces)   # slice -> [int]
     cpu, sampled = cpu_seconds_by_piece(store_engine, ["http://127.0.0.1:8080/metrics"], pieces)
 """
@@ -12,7 +13,7 @@ Usage:
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from itertools import pairwise
@@ -27,18 +28,28 @@ from controlplane.slo.spec import SloSpec
 Piece = tuple[datetime, datetime]
 CPU_METRIC = "process_cpu_seconds_total"
 HOUR = timedelta(hours=1)
+MINUTE = timedelta(minutes=1)
 SAMPLE_MARGIN = timedelta(hours=1)
 
 
 def hour_pieces(start: datetime, end: datetime) -> list[Piece]:
     """[start, end) cut at every whole UTC hour inside it."""
+    return _cut(start, end, lambda moment: moment.replace(minute=0, second=0, microsecond=0) + HOUR)
+
+
+def minute_pieces(start: datetime, end: datetime) -> list[Piece]:
+    """[start, end) cut at every whole UTC minute inside it."""
+    return _cut(start, end, lambda moment: moment.replace(second=0, microsecond=0) + MINUTE)
+
+
+def _cut(start: datetime, end: datetime, next_boundary: Callable[[datetime], datetime]) -> list[Piece]:
     start, end = as_utc(start), as_utc(end)
     pieces = []
     moment = start
     while moment < end:
-        next_hour = moment.replace(minute=0, second=0, microsecond=0) + HOUR
-        pieces.append((moment, min(next_hour, end)))
-        moment = next_hour
+        boundary = next_boundary(moment)
+        pieces.append((moment, min(boundary, end)))
+        moment = boundary
     return pieces
 
 

@@ -1,11 +1,11 @@
 """The demo's evidence at full time: a signed checkpoint, the whole log verified, the money checked
-from the log alone, and proof bundles for one bet and for the checklist run, each verified offline by
+from the log alone, and proof bundles for one bet, the checklist run and the incident, each verified offline by
 the stand-alone verifier in a process of its own (as a regulator would run it).
 
 Usage:
 
     evidence = gather_evidence(settings, bundles_dir, bet_id=42, checklist_run="ab12...")
-    evidence.ok   # the log verifies and both bundles verify offline
+    evidence.ok   # the log verifies and every bundle verifies offline
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class Evidence:
 
     @property
     def ok(self) -> bool:
-        return self.verified and len(self.bundles) == 2 and all(b.verified for b in self.bundles)
+        return self.verified and len(self.bundles) >= 2 and all(b.verified for b in self.bundles)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {"ok": self.ok}
@@ -81,8 +81,16 @@ def _bundle(log: Any, ring: Any, what: str, seqs: list[int], path: Path) -> Bund
     return check
 
 
-def gather_evidence(settings: Settings, bundles: Path, *, bet_id: int | None, checklist_run: str | None) -> Evidence:
-    """Sign a checkpoint of everything logged so far, verify, check the money, export and verify bundles."""
+def gather_evidence(
+    settings: Settings,
+    bundles: Path,
+    *,
+    bet_id: int | None,
+    checklist_run: str | None,
+    incident: tuple[str, list[int]] | None = None,
+) -> Evidence:
+    """Sign a checkpoint of everything logged so far, verify, check the money, export and verify bundles
+    (a bet, the checklist run and, if one opened, the incident: its entries and the changes it names)."""
     evidence = Evidence()
     bundles.mkdir(parents=True, exist_ok=True)
     log, ring = open_audit(settings)
@@ -110,6 +118,9 @@ def gather_evidence(settings: Settings, bundles: Path, *, bet_id: int | None, ch
                 bundles / f"checklist-run-{checklist_run}.json",
             )
         )
+    if incident is not None:
+        ident, incident_seqs = incident
+        wanted.append((f"incident {ident}", lambda: incident_seqs, bundles / f"incident-{ident}.json"))
     if bet_id is None:
         evidence.bundles.append(BundleCheck(what="a bet", path="", output="no bet was accepted, so none to prove"))
     if checklist_run is None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from controlplane.formatting import budget_left, burn, duration
+
 
 def _pct(value: float | None, digits: int = 3) -> str:
     return "no data" if value is None else f"{100 * value:.{digits}f}%"
@@ -11,6 +13,40 @@ def _pct(value: float | None, digits: int = 3) -> str:
 
 def _yes(flag: object) -> str:
     return "OK" if flag else "FAILED"
+
+
+def _incident(inc: dict[str, Any]) -> list[str]:
+    lines = ["", "Incident (opened by the page; every figure from the stored SLI minutes, alerts and audit log)"]
+    if not inc.get("opened"):
+        return [*lines, f"  none: {inc.get('reason', 'no page alert fired')}"]
+    lines.append(f"  {inc['id']} on {inc['slice']}: {inc['title']} ({inc['state']})")
+    mitigated = (
+        f"mitigated +{inc['mitigated_s']:.0f} s (time to mitigate {duration(inc['time_to_mitigate_s'])})"
+        if inc["mitigated_s"] is not None
+        else f"not mitigated by full time (the SLI must stay within objective {inc['quiet_minutes']} min)"
+    )
+    lines.append(
+        f"  impact started +{inc['impact_started_s']:.0f} s, detected +{inc['detected_s']:.0f} s "
+        f"(time to detect {duration(inc['time_to_detect_s'])}), {mitigated}"
+    )
+    bad = ", ".join(f"{slo} {n}" for slo, n in inc["bad_events"].items())
+    spent = ", ".join(f"{slo} {burn(v)}" for slo, v in inc["budget_spent"].items() if v)
+    lines.append(
+        f"  user-impact minutes {inc['user_impact_minutes']}; bad events {bad}; budget spent {spent or 'none'}"
+    )
+    top = inc.get("top_change")
+    if top:
+        offset = f"{abs(top['offset_s']):.0f} s {'before' if top['offset_s'] < 0 else 'after'} the impact started"
+        reason = f": {top['reason']}" if top["reason"] else ""
+        lines.append(
+            f"  nearest change ({inc['changes']} in all): {top['what']} by {top['actor']}, {offset}{reason} "
+            f"(seq {top['seq']})"
+        )
+    policy = ", ".join(
+        f"{name} {p['state'].upper() if p['state'] != 'ship' else 'ship'}" for name, p in inc["policy"].items()
+    )
+    lines.append(f"  error budget policy now: {policy}")
+    return lines
 
 
 def render_report(data: dict[str, Any]) -> str:
@@ -23,11 +59,12 @@ def render_report(data: dict[str, Any]) -> str:
 
     add("")
     add("SLOs at full time (per slice; budget over each SLO's window)")
-    add(f"  {'slo':<28} {'slice':<14} {'objective':>9} {'sli':>10} {'events':>7} {'bad':>5} {'budget left':>11}  alert")
+    add(f"  {'slo':<28} {'slice':<14} {'objective':>9} {'sli':>10} {'events':>7} {'bad':>5} {'budget left':>16}  alert")
     for s in data["slos"]:
+        left = budget_left(s["budget_remaining"], 1 - s["budget_remaining"])
         add(
             f"  {s['slo']:<28} {s['slice']:<14} {100 * s['objective']:>8.2f}% {_pct(s['sli']):>10} "
-            f"{s['events']:>7} {s['bad_events']:>5} {100 * s['budget_remaining']:>10.1f}%  {s['alert']}"
+            f"{s['events']:>7} {s['bad_events']:>5} {left:>16}  {s['alert']}"
         )
 
     add("")
@@ -51,6 +88,8 @@ def render_report(data: dict[str, Any]) -> str:
         )
 
     check = data["checklist"]
+    out.extend(_incident(data.get("incident") or {}))
+
     add("")
     add("Pre-kickoff checklist (run by the scheduler, signed into the audit log)")
     if not check.get("ran"):
@@ -121,6 +160,6 @@ def render_report(data: dict[str, Any]) -> str:
     add("")
     add(
         "Result: "
-        + ("OK: the books balance, the audit log verifies, both bundles verify offline" if data["ok"] else "FAILED")
+        + ("OK: the books balance, the audit log verifies, every bundle verifies offline" if data["ok"] else "FAILED")
     )
     return "\n".join(out)

@@ -5,7 +5,7 @@ settled bet from the audit log), beside what the load generator saw and the ledg
 Usage:
 
     report = DemoReport(plan=plan, ...)      # filled section by section by controlplane.demo.run
-    report.ok                                 # ledger balances, audit verifies, both bundles verify
+    report.ok                                 # ledger balances, audit verifies, every bundle verifies
     json.dumps(report.to_dict())
 """
 
@@ -46,6 +46,7 @@ class DemoReport:
     evidence: Evidence | None = None
     ledger: dict[str, Any] = field(default_factory=dict)
     undercard: dict[str, Any] = field(default_factory=dict)
+    incident: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -65,6 +66,7 @@ class DemoReport:
             },
             "slos": self.slos,
             "alerts": self.alerts,
+            "incident": self.incident,
             "faults": self.faults,
             "checklist": self.checklist,
             "cost": self.cost,

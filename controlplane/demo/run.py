@@ -38,6 +38,7 @@ from controlplane.clock import parse_duration, utcnow
 from controlplane.config import load_config
 from controlplane.demo.evidence import gather_evidence
 from controlplane.demo.gameday import FaultRecord, GameDay, page_state, paging_since
+from controlplane.demo.incident import incident_section
 from controlplane.demo.plan import AFTER_CLEAR, DemoPlan, page_deadline, plan_demo
 from controlplane.demo.report import (
     DemoReport,
@@ -381,10 +382,15 @@ def run_demo(
         end = utcnow()
         report.checklist = checklist_section(store, plan, EVENT)
         bet_id = min(load.accepted_bet_ids) if load.accepted_bet_ids else None
-        report.evidence = gather_evidence(
-            settings, options.workdir / "bundles", bet_id=bet_id, checklist_run=report.checklist.get("run_id")
-        )
         config = load_config(settings)
+        report.incident, proof = incident_section(settings, config, store, plan, at=end)
+        report.evidence = gather_evidence(
+            settings,
+            options.workdir / "bundles",
+            bet_id=bet_id,
+            checklist_run=report.checklist.get("run_id"),
+            incident=proof,
+        )
         report.slos = slo_section(config, store, at=end)
         report.alerts = alert_section(store, plan, gameday.faults)
         if any(a["severity"] == "page" and a["when"] == "before the first fault" for a in report.alerts):

@@ -82,6 +82,8 @@ def write_config(directory: Path, *, source: Path) -> DemoFiles:
         "jobs": {
             "slo-evaluation": {"every": EVALUATION_EVERY},
             "alert-delivery": {"every": "5s"},
+            "incidents": {"every": EVALUATION_EVERY},
+            "budget-policy": {"every": EVALUATION_EVERY},
             "checkpoint": {"every": "30s"},
             "checklists": {"every": EVALUATION_EVERY},
             "rollups": {"every": "60s"},

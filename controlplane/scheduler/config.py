@@ -24,10 +24,22 @@ from controlplane.clock import parse_duration
 from controlplane.config_files import read_yaml
 from controlplane.scheduler.receivers import ReceiverSpec
 
-JOB_IDS = ("slo-evaluation", "alert-delivery", "checkpoint", "checklists", "rollups", "retention", "cost-rollups")
+JOB_IDS = (
+    "slo-evaluation",
+    "alert-delivery",
+    "incidents",
+    "budget-policy",
+    "checkpoint",
+    "checklists",
+    "rollups",
+    "retention",
+    "cost-rollups",
+)
 DEFAULT_CRON = {
     "slo-evaluation": "* * * * *",
     "alert-delivery": "* * * * *",
+    "incidents": "* * * * *",
+    "budget-policy": "* * * * *",
     "checkpoint": "*/5 * * * *",
     "checklists": "* * * * *",
     "rollups": "*/5 * * * *",

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Engine, func, select
 
+from controlplane import formatting
 from controlplane.clock import as_utc
 from controlplane.scheduler.delivery import GAVE_UP
 from controlplane.scheduler.receivers import Transition, utc_text
@@ -120,14 +121,14 @@ def render_history_table(items: list[TransitionHistory]) -> str:
     """The history for people: one line per transition, its deliveries as receiver=status(attempts)."""
     if not items:
         return "no alert transitions in that range"
-    lines = [f"{'at':<20} {'slo':<28} {'severity':<8} {'state':<8} {'burn 1h':>8}  deliveries"]
+    lines = [f"{'at':<21} {'slo':<28} {'severity':<8} {'state':<8} {'burn 1h':>8}  deliveries"]
     for item in items:
         t = item.transition
-        burn = t.burn_rates.get("1h")
+        rate = t.burn_rates.get("1h")
         sent = ", ".join(f"{d.receiver}={d.status}({d.attempts})" for d in item.deliveries) or "-"
         lines.append(
-            f"{t.at.strftime('%Y-%m-%d %H:%M:%S'):<20} {t.slo:<28} {t.severity:<8} {t.state:<8} "
-            f"{'-' if burn is None else f'{burn:.2f}':>8}  {sent}"
+            f"{formatting.utc(t.at):<21} {t.slo:<28} {t.severity:<8} {t.state:<8} "
+            f"{'-' if rate is None else formatting.burn(rate):>8}  {sent}"
         )
         failing = [d for d in item.deliveries if d.status != "delivered" and d.last_error]
         lines.extend(f"{'':<20} ! {d.receiver}: {d.last_error}" for d in failing)

@@ -39,6 +39,7 @@ from controlplane.slo.spec import EventSpec
 from controlplane.slo.tables import buckets_t, changes_t, minutes_lat_t
 from controlplane.storage import reader
 from controlplane.store import SliExemplar, table
+from controlplane.traces.store import prune as prune_traces
 from controlplane.users.signin import purge_sessions
 
 SEVERITIES = ("page", "ticket")
@@ -248,10 +249,17 @@ def retention_horizon(settings: Settings, minute_retention: str, *, now: datetim
 
 
 def retention(settings: Settings, store: Engine, *, now: datetime, minute_retention: str) -> dict[str, int]:
-    """The nightly clean-up: rolled-up SLI minutes past the horizon, and dashboard sessions long over."""
-    return purge_minutes(settings, store, now=now, minute_retention=minute_retention) | {
-        "dashboard_sessions": purge_sessions(store, now)
-    }
+    """The nightly clean-up: rolled-up SLI minutes past the horizon, dashboard sessions long over, and kept
+    traces past their retention (or beyond the size bound)."""
+    return (
+        purge_minutes(settings, store, now=now, minute_retention=minute_retention)
+        | {"dashboard_sessions": purge_sessions(store, now)}
+        | prune_traces(
+            store,
+            max_bytes=settings.collector_trace_max_bytes,
+            older_than=now - timedelta(days=settings.trace_retention_days),
+        )
+    )
 
 
 def purge_minutes(settings: Settings, store: Engine, *, now: datetime, minute_retention: str) -> dict[str, int]:

@@ -4,13 +4,18 @@ Usage:
 
     receivers = receivers_from(settings, specs)   # specs: the `receivers:` of config/scheduler.yaml
     result = receivers[0].send(transition, now=utcnow())   # SendResult: delivered | retry | permanent
+
+An SLO that names a runbook (`runbook:` in config/slos.yaml) sends its link with each alert: Alertmanager's
+`runbook_url` annotation and the webhook's `runbook_url` (`SloRunbooks`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal
@@ -20,7 +25,11 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from controlplane.clock import as_utc, utc_text
+from controlplane.config import CONFIG_ERRORS, load_config
+from controlplane.runbooks import runbook_link
 from controlplane.settings import Settings
+
+log = logging.getLogger(__name__)
 
 # Alertmanager resolves an alert by itself once its endsAt passes. A firing alert is sent with an
 # endsAt this far ahead, and `refresh_firing` re-sends it every minute while it still fires (what
@@ -32,6 +41,7 @@ ALERT_NAMES = {"page": "SLOErrorBudgetBurnPage", "ticket": "SLOErrorBudgetBurnTi
 WEBHOOK_VERSION = 1
 
 Outcome = Literal["delivered", "retry", "permanent"]
+RunbookLookup = Callable[[str], str | None]  # SLO name -> the link of its runbook, if it names one
 
 
 class ReceiverConfigError(ValueError):
@@ -157,8 +167,11 @@ def describe(transition: Transition) -> str:
     return " ".join(parts)
 
 
-def alertmanager_alert(transition: Transition, *, dashboard_url: str, now: datetime) -> dict[str, Any]:
-    """One alert of Alertmanager's v2 API (`postableAlert`) for a transition, as of `now`."""
+def alertmanager_alert(
+    transition: Transition, *, dashboard_url: str, now: datetime, runbook_url: str | None = None
+) -> dict[str, Any]:
+    """One alert of Alertmanager's v2 API (`postableAlert`) for a transition, as of `now`; with the SLO's
+    runbook as the `runbook_url` annotation (the name Prometheus alerting rules use)."""
     link = dashboard_link(dashboard_url, transition.slo)
     if transition.state == "resolved":
         ends_at = transition.at
@@ -178,6 +191,7 @@ def alertmanager_alert(transition: Transition, *, dashboard_url: str, now: datet
             "description": describe(transition),
             "dashboard": link,
             "transition_id": transition.id,
+            **({"runbook_url": runbook_url} if runbook_url else {}),
         },
         "startsAt": utc_text(transition.started_at),
         "endsAt": utc_text(ends_at),
@@ -185,8 +199,9 @@ def alertmanager_alert(transition: Transition, *, dashboard_url: str, now: datet
     }
 
 
-def webhook_document(transition: Transition, *, dashboard_url: str) -> dict[str, Any]:
-    """The generic webhook's JSON body (documented in the README's "Alert delivery")."""
+def webhook_document(transition: Transition, *, dashboard_url: str, runbook_url: str | None = None) -> dict[str, Any]:
+    """The generic webhook's JSON body (documented in the README's "Alert delivery"); `runbook_url` is null
+    when the SLO names no runbook."""
     detail = transition.detail
     return {
         "version": WEBHOOK_VERSION,
@@ -204,7 +219,41 @@ def webhook_document(transition: Transition, *, dashboard_url: str) -> dict[str,
         "budget_remaining": detail.get("budget_remaining"),
         "exemplars": list(detail.get("exemplars") or []),
         "link": dashboard_link(dashboard_url, transition.slo),
+        "runbook_url": runbook_url,
     }
+
+
+class SloRunbooks:
+    """Each SLO's runbook link, for its alerts. The SLO file is read again only when it changes (one stat
+    per alert sent); a file that cannot be read leaves the links last read, so a delivery never fails for it.
+
+    runbooks = SloRunbooks(settings)
+    runbooks("bet-placement-availability")   # 'http://127.0.0.1:8501/runbook?name=bet-placement', or None
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._read: tuple[int, int, int] | None = None  # the SLO file's (mtime_ns, size, inode) when read
+        self._links: dict[str, str] = {}
+
+    def __call__(self, slo: str) -> str | None:
+        try:
+            stat = os.stat(self.settings.slos_path)
+            version = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        except OSError:
+            version = None
+        with self._lock:
+            if version is not None and version != self._read:
+                self._read = version  # a broken file is reported once, not at every alert
+                try:
+                    specs = load_config(self.settings).specs
+                except CONFIG_ERRORS as exc:
+                    log.warning("alerts keep the runbook links read before: %s", exc)
+                else:
+                    url = self.settings.dashboard_url
+                    self._links = {s.name: runbook_link(s.runbook, dashboard_url=url) for s in specs if s.runbook}
+            return self._links.get(slo)
 
 
 @dataclass
@@ -217,6 +266,7 @@ class Receiver:
     headers: Mapping[str, str] = field(default_factory=dict)
     timeout_seconds: float = 10.0
     transport: httpx.BaseTransport | None = field(default=None, repr=False)  # tests: httpx.MockTransport
+    runbooks: RunbookLookup | None = field(default=None, repr=False, compare=False)  # e.g. SloRunbooks
     kind: ClassVar[str] = ""
     refreshes_firing: ClassVar[bool] = False  # re-sent every minute while firing (see FIRING_TTL)
 
@@ -228,6 +278,9 @@ class Receiver:
 
     def request_headers(self, transition: Transition) -> dict[str, str]:
         return dict(self.headers)
+
+    def runbook_url(self, transition: Transition) -> str | None:
+        return self.runbooks(transition.slo) if self.runbooks is not None else None
 
     def send(self, transition: Transition, *, now: datetime) -> SendResult:
         """One attempt to deliver `transition`; never raises for the receiver's failures."""
@@ -264,7 +317,11 @@ class AlertmanagerReceiver(Receiver):
         return f"{self.url.rstrip('/')}/api/v2/alerts"
 
     def body(self, transition: Transition, *, now: datetime) -> Any:
-        return [alertmanager_alert(transition, dashboard_url=self.dashboard_url, now=now)]
+        return [
+            alertmanager_alert(
+                transition, dashboard_url=self.dashboard_url, now=now, runbook_url=self.runbook_url(transition)
+            )
+        ]
 
 
 @dataclass
@@ -277,7 +334,7 @@ class WebhookReceiver(Receiver):
     kind: ClassVar[str] = "webhook"
 
     def body(self, transition: Transition, *, now: datetime) -> Any:
-        return webhook_document(transition, dashboard_url=self.dashboard_url)
+        return webhook_document(transition, dashboard_url=self.dashboard_url, runbook_url=self.runbook_url(transition))
 
     def request_headers(self, transition: Transition) -> dict[str, str]:
         return {**self.headers, "Idempotency-Key": transition.id}
@@ -286,7 +343,9 @@ class WebhookReceiver(Receiver):
 KINDS: dict[str, type[Receiver]] = {"alertmanager": AlertmanagerReceiver, "webhook": WebhookReceiver}
 
 
-def _build(spec: ReceiverSpec, settings: Settings, environ: Mapping[str, str], where: str) -> Receiver:
+def _build(
+    spec: ReceiverSpec, settings: Settings, environ: Mapping[str, str], where: str, runbooks: RunbookLookup
+) -> Receiver:
     headers = dict(spec.headers)
     if spec.bearer_token_env:
         token = environ.get(spec.bearer_token_env, "")
@@ -302,6 +361,7 @@ def _build(spec: ReceiverSpec, settings: Settings, environ: Mapping[str, str], w
         dashboard_url=settings.dashboard_url,
         headers=headers,
         timeout_seconds=spec.timeout_seconds,
+        runbooks=runbooks,
     )
 
 
@@ -317,7 +377,8 @@ def receivers_from(
     settings: Settings, specs: Sequence[ReceiverSpec] = (), *, environ: Mapping[str, str] | None = None
 ) -> list[Receiver]:
     """The receivers of the scheduler's config file, plus the simple-case ones from the settings:
-    CONTROLPLANE_ALERTMANAGER_URL (named `alertmanager`) and CONTROLPLANE_ALERT_WEBHOOK_URL (`webhook`)."""
+    CONTROLPLANE_ALERTMANAGER_URL (named `alertmanager`) and CONTROLPLANE_ALERT_WEBHOOK_URL (`webhook`).
+    They share one `SloRunbooks` of the settings' SLO file."""
     environ = os.environ if environ is None else environ
     named = [(spec, f"receiver {spec.name!r}") for spec in specs]
     if settings.alertmanager_url.strip():
@@ -328,6 +389,7 @@ def receivers_from(
         named.append((_from_setting(variable, "webhook", "webhook", settings.alert_webhook_url), variable))
     seen: dict[str, str] = {}
     receivers = []
+    runbooks = SloRunbooks(settings)
     for spec, where in named:
         if spec.name in seen:
             raise ReceiverConfigError(
@@ -335,5 +397,5 @@ def receivers_from(
                 "give each receiver its own name"
             )
         seen[spec.name] = where
-        receivers.append(_build(spec, settings, environ, where))
+        receivers.append(_build(spec, settings, environ, where, runbooks))
     return receivers

@@ -29,6 +29,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Engine
 
 from controlplane.clock import utc_text, utcnow
+from controlplane.incidents.tracker import Tracker
+from controlplane.policy.recorder import record_policy
 from controlplane.scheduler import jobs
 from controlplane.scheduler.config import JobSpec, SchedulerFile
 from controlplane.scheduler.delivery import DeliveryStats, deliver_pending, enqueue, refresh_firing
@@ -94,6 +96,9 @@ class SchedulerService:
         return {
             "slo-evaluation": self.evaluate_and_enqueue,
             "alert-delivery": self.deliver,
+            # As of the minute SLO evaluation judged last: telemetry for later minutes may still arrive.
+            "incidents": lambda: Tracker(s, store).track(now=clock() - self.config.delay),
+            "budget-policy": lambda: record_policy(s, store, now=clock() - self.config.delay),
             "checkpoint": lambda: jobs.sign_checkpoint(s),
             "rollups": lambda: jobs.refresh(s, store, now=clock()),
             "retention": lambda: jobs.retention(s, store, now=clock(), minute_retention=self.config.minute_retention),

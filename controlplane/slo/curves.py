@@ -174,3 +174,27 @@ class _HourPrefix:
             head[0] + self.events[j] - self.events[i] + tail[0],
             head[1] + self.bad[j] - self.bad[i] + tail[1],
         )
+
+
+def ran_out_at(
+    engine: Engine,
+    spec: SloSpec,
+    *,
+    events: dict[str, EventSpec],
+    boundaries: tuple[float, ...],
+    at: datetime,
+    days: int = 7,
+) -> datetime | None:
+    """The minute the SLO's error budget ran out, if it is spent as of `at` and was not at some instant of
+    the `days` before (found by the hour, then by the minute inside that hour); None otherwise."""
+    hourly = hourly_budget_curve(engine, spec, events=events, boundaries=boundaries, at=at, days=days)
+    if not hourly or hourly[-1].budget_remaining > 0 or not hourly[-1].events:
+        return None
+    left = [i for i, p in enumerate(hourly) if p.budget_remaining > 0]
+    if not left:
+        return None  # spent for longer than the look-back
+    i = left[-1]
+    minutes = budget_curve(
+        engine, spec, events=events, boundaries=boundaries, start=hourly[i].at, end=hourly[i + 1].at, step=ONE_MINUTE
+    )
+    return next((p.at for p in minutes if p.budget_remaining <= 0), hourly[i + 1].at)

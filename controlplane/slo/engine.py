@@ -34,7 +34,6 @@ from controlplane.slo.periods import floor_minute, minute_index
 from controlplane.slo.results import (
     AlertThreshold,
     AlertThresholds,
-    Policy,
     SloAlerts,
     SloReport,
     SloStatus,
@@ -58,7 +57,6 @@ BURN_WINDOWS = {
 BurnRule = tuple[str, str, float]
 PAGE_RULES: tuple[BurnRule, ...] = (("1h", "5m", 14.4), ("6h", "30m", 6.0))
 TICKET_RULES: tuple[BurnRule, ...] = (("1d", "2h", 3.0), ("3d", "6h", 1.0))
-CAUTION_REMAINING = 0.25
 
 
 class WindowCounts(Protocol):
@@ -216,13 +214,6 @@ def evaluate(spec: SloSpec, counts: WindowCounts, *, at: datetime, events: dict[
     elif hour_bad > 0:
         exhaustion = remaining_events / hour_bad * 3600.0  # at the last hour's rate of bad events
     remaining = 1.0 - consumed
-    policy: Policy
-    if total and remaining <= 0:
-        policy = "freeze"  # budget spent: only fixes and reliability work ship
-    elif remaining < CAUTION_REMAINING or alerts.page:
-        policy = "caution"
-    else:
-        policy = "normal"
     return SloStatus(
         name=spec.name,
         slice=spec.slice,
@@ -241,7 +232,6 @@ def evaluate(spec: SloSpec, counts: WindowCounts, *, at: datetime, events: dict[
         alerts=alerts,
         alert_thresholds=AlertThresholds(page=_thresholds(PAGE_RULES, scale), ticket=_thresholds(TICKET_RULES, scale)),
         time_to_exhaustion_seconds=exhaustion,
-        policy=policy,
     )
 
 

@@ -10,6 +10,10 @@ What maps: `kind: SLO` with an inline indicator whose `ratioMetric` (good/total,
 `Occurrences` budgeting (ratio, or latency with `op: lte` and a `value` in seconds) and `Timeslices`
 budgeting of a threshold metric (freshness, `timeSliceWindow: 1m`); rolling windows in days or weeks
 and calendar months; one objective. Anything else is refused with the reason.
+
+What OpenSLO has no field for travels as `metadata.annotations` (string to string, which OpenSLO tools
+keep and ignore): `controlplane/alerting-page`, `controlplane/alerting-ticket` and `controlplane/runbook`
+(a runbook name of config/runbooks, or a URL).
 """
 
 from __future__ import annotations
@@ -18,10 +22,12 @@ import re
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
 from controlplane.slo.spec import SloConfigError, SloSpec
 
 SOURCE_TYPE = "controlplane"
+RUNBOOK_ANNOTATION = f"{SOURCE_TYPE}/runbook"
 
 
 def _source(slice_name: str, **extra: Any) -> dict:
@@ -60,10 +66,11 @@ def to_openslo(spec: SloSpec) -> dict:
         "metadata": {
             "name": spec.name,
             "displayName": spec.name,
-            # Our page/ticket tiers have no OpenSLO field of their own: they travel as annotations.
+            # Our page/ticket tiers and runbook have no OpenSLO field of their own: they travel as annotations.
             "annotations": {
                 f"{SOURCE_TYPE}/alerting-page": str(spec.alerting.page).lower(),
                 f"{SOURCE_TYPE}/alerting-ticket": str(spec.alerting.ticket).lower(),
+                **({RUNBOOK_ANNOTATION: spec.runbook} if spec.runbook else {}),
             },
         },
         "spec": {
@@ -140,6 +147,8 @@ def from_openslo(doc: dict, *, index: int, source: str) -> SloSpec:
     }
     if spec.get("description"):
         data["description"] = spec["description"]
+    if annotations.get(RUNBOOK_ANNOTATION) is not None:
+        data["runbook"] = str(annotations[RUNBOOK_ANNOTATION])
     if "ratioMetric" in indicator:
         if budgeting != "Occurrences":
             raise SloConfigError(
@@ -172,8 +181,20 @@ def from_openslo(doc: dict, *, index: int, source: str) -> SloSpec:
         raise SloConfigError(f"{where}: indicator: only ratioMetric and thresholdMetric map")
     try:
         return SloSpec.model_validate(data)
-    except ValueError as exc:
-        raise SloConfigError(f"{where}: {exc}") from None
+    except ValidationError as exc:
+        raise SloConfigError(f"{where}: {_problems(exc)}") from None
+
+
+def _problems(exc: ValidationError) -> str:
+    """One `field: message` per problem, a field that came from an annotation named as that annotation."""
+    problems = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"])
+        if field == "runbook":
+            field = f"metadata.annotations.{RUNBOOK_ANNOTATION}"
+        message = err["msg"].removeprefix("Value error, ")
+        problems.append(f"{field}: {message}" if field else message)
+    return "; ".join(problems)
 
 
 def import_openslo(text: str, *, source: str) -> list[SloSpec]:

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from controlplane import formatting
 from controlplane.clock import utc_text
 
 SliKind = Literal["ratio", "latency", "freshness"]
 WindowKind = Literal["rolling", "calendar-month", "event"]
-Policy = Literal["normal", "caution", "freeze"]
 
 
 def _require_utc(moment: datetime, what: str) -> None:
@@ -102,7 +102,6 @@ class SloStatus:
     alerts: SloAlerts
     alert_thresholds: AlertThresholds
     time_to_exhaustion_seconds: float | None  # 0 once spent; None if the last hour had no bad events
-    policy: Policy
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -123,7 +122,6 @@ class SloStatus:
             "alerts": self.alerts.to_dict(),
             "alert_thresholds": self.alert_thresholds.to_dict(),
             "time_to_exhaustion_seconds": self.time_to_exhaustion_seconds,
-            "policy": self.policy,
         }
 
 
@@ -149,18 +147,27 @@ class SloReport:
         return {"at": utc_text(self.at), "slos": [s.to_dict() for s in self.slos]}
 
 
-def render_slo_table(report: SloReport) -> str:
-    """The report as a table for people: one line per SLO, worst alert first in the `alert` column."""
+def render_slo_table(
+    report: SloReport,
+    ran_out: Mapping[str, datetime | None] | None = None,
+    policy: Mapping[str, str] | None = None,
+) -> str:
+    """The report as a table for people: one line per SLO. A spent budget reads "exhausted", with when it
+    ran out (`ran_out`, by SLO name, if known) and how many times over it is spent; `policy` is each
+    SLO's error budget policy state (by SLO name; "-" if not given)."""
+    ran_out, policy = ran_out or {}, policy or {}
     lines = [
-        f"SLOs as of {utc_text(report.at)}",
-        f"{'slo':<28} {'objective':>9} {'sli':>9} {'budget left':>11} {'burn 1h':>8} {'burn 6h':>8} "
+        f"SLOs as of {formatting.utc(report.at)}",
+        f"{'slo':<28} {'objective':>9} {'sli':>9} {'budget left':>22} {'burn 1h':>8} {'burn 6h':>8} "
         f"{'alert':<7} policy",
     ]
     for s in report.slos:
         alert = "PAGE" if s.alerts.page else ("ticket" if s.alerts.ticket else "-")
-        sli = "no data" if s.no_data else f"{100 * s.sli:.3f}%"
+        sli = "no data" if s.no_data else formatting.percent(s.sli, 3)
+        budget = formatting.budget_left(s.budget_remaining, s.budget_consumed, ran_out=ran_out.get(s.name))
+        burns = f"{formatting.burn(s.burn_rates['1h']):>8} {formatting.burn(s.burn_rates['6h']):>8}"
         lines.append(
-            f"{s.name:<28} {100 * s.objective:>8.2f}% {sli:>9} {100 * s.budget_remaining:>10.1f}% "
-            f"{s.burn_rates['1h']:>8.2f} {s.burn_rates['6h']:>8.2f} {alert:<7} {s.policy}"
+            f"{s.name:<28} {formatting.percent(s.objective, 2):>9} {sli:>9} {budget:>22} "
+            f"{burns} {alert:<7} {policy.get(s.name, '-')}"
         )
     return "\n".join(lines)

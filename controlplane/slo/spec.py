@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from controlplane.changes import RecordedChange, record_change
 from controlplane.clock import as_utc
 from controlplane.config_files import explain, read_yaml
+from controlplane.runbooks import missing_problem, reference_problem
 
 EVENT_MARGIN = timedelta(hours=1)
 
@@ -68,6 +69,19 @@ class SloSpec(Strict):
     window: WindowSpec
     alerting: AlertingSpec = Field(default_factory=AlertingSpec)
     description: str | None = None
+    runbook: str | None = Field(
+        default=None,
+        max_length=2000,
+        description="a runbook name (the file NAME.md of config/runbooks) or an http(s) URL; alerts carry its link",
+    )
+
+    @field_validator("runbook")
+    @classmethod
+    def _runbook(cls, value: str | None) -> str | None:
+        problem = reference_problem(value) if value is not None else None
+        if problem:
+            raise ValueError(problem)
+        return value
 
 
 class EventSpec(Strict):
@@ -111,17 +125,21 @@ def load_events(path: Path) -> dict[str, EventSpec]:
     return {event.name: event for event in parsed.events}
 
 
-def load_slos(path: Path, *, events: dict[str, EventSpec] | None = None) -> list[SloSpec]:
+def load_slos(path: Path, *, events: dict[str, EventSpec] | None = None, runbooks: Path | None = None) -> list[SloSpec]:
+    """The SLO file, validated; with `runbooks` (the runbooks directory) each runbook name must be a file there."""
     raw = read_yaml(path, error=SloConfigError, missing_hint="copy it from the project's config/ and edit it")
     try:
         parsed = SlosFile.model_validate(raw)
     except ValidationError as exc:
         raise SloConfigError(explain(path, raw, exc, list_key="slos", what="slo")) from None
-    return check_slos(parsed.slos, events=events or {}, source=str(path))
+    return check_slos(parsed.slos, events=events or {}, source=str(path), runbooks=runbooks)
 
 
-def check_slos(specs: list[SloSpec], *, events: dict[str, EventSpec], source: str) -> list[SloSpec]:
-    """Rules across SLOs and files: unique names, known events."""
+def check_slos(
+    specs: list[SloSpec], *, events: dict[str, EventSpec], source: str, runbooks: Path | None = None
+) -> list[SloSpec]:
+    """Rules across SLOs and files: unique names, known events, and (given the runbooks directory) runbook
+    names that are files there."""
     names = [s.name for s in specs]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -133,6 +151,9 @@ def check_slos(specs: list[SloSpec], *, events: dict[str, EventSpec], source: st
                 f"{source}: slo '{spec.name}': window.event: no event named {spec.window.event!r} in "
                 f"config/events.yaml (known: {known}); add it there or pick another window"
             )
+        problem = missing_problem(runbooks, spec.runbook) if runbooks is not None and spec.runbook else None
+        if problem:
+            raise SloConfigError(f"{source}: slo '{spec.name}': runbook: {problem}")
     return specs
 
 
@@ -162,7 +183,8 @@ def apply_slo_changes(
             continue
         by_name[spec.name] = spec
         changes.append((spec.name, spec_document(before) if before else None, spec_document(spec)))
-    merged = check_slos(list(by_name.values()), events=events, source=str(path))
+    runbooks = Path(settings.runbooks_path)
+    merged = check_slos(list(by_name.values()), events=events, source=str(path), runbooks=runbooks)
     if not changes:
         return []
     header = "# Service level objectives; changed through `controlplane slo import` (each change is recorded).\n"

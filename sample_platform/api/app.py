@@ -104,6 +104,9 @@ def create_app(
             p.faults.close()
             for worker in workers:
                 worker.join(timeout=10)
+            close = getattr(p.relay.sink, "close", None)
+            if callable(close):  # a broker connection, say
+                close()
             flush_telemetry()
 
     app = FastAPI(
@@ -199,7 +202,12 @@ async def _database_busy(request: Request, exc: Exception) -> Response:
     # connection): nothing was committed and a retry is safe. Data errors are `_data_refused`.
     get_platform(request).metrics.db_lock_waits.inc()
     orig = exc.orig if isinstance(exc, DBAPIError) else exc
-    log.warning("database error on %s %s: %s", request.method, request.url.path, type(orig).__name__)
+    route = getattr(request.scope.get("route"), "path", None)
+    log.warning(
+        "request refused: database busy (%s)",
+        type(orig).__name__,
+        extra={"problem.type": "database-busy", "http.response.status_code": 503, "http.route": route},
+    )
     return Problem(
         503,
         "database-busy",

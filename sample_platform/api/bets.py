@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 from fastapi import APIRouter, Request
+from opentelemetry import trace
 from starlette.responses import Response
 
 from sample_platform.api.deps import IDEMPOTENCY_KEY_PARAMETER, IdempotencyKey, JsonDocument, PlatformDep, PlayerId
@@ -69,15 +70,19 @@ def create_bet(
     `PLATFORM_IDEMPOTENCY_TTL_SECONDS` (default 86400). When too many bets are in progress
     the request is shed at once with 503 and Retry-After."""
     engine = platform.engine
-    claim = claim_key(
-        engine,
-        account_id=account_id,
-        key=key,
-        fingerprint=fingerprint("POST", request.url.path, document),
-        ttl=platform.idempotency_ttl,
-        lock=platform.idempotency_lock,
-    )
+    request_span = trace.get_current_span()  # the server span: what the bet became, for its trace
+    request_span.set_attributes({"bet.market_id": body.market_id, "bet.selection_id": body.selection_id})
+    with tracer.start_as_current_span("idempotency claim"):
+        claim = claim_key(
+            engine,
+            account_id=account_id,
+            key=key,
+            fingerprint=fingerprint("POST", request.url.path, document),
+            ttl=platform.idempotency_ttl,
+            lock=platform.idempotency_lock,
+        )
     if claim.outcome is ClaimOutcome.REPLAY:
+        request_span.set_attribute("bet.outcome", "replayed")
         platform.metrics.idempotency_replays.inc()
         status = claim.response_status or 500
         # The stored text itself, so a replay is byte for byte the first answer.
@@ -113,6 +118,7 @@ def create_bet(
         with tracer.start_as_current_span("ledger commit"), engine.begin() as conn:
             place_bet(conn, account_id=account_id, order=order, risk=platform.risk, before_outbox=remember_response)
     except Problem as problem:
+        request_span.set_attributes({"bet.outcome": "refused", "problem.type": problem.slug})
         # Refusals that a retry cannot change are remembered under the key; the rest are released.
         if problem.status == 422:
             with engine.begin() as conn:
@@ -124,6 +130,7 @@ def create_bet(
         release_key(engine, claim)
         raise
     view = stored["view"]
+    request_span.set_attributes({"bet.id": view["id"], "bet.outcome": "placed"})
     platform.risk.committed(
         account_id=account_id,
         selection_id=view["selection_id"],

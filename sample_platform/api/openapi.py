@@ -30,6 +30,10 @@ PROBLEM_DESCRIPTIONS = {
     504: "No answer within `PLATFORM_REQUEST_TIMEOUT_SECONDS` (`timeout`, retryable); the work may still "
     "complete: retry (bets: with the same Idempotency-Key).",
 }
+MALFORMED_HTTP = (
+    "A request that is not valid HTTP (a control character in a header or the target) is refused in "
+    "plain text by the HTTP server, before any route runs."
+)
 RETRY_AFTER = {"description": "Seconds to wait before retrying.", "schema": {"type": "integer", "minimum": 0}}
 PROBLEM_HEADERS: dict[int, dict[str, Any]] = {
     401: {
@@ -111,6 +115,7 @@ def platform_openapi(app: FastAPI) -> dict[str, Any]:
                 # FastAPI files every `model=` response under the route's media type; errors are not JSON.
                 if status[0] in "45" and "application/json" in content:
                     content[PROBLEM_JSON] = content.pop("application/json")
+            _document_malformed_http(responses)
     components = schema.get("components", {}).get("schemas", {})
     for unused in ("HTTPValidationError", "ValidationError"):
         components.pop(unused, None)
@@ -124,6 +129,15 @@ def _timeout_response() -> dict[str, Any]:
         "headers": PROBLEM_HEADERS[504],
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
     }
+
+
+def _document_malformed_http(responses: dict[str, Any]) -> None:
+    """Any route may get a request that is not valid HTTP (a NUL in a header, say): the HTTP server
+    refuses it with a plain-text 400 before any route runs, so every route documents that answer."""
+    refused = responses.setdefault("400", {"description": MALFORMED_HTTP})
+    if refused["description"] != MALFORMED_HTTP:
+        refused["description"] += f" {MALFORMED_HTTP}"
+    refused.setdefault("content", {})["text/plain"] = {"schema": {"type": "string"}}
 
 
 def _is_fastapi_validation_error(response: dict[str, Any] | None) -> bool:

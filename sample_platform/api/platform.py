@@ -42,6 +42,16 @@ class Platform:
         return timedelta(seconds=self.settings.idempotency_lock_seconds)
 
 
+def default_sink(settings: PlatformSettings) -> OutboxSink:
+    """The sink PLATFORM_OUTBOX_SINK names: the JSON-lines file, or NATS JetStream."""
+    if settings.outbox_sink == "nats":
+        # local: only a platform that publishes to NATS loads its client
+        from sample_platform.nats_sink import NatsSink
+
+        return NatsSink(settings.nats_url)
+    return JsonlSink(settings.outbox_sink_path)
+
+
 def build_platform(settings: PlatformSettings, engine: Engine, outbox_sink: OutboxSink | None = None) -> Platform:
     metrics = PlatformMetrics()
     faults = FaultRegistry(engine)
@@ -56,7 +66,7 @@ def build_platform(settings: PlatformSettings, engine: Engine, outbox_sink: Outb
         FeatureCache(ttl=settings.risk_cache_ttl_seconds, metrics=metrics),
         cache_enabled=lambda: not faults.cache_off,
     )
-    relay = OutboxRelay(engine, outbox_sink or JsonlSink(settings.outbox_sink_path), delay=faults.broker_delay)
+    relay = OutboxRelay(engine, outbox_sink or default_sink(settings), delay=faults.broker_delay)
     metrics.watch_outbox(relay.backlog)
     policy = LoginPolicy(
         session_ttl=timedelta(seconds=settings.session_ttl_seconds),

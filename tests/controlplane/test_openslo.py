@@ -138,3 +138,29 @@ def test_import_cli(tmp_path) -> None:
         [CONTROLPLANE, "slo", "import", str(bad), "--slos", str(slos)], capture_output=True, text=True, env=env
     )
     assert refused.returncode == 3 and "only kind: SLO" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_the_runbook_travels_as_an_annotation_and_comes_back() -> None:
+    specs = shipped()
+    docs = list(yaml.safe_load_all(export_openslo(specs)))
+    assert {d["metadata"]["name"]: d["metadata"]["annotations"]["controlplane/runbook"] for d in docs} == {
+        s.name: s.runbook for s in specs
+    }
+    assert all("runbook" not in d["spec"] for d in docs)  # OpenSLO's own fields stay as the standard has them
+    [url] = import_openslo(
+        yaml.safe_dump(_with(["metadata", "annotations"], {"controlplane/runbook": "https://wiki.example/login"})),
+        source="in.yaml",
+    )
+    assert url.runbook == "https://wiki.example/login"
+    [back] = import_openslo(export_openslo([url]), source="again.yaml")
+    assert back == url
+    [none] = import_openslo(yaml.safe_dump(BASE), source="in.yaml")
+    assert none.runbook is None and "controlplane/runbook" not in export_openslo([none])
+
+
+def test_a_runbook_annotation_in_the_wrong_form_is_refused_naming_the_annotation() -> None:
+    doc = _with(["metadata", "annotations"], {"controlplane/runbook": "runbooks/login.md"})
+    with pytest.raises(SloConfigError) as error:
+        import_openslo(yaml.safe_dump(doc), source="in.yaml")
+    assert str(error.value).startswith("in.yaml: SLO 'x': metadata.annotations.controlplane/runbook: ")
+    assert "write `runbook: login`" in str(error.value)

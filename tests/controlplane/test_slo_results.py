@@ -42,7 +42,6 @@ SLO_SHAPE: dict[str, Any] = {
     "alerts": {"page": bool, "ticket": bool},
     "alert_thresholds": {"page": [THRESHOLD, THRESHOLD], "ticket": [THRESHOLD, THRESHOLD]},
     "time_to_exhaustion_seconds": (float, type(None)),
-    "policy": str,
 }
 
 
@@ -138,7 +137,6 @@ def test_json_document() -> None:
                     "ticket": [{"long": "1d", "short": "2h", "burn": 3.0}, {"long": "3d", "short": "6h", "burn": 1.0}],
                 },
                 "time_to_exhaustion_seconds": 41400.0,
-                "policy": "normal",
             }
         ],
     }

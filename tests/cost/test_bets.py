@@ -64,7 +64,7 @@ def test_each_bet_counts_once_in_the_window_of_its_first_settlement(audit: Engin
     assert (late.settled, late.voided, late.probes_excluded, late.resettled) == (1, 2, 1, 1)
     whole = settled_bets(audit, start, end)
     assert (whole.settled, whole.voided, whole.resettled) == (3, 2, 2)  # bet 1 now counts as lost, once
-    assert sum(s for s, _v in whole.by_hour.values()) == 3
+    assert sum(s for s, _v in whole.by_hour.values()) == sum(s for s, _v in whole.by_minute.values()) == 3
     assert settled_bets(audit, end + timedelta(hours=1), end + timedelta(hours=2)).settled == 0
 
 

@@ -8,6 +8,7 @@ import io
 import json
 import os
 import subprocess
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -74,8 +75,36 @@ def test_csv_opens_as_a_table_with_a_header_row(tmp_path: Path) -> None:
 def test_the_table_names_what_it_shows(tmp_path: Path) -> None:
     done = _cost(tmp_path, "--from", "2026-06-01T00:00:00Z", "--to", "2026-06-01T02:00:00Z")
     assert done.returncode == 0
-    assert "cost per settled bet: none (no bet was settled" in done.stdout
+    assert "Cost per settled bet: none (no bet was settled" in done.stdout
     assert "database" in done.stdout and "by_cpu_seconds of 1 cores" in done.stdout
+
+
+def test_minute_buckets_split_the_hours_without_changing_the_figures(tmp_path: Path) -> None:
+    reports = {
+        by: json.loads(_cost(tmp_path, "--event", "cup-final", "--format", "json", "--by", by).stdout)
+        for by in ("minute", "hour")
+    }
+    minutes, hours = reports["minute"].pop("buckets"), reports["hour"].pop("buckets")
+    assert len(minutes) == 270 and [m["start"] for m in minutes[:2]] == ["2026-06-05T14:00:00Z", "2026-06-05T14:01:00Z"]
+    assert minutes[0]["total_cost"] == "0.050000"  # a minute of 1.00 + 2.00 an hour
+    assert reports["minute"]["window"].pop("by") == "minute" and reports["hour"]["window"].pop("by") == "hour"
+    assert reports["minute"] == reports["hour"]  # the allocation is decided per hour, whatever the buckets
+    for hour in hours:
+        inside = [m for m in minutes if m["start"][:13] == hour["start"][:13]]
+        for key in ("total_cost", "allocated_cost"):
+            assert abs(sum(Decimal(m[key]) for m in inside) - Decimal(hour[key])) <= Decimal("0.000001") * len(inside)
+
+
+def test_at_ends_a_window_and_cuts_an_event_not_over_by_then(tmp_path: Path) -> None:
+    cut = json.loads(_cost(tmp_path, "--event", "cup-final", "--at", "2026-06-05T16:00:00Z", "--format", "json").stdout)
+    assert (cut["window"]["end"], cut["window"]["complete"], cut["total_cost"]) == (
+        "2026-06-05T16:00:00Z", False, "6.000000",
+    )  # fmt: skip
+    window = json.loads(_cost(tmp_path, "--window", "2h", "--at", "2026-06-05T16:00:00Z", "--format", "json").stdout)
+    fixed = json.loads(
+        _cost(tmp_path, "--from", "2026-06-05T14:00:00Z", "--to", "2026-06-05T16:00:00Z", "--format", "json").stdout
+    )
+    assert window == fixed and window["window"]["complete"] is True
 
 
 @pytest.mark.parametrize(
@@ -95,6 +124,11 @@ def test_the_table_names_what_it_shows(tmp_path: Path) -> None:
         (("--from", "2026-06-02T00:00:00Z", "--to", "2026-06-01T00:00:00Z"), "--to must come after --from"),
         (("--event", "derby"), "--event: no event named 'derby'"),
         (("--by", "week"), "week"),
+        (("--window", "7d", "--by", "minute"), "--by minute: minute buckets cover windows of up to 24 hours"),
+        (("--at", "2099-01-01T00:00:00Z"), "--at: 2099-01-01T00:00:00Z is after now"),
+        (("--at", "noon"), "--at: cannot read 'noon'"),
+        (("--from", "2026-06-01T00:00:00Z", "--at", "2026-06-02T00:00:00Z"), "--at goes with --window or --event"),
+        (("--event", "cup-final", "--at", "2026-06-05T13:00:00Z"), "starts at 2026-06-05T14:00:00Z, after --at"),
         (("--format", "xml"), "xml"),
     ],
 )

@@ -168,7 +168,8 @@ def test_every_figure_equals_the_hand_computation(database_url: str, tmp_path: P
     assert report["total_cost"] == r(total)
     assert report["allocated_cost"] == r(allocated)
     assert report["unallocated_cost"] == r(total - allocated)
-    assert report["cost_per_settled_bet"] == r(allocated / settled)
+    assert report["cost_per_settled_bet"] == r(total / settled)  # all of the cost, idle and others' shares too
+    assert report["allocated_cost_per_settled_bet"] == r(allocated / settled)  # the part the product used
     assert report["cost_per_settled_bet_reason"] is None
     assert report["unmapped_billing_cost"] == r(Decimal("9.99") * seconds / Decimal(86400))
     expected = {
@@ -186,8 +187,9 @@ def test_every_figure_equals_the_hand_computation(database_url: str, tmp_path: P
             "cost": r(cost),
             "allocated": r(alloc),
             "unallocated": r(cost - alloc),
-            "share": r(alloc / allocated),
-            "cost_per_settled_bet": r(alloc / settled),
+            "share": r(cost / total),
+            "cost_per_settled_bet": r(cost / settled),
+            "allocated_cost_per_settled_bet": r(alloc / settled),
             "source": source,
             "allocation": rule,
         }
@@ -210,7 +212,8 @@ def test_every_figure_equals_the_hand_computation(database_url: str, tmp_path: P
     table_out = _cli(env, "cost", "report", "--from", iso(t0), "--to", iso(t1), "--format", "csv")
     rows = list(csv.DictReader(io.StringIO(table_out.stdout)))
     assert [row["component"] for row in rows] == [*expected, "total"]
-    assert rows[-1]["cost_per_settled_bet"] == r(allocated / settled)
+    assert rows[-1]["cost_per_settled_bet"] == r(total / settled)
+    assert rows[-1]["allocated_cost_per_settled_bet"] == r(allocated / settled)
     with store.connect() as conn:
         assert len(conn.execute(select(billing_t)).all()) == 2
     store.dispose()

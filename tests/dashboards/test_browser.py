@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +34,13 @@ ROOT = Path(__file__).parents[2]
 SCREENSHOTS = ROOT / "var" / "screenshots"
 PASSWORD = "correct horse battery staple"
 ROLES = {
-    "ana": ("oncall", ["On-call", "Readiness", "Cost per settled bet"]),
-    "cleo": ("compliance", ["Readiness", "Audit log"]),
-    "ada": ("admin", ["On-call", "Readiness", "Cost per settled bet", "Audit log", "Users"]),
+    "ana": ("oncall", ["On-call", "Incidents", "Readiness", "Cost per settled bet"]),
+    "cleo": ("compliance", ["Incidents", "Readiness", "Audit log"]),
+    "ada": ("admin", ["On-call", "Incidents", "Readiness", "Cost per settled bet", "Audit log", "Users"]),
 }
 URLS = {
     "On-call": "oncall",
+    "Incidents": "incidents",
     "Readiness": "readiness",
     "Cost per settled bet": "cost",
     "Audit log": "audit",
@@ -72,9 +75,10 @@ def _cli(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.Complet
     return done
 
 
-def _platform_run(database_url: str, tmp_path: Path, env: dict[str, str]) -> int:
-    """Players bet, a market settles, telemetry reaches the collector and money the audit log; the
-    scheduler's jobs then evaluate, roll up and sign. Returns a settled bet's id."""
+def _platform_run(database_url: str, tmp_path: Path, env: dict[str, str]) -> tuple[int, datetime]:
+    """Players bet, a game-day fault fails bets for a moment, a market settles; telemetry reaches the
+    collector and money the audit log; the scheduler's jobs then evaluate, roll up and sign. Returns a
+    settled bet's id and the minute just after the incident (to pin the on-call page at)."""
     platform_port = free_port()
     collector = ServiceProcess(
         "collector",
@@ -97,13 +101,23 @@ def _platform_run(database_url: str, tmp_path: Path, env: dict[str, str]) -> int
             market = client.create_market("Derby", [("Home", "2.00"), ("Away", "2.00")])
             bets = [client.place_bet(player["token"], bet_body(market, selection=i % 2, stake=100)) for i in range(10)]
             assert all(b.status_code == 201 for b in bets)
+            # The incident: a game-day fault fails every bet for a moment, set and cleared over the admin API.
+            admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+            fault = {"kind": "error_rate", "route": "POST /v1/bets", "error_rate": 1.0, "ttl_seconds": 300,
+                     "actor": "riley.gameday", "reason": "game day: bets fail"}  # fmt: skip
+            assert httpx.post(f"{platform.url}/v1/admin/faults", json=fault, headers=admin).status_code == 201
+            failed = [client.place_bet(player["token"], bet_body(market, stake=100)) for _ in range(10)]
+            assert all(b.status_code == 503 for b in failed), [b.status_code for b in failed]
+            cleared = httpx.delete(f"{platform.url}/v1/admin/faults", params={"actor": "riley.gameday"}, headers=admin)
+            assert cleared.status_code in (200, 204), cleared.text
+            incident = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
             client.result(market["id"], winner_selection_id=market["selections"][0]["id"])
 
         def counted() -> bool:
             with store.connect() as conn:
-                return bool(conn.execute(select(func.sum(table(SliBucket).c.total))).scalar())
+                return bool(conn.execute(select(func.sum(table(SliBucket).c.bad))).scalar())
 
-        wait_until(counted, "bet placement counted from the platform's telemetry", timeout=120)
+        wait_until(counted, "the failed bets counted from the platform's telemetry", timeout=120)
     finally:
         platform.stop()
         collector.stop()
@@ -113,11 +127,12 @@ def _platform_run(database_url: str, tmp_path: Path, env: dict[str, str]) -> int
     _cli(env, "checklist", "run")
     for name, (role, _pages) in ROLES.items():
         _cli(env, "users", "add", name, "--role", role, "--by", "test", stdin=PASSWORD + "\n")
-    return int(bets[0].json()["id"])
+    wait_until(lambda: datetime.now(UTC) >= incident, "the incident's minute to be complete", timeout=120)
+    return int(bets[0].json()["id"]), incident
 
 
 @pytest.fixture
-def dashboard(database_url: str, tmp_path: Path) -> Iterator[tuple[str, dict[str, str], int]]:
+def dashboard(database_url: str, tmp_path: Path) -> Iterator[tuple[str, dict[str, str], int, datetime]]:
     (tmp_path / "checklist.yaml").write_text(CHECKLIST)
     env = os.environ | {
         "CONTROLPLANE_STORE_URL": database_url,
@@ -127,9 +142,9 @@ def dashboard(database_url: str, tmp_path: Path) -> Iterator[tuple[str, dict[str
         "CONTROLPLANE_CHECKLIST_PATH": str(tmp_path / "checklist.yaml"),
         "CONTROLPLANE_SLICES_PATH": str(SLICES_PATH),
     }
-    bet_id = _platform_run(database_url, tmp_path, env)
+    bet_id, incident = _platform_run(database_url, tmp_path, env)
     with serving_dashboard(env, tmp_path / "dashboard.log") as url:
-        yield url, env, bet_id
+        yield url, env, bet_id, incident
 
 
 @contextmanager
@@ -165,7 +180,7 @@ def _settled(page: Any) -> None:
 
 
 def _sign_in(browser: Any, url: str, name: str, password: str = PASSWORD) -> Any:
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, accept_downloads=True)
     page = context.new_page()
     page.goto(url)
     page.get_by_role("textbox", name="Username").fill(name)
@@ -178,16 +193,23 @@ def _sign_in(browser: Any, url: str, name: str, password: str = PASSWORD) -> Any
 
 
 def test_every_role_in_a_real_browser(browser: Any, dashboard: tuple[str, dict[str, str], int]) -> None:
-    url, env, bet_id = dashboard
+    url, env, bet_id, incident = dashboard
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    pinned = f"?at={incident:%Y-%m-%dT%H:%MZ}&range=1h"  # the on-call page as of just after the incident
     for name, (role, titles) in ROLES.items():
         page = _sign_in(browser, url, name)
         for title in titles:
-            page.goto(f"{url}/{URLS[title]}")  # by URL: the session cookie keeps the sign-in
+            # By URL: the session cookie keeps the sign-in.
+            page.goto(f"{url}/{URLS[title]}" + (pinned if title == "On-call" else ""))
             page.get_by_role("heading", name=title, exact=True).wait_for(timeout=60_000)
             _settled(page)
             assert page.get_by_role("dialog").count() == 0, page.get_by_role("dialog").all_inner_texts()
-            page.screenshot(path=str(SCREENSHOTS / f"{role}-{URLS[title]}.png"), full_page=True)
+            shown = page.locator('[data-testid="stMain"]').inner_text()
+            below = [n for n in NEGATIVE_PERCENT.findall(shown) if float(n.replace(",", "")) > 100]
+            assert not below, (title, below)
+            if title == "On-call":
+                _incident_first(page)
+            page.screenshot(path=str(SCREENSHOTS / f"{role}-{URLS[title]}.png"))
         for title, path in URLS.items():
             if title in titles:
                 continue
@@ -197,6 +219,21 @@ def test_every_role_in_a_real_browser(browser: Any, dashboard: tuple[str, dict[s
         if role == "compliance":
             _bundle_verifies_offline(page, url, env, bet_id)
         page.context.close()
+
+
+NEGATIVE_PERCENT = re.compile(r"-(\d[\d,]*(?:\.\d+)?)%")
+
+
+def _incident_first(page: Any) -> None:
+    """At 1440x900, without scrolling: the red banner naming the paging SLO, and its tile saying its budget
+    is exhausted, in words."""
+    banner = page.locator('[data-testid="stAlert"]').filter(has_text="PAGE: bet-placement-availability").first
+    box = banner.bounding_box()
+    assert box is not None and box["y"] + box["height"] <= 900, ("the paging banner is below the fold", box)
+    tile = page.locator('[data-testid="stAlert"]').filter(has_text=re.compile(r"^bet-placement-availability · PAGE"))
+    assert "exhausted" in tile.first.inner_text(), tile.first.inner_text()
+    tile_box = tile.first.bounding_box()
+    assert tile_box is not None and tile_box["y"] + tile_box["height"] <= 900, ("the tile is below the fold", tile_box)
 
 
 def _bundle_verifies_offline(page: Any, url: str, env: dict[str, str], bet_id: int) -> None:

@@ -25,6 +25,7 @@ PASSWORD = "correct horse battery staple"
 USERS = {"ana": "oncall", "cleo": "compliance", "ada": "admin"}
 PAGES = {
     "oncall": ("On-call", {"oncall", "admin"}),
+    "incidents": ("Incidents", {"oncall", "compliance", "admin"}),
     "readiness": ("Readiness", {"oncall", "compliance", "admin"}),
     "cost": ("Cost per settled bet", {"oncall", "admin"}),
     "audit": ("Audit log", {"compliance", "admin"}),
@@ -104,7 +105,8 @@ def test_each_role_reaches_exactly_its_pages(dashboard: Engine, user: str) -> No
     _assert_clean(at)
     role = USERS[user]
     own = {page: title for page, (title, roles) in PAGES.items() if role in roles}
-    assert _url_paths(at) == {"", *own}  # the hidden home page at /, then exactly the role's pages
+    # the hidden home page at / and the hidden runbook page, then exactly the role's pages
+    assert _url_paths(at) == {"", "runbook", "trace", *own}
     for page, title in own.items():
         _open(at, page).run()
         _assert_clean(at)
@@ -153,11 +155,14 @@ def test_the_on_call_view_comes_back_from_its_url(dashboard: Engine) -> None:
     at.run()
     _assert_clean(at)
     assert at.selectbox[0].value == "login-availability"
-    tiles = [m.value for m in at.markdown if m.value.startswith("**") and "  \n" in m.value]
-    budgets = [m.value for m in at.metric if m.label == "budget left"][: len(tiles)]
-    # Sorted by budget left: the bad minutes of bet placement put its availability SLO first.
-    assert tiles[0].startswith("**bet-placement-availability**") and budgets[0] != "100.0%"
-    assert budgets[-1] == "100.0%"
+    assert at.query_params["range"] in ("30d", ["30d"])
+    boxes = [*at.error, *at.warning, *at.success, *at.info]
+    tiles = [b for b in boxes if b.value.startswith("**") and " · " in b.value.split("\n")[0]]
+    by_name = {t.value.split("**")[1]: t for t in tiles}
+    # The bad minutes of bet placement spent its availability budget: an amber tile that says so in words.
+    spent = by_name["bet-placement-availability"]
+    assert spent in at.warning and "budget exhausted" in spent.value, spent.value
+    assert by_name["login-availability"] in at.info and "no data" in by_name["login-availability"].value
 
 
 def test_a_proof_bundle_for_a_bet_and_bad_input_beside_the_field(dashboard: Engine) -> None:
@@ -180,7 +185,7 @@ def test_a_proof_bundle_for_a_bet_and_bad_input_beside_the_field(dashboard: Engi
     next(b for b in at.button if b.label == "Prepare bundle").click().run()
     _assert_clean(at)
     assert [d.label for d in at.download_button] == ["Download bundle (JSON)"]
-    assert at.code[0].value.startswith("python -m audit.verify bundle.json --key ")
+    assert at.code[0].value.startswith("python -m audit.verify bet-7-bundle.json --key ")
     at.download_button[0].click().run()
     with dashboard.connect() as conn:
         exports = (

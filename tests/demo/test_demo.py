@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -67,8 +68,24 @@ def test_derby_night_in_one_command(database_url: str, tmp_path: Path) -> None:
     assert report["ledger"]["ok"] is True and report["ledger"]["transactions"] > 0
     audit = report["audit"]
     assert audit["verified"] is True and audit["money_problems"] == []
-    assert len(audit["bundles"]) == 2 and all(b["verified"] for b in audit["bundles"]), audit["bundles"]
+    assert len(audit["bundles"]) == 3 and all(b["verified"] for b in audit["bundles"]), audit["bundles"]
     assert audit["by_kind"]["money"] > 0 and audit["by_kind"]["checklist"] >= 1
+
+    # The game day as an incident: opened by the page and detected at it, after an impact that started
+    # during the run; a change recorded near its start; the slice frozen; its bundle proved offline.
+    incident = report["incident"]
+    assert incident["opened"] and incident["slice"] == "bet-placement", incident
+    # Detected at the slice's first page, whichever of its SLOs paged first (latency may, on a busy machine).
+    slice_pages = [
+        a for a in report["alerts"]
+        if a["slo"].startswith("bet-placement-") and a["severity"] == "page" and a["state"] == "firing"
+    ]  # fmt: skip
+    assert incident["detected_at"] == min(a["at"] for a in slice_pages)
+    assert 0 <= incident["time_to_detect_s"] <= 300 and incident["user_impact_minutes"] >= 1
+    assert 0 <= incident["impact_started_s"] <= incident["detected_s"], incident
+    assert incident["top_change"] is not None and abs(incident["top_change"]["offset_s"]) <= 120
+    assert incident["policy"]["bet-placement"]["state"] == "freeze"
+    assert any(b["what"] == f"incident {incident['id']}" for b in audit["bundles"])
 
     checklist = report["checklist"]
     assert checklist["ran"] and checklist["before_kickoff"], checklist
@@ -99,15 +116,21 @@ def test_derby_night_in_one_command(database_url: str, tmp_path: Path) -> None:
         assert again.returncode == 0, again.stdout + again.stderr
 
     if sqlite:
-        _every_page_in_a_browser(work)
+        paged = datetime.fromisoformat(pages[0]["at"].replace("Z", "+00:00"))
+        _every_page_in_a_browser(work, paged)
 
 
-PAGES = {"oncall": "bet-placement-availability", "readiness": "Evidence of each check", "cost": "cost", "audit": "checkpoint",
-         "users": "Add a user"}  # fmt: skip
+PAGES = {"oncall": "bet-placement-availability", "incidents": "What changed", "readiness": "History", "cost": "Cost per settled bet",
+         "audit": "checkpoint", "users": "Add a user"}  # fmt: skip
+# The on-call page pinned at the minute the page alert fired; the cost page over the derby's window.
+VIEWS = {"oncall": "?at={at}&range=1h", "cost": "?window=event:%20derby"}
+NEGATIVE_PERCENT = re.compile(r"-(\d[\d,]*(?:\.\d+)?)%")
 
 
-def _every_page_in_a_browser(work: Path) -> None:
-    """`source var/demo/env.sh; controlplane dashboard`, signed in with the demo's admin login."""
+def _every_page_in_a_browser(work: Path, paged: datetime) -> None:
+    """Each page's first screen at 1440x900, the on-call page pinned at the minute the page alert fired:
+    the paging banner is on screen without scrolling, and no page shows a percentage below -100%. Served as
+    `source var/demo/env.sh; controlplane dashboard`, signed in with the demo's admin login."""
     if not CHROMIUM.exists():
         if REQUIRE_BROWSER:
             pytest.fail(f"{CHROMIUM} is missing; .ci/run installs Debian's chromium")
@@ -128,13 +151,23 @@ def _every_page_in_a_browser(work: Path) -> None:
             args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
         )
         page = sign_in(browser, url, name, password)
-        page.set_viewport_size({"width": 1400, "height": 2400})  # the app scrolls inside: show the charts too
+        page.set_viewport_size({"width": 1440, "height": 900})
         for path, text in PAGES.items():
-            page.goto(f"{url}/{path}")
+            page.goto(f"{url}/{path}" + VIEWS.get(path, "").format(at=f"{paged:%Y-%m-%dT%H:%MZ}"))
+            # A page just opened may still report the previous script's state: wait for its own text first.
+            page.get_by_text(text).first.wait_for(timeout=120_000)
             settled(page)
-            assert page.get_by_text(text).count() > 0, f"{path} shows no {text!r}"
+            tables = page.locator("table")  # st.table paints its rows after the script has run (some folded away)
+            for index in range(tables.count()):
+                tables.nth(index).locator("td").first.wait_for(state="attached", timeout=60_000)
             charts = page.locator('[data-testid="stPlotlyChart"]')
             for index in range(charts.count()):  # plotly draws after the script has run
                 charts.nth(index).locator(".main-svg").first.wait_for(timeout=60_000)
-            page.screenshot(path=str(SCREENSHOTS / f"demo-{path}.png"), full_page=True)
+            shown = page.locator('[data-testid="stMain"]').inner_text()
+            assert not [n for n in NEGATIVE_PERCENT.findall(shown) if float(n.replace(",", "")) > 100], (path, shown)
+            if path == "oncall":
+                banner = page.locator('[data-testid="stAlert"]').filter(has_text="PAGE: bet-placement-availability")
+                box = banner.first.bounding_box()
+                assert box is not None and box["y"] + box["height"] <= 900, ("the paging banner is below the fold", box)
+            page.screenshot(path=str(SCREENSHOTS / f"demo-{path}.png"))  # the first screen, as a person sees it
         browser.close()

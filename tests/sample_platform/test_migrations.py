@@ -40,9 +40,12 @@ def test_database_refuses_negative_wallets(engine) -> None:
 def test_store_migrations_match_the_store_models(database_url) -> None:
     from controlplane.checklist import tables as checklist_tables
     from controlplane.cost import tables as cost_tables
+    from controlplane.incidents import tables as incident_tables
+    from controlplane.policy import tables as policy_tables
     from controlplane.scheduler import tables
     from controlplane.slo import tables as slo_tables
     from controlplane.store import StoreModel, migrate_store
+    from controlplane.traces import tables as trace_tables
     from controlplane.users import tables as users_tables
     from sample_platform.db import make_engine
 
@@ -61,7 +64,15 @@ def test_store_migrations_match_the_store_models(database_url) -> None:
         slo_tables.rollups_t.name,
         slo_tables.changes_t.name,
     }
-    expected |= {users_tables.users_t.name, users_tables.sessions_t.name}
+    expected |= {
+        users_tables.users_t.name,
+        users_tables.sessions_t.name,
+        incident_tables.incidents_t.name,
+        policy_tables.policy_states_t.name,
+        trace_tables.kept_traces_t.name,
+        trace_tables.kept_spans_t.name,
+        trace_tables.kept_logs_t.name,
+    }
     assert expected | {cost_tables.billing_t.name, cost_tables.imports_t.name} <= set(StoreModel.metadata.tables)
     assert diff == []
 

@@ -4,14 +4,17 @@ Idempotency-Key, bearer auth; and that a wrong method is answered with every met
 from __future__ import annotations
 
 import json
+import socket
 from typing import Any
 
 import pytest
 
 import sample_platform.api
 from sample_platform.client import PlatformClient
+from sample_platform.server import PlatformServer
 from tests.conftest import ADMIN_TOKEN
 
+PLAIN_TEXT = {"schema": {"type": "string"}}
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 PUBLIC = {"GET /", "GET /metrics", "GET /v1/health", "GET /v1/markets", "GET /v1/markets/{market_id}"}
 PUBLIC |= {"GET /v1/odds/stream", "POST /v1/login"}
@@ -82,8 +85,25 @@ def test_errors_are_documented_as_problem_json(document: dict[str, Any]) -> None
     assert problem.get("additionalProperties", True) is not False
     for name, op in operations(document).items():
         for status, response in op["responses"].items():
+            if status == "400" and "application/problem+json" not in response["content"]:
+                continue  # only the HTTP server's own refusal, below
             if status[0] in "45":
+                assert response["content"].pop("text/plain", None) in (None, PLAIN_TEXT), (name, status)
                 assert response["content"] == {"application/problem+json": {"schema": PROBLEM_REF}}, (name, status)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_every_route_documents_the_http_servers_refusal(server: PlatformServer, document: dict[str, Any]) -> None:
+    # A request that is not valid HTTP never reaches a route: the server answers it in plain text.
+    host, port = server.url.removeprefix("http://").split(":")
+    for name, op in operations(document).items():
+        assert op["responses"]["400"]["content"]["text/plain"] == PLAIN_TEXT, name
+        method, path = name.split(" ", 1)
+        with socket.create_connection((host, int(port)), timeout=30) as conn:
+            conn.sendall(f"{method} {path} HTTP/1.1\r\nHost: x\r\nX-Note: a\x00b\r\n\r\n".encode())
+            head = conn.recv(4096).decode("latin-1")
+        assert head.startswith("HTTP/1.1 400 "), (name, head)
+        assert "content-type: text/plain" in head.lower(), (name, head)
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

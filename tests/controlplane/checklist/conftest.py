@@ -28,18 +28,8 @@ CONFIG = Path(__file__).parents[3] / "config"
 
 
 @pytest.fixture
-def cp_settings(database_url: str, tmp_path: Path) -> Settings:
-    return Settings(
-        environment="test",
-        store_url=database_url,
-        audit_url=database_url,
-        audit_key_dir=tmp_path / "keys",
-        change_log_path=tmp_path / "changes.jsonl",
-        slices_path=SLICES_PATH,
-        slos_path=CONFIG / "slos.yaml",
-        events_path=CONFIG / "events.yaml",
-        checklist_path=CONFIG / "checklist.yaml",
-    )
+def cp_settings(controlplane_settings: Settings) -> Settings:
+    return controlplane_settings
 
 
 @pytest.fixture

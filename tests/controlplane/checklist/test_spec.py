@@ -26,8 +26,9 @@ def test_the_shipped_checklist_covers_the_pre_event_list() -> None:
     checklist = load_checklist(CONFIG / "checklist.yaml", slo_names=slos)
     types = {c.evaluator.type for c in checklist.checks}
     assert types == {
-        "error_budget", "no_page_alert", "probe_idempotency", "probe_login_limit", "probe_latency",
-        "probe_shedding", "scraped_signal", "slo_coverage", "prometheus_rules", "audit_evidence", "attestation",
+        "error_budget", "no_page_alert", "probe_idempotency", "probe_trace", "probe_login_limit", "probe_latency",
+        "probe_shedding", "scraped_signal", "slo_coverage", "prometheus_rules", "audit_evidence", "budget_policy",
+        "attestation",
     }  # fmt: skip
     signals = {c.evaluator.signal for c in checklist.checks if c.evaluator.type == "scraped_signal"}
     assert signals == {"risk_cache_hit_ratio", "outbox_depth", "relay_lag_seconds", "lock_timeout_rate"}

@@ -115,6 +115,9 @@ def test_a_burst_pages_someone_once_and_resolves(database_url, store, tmp_path: 
                             for a in _alerts(alertmanager)),
                 "the page showing as active in Alertmanager",
             )  # fmt: skip
+            (page,) = [a for a in _alerts(alertmanager) if a["labels"]["severity"] == "page"]
+            assert page["annotations"]["runbook_url"] == "https://ops.example/runbook?name=bet-placement"
+            assert firing_hooks[-1].body["runbook_url"] == "https://ops.example/runbook?name=bet-placement"
 
             # Good traffic dilutes the burst below every page threshold: the page resolves.
             httpx.post(

@@ -1,5 +1,5 @@
 """Delivery to a real Alertmanager (Debian's prometheus-alertmanager): a firing transition shows in its
-v2 API with our labels, and the resolved one resolves it."""
+v2 API with our labels and the SLO's runbook link, and the resolved one resolves it."""
 
 from __future__ import annotations
 
@@ -16,10 +16,12 @@ import pytest
 from sqlalchemy import Engine
 
 from controlplane.scheduler.delivery import deliver_pending, enqueue, refresh_firing
-from controlplane.scheduler.receivers import AlertmanagerReceiver
+from controlplane.scheduler.receivers import receivers_from
+from controlplane.settings import Settings
 from tests.controlplane.scheduler.alerting import add_transition
 from tests.support import free_port, wait_until
 
+CONFIG_DIR = Path(__file__).parents[3] / "config"
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 REQUIRED = os.environ.get("CONTROLPLANE_TEST_REQUIRE_ALERTMANAGER") == "1"
 CONFIG = """\
@@ -92,7 +94,15 @@ def _alerts(url: str, **params: str) -> list[dict]:
 def test_a_transition_fires_and_resolves_in_alertmanager(store: Engine, alertmanager: str) -> None:
     # Alertmanager judges activity by its own clock, so these times are real ones.
     started = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
-    am = AlertmanagerReceiver("am", alertmanager, dashboard_url="https://ops.example")
+    settings = Settings(
+        alertmanager_url=alertmanager,
+        alert_webhook_url="",
+        dashboard_url="https://ops.example",
+        slos_path=CONFIG_DIR / "slos.yaml",  # names the runbook `bet-placement`
+        slices_path=CONFIG_DIR / "slices.yaml",
+        events_path=CONFIG_DIR / "events.yaml",
+    )
+    (am,) = receivers_from(settings, [])
     firing = add_transition(store, at=started)
     enqueue(store, [firing], [am], now=datetime.now(UTC))
     assert deliver_pending(store, [am], now=datetime.now(UTC)).delivered == 1
@@ -111,6 +121,7 @@ def test_a_transition_fires_and_resolves_in_alertmanager(store: Engine, alertman
     }
     assert alert["status"]["state"] == "active"
     assert alert["annotations"]["dashboard"] == "https://ops.example/oncall?slo=bet-placement-availability"
+    assert alert["annotations"]["runbook_url"] == "https://ops.example/runbook?name=bet-placement"
     assert "15.25" in alert["annotations"]["description"]
     assert datetime.fromisoformat(alert["startsAt"].replace("Z", "+00:00")) == started
     assert datetime.fromisoformat(alert["endsAt"].replace("Z", "+00:00")) > datetime.now(UTC)

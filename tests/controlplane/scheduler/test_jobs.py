@@ -176,7 +176,6 @@ def test_cost_rollups_keep_each_hour_and_wait_for_a_cost_model(sched_settings: S
     from audit.log import AuditLog
     from audit.schema import migrate_audit
     from controlplane.cost.hours import cost_history
-    from controlplane.cost.model import load_cost_model
     from controlplane.cost.tables import hours_t
 
     settings = sched_settings.model_copy(update={"costs_path": sched_settings.slos_path.with_name("costs.yaml")})
@@ -194,10 +193,33 @@ def test_cost_rollups_keep_each_hour_and_wait_for_a_cost_model(sched_settings: S
     done = jobs.cost_rollups(settings, store, now=later)
     assert done["rows"] == 2 * 3
     assert jobs.cost_rollups(settings, store, now=later)["rows"] == 6 and _count(store, hours_t) == 6  # recomputed
-    history = cost_history(store, load_cost_model(settings.costs_path), since=now - timedelta(hours=3))
+    history = cost_history(store, since=now - timedelta(hours=3))
     assert [h.total_cost for h in history] == [Decimal("4.80")] * 3
     this_hour = now.replace(minute=0, second=0, microsecond=0)
     (entry,) = [h for h in history if h.hour == this_hour]
     assert (entry.settled_bets, entry.voided_bets) == (3, 1)
-    assert entry.allocated_cost == Decimal("4.20") and entry.cost_per_settled_bet == Decimal("1.40")
+    assert entry.allocated_cost == Decimal("4.20") and entry.allocated_cost_per_settled_bet == Decimal("1.40")
+    assert entry.cost_per_settled_bet == Decimal("1.60")  # total cost ÷ settled bets, as the report has it
     assert all(h.cost_per_settled_bet is None for h in history if h.hour != this_hour)
+
+
+def test_retention_deletes_kept_traces_past_their_days(sched_settings, store) -> None:
+    from controlplane.traces.store import Keep, keep, read_trace
+    from controlplane.traces.tables import kept_traces_t
+
+    now = floor_minute(datetime.now(UTC))
+    span = {
+        "span_id": "00000000000000aa", "parent_span_id": "", "name": "POST /v1/bets", "service": "s", "kind": "server",
+        "start_unix_nano": 1, "end_unix_nano": 2, "status_code": 2, "status_message": "", "attributes": "{}",
+        "events": "[]", "links": "[]",
+    }  # fmt: skip
+    old, fresh = "0a" * 16, "0f" * 16
+    keep(store, [Keep(old, "bet-placement", now, "bad", 1.0), Keep(fresh, "bet-placement", now, "bad", 1.0)],
+         spans=[span | {"trace_id": old}, span | {"trace_id": fresh}])  # fmt: skip
+    with store.begin() as conn:  # kept eight days ago, past the default seven
+        conn.execute(
+            kept_traces_t.update().where(kept_traces_t.c.trace_id == old).values(kept_at=now - timedelta(days=8))
+        )
+    deleted = jobs.retention(sched_settings, store, now=now, minute_retention="35d")
+    assert deleted["kept_traces_expired"] == 1 and deleted["kept_traces_evicted"] == 0
+    assert read_trace(store, old) is None and read_trace(store, fresh) is not None

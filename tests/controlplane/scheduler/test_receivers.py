@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
 
+from controlplane.config import ControlPlaneConfig
+from controlplane.scheduler import receivers as receivers_module
 from controlplane.scheduler.receivers import (
     FIRING_TTL,
     AlertmanagerReceiver,
     ReceiverConfigError,
     ReceiverSpec,
+    SloRunbooks,
     Transition,
     WebhookReceiver,
     alertmanager_alert,
@@ -22,6 +27,8 @@ from controlplane.scheduler.receivers import (
 )
 from controlplane.settings import Settings
 from tests.controlplane.scheduler.alerting import DETAIL
+
+CONFIG = Path(__file__).parents[3] / "config"
 
 NO_URLS = Settings(alertmanager_url="", alert_webhook_url="")
 AT = datetime(2025, 5, 1, 12, 0, tzinfo=UTC)
@@ -168,3 +175,86 @@ def test_receiver_config_errors_name_the_fix() -> None:
         receivers_from(Settings(alertmanager_url="", alert_webhook_url="hooks.example/slo"), [])
     with pytest.raises(ValueError, match="kind"):
         ReceiverSpec.model_validate({"name": "x", "kind": "pager", "url": "http://x"})
+
+
+RUNBOOK = "https://ops.example/runbook?name=bet-placement"
+
+
+def test_an_slo_runbook_is_alertmanagers_runbook_url_annotation_and_the_webhooks_runbook_url() -> None:
+    alert = alertmanager_alert(transition(), dashboard_url="https://ops.example", now=AT, runbook_url=RUNBOOK)
+    assert alert["annotations"]["runbook_url"] == RUNBOOK
+    resolved = alertmanager_alert(transition("resolved"), dashboard_url="x", now=AT, runbook_url=RUNBOOK)
+    assert resolved["annotations"]["runbook_url"] == RUNBOOK
+    # No runbook: no annotation at all (Alertmanager's annotations are strings), and null in the webhook.
+    assert "runbook_url" not in alertmanager_alert(transition(), dashboard_url="x", now=AT)["annotations"]
+    assert webhook_document(transition(), dashboard_url="x", runbook_url=RUNBOOK)["runbook_url"] == RUNBOOK
+    assert webhook_document(transition(), dashboard_url="x")["runbook_url"] is None
+
+
+def _slo_file(path: Path, runbook: str | None) -> None:
+    text = (CONFIG / "slos.yaml").read_text()
+    text = text.replace("    runbook: bet-placement\n", f"    runbook: {runbook}\n" if runbook else "", 1)
+    path.write_text(text)
+
+
+def _settings(tmp_path: Path, **changes: object) -> Settings:
+    return Settings(
+        slos_path=tmp_path / "slos.yaml",
+        slices_path=CONFIG / "slices.yaml",
+        events_path=tmp_path / "no-events.yaml",
+        dashboard_url="https://ops.example/",
+        **changes,  # type: ignore[arg-type]
+    )
+
+
+def test_receivers_send_the_runbook_the_slo_file_names(tmp_path: Path) -> None:
+    _slo_file(tmp_path / "slos.yaml", "bet-placement")
+    settings = _settings(tmp_path, alertmanager_url="http://am.example:9093", alert_webhook_url="https://h.example/x")
+    seen: dict[str, object] = {}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen[request.url.host] = json.loads(request.content)
+        return httpx.Response(200)
+
+    for receiver in receivers_from(settings, []):
+        receiver.transport = httpx.MockTransport(handler)
+        assert receiver.send(transition(), now=AT).outcome == "delivered"
+    assert seen["am.example"][0]["annotations"]["runbook_url"] == RUNBOOK  # type: ignore[index]
+    assert seen["h.example"]["runbook_url"] == RUNBOOK  # type: ignore[index]
+
+
+def test_slo_runbooks_read_the_file_again_only_when_it_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "slos.yaml"
+    _slo_file(path, "bet-placement")
+    reads: list[Settings] = []
+    real = receivers_module.load_config
+
+    def counted(settings: Settings) -> ControlPlaneConfig:
+        reads.append(settings)
+        return real(settings)
+
+    monkeypatch.setattr(receivers_module, "load_config", counted)
+    runbooks = SloRunbooks(_settings(tmp_path))
+    for _ in range(5):
+        assert runbooks("bet-placement-availability") == RUNBOOK
+    assert runbooks("odds-feed-freshness") == "https://ops.example/runbook?name=odds-feed"
+    assert runbooks("no-such-slo") is None
+    assert len(reads) == 1, "one stat per alert, one read per change of the file"
+
+    _slo_file(path, "https://wiki.example/bets")
+    assert runbooks("bet-placement-availability") == "https://wiki.example/bets" and len(reads) == 2
+    _slo_file(path, None)
+    assert runbooks("bet-placement-availability") is None
+
+    # A broken file: the links read before stand, it is said once, and sending goes on.
+    _slo_file(path, "https://wiki.example/bets")
+    assert runbooks("bet-placement-availability") == "https://wiki.example/bets"
+    path.write_text("slos: [not: valid")
+    with caplog.at_level(logging.WARNING, logger=receivers_module.__name__):
+        for _ in range(3):
+            assert runbooks("bet-placement-availability") == "https://wiki.example/bets"
+    assert len([r for r in caplog.records if "runbook links" in r.getMessage()]) == 1
+    path.unlink()
+    assert runbooks("bet-placement-availability") == "https://wiki.example/bets"

@@ -1,0 +1,53 @@
+"""The stream's wire contract: names, subjects, and an event as the platform's relay publishes it (the
+outbox message's canonical JSON, `Nats-Msg-Id` = its event id, `traceparent` when traced)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+STREAM = "PLATFORM_EVENTS"
+SUBJECTS = "platform.events.>"
+EVENT_PREFIX = "platform.events."
+DEAD_STREAM = "PLATFORM_DEAD_LETTERS"
+DEAD_PREFIX = "platform.dead."
+DEFAULT_DURABLE = "audit-ingest"
+
+
+class BadEvent(ValueError):
+    """A message that is not an outbox event: it can never be appended, so it is a dead letter at once."""
+
+
+@dataclass(frozen=True)
+class StreamEvent:
+    """What `audit.sink.OutboxAuditSink` reads of an outbox message."""
+
+    seq: int
+    event_id: str
+    aggregate_type: str
+    aggregate_id: str
+    event_type: str
+    payload: dict[str, Any]
+    created_at: str
+    traceparent: str | None = None
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> StreamEvent:
+        try:
+            doc = json.loads(data)
+        except (ValueError, RecursionError) as exc:
+            raise BadEvent(f"not JSON: {exc}") from None
+        if not isinstance(doc, dict):
+            raise BadEvent("not a JSON object")
+        try:
+            event = cls(**{k: doc[k] for k in cls.__dataclass_fields__ if k in doc})
+        except TypeError as exc:
+            raise BadEvent(f"not an outbox event: {exc}") from None
+        if not isinstance(event.event_id, str) or not event.event_id or not isinstance(event.payload, dict):
+            raise BadEvent("an outbox event needs an event_id and an object payload")
+        return event
+
+
+def dead_subject(event_type: str) -> str:
+    return f"{DEAD_PREFIX}{event_type or 'unknown'}"
