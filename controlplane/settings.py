@@ -139,6 +139,12 @@ class Settings(BaseSettings):
     otlp_headers: SecretStr | None = Field(
         None, description="Headers for that export, as OTEL_EXPORTER_OTLP_HEADERS (Authorization=Bearer%20<token>)."
     )
+    nats_url: str = Field(
+        "",
+        description="The NATS server (JetStream) carrying the platform's events (nats://host:4222), when the "
+        "platform's outbox publishes there; set, the checklist reads the audit consumer group's lag and dead "
+        "letters from it. Unset: the audit log is fed in-process and those checks say so.",
+    )
     scrape_targets: str = Field(
         "", description="Comma-separated /metrics URLs the collector scrapes, e.g. http://127.0.0.1:8080/metrics."
     )

@@ -88,6 +88,11 @@ class PlatformMetrics:
             registry=r,
         )
         self.odds_updates = Counter("platform_odds_updates", "Price changes published to the odds feed.", registry=r)
+        self.odds_bus_unsent = Counter(
+            "platform_odds_bus_unsent",
+            "Price changes the odds bus (NATS) could not take; sent to this replica's subscribers only.",
+            registry=r,
+        )
         self.login_attempts = Counter("platform_login_attempts", "Login attempts, by outcome.", ["outcome"], registry=r)
         self.faults_active = Gauge("platform_faults_active", "Game-day faults in force, by kind.", ["kind"], registry=r)
 

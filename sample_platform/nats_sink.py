@@ -34,6 +34,10 @@ DUPLICATE_WINDOW_SECONDS = 120.0
 ACK_TIMEOUT_SECONDS = 10.0
 
 
+async def _quiet(exc: Exception) -> None:
+    log.debug("nats: %s: %s", type(exc).__name__, exc)
+
+
 class BrokerUnavailable(SinkUnavailable):
     """The broker did not acknowledge a batch; nothing of it is marked delivered."""
 
@@ -73,8 +77,13 @@ class NatsSink:
             await self._close()
         # No reconnection inside the client: a lost connection fails the batch, and the relay retries.
         self._nc = await nats.connect(
-            self.url, connect_timeout=self.connect_timeout, allow_reconnect=False, max_reconnect_attempts=0
-        )
+            self.url,
+            connect_timeout=self.connect_timeout,
+            allow_reconnect=False,
+            max_reconnect_attempts=1,
+            reconnect_time_wait=0.1,
+            error_cb=_quiet,
+        )  # nats-py retries a first connect forever unless max_reconnect_attempts is positive
         self._js = self._nc.jetstream(timeout=ACK_TIMEOUT_SECONDS)
         try:
             await self._js.stream_info(self.stream)

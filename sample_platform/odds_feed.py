@@ -19,7 +19,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, select
 
@@ -30,6 +32,9 @@ from sample_platform.metrics import PlatformMetrics
 from sample_platform.models import Market, MarketStatus, Selection, table
 from sample_platform.problems import Problem
 from sample_platform.telemetry import odds_publish_lag
+
+if TYPE_CHECKING:
+    from sample_platform.odds_bus import OddsBus
 
 log = logging.getLogger(__name__)
 KEEPALIVE_SECONDS = 15.0
@@ -63,6 +68,7 @@ class OddsBroker:
         self._frame: Callable[[str], bytes] = str.encode
         self._seq = 0
         self._seq_lock = threading.Lock()
+        self.bus: OddsBus | None = None  # set when odds go through NATS (sample_platform.odds_bus)
 
     def bind(self, loop: asyncio.AbstractEventLoop | None, frame: Callable[[str], bytes] = str.encode) -> None:
         """Fan out on `loop`, framing each event's text with `frame`; None: nobody is listening."""
@@ -73,19 +79,35 @@ class OddsBroker:
         return len(self._subscribers)
 
     def publish(self, update: dict) -> None:
-        """Fan an update out (callable from any thread); stamps its publish time and sequence."""
+        """Publish a change (callable from any thread), stamped with its publish time: through the odds
+        bus to every replica when there is one, else straight to this replica's subscribers."""
+        event = {**update, "published_at": utcnow().isoformat()}
+        self.metrics.odds_updates.inc()
+        bus = self.bus
+        if bus is not None:
+            if bus.send(event):
+                return
+            self.metrics.odds_bus_unsent.inc()
+        self.deliver(event)
+
+    def deliver(self, event: dict) -> None:
+        """Fan a published change out to this replica's subscribers (callable from any thread), with this
+        replica's own sequence as the SSE id."""
         with self._seq_lock:
             self._seq += 1
             seq = self._seq
-        event = {**update, "seq": seq, "published_at": utcnow().isoformat()}
-        self.metrics.odds_updates.inc()
+        event = {**event, "seq": seq}
         loop = self._loop
         if loop is None or loop.is_closed():
             return
+        try:
+            published = datetime.fromisoformat(str(event.get("published_at"))).timestamp()
+        except ValueError:
+            published = time.time()
         # Framed once here, not once per subscriber.
         chunk = self._frame(f"id: {seq}\nevent: odds\ndata: {json.dumps(event, separators=(',', ':'))}\n\n")
         try:
-            loop.call_soon_threadsafe(self._fan_out, chunk, time.monotonic())
+            loop.call_soon_threadsafe(self._fan_out, chunk, published)
         except RuntimeError:  # the loop closed meanwhile: nobody is listening
             pass
 
@@ -117,8 +139,9 @@ class OddsBroker:
             subscriber.sent += 1
             written += 1
         if written:
-            # One observation per update: fresh only once every subscriber's socket has it.
-            lag = time.monotonic() - published
+            # One observation per update: fresh only once every subscriber's socket has it (the clock
+            # of the replica that published it, when it came through the bus).
+            lag = max(0.0, time.time() - published)
             self.metrics.odds_publish_lag.observe(lag)
             odds_publish_lag.record(lag)
 

@@ -38,6 +38,7 @@ class OddsStreamServer:
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._failure: BaseException | None = None
+        self._bus_task: asyncio.Task | None = None
 
     def start(self, timeout: float = 30.0) -> None:
         self._thread = threading.Thread(target=self._run, name="odds-stream", daemon=True)
@@ -61,6 +62,8 @@ class OddsStreamServer:
             return
         self.port = self._server.sockets[0].getsockname()[1]
         self.broker.bind(loop, frame=_chunk)
+        if self.broker.bus is not None:  # odds from every replica, through NATS
+            self._bus_task = loop.create_task(self.broker.bus.run())
         loop.call_later(KEEPALIVE_SECONDS, self._keepalive)
         self._ready.set()
         try:
@@ -72,6 +75,8 @@ class OddsStreamServer:
     async def _shutdown(self) -> None:
         if self._server is not None:
             self._server.close()
+        if self.broker.bus is not None:
+            await self.broker.bus.close()
         tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
         for task in tasks:
             task.cancel()

@@ -61,7 +61,14 @@ class PlatformSettings(BaseSettings):
         description="Where the outbox relay delivers: the JSON-lines file (PLATFORM_OUTBOX_SINK_PATH), or the "
         "NATS JetStream stream PLATFORM_EVENTS at PLATFORM_NATS_URL (a row is delivered once the server acks it).",
     )
-    nats_url: str = Field("nats://127.0.0.1:4222", description="The NATS server (with JetStream) of the outbox sink.")
+    nats_url: str = Field(
+        "nats://127.0.0.1:4222", description="The NATS server (with JetStream) of the outbox sink and the odds bus."
+    )
+    odds_bus: Literal["local", "nats"] = Field(
+        "local",
+        description="How price changes reach the odds stream's subscribers: local (this process only) or nats "
+        "(published on odds.<market_id> at PLATFORM_NATS_URL, so every replica's subscribers get every change).",
+    )
     outbox_sink_path: Path = Field(
         Path("var/outbox.jsonl"), description="JSON-lines file the outbox relay delivers to."
     )

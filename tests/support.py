@@ -3,12 +3,15 @@ for a condition with a generous deadline (never for a fixed time)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -91,3 +94,52 @@ class PlatformProcess(ServiceProcess):
             **env_overrides,
         }
         super().__init__("platform", env, sink.with_name(f"platform-{free_port()}.log"), "/v1/health", port=port)
+
+
+class SseReader:
+    """Reads `odds` events from the stream in a thread, recording the lag of each."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.events: list[dict] = []
+        self.lags: list[float] = []
+        self.other: list[str] = []
+        self.connected = threading.Event()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        assert self.connected.wait(10)
+
+    def _run(self) -> None:
+        try:
+            self._read()
+        except httpx.HTTPError:
+            if not self.done.is_set():  # a stream cut while the test still listens is a failure
+                raise
+
+    def _read(self) -> None:
+        with httpx.Client(timeout=30, follow_redirects=True) as client, client.stream("GET", self.url) as response:
+            assert response.headers["content-type"].startswith("text/event-stream")
+            kind = None
+            for line in response.iter_lines():
+                if line.startswith(": connected"):
+                    self.connected.set()
+                elif line.startswith("event: "):
+                    kind = line[7:]
+                elif line.startswith("data: ") and kind == "odds":
+                    event = json.loads(line[6:])
+                    published = datetime.fromisoformat(event["published_at"])
+                    self.lags.append((datetime.now(UTC) - published).total_seconds())
+                    self.events.append(event)
+                elif line.startswith("data: "):
+                    self.other.append(kind or "")
+                if self.done.is_set():
+                    return
+
+    def wait_for(self, count: int, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.events) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def close(self) -> None:
+        self.done.set()

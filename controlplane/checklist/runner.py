@@ -20,7 +20,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Any
 
-from controlplane.checklist import evidence, facts, gates, probes, signals, trace_probes
+from controlplane.checklist import evidence, facts, gates, probes, signals, stream_checks, trace_probes
 from controlplane.checklist.context import CheckContext
 from controlplane.checklist.records import active_waiver
 from controlplane.checklist.results import ChecklistRun, CheckResult, Outcome
@@ -36,6 +36,8 @@ EVALUATORS: dict[str, Evaluator] = {
     "probe_latency": probes.probe_latency,
     "probe_shedding": probes.probe_shedding,
     "scraped_signal": signals.scraped_signal,
+    "stream_lag": stream_checks.stream_lag,
+    "dead_letters": stream_checks.dead_letters,
     "slo_coverage": facts.slo_coverage,
     "prometheus_rules": facts.prometheus_rules,
     "audit_evidence": evidence.audit_evidence,

@@ -129,6 +129,22 @@ class ScrapedSignal(Strict):
         return self
 
 
+class StreamLag(Strict):
+    """The audit consumer group on the event stream is at most `at_most_seconds` behind: the oldest
+    event it has not acked is younger than that (read from the broker, now)."""
+
+    type: Literal["stream_lag"]
+    durable: str = Field("audit-ingest", min_length=1, max_length=200)
+    at_most_seconds: float = Field(30.0, gt=0)
+
+
+class DeadLetters(Strict):
+    """No dead letter waits on the event stream for a fix and a replay (read from the broker, now)."""
+
+    type: Literal["dead_letters"]
+    at_most: int = Field(0, ge=0)
+
+
 class SloCoverage(Strict):
     """An SLO is defined for each of `slices`."""
 
@@ -180,6 +196,8 @@ Evaluator = Annotated[
     | ProbeLatency
     | ProbeShedding
     | ScrapedSignal
+    | StreamLag
+    | DeadLetters
     | SloCoverage
     | PrometheusRules
     | AuditEvidence
@@ -196,6 +214,8 @@ EVALUATOR_TYPES = (
     "probe_latency",
     "probe_shedding",
     "scraped_signal",
+    "stream_lag",
+    "dead_letters",
     "slo_coverage",
     "prometheus_rules",
     "audit_evidence",

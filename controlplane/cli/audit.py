@@ -14,8 +14,15 @@ from audit.log import AuditError, AuditLog
 from audit.sink import check_money
 from controlplane.auditing import AuditUnavailable, open_audit
 from controlplane.cli import audit_stream
-from controlplane.cli.common import EXIT_CRITICAL, config_or_exit, fail, load_settings, store_engine
-from controlplane.clock import utcnow
+from controlplane.cli.common import (
+    EXIT_CRITICAL,
+    TableOrJson,
+    config_or_exit,
+    fail,
+    load_settings,
+    store_engine,
+)
+from controlplane.clock import parse_since, utcnow
 from controlplane.proofs import (
     ProofError,
     export_bundle,
@@ -214,6 +221,47 @@ def audit_export(
         raise fail(str(exc)) from None
     out.write_text(json.dumps(bundle, indent=2))
     typer.echo(f"wrote {len(bundle['entries'])} entries, proven against tree size {bundle['tree_size']}, to {out}")
+
+
+@audit_app.command("entries")
+def audit_entries(
+    kind: Annotated[
+        str | None, typer.Option(help="change, money, checklist, incident, access, system, attestation, ...")
+    ] = None,
+    type_: Annotated[
+        str | None, typer.Option("--type", help="The payload's type: bet.placed, fault_set, dead_letter, ...")
+    ] = None,
+    since: Annotated[str | None, typer.Option(help="From this time: ISO 8601 (UTC if no zone) or 90m, 2h, 7d.")] = None,
+    limit: Annotated[
+        int, typer.Option(help="At most this many (0: all); without --since, the newest ones.", min=0)
+    ] = 100,
+    fmt: TableOrJson = "table",
+    audit_url: AuditUrl = None,
+) -> None:
+    """The entries a compliance officer searches, oldest first, as recorded (the hash chain covers them)."""
+    from audit.query import find_entries
+
+    start = None
+    if since is not None:
+        try:
+            start = parse_since(since, now=utcnow())
+        except (ValueError, OverflowError) as exc:
+            raise fail(f"--since: {exc}") from None
+    log, _ = _audit(load_settings(audit_url=audit_url), signing=False)
+    newest = start is None and limit > 0
+    found = find_entries(log.engine, kind=kind, type_=type_, since=start, limit=limit or None, newest_first=newest)
+    records = [entry.as_record() for entry in (reversed(found) if newest else found)]
+    if fmt == "json":
+        typer.echo(json.dumps(records, indent=2, ensure_ascii=False))
+        return
+    if not records:
+        typer.echo("no entries match")
+        return
+    typer.echo(f"{'seq':>7}  {'at':<20}  {'kind':<11} {'type':<22} {'actor':<20} subject")
+    for r in records:
+        at = r["at"][:19].replace("T", " ") + "Z"
+        kind_, type_text = r["kind"], r["type"] or "-"
+        typer.echo(f"{r['seq']:>7}  {at:<20}  {kind_:<11} {type_text:<22} {r['actor'][:20]:<20} {r['subject']}")
 
 
 # The stream's verbs live with the stream's code; they are `controlplane audit ingest` and `dead-letters`.

@@ -16,13 +16,21 @@ from controlplane.cli.common import (
     fail,
     load_settings,
     log_export,
+    slices_or_exit,
 )
 
-NatsUrl = Annotated[str, typer.Option("--nats-url", help="The NATS server with JetStream (nats://host:4222).")]
+NatsUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--nats-url",
+        help="The NATS server with JetStream (default: $CONTROLPLANE_NATS_URL, else nats://127.0.0.1:4222).",
+    ),
+]
+DEFAULT_NATS = "nats://127.0.0.1:4222"
 
 
 def ingest(
-    nats_url: NatsUrl = "nats://127.0.0.1:4222",
+    nats_url: NatsUrl = None,
     durable: Annotated[
         str, typer.Option(help="The consumer group: every process with this name shares the stream's events.")
     ] = "audit-ingest",
@@ -44,9 +52,18 @@ def ingest(
     from controlplane.streams.ingester import Ingester, IngestMetrics
 
     settings = load_settings()
+    nats_url = nats_url or settings.nats_url or DEFAULT_NATS
     setup_logging(log_format, **log_export(settings, "controlplane-ingest"))
     sink = audit_outbox_sink(settings)
     metrics = IngestMetrics()
+    provider = None
+    if settings.otlp_endpoint:  # the stream slice's events, to the collector
+        from controlplane.streams.telemetry import lag_histogram
+
+        export = log_export(settings, "controlplane-ingest")
+        metrics.otlp_lag, provider = lag_histogram(
+            export["otlp_endpoint"], export["otlp_headers"], boundaries=slices_or_exit(settings).boundaries
+        )
     if metrics_port:
         start_http_server(metrics_port, addr="127.0.0.1", registry=metrics.registry)
     ingester = Ingester(
@@ -68,10 +85,13 @@ def ingest(
         if type(exc).__module__.startswith("nats"):
             raise fail(f"NATS at {nats_url}: {type(exc).__name__}: {exc}") from None
         raise
+    finally:
+        if provider is not None:
+            provider.shutdown()  # the last lag points go out
 
 
 def dead_letters(
-    nats_url: NatsUrl = "nats://127.0.0.1:4222",
+    nats_url: NatsUrl = None,
     replay: Annotated[
         int | None, typer.Option(help="Publish this dead letter (its seq) again, then remove it.")
     ] = None,
@@ -89,6 +109,7 @@ def dead_letters(
     )
 
     settings = load_settings()
+    nats_url = nats_url or settings.nats_url or DEFAULT_NATS
     try:
         if replay is not None:
             if not by:

@@ -33,7 +33,12 @@ from controlplane.slo.spec import EventSpec, SloConfigError, SloSpec
 REQUESTS = "platform_http_requests_total"
 DURATION = "platform_http_request_duration_seconds"
 ODDS_LAG = "platform_odds_publish_lag_seconds"
-PROM_METRICS = {"http.server.request.duration": DURATION, "platform.odds.publish_lag": ODDS_LAG}
+STREAM_LAG = "audit_ingest_lag_seconds"  # what `controlplane audit ingest --metrics-port` serves
+PROM_METRICS = {
+    "http.server.request.duration": DURATION,
+    "platform.odds.publish_lag": ODDS_LAG,
+    "audit.ingest.lag": STREAM_LAG,
+}
 OUTBOX_DEPTH = "platform_outbox_depth"
 OUTBOX_LAG = "platform_outbox_relay_lag_seconds"
 OUTBOX_GROUP = "platform-outbox"
@@ -67,6 +72,16 @@ def _bad_codes(spec: SloSpec, slices: SliceConfig) -> str:
     return 'code=~"5.."'
 
 
+def _threshold_label(spec: SloSpec, slices: SliceConfig) -> str:
+    le = label(spec.sli.threshold_seconds or 0.0)
+    if le not in slices.labels:
+        raise SloConfigError(
+            f"slo '{spec.name}': latency threshold {spec.sli.threshold_seconds}s is not a histogram bucket "
+            f"boundary (boundaries: {', '.join(str(b) for b in slices.boundaries)}); pick one of those"
+        )
+    return le
+
+
 def error_ratio_expr(spec: SloSpec, slices: SliceConfig, window: str) -> str:
     kind = spec.sli.kind
     if kind == "freshness":
@@ -77,16 +92,23 @@ def error_ratio_expr(spec: SloSpec, slices: SliceConfig, window: str) -> str:
             f"avg_over_time((histogram_quantile({spec.sli.percentile}, sum by (le) "
             f"(rate({metric}_bucket[1m]))) > bool {threshold})[{window}:1m])"
         )
+    slice_spec = next((s for s in slices.slices if s.name == spec.slice), None)
+    if kind == "latency" and slice_spec is not None and slice_spec.signal == "metrics" and not slice_spec.routes:
+        # A histogram of its own (the stream's lag): every observation is one event of the slice.
+        own = PROM_METRICS.get(slice_spec.metric or "")
+        if own is None:
+            raise SloConfigError(
+                f"slo '{spec.name}': metric {slice_spec.metric!r} has no Prometheus name here "
+                f"(known: {', '.join(sorted(PROM_METRICS))})"
+            )
+        le = _threshold_label(spec, slices)
+        fast = f'sum(rate({own}_bucket{{le="{le}"}}[{window}]))'
+        return f"1 - (\n  {fast}\n  /\n  sum(rate({own}_count[{window}]))\n)"
     selector = _selector(spec, slices)
     if kind == "ratio":
         bad = f"sum(rate({REQUESTS}{{{selector},{_bad_codes(spec, slices)}}}[{window}]))"
         return f"({bad} or vector(0))\n/\nsum(rate({REQUESTS}{{{selector}}}[{window}]))"
-    le = label(spec.sli.threshold_seconds or 0.0)
-    if le not in slices.labels:
-        raise SloConfigError(
-            f"slo '{spec.name}': latency threshold {spec.sli.threshold_seconds}s is not a histogram bucket "
-            f"boundary (boundaries: {', '.join(str(b) for b in slices.boundaries)}); pick one of those"
-        )
+    le = _threshold_label(spec, slices)
     fast = f'sum(rate({DURATION}_bucket{{{selector},le="{le}"}}[{window}]))'
     return f"1 - (\n  {fast}\n  /\n  sum(rate({DURATION}_count{{{selector}}}[{window}]))\n)"
 

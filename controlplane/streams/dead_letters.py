@@ -14,11 +14,10 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import nats
 from nats.js.errors import NotFoundError
 
 from controlplane.streams.ingester import ensure_streams
-from controlplane.streams.wire import DEAD_STREAM, STREAM, BadEvent, StreamEvent
+from controlplane.streams.wire import DEAD_STREAM, STREAM, BadEvent, StreamEvent, connect_once
 
 
 class DeadLetterError(Exception):
@@ -63,7 +62,7 @@ def _letter(raw: Any) -> DeadLetter:
 
 
 async def _connect(url: str) -> Any:
-    return await nats.connect(url, connect_timeout=3, allow_reconnect=False, max_reconnect_attempts=0)
+    return await connect_once(url)
 
 
 async def list_dead_letters(url: str, *, limit: int = 1000) -> list[DeadLetter]:
@@ -73,7 +72,9 @@ async def list_dead_letters(url: str, *, limit: int = 1000) -> list[DeadLetter]:
         await ensure_streams(js)
         state = (await js.stream_info(DEAD_STREAM)).state
         letters: list[DeadLetter] = []
-        for seq in range(state.first_seq, state.last_seq + 1):
+        if not state.messages:  # an empty stream's first and last seq are 0, which no message has
+            return letters
+        for seq in range(max(state.first_seq, 1), state.last_seq + 1):
             if len(letters) >= limit:
                 break
             try:

@@ -55,6 +55,7 @@ class EntryLog(Protocol):
 @dataclass
 class IngestMetrics:
     registry: CollectorRegistry = field(default_factory=lambda: CollectorRegistry(auto_describe=True))
+    otlp_lag: Any = None  # the OTLP histogram of the stream slice (controlplane.streams.telemetry), if exporting
 
     def __post_init__(self) -> None:
         r = self.registry
@@ -123,19 +124,27 @@ class Ingester:
         self.max_deliver = max_deliver
         self.ack_wait = ack_wait
         self.metrics = metrics or IngestMetrics()
+        self._last_error_log = float("-inf")
 
     def consumer_config(self) -> ConsumerConfig:
+        # The server redelivers without end; the ingester itself dead-letters at max_deliver, so an event
+        # whose deliveries ran out while a process was killed mid-batch is never left undelivered.
         return ConsumerConfig(
             durable_name=self.durable,
             ack_policy=AckPolicy.EXPLICIT,
-            max_deliver=self.max_deliver,
+            max_deliver=-1,
             ack_wait=self.ack_wait,
             filter_subject=SUBJECTS,
         )
 
     async def run(self, stop: asyncio.Event) -> None:
         nc = await nats.connect(
-            self.url, connect_timeout=2, allow_reconnect=True, max_reconnect_attempts=-1, reconnect_time_wait=0.5
+            self.url,
+            connect_timeout=2,
+            allow_reconnect=True,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            error_cb=self._broker_error,
         )
         try:
             js = nc.jetstream(timeout=10)
@@ -158,10 +167,21 @@ class Ingester:
                     log.warning("the broker is away (%s); waiting", type(exc).__name__)
                     await asyncio.sleep(0.5)
                     continue
-                await self.handle(js, messages)
+                try:
+                    await self.handle(js, messages)
+                except (NatsError, OSError) as exc:  # unsettled messages come back after ack_wait
+                    log.warning("a batch was left unsettled (%s); it will be delivered again", exc)
+                    await asyncio.sleep(0.5)
                 await self._observe(sub)
         finally:
             await nc.close()
+
+    async def _broker_error(self, exc: Exception) -> None:
+        """The client's error callback: a line every 10 s at most while the broker cannot be reached."""
+        now = time.monotonic()
+        if now - self._last_error_log >= 10:
+            self._last_error_log = now
+            log.warning("NATS at %s: %s: %s (retrying)", self.url, type(exc).__name__, exc)
 
     async def _observe(self, sub: Any) -> None:
         try:
@@ -202,7 +222,7 @@ class Ingester:
         try:
             await asyncio.to_thread(self.sink.deliver, [event])
         except Exception as exc:
-            if message.metadata.num_delivered >= self.max_deliver:
+            if message.metadata.num_delivered >= self.max_deliver:  # deliveries counted by the server
                 await self.dead_letter(js, message, event, f"{type(exc).__name__}: {exc}"[:500])
             else:
                 await self._settle(message.nak(delay=1))
@@ -216,6 +236,8 @@ class Ingester:
         age = _age_seconds(event.created_at)
         if age is not None:
             self.metrics.lag.observe(age)
+            if self.metrics.otlp_lag is not None:
+                self.metrics.otlp_lag.record(age)
 
     async def dead_letter(self, js: Any, message: Any, event: StreamEvent | None, why: str) -> None:
         event_type = event.event_type if event else message.subject.removeprefix("platform.events.")
@@ -229,7 +251,6 @@ class Ingester:
         }
         if message.headers and message.headers.get("traceparent"):
             headers["traceparent"] = message.headers["traceparent"]
-        await js.publish(dead_subject(event_type), message.data, stream=DEAD_STREAM, headers=headers)
         payload = {
             "type": "dead_letter",
             "event_id": event.event_id if event else None,
@@ -239,15 +260,22 @@ class Ingester:
             "reason": why[:500],
         }
         subject = f"event:{event.event_id}" if event else f"stream:{stream_seq}"
-        # One entry per dead letter, however often it is redelivered before its termination lands.
-        await asyncio.to_thread(
-            self.entries.append,
-            kind="system",
-            actor=self.durable,
-            subject=subject,
-            payload=payload,
-            event_id=f"dead-letter:{STREAM}:{stream_seq}",
-        )
+        try:
+            # Both are idempotent (the dead stream's duplicate window, the audit log's event id), so a
+            # dead letter interrupted here is completed by the next delivery.
+            await js.publish(dead_subject(event_type), message.data, stream=DEAD_STREAM, headers=headers)
+            await asyncio.to_thread(
+                self.entries.append,
+                kind="system",
+                actor=self.durable,
+                subject=subject,
+                payload=payload,
+                event_id=f"dead-letter:{STREAM}:{stream_seq}",
+            )
+        except Exception as exc:
+            log.warning("could not dead-letter stream seq %s (%s); it will be delivered again", stream_seq, exc)
+            await self._settle(message.nak(delay=5))
+            return
         await self._settle(message.term())
         self.metrics.dead.inc()
         log.warning("dead letter: %s event at stream seq %s: %s", event_type, stream_seq, why[:200])

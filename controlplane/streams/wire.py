@@ -4,8 +4,11 @@ outbox message's canonical JSON, `Nats-Msg-Id` = its event id, `traceparent` whe
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any
+
+import nats
 
 STREAM = "PLATFORM_EVENTS"
 SUBJECTS = "platform.events.>"
@@ -51,3 +54,18 @@ class StreamEvent:
 
 def dead_subject(event_type: str) -> str:
     return f"{DEAD_PREFIX}{event_type or 'unknown'}"
+
+
+async def quiet_error(exc: Exception) -> None:
+    """The client's error callback: one line, not the client's default traceback per attempt."""
+    logging.getLogger("controlplane.streams").debug("nats: %s: %s", type(exc).__name__, exc)
+
+
+async def connect_once(url: str, *, timeout: float = 3.0) -> Any:
+    """A connection for one request: a server that does not answer raises (NoServersError or OSError)
+    after two tries. (nats-py retries an unanswered first connect forever unless
+    max_reconnect_attempts is positive, whatever allow_reconnect says.)"""
+    return await nats.connect(
+        url, connect_timeout=timeout, allow_reconnect=False, max_reconnect_attempts=1, reconnect_time_wait=0.1,
+        error_cb=quiet_error,
+    )  # fmt: skip

@@ -77,6 +77,11 @@ def build_platform(settings: PlatformSettings, engine: Engine, outbox_sink: Outb
         scrypt_log2_n=settings.password_scrypt_log2_n,
     )
     broker = OddsBroker(metrics, queue_size=settings.odds_subscriber_queue)
+    if settings.odds_bus == "nats":
+        # local: only a platform whose odds go through NATS loads its client
+        from sample_platform.odds_bus import OddsBus
+
+        broker.bus = OddsBus(settings.nats_url, broker)
 
     @event.listens_for(engine, "before_cursor_execute")
     def _slow_database(*_args: object) -> None:

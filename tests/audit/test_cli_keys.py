@@ -94,6 +94,32 @@ def test_verify_names_the_first_bad_entry(tmp_path) -> None:
     assert failed.returncode == 2 and "seq 3" in failed.stderr
 
 
+def test_entries_are_searched_by_kind_type_and_time(tmp_path) -> None:
+    for kind, payload in (("money", {"type": "bet.placed"}), ("change", {"type": "fault_set"}), ("money", {})):
+        cli(
+            tmp_path, "append", "--kind", kind, "--actor", "ana", "--subject", "bet:1", "--payload", json.dumps(payload)
+        )
+    everything = json.loads(cli(tmp_path, "entries", "--format", "json").stdout)
+    assert [(e["seq"], e["kind"], e["type"]) for e in everything] == [
+        (0, "money", "bet.placed"),
+        (1, "change", "fault_set"),
+        (2, "money", None),
+    ]
+    assert set(everything[0]) == {"seq", "kind", "type", "actor", "at", "subject", "event_id", "payload"}
+    money = json.loads(cli(tmp_path, "entries", "--kind", "money", "--format", "json").stdout)
+    assert [e["seq"] for e in money] == [0, 2]
+    faults = cli(tmp_path, "entries", "--type", "fault_set").stdout.splitlines()
+    assert len(faults) == 2 and "fault_set" in faults[1] and faults[1].split()[0] == "1"
+    newest = json.loads(cli(tmp_path, "entries", "--limit", "2", "--format", "json").stdout)
+    assert [e["seq"] for e in newest] == [1, 2]
+    assert (
+        json.loads(cli(tmp_path, "entries", "--since", "2h", "--limit", "1", "--format", "json").stdout)[0]["seq"] == 0
+    )
+    assert json.loads(cli(tmp_path, "entries", "--since", "2999-01-01", "--format", "json").stdout) == []
+    bad = cli(tmp_path, "entries", "--since", "yesterday")
+    assert bad.returncode == 3 and "--since" in bad.stderr and "Traceback" not in bad.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -78,3 +78,23 @@ def test_the_filters_select_what_they_name(log: AuditLog) -> None:
 def test_a_negative_offset_or_limit_is_refused(log: AuditLog, paging: dict[str, int]) -> None:
     with pytest.raises(ValueError, match="must not be negative"):
         find_entries(log.engine, **paging)  # type: ignore[arg-type]
+
+
+def test_the_payload_type_is_matched_exactly_and_paged(log: AuditLog) -> None:
+    log.append_many(
+        [{"kind": "system", "actor": "t", "subject": f"s{n}", "payload": {"type": "dead_letter", "n": n}}
+         for n in range(5)]
+        + [{"kind": "system", "actor": "t", "subject": "nested", "payload": {"evidence": {"type": "dead_letter"}}},
+           {"kind": "system", "actor": "t", "subject": "other", "payload": {"type": "dead_letter_replayed"}},
+           {"kind": "change", "actor": "t", "subject": "odd", "payload": {"type": 'a"b%_\\'}}]
+    )  # fmt: skip
+    dead = find_entries(log.engine, type_="dead_letter")
+    assert [e.payload["n"] for e in dead] == [0, 1, 2, 3, 4] and {e.type for e in dead} == {"dead_letter"}
+    assert [e.payload["n"] for e in find_entries(log.engine, type_="dead_letter", limit=2, offset=2)] == [2, 3]
+    assert [e.payload["n"] for e in find_entries(log.engine, type_="dead_letter", limit=2, newest_first=True)] == [4, 3]
+    assert count_entries(log.engine, type_="dead_letter") == 5
+    assert [e.subject for e in find_entries(log.engine, type_='a"b%_\\')] == ["odd"]
+    assert find_entries(log.engine, kind="change", type_="dead_letter") == []
+    record = dead[0].as_record()
+    assert set(record) == {"seq", "kind", "type", "actor", "at", "subject", "event_id", "payload"}
+    assert record["type"] == "dead_letter" and record["at"].endswith("Z") and record["event_id"] is None

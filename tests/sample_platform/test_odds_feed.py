@@ -2,65 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import socket
-import threading
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 
 import httpx
 import pytest
 
 from sample_platform.odds_feed import PriceMover
-
-
-class SseReader:
-    """Reads `odds` events from the stream in a thread, recording the lag of each."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.events: list[dict] = []
-        self.lags: list[float] = []
-        self.other: list[str] = []
-        self.connected = threading.Event()
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-        assert self.connected.wait(10)
-
-    def _run(self) -> None:
-        try:
-            self._read()
-        except httpx.HTTPError:
-            if not self.done.is_set():  # a stream cut while the test still listens is a failure
-                raise
-
-    def _read(self) -> None:
-        with httpx.Client(timeout=30, follow_redirects=True) as client, client.stream("GET", self.url) as response:
-            assert response.headers["content-type"].startswith("text/event-stream")
-            kind = None
-            for line in response.iter_lines():
-                if line.startswith(": connected"):
-                    self.connected.set()
-                elif line.startswith("event: "):
-                    kind = line[7:]
-                elif line.startswith("data: ") and kind == "odds":
-                    event = json.loads(line[6:])
-                    published = datetime.fromisoformat(event["published_at"])
-                    self.lags.append((datetime.now(UTC) - published).total_seconds())
-                    self.events.append(event)
-                elif line.startswith("data: "):
-                    self.other.append(kind or "")
-                if self.done.is_set():
-                    return
-
-    def wait_for(self, count: int, timeout: float = 20) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.events) < count and time.monotonic() < deadline:
-            time.sleep(0.02)
-
-    def close(self) -> None:
-        self.done.set()
+from tests.support import SseReader
 
 
 def test_price_changes_reach_subscribers(client, server, market) -> None:

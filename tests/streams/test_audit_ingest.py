@@ -7,61 +7,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import nats
 import pytest
 from sqlalchemy import Engine, select
 
 from audit.log import AuditLog
-from audit.schema import entries, migrate_audit
+from audit.schema import entries
 from audit.sink import OutboxAuditSink, SubjectKeys, check_money
-from controlplane.storage import make_engine
 from controlplane.streams.dead_letters import DeadLetterError, list_dead_letters, replay_dead_letter
-from controlplane.streams.ingester import Ingester, ensure_streams
+from controlplane.streams.ingester import Ingester
 from sample_platform.client import PlatformClient
 from sample_platform.outbox import all_event_ids
 from tests.conftest import ADMIN_TOKEN, bet_body
-from tests.streams.conftest import NatsServer
+from tests.streams.conftest import NatsServer, outbox_event, publish, running
 from tests.support import PlatformProcess, wait_until
-
-
-@contextmanager
-def running(ingester: Ingester) -> Iterator[Ingester]:
-    """The ingester's loop in a thread of its own, stopped (as by SIGTERM) when the block ends."""
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
-    failed: list[BaseException] = []
-
-    def serve() -> None:
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(ingester.run(stop))
-        except BaseException as exc:  # reported by the test, not lost in the thread
-            failed.append(exc)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield ingester
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(timeout=30)
-        loop.close()
-    assert not failed, failed
-
-
-@pytest.fixture
-def audit(database_url: str, tmp_path: Path) -> Iterator[Engine]:
-    url = f"sqlite:///{tmp_path / 'audit.db'}" if database_url.startswith("sqlite") else database_url
-    engine = make_engine(url)
-    migrate_audit(engine)
-    yield engine
-    engine.dispose()
 
 
 def _appended(audit: Engine) -> list[str]:
@@ -119,29 +80,13 @@ class FlakySink:
         self.sink.deliver(messages)
 
 
-async def _publish(url: str, documents: list[bytes], subject: str = "platform.events.money.deposit") -> None:
-    nc = await nats.connect(url)
-    js = nc.jetstream()
-    await ensure_streams(js)
-    for i, data in enumerate(documents):
-        await js.publish(subject, data, headers={"Nats-Msg-Id": f"test-{i}-{uuid.uuid4().hex}"})
-    await nc.close()
-
-
-def _event(event_id: str) -> bytes:
-    return json.dumps(
-        {"seq": 1, "event_id": event_id, "aggregate_type": "account", "aggregate_id": "7", "event_type": "money.deposit",
-         "payload": {"account_id": 7, "amount_minor": 100, "reference": "t"}, "created_at": "2026-12-05T10:00:00Z"}
-    ).encode()  # fmt: skip
-
-
 def test_a_poison_event_is_a_dead_letter_and_its_replay_appends_once(nats_server: NatsServer, audit: Engine) -> None:
     log = AuditLog(audit, origin="audit.test/dead")
     good, poison = str(uuid.uuid4()), str(uuid.uuid4())
     sink = FlakySink(OutboxAuditSink(log, SubjectKeys(audit)), poison)
     ingester = Ingester(nats_server.url, sink, log, durable="audit-ingest", max_deliver=2, ack_wait=15)
     with running(ingester):
-        asyncio.run(_publish(nats_server.url, [_event(good), _event(poison), b"{not json"]))
+        asyncio.run(publish(nats_server.url, [outbox_event(good), outbox_event(poison), b"{not json"]))
         wait_until(lambda: len(asyncio.run(list_dead_letters(nats_server.url))) == 2, "two dead letters", 90)
     assert _appended(audit) == [good]
     letters = asyncio.run(list_dead_letters(nats_server.url))

@@ -28,7 +28,7 @@ def test_the_shipped_checklist_covers_the_pre_event_list() -> None:
     assert types == {
         "error_budget", "no_page_alert", "probe_idempotency", "probe_trace", "probe_login_limit", "probe_latency",
         "probe_shedding", "scraped_signal", "slo_coverage", "prometheus_rules", "audit_evidence", "budget_policy",
-        "attestation",
+        "attestation", "stream_lag", "dead_letters",
     }  # fmt: skip
     signals = {c.evaluator.signal for c in checklist.checks if c.evaluator.type == "scraped_signal"}
     assert signals == {"risk_cache_hit_ratio", "outbox_depth", "relay_lag_seconds", "lock_timeout_rate"}
