@@ -210,7 +210,7 @@ def run_mode(mode: str, database: str, urls: tuple[str, str], args: argparse.Nam
         return {
             "database": database, "mode": mode, "events": args.events, "drain_s": round(drain_s, 3),
             "events_per_s": round(args.events / drain_s, 1), "steady_events": sent,
-            "lag_p50_ms": _ms(percentile(lags, 0.50)), "lag_p99_ms": _ms(percentile(lags, 0.99)),
+            "lag_p50_ms": _ms(percentile(lags, 50)), "lag_p99_ms": _ms(percentile(lags, 99)),
             "lag_max_ms": _ms(lags[-1] if lags else None),
         }  # fmt: skip
     finally:

@@ -7,14 +7,22 @@ Kinds: `latency` and `error_rate` act on one route (a route template such as "PO
 template for every method, or "*"), `db_latency` slows every database statement, `cache_off` turns
 the risk engine's feature cache off, `broker_slow` delays each outbox delivery, and `lock_wait`
 holds a database lock (SQLite: the write lock; PostgreSQL: an EXCLUSIVE lock on `ledger_accounts`)
-so that writers time out. Faults live in the process that serves the API; the fault routes
-themselves and /metrics are never faulted, so a game day can always be ended. A `synthetic_only`
+so that writers time out. The fault routes themselves and /metrics are never faulted, so a game day
+can always be ended.
+
+Replicas on one database share their faults through the outbox: every fault set, cleared or expired
+is an outbox event (and so one audit entry, written by the replica that took the change), and each
+replica reads the fault events it has not seen yet, in commit order, once a second (`sync`): a fault
+set on one replica acts on all of them within about a second, and any replica can clear it. Only the
+replica that set a fault records its expiry; a `lock_wait` lock is held by that replica alone (one
+database lock stops every replica's writers). A `synthetic_only`
 fault (latency and error_rate only) acts on synthetic requests alone: a readiness probe can prove an
 alert or a timeout fires without a single player feeling it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import threading
@@ -23,9 +31,10 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, select, text
 
 from sample_platform.clock import utcnow
+from sample_platform.models import OutboxEvent, table
 from sample_platform.outbox import write_event
 from sample_platform.problems import Problem
 
@@ -84,6 +93,21 @@ class Fault:
         return data
 
 
+def _from_event(data: dict) -> Fault | None:
+    """A fault as another replica recorded it (`Fault.to_dict`), its deadline from its expiry time."""
+    try:
+        expires_at = datetime.fromisoformat(data["expires_at"])
+        fields = {k: data[k] for k in Fault.__dataclass_fields__ if k in data and not k.startswith("_")}
+        fields["expires_at"] = expires_at
+        fields["created_at"] = datetime.fromisoformat(data["created_at"])
+        fault = Fault(**fields)
+    except (KeyError, TypeError, ValueError):
+        log.warning("a fault event could not be read; ignored")
+        return None
+    fault._deadline = time.monotonic() + (expires_at - utcnow()).total_seconds()
+    return fault
+
+
 def _synthetic_only_refused(kind: str) -> Problem:
     why = (
         f"a {kind} fault acts on the whole platform, not on single requests; "
@@ -101,12 +125,15 @@ def _synthetic_only_refused(kind: str) -> Problem:
 class FaultRegistry:
     """The faults in force, with cheap look-ups for the hot paths (no database access)."""
 
-    def __init__(self, engine: Engine, *, rng: random.Random | None = None) -> None:
+    def __init__(self, engine: Engine, *, rng: random.Random | None = None, max_ttl_seconds: float = 3600) -> None:
         self.engine = engine
+        self.max_ttl_seconds = max_ttl_seconds
         self.rng = rng or random.Random()
         self._faults: dict[str, Fault] = {}
         self._lock = threading.Lock()
         self._holder: _LockHolder | None = None
+        self._own: set[str] = set()  # set through this replica (it records their expiry, holds their lock)
+        self._seen_seq: int | None = None  # the last fault event read by `sync`, in commit order
 
     # -- changes (each one an outbox `change` event) ------------------------------------------
     def add(self, fault: Fault) -> Fault:
@@ -114,7 +141,14 @@ class FaultRegistry:
             raise Problem(422, "unknown-fault", "Unknown fault kind", f"kind must be one of {', '.join(KINDS)}")
         if fault.synthetic_only and fault.kind not in ROUTE_KINDS:
             raise _synthetic_only_refused(fault.kind)
-        self._record("change.fault_set", fault)
+        with self._lock:
+            self._own.add(fault.id)  # before the event can be read back by `sync`
+        try:
+            self._record("change.fault_set", fault)
+        except BaseException:
+            with self._lock:
+                self._own.discard(fault.id)
+            raise
         with self._lock:
             self._faults[fault.id] = fault
         if fault.kind == "lock_wait":
@@ -131,20 +165,59 @@ class FaultRegistry:
         """Retire faults past their TTL (called by the housekeeping loop; they stopped acting already)."""
         with self._lock:
             gone = [f for f in self._faults.values() if f.expired]
-        self._retire(gone, "change.fault_expired", "system")
+            foreign = [f for f in gone if f.id not in self._own]
+            for fault in foreign:  # its own replica records the expiry
+                self._faults.pop(fault.id, None)
+        self._retire([f for f in gone if f.id in self._own], "change.fault_expired", "system")
         return gone
 
     def _retire(self, gone: list[Fault], event_type: str, actor: str) -> None:
         """Record each retirement, then forget the fault: a failed write leaves it listed, to retry."""
         if not gone:
             return
-        remaining_locks = {f.id for f in self._faults.values() if f.kind == "lock_wait"} - {f.id for f in gone}
-        if not remaining_locks:
+        if not self._own_locks() - {f.id for f in gone}:
             self._release_lock()  # first: on SQLite the event below could not be written under it
         for fault in gone:
             self._record(event_type, fault, actor=actor)
             with self._lock:
                 self._faults.pop(fault.id, None)
+                self._own.discard(fault.id)
+
+    def sync(self) -> int:
+        """Take in the fault events other replicas committed since the last call; returns how many."""
+        events = table(OutboxEvent)
+        query = select(events.c.commit_seq, events.c.event_type, events.c.payload).where(
+            events.c.aggregate_type == "fault", events.c.commit_seq.is_not(None)
+        )
+        if self._seen_seq is None:  # at start: the faults that may still be in force
+            query = query.where(events.c.created_at >= utcnow() - timedelta(seconds=self.max_ttl_seconds))
+        else:
+            query = query.where(events.c.commit_seq > self._seen_seq)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(events.c.commit_seq)).all()
+        release = False
+        for commit_seq, event_type, payload in rows:
+            self._seen_seq = commit_seq
+            data = json.loads(payload).get("fault") or {}
+            fault_id = data.get("id")
+            with self._lock:
+                if event_type == "change.fault_set" and fault_id not in self._faults and fault_id not in self._own:
+                    fault = _from_event(data)
+                    if fault is not None and not fault.expired:
+                        self._faults[fault.id] = fault
+                elif event_type in ("change.fault_cleared", "change.fault_expired") and fault_id in self._faults:
+                    gone = self._faults.pop(fault_id)
+                    self._own.discard(fault_id)
+                    release |= gone.kind == "lock_wait"
+        if self._seen_seq is None:
+            self._seen_seq = 0
+        if release and not self._own_locks():
+            self._release_lock()  # cleared through another replica
+        return len(rows)
+
+    def _own_locks(self) -> set[str]:
+        with self._lock:
+            return {f.id for f in self._faults.values() if f.kind == "lock_wait" and f.id in self._own}
 
     def active(self) -> list[Fault]:
         with self._lock:

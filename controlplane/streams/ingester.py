@@ -159,7 +159,7 @@ class Ingester:
             log.info("ingesting %s as consumer %s", STREAM, self.durable)
             while not stop.is_set():
                 try:
-                    messages = await sub.fetch(self.batch, timeout=1.0)
+                    messages = await self._pull(sub)
                 except NatsTimeout:
                     await self._observe(sub)
                     continue
@@ -175,6 +175,18 @@ class Ingester:
                 await self._observe(sub)
         finally:
             await nc.close()
+
+    async def _pull(self, sub: Any) -> list[Any]:
+        """Wait (up to 1 s) for one event, then take whatever else is there, up to the batch. A single
+        fetch of the whole batch would hold a trickle of events until the batch filled or its wait ran
+        out: up to a second of lag when the group has more members than the load needs."""
+        messages = await sub.fetch(1, timeout=1.0)
+        if self.batch > 1:
+            try:
+                messages += await sub.fetch(self.batch - 1, timeout=0.05)
+            except NatsTimeout:
+                pass
+        return messages
 
     async def _broker_error(self, exc: Exception) -> None:
         """The client's error callback: a line every 10 s at most while the broker cannot be reached."""

@@ -12,6 +12,7 @@ import asyncio
 import inspect
 import logging
 import threading
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -28,6 +29,7 @@ from sample_platform.api.openapi import platform_openapi
 from sample_platform.api.platform import Platform, build_platform
 from sample_platform.api.routing import method_not_allowed
 from sample_platform.db import make_engine
+from sample_platform.faults import KINDS as FAULT_KINDS
 from sample_platform.idempotency import purge_expired
 from sample_platform.login import purge_expired_sessions
 from sample_platform.middleware import (
@@ -237,8 +239,11 @@ def _housekeeping(p: Platform, stop: threading.Event, interval: float = 1.0) -> 
     while not stop.wait(interval):
         rounds += 1
         try:
-            for fault in p.faults.expire():
-                p.metrics.faults_active.labels(kind=fault.kind).dec()
+            p.faults.sync()  # faults set or cleared through other replicas
+            p.faults.expire()
+            active = Counter(f.kind for f in p.faults.active())
+            for kind in FAULT_KINDS:
+                p.metrics.faults_active.labels(kind=kind).set(active[kind])
             if rounds % 60 == 0:
                 purge_expired(p.engine)
                 purge_expired_sessions(p.engine)

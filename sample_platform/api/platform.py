@@ -54,7 +54,7 @@ def default_sink(settings: PlatformSettings) -> OutboxSink:
 
 def build_platform(settings: PlatformSettings, engine: Engine, outbox_sink: OutboxSink | None = None) -> Platform:
     metrics = PlatformMetrics()
-    faults = FaultRegistry(engine)
+    faults = FaultRegistry(engine, max_ttl_seconds=settings.fault_max_ttl_seconds)
     limits = RiskLimits(
         max_stake_minor=settings.max_stake_minor,
         max_liability_minor=settings.max_liability_minor,
