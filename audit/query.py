@@ -134,7 +134,7 @@ def find_entries(
     found: list[FoundEntry] = []
     skip = offset if type_ is not None else 0
     with engine.connect() as conn:
-        for seq, event_id, text in conn.execution_options(yield_per=500).execute(query):
+        for seq, event_id, text in conn.execute(query).all():
             entry = _found(seq, event_id, text)
             if type_ is not None:
                 if entry.type != type_:

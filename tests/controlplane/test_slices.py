@@ -14,7 +14,7 @@ from tests.support import CONTROLPLANE
 
 def test_shipped_slices_load() -> None:
     config = load_slices(SLICES)
-    assert {s.name for s in config.slices} == {"bet-placement", "settlement", "login", "odds-feed"}
+    assert {s.name for s in config.slices} == {"bet-placement", "settlement", "login", "odds-feed", "stream"}
     assert config.for_span(service="sample-platform", name="POST /v1/bets", kind="server").name == "bet-placement"
     assert config.for_span(service="sample-platform", name="POST /v1/bets", kind="internal") is None
     assert config.for_span(service="other-service", name="POST /v1/bets", kind="server") is None

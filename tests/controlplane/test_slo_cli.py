@@ -38,7 +38,7 @@ def _write_minute(store, minute, total: int, bad: int, digest: str) -> None:  # 
 
 def test_shipped_specs_load() -> None:
     specs = load_slos(CONFIG / "slos.yaml", events=load_events(CONFIG / "events.yaml"))
-    assert {s.slice for s in specs} == {"bet-placement", "settlement", "login", "odds-feed"}
+    assert {s.slice for s in specs} == {"bet-placement", "settlement", "login", "odds-feed", "stream"}
 
 
 def test_status_exit_codes_follow_the_alerts(store, store_settings) -> None:
