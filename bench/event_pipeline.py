@@ -37,7 +37,6 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +47,11 @@ from audit.schema import entries, migrate_audit
 from audit.sink import OutboxAuditSink, SubjectKeys
 from bench.postgres import ScratchSchema, postgres_skip_reason, redact
 from bench.support import BenchmarkParser, controlplane_executable, emit, fmt, log, percentile, setup_logging
-from controlplane.clock import as_utc, utcnow
+from controlplane.clock import utcnow
+from controlplane.demo.cluster import commit_to_audit_lags
 from controlplane.demo.stack import free_port
 from controlplane.storage import make_engine
 from sample_platform import db as platform_db
-from sample_platform.models import OutboxEvent, table
 from sample_platform.outbox import OutboxRelay, PendingEvent, write_events
 
 QUICK = {"events": 3000, "seconds": 5}
@@ -164,21 +163,6 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
-def _lags(outbox: Engine, audit: Engine, since: datetime) -> list[float]:
-    """Seconds from each event committed since `since` (outbox created_at) to its audit entry (created_at)."""
-    events = table(OutboxEvent)
-    with outbox.connect() as conn:
-        query = select(events.c.event_id, events.c.created_at).where(events.c.created_at >= since)
-        committed = {e: _ts(t) for e, t in conn.execute(query)}
-    with audit.connect() as conn:
-        rows = conn.execute(select(entries.c.event_id, entries.c.created_at).where(entries.c.event_id.is_not(None)))
-        return sorted(_ts(t) - committed[e] for e, t in rows if e in committed)
-
-
-def _ts(value: datetime) -> float:
-    return as_utc(value).timestamp()
-
-
 def run_mode(mode: str, database: str, urls: tuple[str, str], args: argparse.Namespace, workdir: Path) -> dict:
     outbox_url, audit_url = urls
     outbox = platform_db.make_engine(outbox_url)
@@ -206,7 +190,7 @@ def run_mode(mode: str, database: str, urls: tuple[str, str], args: argparse.Nam
                     sent += due
                 time.sleep(0.01)
             _wait(lambda: _appended(audit) >= before + sent, f"{mode} to append the steady events", DEADLINE_SECONDS)
-        lags = _lags(outbox, audit, steady_since)
+        lags, _ = commit_to_audit_lags(outbox, audit, steady_since)
         return {
             "database": database, "mode": mode, "events": args.events, "drain_s": round(drain_s, 3),
             "events_per_s": round(args.events / drain_s, 1), "steady_events": sent,

@@ -52,6 +52,14 @@ def demo(
         str | None, typer.Option("--audit-url", help="The audit log (default: SQLite in --workdir).")
     ] = None,
     workdir: WorkDir = Path("var/demo"),
+    topology: Annotated[
+        Literal["single", "cluster"],
+        typer.Option(
+            help="single: one process of each kind (SQLite by default). cluster: its own nats-server -js, 3 platform "
+            "replicas, 2 collectors, 2 audit ingesters and the scheduler on PostgreSQL (--database-url; the store and "
+            "the audit log default to it), with an ingester, the broker and a replica SIGKILLed on the night."
+        ),
+    ] = "single",
     no_dashboard: Annotated[bool, typer.Option("--no-dashboard", help="Exit after the report.")] = False,
     dashboard_port: Annotated[
         int, typer.Option(help="The dashboard's port (a free one if it is taken).", min=1, max=65535)
@@ -61,11 +69,14 @@ def demo(
 ) -> None:
     """Derby night in one command: platform, collector and scheduler as child processes, a pre-kickoff
     checklist, the 15x spike, a game day (cache off, broker slow, lock wait), settlement, a signed
-    checkpoint, proof bundles verified offline, a report; then the dashboard until Ctrl-C.
+    checkpoint, proof bundles verified offline, a report; then the dashboard until Ctrl-C. With
+    --topology cluster, several processes of each kind on PostgreSQL and NATS JetStream.
 
-    Exit 0 when the ledger balances, the audit log verifies and both bundles verify offline; 2 when not;
+    Exit 0 when the ledger balances, the audit log verifies and both bundles verify offline (and, in a
+    cluster, every outbox event is in the audit log exactly once); 2 when not;
     3 when the demo could not run; 130 when interrupted before the report."""
     # local: the demo (platform, load generator, stack) adds ~300 ms to every command's start
+    from controlplane.demo.cluster import start_cluster
     from controlplane.demo.render import render_report
     from controlplane.demo.run import DemoOptions, Running, run_demo, start_dashboard, start_stack
     from controlplane.demo.stack import DemoError
@@ -76,7 +87,9 @@ def demo(
         audit_url=audit_url,
     )  # fmt: skip
     try:
-        urls = prepare(workdir, database_url=database_url, store_url=store_url, audit_url=audit_url)
+        urls = prepare(
+            workdir, database_url=database_url, store_url=store_url, audit_url=audit_url, cluster=topology == "cluster"
+        )
     except DemoError as exc:
         raise fail(str(exc)) from None
     # A terminal closed or a `kill` ends the demo as Ctrl-C does: children stopped, then clean-up.
@@ -85,7 +98,7 @@ def demo(
     running: Running | None = None
     failed, code, reported = True, EXIT_CRITICAL, False
     try:
-        running = start_stack(options, urls, _say)
+        running = (start_cluster if topology == "cluster" else start_stack)(options, urls, _say)
         write_env(workdir, running.env)
         if keep:
             write_logins(workdir, running.logins)

@@ -15,7 +15,6 @@ import typer
 from controlplane.cli.common import (
     AdminToken,
     TableOrJson,
-    Target,
     audit_outbox_sink,
     fail,
     load_settings,
@@ -134,7 +133,15 @@ def platform_load(
         ),
     ] = 0.0,
     rate: Annotated[float, typer.Option(help="Baseline arrivals per second, all routes together.")] = 10.0,
-    target: Target = "http://127.0.0.1:8080",
+    targets: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--target",
+            help="Base URL of the platform; repeat it for each replica of one platform and requests are spread "
+            "round-robin over them (the report counts each replica's answers). Default http://127.0.0.1:8080.",
+            envvar="CONTROLPLANE_PLATFORM_URL",
+        ),
+    ] = None,
     admin_token: AdminToken = None,
     players: Annotated[int, typer.Option(help="Player accounts to create (with --admin-token).")] = 20,
     markets: Annotated[int, typer.Option(help="Markets to create (with --admin-token).")] = 4,
@@ -167,8 +174,10 @@ def platform_load(
     from sample_platform.loadgen import LoadConfig, LoadSetupError, render_table, run_load
 
     try:
+        urls = [t.rstrip("/") for t in targets or ["http://127.0.0.1:8080"]]
         config = LoadConfig(
-            target=target.rstrip("/"),
+            target=urls[0],
+            replicas=tuple(urls[1:]),
             profile=profile,
             duration=duration,
             extend_seconds=extend,

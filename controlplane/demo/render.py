@@ -49,6 +49,29 @@ def _incident(inc: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _cluster(cluster: dict[str, Any]) -> list[str]:
+    if not cluster:
+        return []
+    stream = cluster["stream"]
+    lines = ["", f"Cluster ({len(cluster['replicas'])} platform replicas, {cluster['collectors']} collectors, "
+             f"{cluster['ingesters']} audit ingesters, NATS JetStream at {cluster['nats_url']})"]  # fmt: skip
+    lines.append(f"  {'replica':<12} {'url':<24} {'requests':>9} {'bets':>6} {'errors':>7} {'no answer':>10}")
+    for r in cluster["replicas"]:
+        lines.append(
+            f"  {r['process']:<12} {r['url']:<24} {r.get('requests', 0):>9} {r.get('bets_accepted', 0):>6} "
+            f"{r.get('errors', 0):>7} {r.get('failures', 0):>10}"
+        )
+    lines.append(
+        f"  stream: {stream['audited_once']} of {stream['outbox_events']} outbox events in the audit log exactly once "
+        f"({stream['missing']} missing, {stream['doubled']} doubled); commit-to-audit lag p50 {stream['lag_p50_s']} s, "
+        f"p99 {stream['lag_p99_s']} s, max {stream['lag_max_s']} s; dead letters {stream['dead_letters']}"
+    )
+    for f in cluster["faults"]:
+        back = f"back after {f['back_after_s']:.0f} s" if f["back_after_s"] is not None else "not restarted"
+        lines.append(f"  SIGKILL {f['process']:<16} +{f['at_s']:.0f} s ({f['fault']}), {back}")
+    return lines
+
+
 def render_report(data: dict[str, Any]) -> str:
     out: list[str] = []
     add = out.append
@@ -151,6 +174,8 @@ def render_report(data: dict[str, Any]) -> str:
     if commands:
         add(f"    verify it yourself: {commands[0]}")
 
+    out.extend(_cluster(data.get("cluster") or {}))
+
     ledger = data["ledger"]
     add("")
     add(f"Ledger: {_yes(ledger.get('ok'))} ({ledger.get('transactions')} transactions, every one balanced)"
@@ -160,6 +185,11 @@ def render_report(data: dict[str, Any]) -> str:
     add("")
     add(
         "Result: "
-        + ("OK: the books balance, the audit log verifies, every bundle verifies offline" if data["ok"] else "FAILED")
+        + (
+            "OK: the books balance, the audit log verifies, every bundle verifies offline"
+            + (", every event reached the audit log once" if data.get("cluster") else "")
+            if data["ok"]
+            else "FAILED"
+        )
     )
     return "\n".join(out)

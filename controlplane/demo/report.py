@@ -47,11 +47,14 @@ class DemoReport:
     ledger: dict[str, Any] = field(default_factory=dict)
     undercard: dict[str, Any] = field(default_factory=dict)
     incident: dict[str, Any] = field(default_factory=dict)
+    cluster: dict[str, Any] = field(default_factory=dict)  # --topology cluster only
     notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return bool(self.ledger.get("ok")) and self.evidence is not None and self.evidence.ok
+        stream = self.cluster.get("stream", {})
+        exactly_once = not self.cluster or (stream.get("missing") == 0 and stream.get("doubled") == 0)
+        return bool(self.ledger.get("ok")) and self.evidence is not None and self.evidence.ok and exactly_once
 
     def to_dict(self) -> dict[str, Any]:
         plan = self.plan
@@ -74,6 +77,7 @@ class DemoReport:
             "undercard": self.undercard,
             "audit": self.evidence.to_dict() if self.evidence else None,
             "ledger": self.ledger,
+            "cluster": self.cluster or None,
             "notes": self.notes,
         }
 

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, func, select
 from sqlalchemy.engine import make_url
@@ -68,6 +68,9 @@ from sample_platform import db as platform_db
 from sample_platform.ledger import check_ledger
 from sample_platform.loadgen import LoadConfig, LoadReport, run_load_async
 
+if TYPE_CHECKING:
+    from controlplane.demo.cluster import Cluster
+
 PROGRESS_EVERY = 5.0
 DRAIN_TIMEOUT = 180.0
 STOP_LOAD_TIMEOUT = 30.0  # seconds the load thread gets to end after an interruption
@@ -96,6 +99,8 @@ class Running:
     logins: dict[str, tuple[str, str]]
     platform_url: str
     platform_database_url: str
+    platform_urls: tuple[str, ...] = ()  # every replica's, when there are several (the first is platform_url)
+    cluster: Cluster | None = None  # --topology cluster: its processes and its own game day
 
 
 def start_stack(options: DemoOptions, urls: dict[str, str], say: Callable[[str], None]) -> Running:
@@ -108,11 +113,11 @@ def start_stack(options: DemoOptions, urls: dict[str, str], say: Callable[[str],
     try:
         for attempt in range(3):  # the platform's port is chosen before the collector (which scrapes it) starts
             platform_url = f"http://127.0.0.1:{free_port()}"
-            point_costs_at(files, f"{platform_url}/metrics")
-            cp = _controlplane_settings(work, urls, files, collector_token, admin_token, platform_url)
+            point_costs_at(files, [f"{platform_url}/metrics"])
+            cp = controlplane_settings(work, urls, files, collector_token, admin_token, platform_url)
             env = child_env(cp, {})
             collector = stack.start_http("collector", ["collector", "serve"], env, health="/healthz")
-            platform = _platform_settings(work, urls, admin_token, collector_token, collector.url)
+            platform = platform_settings(work, urls, admin_token, collector_token, collector.url)
             try:
                 stack.start_http(
                     "platform", ["platform", "serve"], child_env(cp, platform), health="/v1/health",
@@ -126,12 +131,7 @@ def start_stack(options: DemoOptions, urls: dict[str, str], say: Callable[[str],
         say(f"collector (OTLP/HTTP, scraper) on {collector.url}")
         say(f"platform on {platform_url} ({make_url(urls['platform']).render_as_string(hide_password=True)})")
         settings = Settings(**cp)
-        store = make_engine(settings.store_url, **settings.engine_options())
-        try:
-            migrate_store(store)
-            logins = seed_people(settings, store)
-        finally:
-            store.dispose()
+        logins = seed_store(settings)
         stack.start("scheduler", ["scheduler"], env, ready="scheduler started")
         say(f"scheduler running: SLOs every {EVALUATION_EVERY}, checklists before kickoff, checkpoints every 30 s")
     except BaseException:
@@ -140,7 +140,17 @@ def start_stack(options: DemoOptions, urls: dict[str, str], say: Callable[[str],
     return Running(stack, settings, files, env, logins, platform_url, urls["platform"])
 
 
-def _controlplane_settings(
+def seed_store(settings: Settings) -> dict[str, tuple[str, str]]:
+    """The store migrated, the dashboard's users and the people the checklist asks about seeded."""
+    store = make_engine(settings.store_url, **settings.engine_options())
+    try:
+        migrate_store(store)
+        return seed_people(settings, store)
+    finally:
+        store.dispose()
+
+
+def controlplane_settings(
     work: Path, urls: dict[str, str], files: DemoFiles, collector_token: str, admin_token: str, platform_url: str
 ) -> dict[str, Any]:
     return {
@@ -164,7 +174,7 @@ def _controlplane_settings(
     }
 
 
-def _platform_settings(
+def platform_settings(
     work: Path, urls: dict[str, str], admin_token: str, collector_token: str, collector_url: str
 ) -> dict[str, Any]:
     return {
@@ -191,6 +201,7 @@ def start_load(
     token = running.settings.platform_admin_token
     config = LoadConfig(
         target=running.platform_url,
+        replicas=running.platform_urls[1:],
         profile="derby-night",
         duration=plan.curve_seconds,
         rate=options.rate,
@@ -234,6 +245,8 @@ class Clock:
     def tick(self) -> None:
         if "error" in self.box:
             raise DemoError(f"the load generator failed: {self.box['error']}")
+        if self.running.cluster is not None:
+            self.running.cluster.act(self.plan, self.box.get("progress", {}).get("phase", ""), self.say)
         self.running.stack.check()
         if time.monotonic() - self.last < PROGRESS_EVERY:
             return
@@ -366,7 +379,7 @@ def run_demo(
                 clock.phase = "full time: settling"
                 while thread.is_alive():
                     clock.tick()
-                    thread.join(timeout=0.5)
+                    thread.join(timeout=0.1)
             except BaseException:
                 stop.set()
                 say("stopping the load and clearing the faults")
@@ -379,6 +392,11 @@ def run_demo(
         load: LoadReport = box["report"]
         report.load = load_section(load.to_dict())
         report.notes += wait_for_full_time(store, len(load.settlements) + 1, say, clock)
+        if running.cluster is not None:
+            report.cluster = running.cluster.full_time(
+                load.to_dict(), running.platform_database_url, settings.audit_url, plan.start,
+                clock.tick, say,
+            )  # fmt: skip
         end = utcnow()
         report.checklist = checklist_section(store, plan, EVENT)
         bet_id = min(load.accepted_bet_ids) if load.accepted_bet_ids else None

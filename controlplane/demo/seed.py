@@ -103,14 +103,14 @@ def write_config(directory: Path, *, source: Path) -> DemoFiles:
     return files
 
 
-def point_costs_at(files: DemoFiles, metrics_url: str) -> None:
+def point_costs_at(files: DemoFiles, metrics_urls: list[str]) -> None:
     """The cost model's CPU-allocated components read the CPU of the demo's platform (its port is the
     demo's choice, not the file's)."""
     model = yaml.safe_load((files.directory / "costs.source.yaml").read_text())
     for component in model.get("components", []):
         allocation = component.get("allocation")
         if isinstance(allocation, dict) and isinstance(allocation.get("by_cpu_seconds"), dict):
-            allocation["by_cpu_seconds"]["targets"] = [metrics_url]
+            allocation["by_cpu_seconds"]["targets"] = list(metrics_urls)
     files.costs.write_text(
         "# The demo's copy of config/costs.yaml, reading its platform's CPU.\n" + yaml.safe_dump(model, sort_keys=False)
     )

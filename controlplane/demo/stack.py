@@ -69,14 +69,18 @@ def tail(path: Path, lines: int = 15) -> str:
 
 
 class Child:
-    """One `controlplane ...` process and its log."""
+    """One `controlplane ...` process (or another `command`) and its log."""
 
-    def __init__(self, name: str, args: list[str], env: dict[str, str], log: Path) -> None:
+    def __init__(
+        self, name: str, args: list[str], env: dict[str, str], log: Path, command: list[str] | None = None
+    ) -> None:
         self.name, self.log, self.url = name, log, ""
+        self.args, self.env, self.command = args, env, command
+        self.down = False  # killed on purpose (a game day): not a failure until restarted
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [*controlplane_command(), *args],
+                [*(command or controlplane_command()), *args],
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -115,7 +119,7 @@ class Child:
         return self.proc.returncode
 
 
-def _answers(url: str) -> bool:
+def answers(url: str) -> bool:
     try:
         return httpx.get(url, timeout=2).status_code == 200
     except httpx.HTTPError:
@@ -129,14 +133,31 @@ class Stack:
         self.logs = logs
         self.children: list[Child] = []
 
-    def start(self, name: str, args: list[str], env: dict[str, str], *, ready: str) -> Child:
+    def start(
+        self, name: str, args: list[str], env: dict[str, str], *, ready: str, command: list[str] | None = None
+    ) -> Child:
         """A child that is ready once `ready` appears in its log."""
         log = self.logs / f"{name}.log"
         size = log.stat().st_size if log.exists() else 0
-        child = Child(name, args, env, log)
+        child = Child(name, args, env, log, command)
         self.children.append(child)
         child.wait_for(lambda: ready.encode() in log.read_bytes()[size:], f"said '{ready}'")
         return child
+
+    def kill(self, child: Child) -> None:
+        """SIGKILL a child on purpose; `check` forgives it until `restart`."""
+        child.down = True
+        if child.running():
+            child.proc.kill()
+            child.proc.wait(timeout=30)
+
+    def restart(self, child: Child, ready: Callable[[Child], bool], what: str) -> Child:
+        """The same command again (same arguments, port and log) in the place of `child`, once `ready`."""
+        again = Child(child.name, child.args, child.env, child.log, child.command)
+        again.url = child.url
+        self.children[self.children.index(child)] = again
+        again.wait_for(lambda: ready(again), what)
+        return again
 
     def start_http(
         self,
@@ -161,7 +182,7 @@ class Stack:
             self.children.append(child)
             url = child.url + health
             try:
-                child.wait_for(lambda url=url: _answers(url), f"answer on {url}")  # type: ignore[misc]
+                child.wait_for(lambda url=url: answers(url), f"answer on {url}")  # type: ignore[misc]
                 time.sleep(0.5)
                 if child.running():
                     return child
@@ -177,7 +198,7 @@ class Stack:
     def check(self) -> None:
         """Raise DemoError when a child has died."""
         for child in self.children:
-            if not child.running():
+            if not child.down and not child.running():
                 raise DemoError(
                     f"the {child.name} exited with code {child.proc.returncode}; its log is {child.log}:\n"
                     f"{tail(child.log)}"

@@ -28,7 +28,7 @@ from controlplane.storage import make_engine
 
 MARKER = ".controlplane-demo"
 DATABASES = {"platform": "platform.db", "store": "store.db", "audit": "audit.db"}
-DIRECTORIES = ("keys", "logs", "bundles", "config")
+DIRECTORIES = ("keys", "logs", "bundles", "config", "nats")
 FILES = ("report.json", "env.sh", "logins.txt", "outbox.jsonl", "changes.jsonl")
 KEPT_ALWAYS = ("report.json", "bundles")
 FLAGS = {"platform": "--database-url", "store": "--store-url", "audit": "--audit-url"}
@@ -69,8 +69,15 @@ def _remove_sqlite(url: str) -> None:
             Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
-def prepare(workdir: Path, *, database_url: str | None, store_url: str | None, audit_url: str | None) -> dict[str, str]:
-    """The three database URLs, with the work directory claimed and an earlier run's files removed."""
+def prepare(
+    workdir: Path, *, database_url: str | None, store_url: str | None, audit_url: str | None, cluster: bool = False
+) -> dict[str, str]:
+    """The three database URLs, with the work directory claimed and an earlier run's files removed.
+
+    A `cluster` runs several processes of each kind on one store: PostgreSQL only, and the store and the
+    audit log go to the platform's database unless given (their tables and migrations are apart)."""
+    if cluster:
+        database_url, store_url, audit_url = _cluster_urls(database_url, store_url, audit_url)
     given = {"platform": database_url, "store": store_url, "audit": audit_url}
     urls = {
         which: check_url(which, url) if url else f"sqlite:///{workdir.resolve() / DATABASES[which]}"
@@ -97,6 +104,23 @@ def prepare(workdir: Path, *, database_url: str | None, store_url: str | None, a
         else:
             _refuse_used(which, url)
     return urls
+
+
+def _cluster_urls(database_url: str | None, store_url: str | None, audit_url: str | None) -> tuple[str, str, str]:
+    if not database_url:
+        raise DemoError(
+            "--topology cluster runs 3 platform replicas, 2 collectors and 2 ingesters on one PostgreSQL: give "
+            "--database-url postgresql+psycopg://user@host/db (an empty database; --store-url and --audit-url "
+            "default to it)"
+        )
+    urls = {"platform": database_url, "store": store_url or database_url, "audit": audit_url or database_url}
+    for which, url in urls.items():
+        if make_url(check_url(which, url)).get_backend_name() != "postgresql":
+            raise DemoError(
+                f"{FLAGS[which]}: --topology cluster needs PostgreSQL (several processes write at once); "
+                f"give postgresql+psycopg://user@host/db, not {make_url(url).get_backend_name()}"
+            )
+    return urls["platform"], urls["store"], urls["audit"]
 
 
 def _refuse_used(which: str, url: str) -> None:

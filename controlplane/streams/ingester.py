@@ -184,7 +184,9 @@ class Ingester:
         if self.batch > 1:
             try:
                 messages += await sub.fetch(self.batch - 1, timeout=0.05)
-            except NatsTimeout:
+            except (NatsTimeout, TimeoutError, NatsError, OSError):
+                # Nothing more now (the client raises its own timeout or asyncio's), or the broker went
+                # away: the event in hand is handled all the same, never left to wait out ack_wait.
                 pass
         return messages
 

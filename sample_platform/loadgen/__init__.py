@@ -30,7 +30,7 @@ import httpx
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from sample_platform.loadgen.client import open_client
+from sample_platform.loadgen.client import SpreadClient, open_clients
 from sample_platform.loadgen.profiles import (
     BETS,
     HEALTH,
@@ -79,13 +79,16 @@ async def run_load_async(
     transport: httpx.AsyncBaseTransport | None = None,
     stop: threading.Event | None = None,
 ) -> LoadReport:
-    """Run one load profile against `config.target`; `progress(elapsed_s, snapshot)` is called ~4x/s.
+    """Run one load profile against `config.targets` (round-robin); `progress(elapsed_s, snapshot)` is called ~4x/s.
 
     Setting `stop` (from any thread) launches no arrival after that moment (it is seen within
     STOP_POLL seconds); the run then ends as after a normal end, and `report.stopped_at` says when.
     The client is aiohttp; pass an httpx `transport` (e.g. `httpx.MockTransport`) to run offline."""
-    async with open_client(config.target, connections=config.max_connections, transport=transport) as client:
-        return await LoadRun(config, client, progress, stop).run()
+    async with open_clients(config.targets, connections=config.max_connections, transport=transport) as client:
+        report = await LoadRun(config, client, progress, stop).run()
+        if isinstance(client, SpreadClient):
+            report.replicas = client.summary()
+        return report
 
 
 @contextmanager

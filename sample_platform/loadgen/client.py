@@ -3,14 +3,18 @@ generator is rarely the bottleneck), or any httpx transport (tests inject `httpx
 
     async with open_client("http://127.0.0.1:8080", connections=256) as client:
         reply = await client.request("GET", "/v1/health", deadline=loop.time() + 10)
+
+Several base URLs (a platform's replicas) make a `SpreadClient`: each request goes to the next one in
+turn, and what each replica answered is counted (`client.counts`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -144,6 +148,76 @@ async def _httpx_lines(response: httpx.Response) -> AsyncIterator[str]:
             yield line
     except httpx.HTTPError as exc:
         raise TransportFailure(type(exc).__name__) from exc
+
+
+class SpreadClient:
+    """Requests spread round-robin over the replicas of one platform, each replica's answers counted:
+    `requests`, `failures` (no HTTP answer), `errors` (4xx/5xx), `bets_accepted` (new bets, not replays)
+    and `streams` (SSE subscriptions opened on it)."""
+
+    def __init__(self, clients: Sequence[tuple[str, LoadClient]]) -> None:
+        self.clients = list(clients)
+        self.turn = 0
+        self.counts: dict[str, Counter[str]] = {url: Counter() for url, _ in self.clients}
+
+    def _next(self) -> tuple[str, LoadClient]:
+        url, client = self.clients[self.turn % len(self.clients)]
+        self.turn += 1
+        return url, client
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        deadline: float,
+        headers: dict[str, str] | None = None,
+        json: Any = None,
+    ) -> Reply:
+        url, client = self._next()
+        counts = self.counts[url]
+        counts["requests"] += 1
+        try:
+            reply = await client.request(method, path, deadline=deadline, headers=headers, json=json)
+        except TransportFailure:
+            counts["failures"] += 1
+            raise
+        if reply.status >= 400:
+            counts["errors"] += 1
+        elif method == "POST" and path == "/v1/bets" and reply.status == 201:
+            if reply.headers.get("idempotent-replayed", "").lower() != "true":
+                counts["bets_accepted"] += 1
+        return reply
+
+    def stream_lines(
+        self, path: str, *, connect_deadline: float, headers: dict[str, str] | None = None
+    ) -> AbstractAsyncContextManager[tuple[Reply, AsyncIterator[str]]]:
+        url, client = self._next()
+        self.counts[url]["streams"] += 1
+        return client.stream_lines(path, connect_deadline=connect_deadline, headers=headers)
+
+    def summary(self) -> dict[str, dict[str, int]]:
+        keys = ("requests", "failures", "errors", "bets_accepted", "streams")
+        return {url: {k: counts[k] for k in keys} for url, counts in self.counts.items()}
+
+
+@asynccontextmanager
+async def open_clients(
+    base_urls: Sequence[str], *, connections: int, transport: httpx.AsyncBaseTransport | None = None
+) -> AsyncIterator[LoadClient]:
+    """One client for one base URL; for several, a `SpreadClient` over one client each (the
+    `connections` shared out among them)."""
+    if len(base_urls) == 1:
+        async with open_client(base_urls[0], connections=connections, transport=transport) as client:
+            yield client
+        return
+    each = max(1, connections // len(base_urls))
+    async with AsyncExitStack() as stack:
+        clients = [
+            (url, await stack.enter_async_context(open_client(url, connections=each, transport=transport)))
+            for url in base_urls
+        ]
+        yield SpreadClient(clients)
 
 
 @asynccontextmanager

@@ -54,6 +54,7 @@ class LoadConfig:
     extend_seconds: float = 0.0  # arrivals go on this long past `duration`, at the rate the curve has reached
     lead_in_seconds: float = 0.0  # arrivals at the baseline this long before the curve's own t = 0
     curve_at: float | None = None  # or: the wall-clock time (epoch s) of the curve's t = 0, whatever setup takes
+    replicas: tuple[str, ...] = ()  # more base URLs of the same platform: requests go round-robin over all
 
     def __post_init__(self) -> None:
         _check_curve(self.profile, self.duration, self.rate)
@@ -61,8 +62,12 @@ class LoadConfig:
         _check_extension(self.lead_in_seconds, "lead_in_seconds")
         if self.curve_at is not None and not math.isfinite(self.curve_at):
             raise ValueError(f"curve_at must be a time in epoch seconds, not {self.curve_at}")
-        if not self.target.startswith(("http://", "https://")):
-            raise ValueError(f"target must be an http(s) URL such as http://127.0.0.1:8080, not {self.target!r}")
+        self.replicas = tuple(self.replicas)
+        for url in self.targets:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"target must be an http(s) URL such as http://127.0.0.1:8080, not {url!r}")
+        if len(set(self.targets)) != len(self.targets):
+            raise ValueError(f"each target may be given once: {', '.join(self.targets)}")
         if self.mix not in MIXES:
             raise ValueError(f"unknown mix {self.mix!r}; choose one of {', '.join(MIXES)}")
         if not self.settle_timeout > 0:
@@ -74,6 +79,11 @@ class LoadConfig:
             raise ValueError(f"sse_subscribers must be 0 or more, not {self.sse_subscribers}")
         if not self.request_timeout > 0:
             raise ValueError(f"request_timeout must be positive seconds, not {self.request_timeout}")
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """Every base URL the load is spread over: `target`, then `replicas`."""
+        return (self.target, *self.replicas)
 
     @property
     def arrival_seconds(self) -> float:

@@ -120,6 +120,7 @@ class LoadReport:
     unavailable: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     generator_errors: Counter[str] = field(default_factory=Counter)
+    replicas: dict[str, dict[str, int]] = field(default_factory=dict)  # per base URL, when several (SpreadClient)
 
     def launched_late(self, offset: float) -> None:
         """The arrival due at `offset` s started late: the generator itself is falling behind."""
@@ -225,6 +226,7 @@ class LoadReport:
             "unavailable_routes": dict(self.unavailable),
             "notes": list(self.notes),
             "generator_errors": dict(self.generator_errors),
+            "replicas": {url: dict(counts) for url, counts in self.replicas.items()},
         }
 
 
@@ -240,8 +242,8 @@ def render_table(report: LoadReport) -> str:
     peak = cfg.rate if cfg.profile == "steady" else PEAK_FACTOR * cfg.rate
     extended = f" + {cfg.extend_seconds:g} s extended" if cfg.extend_seconds else ""
     lines = [
-        f"{cfg.profile} load against {cfg.target}: {cfg.duration:g} s{extended} at baseline {cfg.rate:g} req/s "
-        f"(peak {peak:g}), seed {cfg.seed}",
+        f"{cfg.profile} load against {', '.join(cfg.targets)}: {cfg.duration:g} s{extended} "
+        f"at baseline {cfg.rate:g} req/s (peak {peak:g}), seed {cfg.seed}",
         f"arrivals {d['arrivals']}  offered {d['offered_rate']:.1f}/s  achieved {d['achieved_rate']:.1f}/s  "
         f"2xx {d['ok_rate']:.1f}/s  over {d['elapsed_s']:.1f} s  dropped-by-generator {d['dropped_by_generator']}  "
         f"cancelled-at-end {d['cancelled_at_end']}",
@@ -275,6 +277,12 @@ def render_table(report: LoadReport) -> str:
         f"settlement: {len(st['markets'])} markets, all settled: {'yes' if st['all_settled'] else 'no'}; "
         f"settled {st['settled']} (won {st['won']}, lost {st['lost']}, void {st['void']})",
     ]
+    if d["replicas"]:
+        lines += ["", f"{'replica':<34}{'requests':>9}{'bets':>7}{'errors':>8}{'no answer':>10}{'SSE':>5}"]
+        lines += [
+            f"{url:<34}{c['requests']:>9}{c['bets_accepted']:>7}{c['errors']:>8}{c['failures']:>10}{c['streams']:>5}"
+            for url, c in d["replicas"].items()
+        ]
     lines += [f"note: {note}" for note in d["notes"]]
     lines += [f"generator error: {k} x{v}" for k, v in d["generator_errors"].items()]
     return "\n".join(lines)

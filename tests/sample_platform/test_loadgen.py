@@ -99,6 +99,8 @@ def test_arrivals_follow_the_curve(profile: str, seed: int) -> None:
         ({"rate": 0}, "rate must be a positive"),
         ({"rate": float("nan")}, "rate must be a positive"),
         ({"target": "127.0.0.1:8080"}, "target must be an http"),
+        ({"replicas": ("http://127.0.0.1:8081", "127.0.0.1:8082")}, "target must be an http.*not '127.0.0.1:8082'"),
+        ({"replicas": ("http://127.0.0.1:8080",)}, "each target may be given once"),
         ({"players": 0}, "players must be at least 1"),
         ({"sse_subscribers": -1}, "sse_subscribers must be 0 or more"),
         ({"request_timeout": 0}, "request_timeout must be positive"),
@@ -301,6 +303,41 @@ def test_client_logic_against_a_fake_platform() -> None:
     assert ticks and ticks[-1][1]["phase"] == "done" and ticks[-1][1]["sent"] > 0
     table = render_table(report)
     assert BETS in table and "bets accepted" in table and "(unavailable)" in table
+
+
+def test_the_load_is_spread_over_replicas_and_counted_per_replica() -> None:
+    fake = FakePlatform()
+    hosts: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        hosts.append(request.url.host)
+        return fake(request)
+
+    config = LoadConfig(
+        "http://r1", "steady", 3.0, 40.0, "admin", players=3, markets=1, sse_subscribers=2, replicas=("http://r2",)
+    )
+    report = asyncio.run(run_load_async(config, transport=httpx.MockTransport(handler)))
+    out = report.to_dict()
+    replicas = out["replicas"]
+    assert set(replicas) == {"http://r1", "http://r2"} and set(hosts) == {"r1", "r2"}
+    # Round-robin: each replica got half of the requests, to one.
+    assert abs(replicas["http://r1"]["requests"] - replicas["http://r2"]["requests"]) <= 1
+    assert sum(r["requests"] for r in replicas.values()) == len(hosts) - sum(r["streams"] for r in replicas.values())
+    assert all(r["streams"] >= 1 for r in replicas.values())  # 2 subscribers, reconnecting when cut off
+    # New bets answered per replica: all of them but those whose answer was lost (accepted later as replays).
+    answered = sum(r["bets_accepted"] for r in replicas.values())
+    assert out["bets_accepted"] - out["routes"][BETS]["replays"] <= answered <= out["bets_accepted"]
+    assert all(r["bets_accepted"] > 0 and r["errors"] > 0 for r in replicas.values())
+    assert sum(r["failures"] for r in replicas.values()) == out["routes"][BETS]["errors"]["ReadTimeout"]
+    table = render_table(report)
+    assert "http://r1, http://r2" in table and "replica" in table
+
+
+def test_one_target_reports_no_replicas() -> None:
+    config = LoadConfig("http://fake", "steady", 1.0, 20.0, "admin", players=2, markets=1, sse_subscribers=0)
+    assert (
+        asyncio.run(run_load_async(config, transport=httpx.MockTransport(FakePlatform()))).to_dict()["replicas"] == {}
+    )
 
 
 def test_a_server_whose_accounts_take_no_password_runs_without_logins() -> None:

@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from nats.errors import Error as NatsError
 from sqlalchemy import Engine, select
 
 from audit.log import AuditLog
@@ -107,3 +108,28 @@ def test_a_poison_event_is_a_dead_letter_and_its_replay_appends_once(nats_server
     with pytest.raises(DeadLetterError, match="no dead letter"):
         asyncio.run(replay_dead_letter(nats_server.url, seq=replayed.seq))
     assert [letter.event_id for letter in asyncio.run(list_dead_letters(nats_server.url))] == [None]
+
+
+class _Sub:
+    """A pull subscription whose follow-up fetch ends as nats-py's does when nothing more arrives in time:
+    with asyncio's own TimeoutError (not nats.errors.TimeoutError), or with the broker gone (a client error or
+    a reset socket)."""
+
+    def __init__(self, second: BaseException) -> None:
+        self.second = second
+        self.calls: list[int] = []
+
+    async def fetch(self, batch: int, timeout: float) -> list[str]:
+        self.calls.append(batch)
+        if len(self.calls) == 1:
+            return ["the event in hand"]
+        raise self.second
+
+
+@pytest.mark.parametrize("second", [TimeoutError(), NatsError("gone"), OSError("reset")])
+def test_the_event_in_hand_is_kept_when_the_follow_up_fetch_ends(second: BaseException) -> None:
+    ingester = Ingester("nats://127.0.0.1:1", None, None, durable="g", batch=50)  # type: ignore[arg-type]
+    sub = _Sub(second)
+    # Dropped here, the event would wait out the consumer's ack_wait (30 s) before another delivery.
+    assert asyncio.run(ingester._pull(sub)) == ["the event in hand"]
+    assert sub.calls == [1, 49]
