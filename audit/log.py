@@ -25,6 +25,7 @@ from sqlalchemy import Connection, Engine, func, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from audit.canonical import canonical_json
+from audit.fast_verify import GENESIS, Verification, fast_verify
 from audit.merkle import (
     EMPTY_ROOT,
     ProofError,
@@ -37,7 +38,6 @@ from audit.merkle import (
 from audit.note import NoteError, NoteSigner, Verifier, checkpoint_text, open_note, parse_checkpoint, sign_note
 from audit.schema import checkpoints, entries, nodes
 
-GENESIS = "0" * 64
 APPEND_LOCK_KEY = 0x4155444954  # 'AUDIT'
 KINDS = ("change", "money", "checklist", "attestation", "access", "incident", "policy", "system")
 
@@ -51,15 +51,6 @@ class Appended:
     seq: int
     leaf_hash: str
     duplicate: bool = False
-
-
-@dataclass(frozen=True)
-class Verification:
-    ok: bool
-    entries: int
-    checkpoints: int
-    first_bad_seq: int | None = None
-    problem: str | None = None
 
 
 def _now() -> datetime:
@@ -318,7 +309,20 @@ class AuditLog:
         self, *verifiers: Verifier, progress: Callable[[int], None] | None = None, progress_every: int = 5000
     ) -> Verification:
         """Chain, leaves, stored subtree hashes and every checkpoint; names the first bad seq.
-        `progress(entries checked so far)` is called every `progress_every` entries, for long logs."""
+        `progress(entries checked so far)` is called every `progress_every` entries, for long logs.
+
+        One pass at hash speed (`audit.fast_verify`); only when it finds a problem, the exact pass that
+        re-reads every entry as JSON says which entry is the first bad one and why."""
+        with self.engine.connect() as conn:
+            result = fast_verify(conn, self.origin, verifiers, progress=progress, progress_every=progress_every)
+        if result.ok:
+            return result
+        return self.verify_exact(*verifiers, progress=progress, progress_every=progress_every)
+
+    def verify_exact(
+        self, *verifiers: Verifier, progress: Callable[[int], None] | None = None, progress_every: int = 5000
+    ) -> Verification:
+        """`verify` the slow way: every entry parsed and re-canonicalised, every stored node re-hashed."""
         with self.engine.connect() as conn:
             heads = {
                 r.tree_size: (r.root_hash, r.note)

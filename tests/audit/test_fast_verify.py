@@ -1,0 +1,157 @@
+"""The one-pass verification that hashes stored entries as they are (`audit.fast_verify`): it accepts
+exactly the logs the exact pass accepts, on SQLite and PostgreSQL. Every byte of an entry under a
+checkpoint changed in turn is caught; so is an owner's rewrite that recomputes every hash, a
+non-canonical entry after the last checkpoint, a stored subtree too many, and a chunk boundary
+anywhere."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy import Engine, text
+
+from audit.canonical import canonical_json
+from audit.fast_verify import fast_verify, node_ranges
+from audit.log import AuditLog
+from audit.merkle import leaf_hash, node_hash
+from audit.note import NoteSigner
+from audit.schema import migrate_audit
+from controlplane.storage import make_engine
+
+ORIGIN = "audit.test/fast"
+
+
+@pytest.fixture
+def signer() -> NoteSigner:
+    return NoteSigner.generate(ORIGIN)
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    migrate_audit(engine)
+    with engine.begin() as conn:  # tampering needs the append-only guards out of the way, as an owner could
+        for table in ("audit_entries", "audit_nodes"):
+            if conn.dialect.name == "postgresql":
+                conn.execute(text(f"ALTER TABLE {table} DISABLE TRIGGER USER"))
+            else:
+                for action in ("update", "delete"):
+                    conn.execute(text(f"DROP TRIGGER IF EXISTS {table}_no_{action}"))
+    yield engine
+    engine.dispose()
+
+
+def _log(engine: Engine, signer: NoteSigner, signed: int, tail: int) -> AuditLog:
+    log = AuditLog(engine, origin=ORIGIN, signer=signer)
+    for i in range(signed + tail):
+        payload = {"stake_minor": 100 + i, "note": 'a "quoted",\\"prev_hash\\":"x', "nested": {"prev_hash": "0" * 64}}
+        log.append(kind="money", actor="relay", subject=f"bet:{i}", payload=payload)
+        if i + 1 in (signed // 2, signed):
+            log.checkpoint()
+    return log
+
+
+def _fast(log: AuditLog, signer: NoteSigner, chunk: int = 20_000):  # type: ignore[no-untyped-def]
+    with log.engine.connect() as conn:
+        return fast_verify(conn, ORIGIN, (signer.verifier,), chunk=chunk)
+
+
+def _entry(engine: Engine, seq: int) -> str:
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT entry FROM audit_entries WHERE seq = :s"), {"s": seq}).scalar_one()
+
+
+def _rewrite(engine: Engine, seq: int, entry: str, *, rehash: bool) -> None:
+    """Replace an entry; with `rehash`, also its leaf hash and every stored subtree above it (what an owner
+    of the database could do; only the signed checkpoints are out of reach)."""
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE audit_entries SET entry = :e WHERE seq = :s"), {"e": entry, "s": seq})
+        if not rehash:
+            return
+        leaf = leaf_hash(entry.encode("utf-8"))
+        conn.execute(text("UPDATE audit_entries SET leaf_hash = :h WHERE seq = :s"), {"h": leaf.hex(), "s": seq})
+        stored = {(r.level, r.idx): bytes.fromhex(r.hash) for r in conn.execute(text("SELECT * FROM audit_nodes"))}
+        stored[(0, seq)] = leaf
+        level, idx = 0, seq
+        while (level + 1, idx >> 1) in stored:
+            left, right = stored[(level, idx & ~1)], stored.get((level, idx | 1))
+            if right is None:
+                break
+            level, idx = level + 1, idx >> 1
+            stored[(level, idx)] = node_hash(left, right)
+        for (lv, i), h in stored.items():
+            conn.execute(
+                text("UPDATE audit_nodes SET hash = :h WHERE level = :l AND idx = :i"), {"h": h.hex(), "l": lv, "i": i}
+            )
+
+
+def test_a_sound_log_passes_the_fast_pass_itself(engine: Engine, signer: NoteSigner) -> None:
+    log = _log(engine, signer, signed=37, tail=6)
+    for chunk in (1, 2, 5, 16, 20_000):  # chunk boundaries everywhere
+        fast = _fast(log, signer, chunk)
+        assert fast.ok and (fast.entries, fast.checkpoints) == (43, 2), (chunk, fast)
+    exact = log.verify_exact(signer.verifier)
+    assert (exact.ok, exact.entries, exact.checkpoints) == (True, 43, 2)
+
+
+def test_every_changed_byte_of_a_signed_entry_is_caught(engine: Engine, signer: NoteSigner) -> None:
+    log = _log(engine, signer, signed=12, tail=0)
+    seq = 7
+    original = _entry(engine, seq)
+    raw = original.encode("utf-8")
+    for position in range(len(raw)):
+        changed = bytearray(raw)
+        changed[position] = ord("#") if raw[position] != ord("#") else ord("$")
+        _rewrite(engine, seq, changed.decode("utf-8"), rehash=False)
+        assert not _fast(log, signer).ok, position
+        result = log.verify(signer.verifier)
+        assert not result.ok and result.first_bad_seq == seq, (position, result)
+    _rewrite(engine, seq, original, rehash=False)
+    assert log.verify(signer.verifier).ok
+
+
+def test_a_rewrite_with_every_hash_recomputed_breaks_the_signed_root(engine: Engine, signer: NoteSigner) -> None:
+    log = _log(engine, signer, signed=16, tail=0)
+    # The last signed entry, still canonical and in its place: only the signature over the root can tell.
+    document = json.loads(_entry(engine, 15))
+    _rewrite(engine, 15, canonical_json(document | {"actor": "mallory"}), rehash=True)
+    assert not _fast(log, signer).ok
+    result = log.verify(signer.verifier)
+    assert not result.ok and result.first_bad_seq == 15 and "root" in (result.problem or ""), result
+    # One in the middle: the next entry no longer links to it.
+    document = json.loads(_entry(engine, 5))
+    _rewrite(engine, 5, canonical_json(document | {"actor": "mallory"}), rehash=True)
+    assert not _fast(log, signer).ok
+    assert log.verify(signer.verifier).first_bad_seq == 6
+
+
+def test_a_non_canonical_entry_after_the_last_checkpoint_is_caught(engine: Engine, signer: NoteSigner) -> None:
+    log = _log(engine, signer, signed=8, tail=4)
+    seq = 10
+    text_ = _entry(engine, seq)
+    spaced = text_.replace('"kind":', ' "kind":', 1)  # the same document, not its canonical form
+    assert json.loads(spaced) == json.loads(text_)
+    _rewrite(engine, seq, spaced, rehash=True)
+    assert not _fast(log, signer).ok
+    result = log.verify(signer.verifier)
+    assert not result.ok and result.first_bad_seq == seq and "canonical" in (result.problem or "")
+
+
+def test_a_stored_subtree_too_many_is_caught(engine: Engine, signer: NoteSigner) -> None:
+    log = _log(engine, signer, signed=6, tail=1)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO audit_nodes (level, idx, hash) VALUES (1, 3, :h)"), {"h": "ab" * 32})
+    assert not _fast(log, signer).ok
+    assert not log.verify(signer.verifier).ok
+
+
+@given(lo=st.integers(0, 300), width=st.integers(0, 300))
+def test_node_ranges_cover_each_complete_subtree_once(lo: int, width: int) -> None:
+    hi = lo + width
+    listed = {(lv, i) for lv, a, b in node_ranges(lo, hi) for i in range(a, b + 1)}
+    ending_here = {(lv, i) for lv in range(12) for i in range(0, (hi + 1) >> lv) if lo <= ((i + 1) << lv) - 1 <= hi}
+    assert listed == ending_here
