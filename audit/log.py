@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, func, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -27,8 +27,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from audit.canonical import canonical_json
 from audit.fast_verify import GENESIS, Verification, fast_verify
 from audit.merkle import (
-    EMPTY_ROOT,
     ProofError,
+    Subtree,
     consistency_proof_from,
     inclusion_proof_from,
     leaf_hash,
@@ -37,6 +37,9 @@ from audit.merkle import (
 )
 from audit.note import NoteError, NoteSigner, Verifier, checkpoint_text, open_note, parse_checkpoint, sign_note
 from audit.schema import checkpoints, entries, nodes
+from audit.stored_tree import MissingNode, aligned_nodes, stored_nodes, with_stored_nodes
+
+T = TypeVar("T")
 
 APPEND_LOCK_KEY = 0x4155444954  # 'AUDIT'
 KINDS = ("change", "money", "checklist", "attestation", "access", "incident", "policy", "system")
@@ -108,6 +111,7 @@ class AuditLog:
         results: list[Appended] = []
         rows: list[dict] = []
         new_nodes: dict[tuple[int, int], bytes] = {}
+        frontier = stored_nodes(conn, aligned_nodes(0, seq))  # every left sibling the new leaves can need
         for item in items:
             event_id = item.get("event_id")
             if event_id and event_id in known:
@@ -139,7 +143,7 @@ class AuditLog:
                     "leaf_hash": leaf.hex(),
                 }
             )
-            self._add_nodes(conn, seq, leaf, new_nodes)
+            self._add_nodes(conn, seq, leaf, new_nodes, frontier)
             appended = Appended(seq, leaf.hex())
             results.append(appended)
             if event_id:
@@ -152,12 +156,20 @@ class AuditLog:
             )
         return results
 
-    def _add_nodes(self, conn: Connection, seq: int, leaf: bytes, pending: dict[tuple[int, int], bytes]) -> None:
+    def _add_nodes(
+        self,
+        conn: Connection,
+        seq: int,
+        leaf: bytes,
+        pending: dict[tuple[int, int], bytes],
+        frontier: dict[tuple[int, int], bytes],
+    ) -> None:
         """Store the leaf and every complete subtree it completes (at most log2(n) hashes)."""
         level, idx, current = 0, seq, leaf
         pending[(0, seq)] = leaf
         while idx & 1:
-            sibling = pending.get((level, idx - 1)) or self._node(conn, level, idx - 1)
+            key = (level, idx - 1)
+            sibling = pending.get(key) or frontier.get(key) or self._node(conn, level, idx - 1)
             current = node_hash(sibling, current)
             level, idx = level + 1, idx >> 1
             pending[(level, idx)] = current
@@ -176,32 +188,26 @@ class AuditLog:
                 return self.size(c)
         return conn.execute(select(func.count()).select_from(entries)).scalar_one()
 
-    def _subtree(self, conn: Connection):
-        def subtree(start: int, end: int) -> bytes:
-            n = end - start
-            if n == 0:
-                return EMPTY_ROOT
-            if n & (n - 1) == 0 and start % n == 0:  # a complete, aligned subtree: stored
-                return self._node(conn, n.bit_length() - 1, start // n)
-            k = 1
-            while k << 1 < n:
-                k <<= 1
-            return node_hash(subtree(start, start + k), subtree(start + k, end))
-
-        return subtree
+    @staticmethod
+    def _with_nodes(conn: Connection, build: Callable[[Subtree], T]) -> T:
+        try:
+            return with_stored_nodes(conn, build)
+        except MissingNode as exc:
+            raise AuditError(str(exc)) from None
 
     def root(self, size: int | None = None) -> bytes:
         with self.engine.connect() as conn:
-            size = self.size(conn) if size is None else size
-            return self._subtree(conn)(0, size)
+            n = self.size(conn) if size is None else size
+            return self._with_nodes(conn, lambda subtree: subtree(0, n))
 
     def inclusion_proof(self, seq: int, size: int) -> list[bytes]:
+        """The proof with one read of the stored subtrees it needs."""
         with self.engine.connect() as conn:
-            return inclusion_proof_from(self._subtree(conn), seq, size)
+            return self._with_nodes(conn, lambda subtree: inclusion_proof_from(subtree, seq, size))
 
     def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
         with self.engine.connect() as conn:
-            return consistency_proof_from(self._subtree(conn), old_size, new_size)
+            return self._with_nodes(conn, lambda subtree: consistency_proof_from(subtree, old_size, new_size))
 
     def latest_checkpoint(self) -> tuple[int, str] | None:
         with self.engine.connect() as conn:
@@ -218,20 +224,28 @@ class AuditLog:
         with self.engine.begin() as conn:
             self._lock(conn)
             size = self.size(conn)
-            subtree = self._subtree(conn)
-            root = subtree(0, size)
             last = conn.execute(
                 select(checkpoints.c.tree_size, checkpoints.c.root_hash)
                 .order_by(checkpoints.c.tree_size.desc())
                 .limit(1)
             ).first()
+            old = last.tree_size if last is not None and last.tree_size != size else None
+            try:
+                root, proof = self._with_nodes(
+                    conn,
+                    lambda subtree: (
+                        subtree(0, size),
+                        consistency_proof_from(subtree, old, size) if old is not None else [],
+                    ),
+                )
+            except ProofError as exc:
+                raise AuditError(f"refusing to sign: the log does not extend its last checkpoint ({exc})") from exc
             if last is not None:
                 if last.tree_size == size:
                     if last.root_hash != root.hex():
                         raise AuditError(f"the tree of size {size} no longer has the root that was signed")
                     return conn.execute(select(checkpoints.c.note).where(checkpoints.c.tree_size == size)).scalar_one()
                 try:
-                    proof = consistency_proof_from(subtree, last.tree_size, size)
                     verify_consistency(last.tree_size, size, bytes.fromhex(last.root_hash), root, proof)
                 except ProofError as exc:
                     raise AuditError(f"refusing to sign: the log does not extend its last checkpoint ({exc})") from exc
@@ -268,15 +282,17 @@ class AuditLog:
                     select(entries.c.seq, entries.c.entry, entries.c.leaf_hash).where(entries.c.seq.in_(wanted))
                 )
             }
-            subtree = self._subtree(conn)
+            proofs = self._with_nodes(
+                conn, lambda subtree: [inclusion_proof_from(subtree, seq, size) for seq in wanted]
+            )
             items = [
                 {
                     "seq": seq,
                     "entry": rows[seq].entry,
                     "leaf_hash": rows[seq].leaf_hash,
-                    "inclusion_proof": [p.hex() for p in inclusion_proof_from(subtree, seq, size)],
+                    "inclusion_proof": [p.hex() for p in proof],
                 }
-                for seq in wanted
+                for seq, proof in zip(wanted, proofs, strict=True)
             ]
         return {"checkpoint": note, "verifier_key": verifier_key, "tree_size": size, "entries": items}
 
