@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine, func, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from audit.canonical import canonical_json
+from audit.canonical import canonical_entry, canonical_json
 from audit.fast_verify import GENESIS, Verification, fast_verify
 from audit.merkle import (
     ProofError,
@@ -74,14 +74,15 @@ class AuditLog:
 
     def append_many(self, items: list[dict], *, attempts: int = 50) -> list[Appended]:
         """Append several entries in one transaction (group commit): one lock, one durable commit."""
+        payloads = []
         for item in items:
             if item.get("kind") not in KINDS:
                 raise AuditError(f"kind {item.get('kind')!r} is not one of {', '.join(KINDS)}")
-            canonical_json(item.get("payload"))  # refuses floats and other values without a canonical form
+            payloads.append(canonical_json(item.get("payload")))  # refuses floats and the like, before any write
         for attempt in range(attempts):
             try:
                 with self.engine.begin() as conn:
-                    return self._append_locked(conn, items)
+                    return self._append_locked(conn, items, payloads)
             except (IntegrityError, DBAPIError) as exc:
                 # Another process took the same next seq (or held the write lock): try again.
                 if attempt == attempts - 1:
@@ -93,7 +94,7 @@ class AuditLog:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": APPEND_LOCK_KEY})
 
-    def _append_locked(self, conn: Connection, items: list[dict]) -> list[Appended]:
+    def _append_locked(self, conn: Connection, items: list[dict], payloads: list[str]) -> list[Appended]:
         self._lock(conn)
         last = conn.execute(select(entries.c.seq, entries.c.leaf_hash).order_by(entries.c.seq.desc()).limit(1)).first()
         seq, prev = (last.seq + 1, last.leaf_hash) if last else (0, GENESIS)
@@ -112,24 +113,16 @@ class AuditLog:
         rows: list[dict] = []
         new_nodes: dict[tuple[int, int], bytes] = {}
         frontier = stored_nodes(conn, aligned_nodes(0, seq))  # every left sibling the new leaves can need
-        for item in items:
+        for item, payload_json in zip(items, payloads, strict=True):
             event_id = item.get("event_id")
             if event_id and event_id in known:
                 results.append(known[event_id])
                 continue
             created = _now()
-            document = {
-                "seq": seq,
-                "time": created.isoformat().replace("+00:00", "Z"),
-                "kind": item["kind"],
-                "actor": item["actor"],
-                "subject": item["subject"],
-                "payload": item["payload"],
-                "prev_hash": prev,
-            }
-            if event_id:
-                document["event_id"] = event_id
-            entry_text = canonical_json(document)
+            entry_text = canonical_entry(
+                seq=seq, time=created.isoformat().replace("+00:00", "Z"), kind=item["kind"], actor=item["actor"],
+                subject=item["subject"], payload_json=payload_json, prev_hash=prev, event_id=event_id or None,
+            )  # fmt: skip
             leaf = leaf_hash(entry_text.encode("utf-8"))
             rows.append(
                 {

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from audit.canonical import NotCanonical, canonical_json
+from audit.canonical import NotCanonical, canonical_entry, canonical_json
 
 
 @pytest.mark.parametrize(
@@ -27,3 +29,48 @@ def test_canonical_form(value, expected: str) -> None:
 def test_values_without_a_canonical_form_are_refused(value) -> None:
     with pytest.raises(NotCanonical):
         canonical_json(value)
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300)
+@given(
+    seq=st.integers(0, 2**63 - 1),
+    kind=st.text(max_size=12),
+    actor=st.text(max_size=20),
+    subject=st.text(max_size=20),
+    payload=st.dictionaries(st.text(max_size=10), _json, max_size=5),
+    event_id=st.none() | st.text(min_size=1, max_size=20),
+)
+def test_an_entry_assembled_around_its_payload_is_its_canonical_form(
+    seq: int, kind: str, actor: str, subject: str, payload: dict, event_id: str | None
+) -> None:
+    document = {"seq": seq, "time": "2026-12-06T03:00:00.123456Z", "kind": kind, "actor": actor,
+                "subject": subject, "payload": payload, "prev_hash": "ab" * 32}  # fmt: skip
+    if event_id is not None:
+        document["event_id"] = event_id
+    assembled = canonical_entry(
+        seq=seq, time=document["time"], kind=kind, actor=actor, subject=subject,
+        payload_json=canonical_json(payload), prev_hash="ab" * 32, event_id=event_id,
+    )  # fmt: skip
+    assert assembled == canonical_json(document)
+
+
+def test_an_entry_with_a_field_that_is_not_a_string_takes_the_general_way() -> None:
+    assembled = canonical_entry(
+        seq=3,
+        time="t",
+        kind="money",
+        actor=None,
+        subject="s",
+        payload_json='{"a":1}',
+        prev_hash="0",  # type: ignore[arg-type]
+    )
+    assert (
+        assembled == '{"actor":null,"kind":"money","payload":{"a":1},"prev_hash":"0","seq":3,"subject":"s","time":"t"}'
+    )
