@@ -16,39 +16,58 @@ class NotCanonical(TypeError):
     """A value with no canonical form here (a float, a non-string key, an unknown type)."""
 
 
-def _check(value: Any, where: str = "$") -> None:
-    if value is None or isinstance(value, (bool, str)):
-        return
-    if isinstance(value, int):
-        return
-    if isinstance(value, float):
-        raise NotCanonical(f"{where}: floats are not allowed (use integer minor units, or a decimal string)")
+class _Refused(NotCanonical):
+    """On its way out of the recursion, collecting the path to the value refused."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why, self.path = why, ""
+
+
+def _utf16(key: str) -> bytes:
+    return key.encode("utf-16-be")
+
+
+def _canonical(value: Any) -> Any:
+    """The value with every object's members in JCS order (by UTF-16 code units), checked on the way:
+    one pass over the value."""
+    if value is None or isinstance(value, (str, int)):  # bool is an int
+        return value
+    if isinstance(value, dict):
+        out = {}
+        for key in sorted(value, key=_utf16) if all(isinstance(k, str) for k in value) else _bad_keys(value):
+            try:
+                out[key] = _canonical(value[key])
+            except _Refused as exc:
+                exc.path = f".{key}{exc.path}"
+                raise
+        return out
     if isinstance(value, (list, tuple)):
+        items = []
         for i, item in enumerate(value):
-            _check(item, f"{where}[{i}]")
-        return
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise NotCanonical(f"{where}: object keys must be strings, not {type(key).__name__}")
-            _check(item, f"{where}.{key}")
-        return
-    raise NotCanonical(f"{where}: {type(value).__name__} has no JSON form")
+            try:
+                items.append(_canonical(item))
+            except _Refused as exc:
+                exc.path = f"[{i}]{exc.path}"
+                raise
+        return items
+    if isinstance(value, float):
+        raise _Refused("floats are not allowed (use integer minor units, or a decimal string)")
+    raise _Refused(f"{type(value).__name__} has no JSON form")
 
 
-def _sorted(value: Any) -> Any:
-    # JCS orders object members by the UTF-16 code units of their names.
-    if isinstance(value, dict):
-        return {k: _sorted(value[k]) for k in sorted(value, key=lambda k: k.encode("utf-16-be"))}
-    if isinstance(value, (list, tuple)):
-        return [_sorted(v) for v in value]
-    return value
+def _bad_keys(value: dict) -> list[str]:
+    key = next(k for k in value if not isinstance(k, str))
+    raise _Refused(f"object keys must be strings, not {type(key).__name__}")
 
 
 def canonical_json(value: Any) -> str:
-    _check(value)
+    try:
+        ordered = _canonical(value)
+    except _Refused as exc:
+        raise NotCanonical(f"${exc.path}: {exc.why}") from None
     # With ensure_ascii off, json escapes exactly what JCS escapes: '"', '\\' and control characters.
-    return json.dumps(_sorted(value), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return json.dumps(ordered, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 def _string(value: str) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
-from sqlalchemy import Connection, select, tuple_
+from sqlalchemy import Connection, and_, or_, select
 
 from audit.merkle import EMPTY_ROOT, Subtree, node_hash
 from audit.schema import nodes
@@ -51,7 +51,9 @@ def stored_nodes(conn: Connection, keys: Iterable[tuple[int, int]]) -> dict[tupl
     wanted = sorted(set(keys))
     if not wanted:
         return {}
-    query = select(nodes.c.level, nodes.c.idx, nodes.c.hash).where(tuple_(nodes.c.level, nodes.c.idx).in_(wanted))
+    # An OR of point lookups, each on the primary key: SQLite scans the whole table for a row-value IN.
+    where = or_(*(and_(nodes.c.level == level, nodes.c.idx == idx) for level, idx in wanted))
+    query = select(nodes.c.level, nodes.c.idx, nodes.c.hash).where(where)
     return {(level, idx): bytes.fromhex(value) for level, idx, value in conn.execute(query)}
 
 

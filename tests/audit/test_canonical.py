@@ -74,3 +74,18 @@ def test_an_entry_with_a_field_that_is_not_a_string_takes_the_general_way() -> N
     assert (
         assembled == '{"actor":null,"kind":"money","payload":{"a":1},"prev_hash":"0","seq":3,"subject":"s","time":"t"}'
     )
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"a": [1, {"b": 1.5}]}, "$.a[1].b: floats are not allowed"),
+        ({"a": {"b": {2: "x"}}}, "$.a.b: object keys must be strings, not int"),
+        ([None, [object()]], "$[1][0]: object has no JSON form"),
+        (2.5, "$: floats are not allowed"),
+    ],
+)
+def test_a_refusal_names_where_the_value_is(value: object, message: str) -> None:
+    with pytest.raises(NotCanonical) as refused:
+        canonical_json(value)
+    assert str(refused.value).startswith(message)
