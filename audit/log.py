@@ -65,6 +65,9 @@ class AuditLog:
         self.engine = engine
         self.origin = origin
         self.signer = signer
+        # Reads open a plain BEGIN where the engine opens writes with BEGIN IMMEDIATE (SQLite, as
+        # controlplane.storage does): a long verification must not hold the write lock from appends.
+        self._reader = engine.execution_options(sqlite_begin="BEGIN")
 
     # -- appending ----------------------------------------------------------------------------
     def append(self, *, kind: str, actor: str, subject: str, payload: dict, event_id: str | None = None) -> Appended:
@@ -177,7 +180,7 @@ class AuditLog:
     # -- reading and proving ------------------------------------------------------------------
     def size(self, conn: Connection | None = None) -> int:
         if conn is None:
-            with self.engine.connect() as c:
+            with self._reader.connect() as c:
                 return self.size(c)
         return conn.execute(select(func.count()).select_from(entries)).scalar_one()
 
@@ -189,21 +192,21 @@ class AuditLog:
             raise AuditError(str(exc)) from None
 
     def root(self, size: int | None = None) -> bytes:
-        with self.engine.connect() as conn:
+        with self._reader.connect() as conn:
             n = self.size(conn) if size is None else size
             return self._with_nodes(conn, lambda subtree: subtree(0, n))
 
     def inclusion_proof(self, seq: int, size: int) -> list[bytes]:
         """The proof with one read of the stored subtrees it needs."""
-        with self.engine.connect() as conn:
+        with self._reader.connect() as conn:
             return self._with_nodes(conn, lambda subtree: inclusion_proof_from(subtree, seq, size))
 
     def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
-        with self.engine.connect() as conn:
+        with self._reader.connect() as conn:
             return self._with_nodes(conn, lambda subtree: consistency_proof_from(subtree, old_size, new_size))
 
     def latest_checkpoint(self) -> tuple[int, str] | None:
-        with self.engine.connect() as conn:
+        with self._reader.connect() as conn:
             row = conn.execute(
                 select(checkpoints.c.tree_size, checkpoints.c.note).order_by(checkpoints.c.tree_size.desc()).limit(1)
             ).first()
@@ -268,7 +271,7 @@ class AuditLog:
             raise AuditError(
                 f"entry {wanted[-1]} is not yet covered by the latest checkpoint (size {size}); checkpoint again"
             )
-        with self.engine.connect() as conn:
+        with self._reader.connect() as conn:
             rows = {
                 r.seq: r
                 for r in conn.execute(
@@ -322,7 +325,7 @@ class AuditLog:
 
         One pass at hash speed (`audit.fast_verify`); only when it finds a problem, the exact pass that
         re-reads every entry as JSON says which entry is the first bad one and why."""
-        with self.engine.connect() as conn:
+        with self._reader.connect() as conn:
             result = fast_verify(conn, self.origin, verifiers, progress=progress, progress_every=progress_every)
         if result.ok:
             return result
@@ -332,7 +335,7 @@ class AuditLog:
         self, *verifiers: Verifier, progress: Callable[[int], None] | None = None, progress_every: int = 5000
     ) -> Verification:
         """`verify` the slow way: every entry parsed and re-canonicalised, every stored node re-hashed."""
-        with self.engine.connect() as conn:
+        with self._reader.connect() as conn:
             heads = {
                 r.tree_size: (r.root_hash, r.note)
                 for r in conn.execute(select(checkpoints.c.tree_size, checkpoints.c.root_hash, checkpoints.c.note))

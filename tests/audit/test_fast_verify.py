@@ -155,3 +155,23 @@ def test_node_ranges_cover_each_complete_subtree_once(lo: int, width: int) -> No
     listed = {(lv, i) for lv, a, b in node_ranges(lo, hi) for i in range(a, b + 1)}
     ending_here = {(lv, i) for lv in range(12) for i in range(0, (hi + 1) >> lv) if lo <= ((i + 1) << lv) - 1 <= hi}
     assert listed == ending_here
+
+
+def test_appends_while_the_pass_runs_do_not_fail_it(engine: Engine, signer: NoteSigner) -> None:
+    log = _log(engine, signer, signed=20, tail=3)
+    more = [{"kind": "money", "actor": "relay", "subject": "bet:more", "payload": {"i": i}} for i in range(9)]
+
+    def append_meanwhile(seq: int) -> None:  # another process appends once as the verifier reads
+        if seq == 8:
+            log.append_many(more)
+
+    # Read as AuditLog reads (a plain BEGIN on SQLite: a reader holds no write lock), in small chunks so
+    # that the entries appended meanwhile are read too.
+    with engine.execution_options(sqlite_begin="BEGIN").connect() as conn:
+        result = fast_verify(conn, ORIGIN, (signer.verifier,), chunk=4, progress=append_meanwhile, progress_every=8)
+    # SQLite reads one snapshot (the 23 there at the start); PostgreSQL reads committed rows (all 32).
+    assert result.ok and result.entries in (23, 23 + 9), result
+    # Through the log itself (an append at seq 30 of the pass; entries = 32 on SQLite, read as a snapshot).
+    more_again = log.verify(signer.verifier, progress=lambda seq: log.append_many(more[:2]), progress_every=30)
+    assert more_again.ok and more_again.entries in (32, 34), more_again
+    assert log.size() == 34
