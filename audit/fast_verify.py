@@ -20,7 +20,6 @@ Any failure is reported by the exact pass, so both give the same answer and the 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -29,13 +28,13 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from audit.canonical import canonical_json
+from audit.merkle import leaf_hash, node_hash
 from audit.note import NoteError, Verifier, open_note, parse_checkpoint
 from audit.schema import checkpoints, entries, nodes
 
 GENESIS = "0" * 64
 CHUNK = 20_000  # entries read per statement
 _PREV = ',"prev_hash":"'
-_sha256 = hashlib.sha256
 
 
 @dataclass(frozen=True)
@@ -97,20 +96,24 @@ def _batches(conn: Connection, chunk: int) -> Iterator[tuple[Sequence[Any], Sequ
         cursor.close()
 
 
-def _check_head(
+def head_problem(
     origin: str, size: int, stack: list[bytes], head: tuple[str, str], verifiers: tuple[Verifier, ...]
-) -> bool:
+) -> str | None:
+    """What is wrong with the checkpoint at `size`, given the complete subtrees' hashes so far (left to
+    right), or None: the root they make must be the one stored and signed, by a known key, for this log."""
     root = stack[-1]
     for h in reversed(stack[:-1]):
-        root = _sha256(b"\x01" + h + root).digest()
+        root = node_hash(h, root)
     root_hex, note = head
     if root.hex() != root_hex:
-        return False
+        return f"the entries up to tree size {size} do not have the root its checkpoint signed"
     try:
         signed_origin, signed_size, signed_root = parse_checkpoint(open_note(note, *verifiers))
-    except NoteError:
-        return False
-    return signed_size == size and signed_root == root and signed_origin == origin
+    except NoteError as exc:
+        return f"checkpoint at tree size {size}: {exc}"
+    if signed_size != size or signed_root != root or signed_origin != origin:
+        return f"checkpoint at tree size {size} signs another tree"
+    return None
 
 
 def _canonical_at(entry: str, seq: int, prev: str) -> bool:
@@ -147,7 +150,7 @@ def fast_verify(
                 progress(seq)
             if seq != expected or leaf_idx != seq:
                 return bad
-            leaf = _sha256(b"\x00" + entry.encode("utf-8")).digest()
+            leaf = leaf_hash(entry.encode("utf-8"))
             hx = leaf.hex()
             if hx != leaf_hex or stored_leaf != hx:
                 return bad
@@ -159,13 +162,13 @@ def fast_verify(
                 return bad
             current = leaf
             for level in range(1, (seq ^ (seq + 1)).bit_length()):  # one merge per trailing 1 bit of seq
-                current = _sha256(b"\x01" + stack.pop() + current).digest()
+                current = node_hash(stack.pop(), current)
                 if inner.get((level, seq >> level)) != current.hex():
                     return bad
             stack.append(current)
             size = seq + 1
             if size in heads:
-                if not _check_head(origin, size, stack, heads[size], verifiers):
+                if head_problem(origin, size, stack, heads[size], verifiers):
                     return bad
                 checked += 1
             prev, expected = hx, size

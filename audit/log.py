@@ -25,7 +25,7 @@ from sqlalchemy import Connection, Engine, func, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from audit.canonical import canonical_entry, canonical_json
-from audit.fast_verify import GENESIS, Verification, fast_verify
+from audit.fast_verify import GENESIS, Verification, fast_verify, head_problem
 from audit.merkle import (
     ProofError,
     Subtree,
@@ -35,7 +35,7 @@ from audit.merkle import (
     node_hash,
     verify_consistency,
 )
-from audit.note import NoteError, NoteSigner, Verifier, checkpoint_text, open_note, parse_checkpoint, sign_note
+from audit.note import NoteSigner, Verifier, checkpoint_text, sign_note
 from audit.schema import checkpoints, entries, nodes
 from audit.stored_tree import MissingNode, aligned_nodes, stored_nodes, with_stored_nodes
 
@@ -373,7 +373,7 @@ class AuditLog:
                 if stored != leaf:
                     return Verification(False, seq, checked, seq, f"stored leaf node of entry {seq} was altered")
                 if size_now in heads:
-                    problem = self._check_head(size_now, stack, heads[size_now], verifiers)
+                    problem = head_problem(self.origin, size_now, [h for _, h in stack], heads[size_now], verifiers)
                     if problem:
                         return Verification(False, seq, checked, seq, problem)
                     checked += 1
@@ -409,21 +409,4 @@ class AuditLog:
             if left is None or right is None or node_hash(bytes.fromhex(left), bytes.fromhex(right)).hex() != value:
                 first = idx << level
                 return first, f"stored subtree hash over entries {first}-{first + (1 << level) - 1} was altered"
-        return None
-
-    def _check_head(
-        self, size: int, stack: list[tuple[int, bytes]], head: tuple[str, str], verifiers: tuple[Verifier, ...]
-    ) -> str | None:
-        root = stack[-1][1]
-        for _, h in reversed(stack[:-1]):
-            root = node_hash(h, root)
-        root_hex, note = head
-        if root.hex() != root_hex:
-            return f"the entries up to tree size {size} do not have the root its checkpoint signed"
-        try:
-            origin, signed_size, signed_root = parse_checkpoint(open_note(note, *verifiers))
-        except NoteError as exc:
-            return f"checkpoint at tree size {size}: {exc}"
-        if signed_size != size or signed_root != root or origin != self.origin:
-            return f"checkpoint at tree size {size} signs another tree"
         return None

@@ -32,8 +32,8 @@ def node_hash(left: bytes, right: bytes) -> bytes:
     return hashlib.sha256(b"\x01" + left + right).digest()
 
 
-def _split(n: int) -> int:
-    """The largest power of two smaller than n (n >= 2)."""
+def split_point(n: int) -> int:
+    """The largest power of two smaller than n (n >= 2): where RFC 9162 splits a range of n leaves."""
     k = 1
     while k << 1 < n:
         k <<= 1
@@ -49,7 +49,7 @@ def hashes_subtree(leaf_hashes: Sequence[bytes]) -> Subtree:
             return EMPTY_ROOT
         if n == 1:
             return leaf_hashes[start]
-        k = _split(n)
+        k = split_point(n)
         return node_hash(subtree(start, start + k), subtree(start + k, end))
 
     return subtree
@@ -66,7 +66,7 @@ def inclusion_proof_from(subtree: Subtree, index: int, size: int) -> list[bytes]
     path: list[bytes] = []
     start, end, m = 0, size, index
     while end - start > 1:
-        k = _split(end - start)
+        k = split_point(end - start)
         if m < k:
             path.append(subtree(start + k, end))
             end = start + k
@@ -87,7 +87,7 @@ def consistency_proof_from(subtree: Subtree, old_size: int, new_size: int) -> li
         n = end - start
         if m == n:
             return [] if whole else [subtree(start, end)]
-        k = _split(n)
+        k = split_point(n)
         if m <= k:
             return [*subproof(m, start, start + k, whole), subtree(start + k, end)]
         return [*subproof(m - k, start + k, end, False), subtree(start, start + k)]

@@ -16,7 +16,7 @@ from typing import TypeVar
 
 from sqlalchemy import Connection, and_, or_, select
 
-from audit.merkle import EMPTY_ROOT, Subtree, node_hash
+from audit.merkle import EMPTY_ROOT, Subtree, node_hash, split_point
 from audit.schema import nodes
 
 T = TypeVar("T")
@@ -24,13 +24,6 @@ T = TypeVar("T")
 
 class MissingNode(LookupError):
     """A subtree hash the log should hold is not stored."""
-
-
-def _split(n: int) -> int:
-    k = 1
-    while k << 1 < n:
-        k <<= 1
-    return k
 
 
 def aligned_nodes(start: int, end: int) -> Iterator[tuple[int, int]]:
@@ -41,7 +34,7 @@ def aligned_nodes(start: int, end: int) -> Iterator[tuple[int, int]]:
     if n & (n - 1) == 0 and start % n == 0:  # a complete, aligned subtree: stored as it is
         yield n.bit_length() - 1, start // n
         return
-    k = _split(n)
+    k = split_point(n)
     yield from aligned_nodes(start, start + k)
     yield from aligned_nodes(start + k, end)
 
@@ -67,7 +60,7 @@ def subtree_of(found: dict[tuple[int, int], bytes]) -> Subtree:
             if key not in found:
                 raise MissingNode(f"subtree hash {key} is missing from the log")
             return found[key]
-        k = _split(n)
+        k = split_point(n)
         return node_hash(subtree(start, start + k), subtree(start + k, end))
 
     return subtree

@@ -390,11 +390,12 @@ def run_demo(
         if "error" in box:
             raise DemoError(f"the load generator failed: {box['error']}")
         load: LoadReport = box["report"]
-        report.load = load_section(load.to_dict())
+        load_dict = load.to_dict()
+        report.load = load_section(load_dict)
         report.notes += wait_for_full_time(store, len(load.settlements) + 1, say, clock)
         if running.cluster is not None:
             report.cluster = running.cluster.full_time(
-                load.to_dict(), running.platform_database_url, settings.audit_url, plan.start,
+                load_dict, running.platform_database_url, settings.audit_url, plan.start,
                 clock.tick, say,
             )  # fmt: skip
         end = utcnow()
