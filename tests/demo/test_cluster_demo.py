@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.demo.test_demo import check_game_day
 from tests.streams.conftest import NATS_SERVER, REQUIRED
 from tests.support import CONTROLPLANE
 
@@ -57,6 +58,7 @@ def test_derby_night_on_a_cluster(database_url: str, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
     report = json.loads(done.stdout)
     assert report["ok"] is True
+    check_game_day(report, work)  # the single topology's game day holds on the cluster too
 
     cluster = report["cluster"]
     assert (cluster["collectors"], cluster["ingesters"]) == (2, 2)

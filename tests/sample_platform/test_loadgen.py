@@ -320,8 +320,9 @@ def test_the_load_is_spread_over_replicas_and_counted_per_replica() -> None:
     out = report.to_dict()
     replicas = out["replicas"]
     assert set(replicas) == {"http://r1", "http://r2"} and set(hosts) == {"r1", "r2"}
-    # Round-robin: each replica got half of the requests, to one.
-    assert abs(replicas["http://r1"]["requests"] - replicas["http://r2"]["requests"]) <= 1
+    # Round-robin over requests and stream subscriptions together: each replica got half of them, to one.
+    turns = {url: r["requests"] + r["streams"] for url, r in replicas.items()}
+    assert abs(turns["http://r1"] - turns["http://r2"]) <= 1
     assert sum(r["requests"] for r in replicas.values()) == len(hosts) - sum(r["streams"] for r in replicas.values())
     assert all(r["streams"] >= 1 for r in replicas.values())  # 2 subscribers, reconnecting when cut off
     # New bets answered per replica: all of them but those whose answer was lost (accepted later as replays).
