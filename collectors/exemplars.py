@@ -13,6 +13,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, delete, select
 
+from controlplane.clock import as_utc
 from controlplane.store import SliExemplar, table
 from controlplane.traces.store import Keep
 
@@ -35,48 +36,62 @@ def keep_slowest(kept: list[Exemplar], exemplar: Exemplar, limit: int) -> None:
 
 def add_exemplars(
     conn: Connection,
-    slice_name: str,
-    minute: datetime,
-    *,
-    bad: list[Exemplar],
-    slow: list[Exemplar],
+    candidates: dict[tuple[str, datetime], tuple[list[Exemplar], list[Exemplar]]],
     limits: ExemplarLimits,
 ) -> tuple[list[Keep], list[str]]:
-    """Store this request's exemplars of one slice-minute; returns the newly kept traces and the trace
-    ids that stopped being slow exemplars."""
+    """Store one request's exemplars, (bad, slow) per slice-minute, reading what those minutes already
+    hold in one statement and writing in one insert and one delete; returns the newly kept traces and the
+    trace ids that stopped being slow exemplars."""
+    wanted = {key: pair for key, pair in candidates.items() if pair[0] or pair[1]}
+    if not wanted:
+        return [], []
     ex = table(SliExemplar)
+    # Slices and minutes each as an IN list (the (slice, minute) index serves both); pairs not wanted
+    # are dropped here.
+    held: dict[tuple[str, datetime], list] = {}
+    slices, minutes = {k[0] for k in wanted}, {k[1] for k in wanted}
+    rows = conn.execute(
+        select(ex.c.id, ex.c.slice, ex.c.minute, ex.c.kind, ex.c.value_seconds, ex.c.trace_id).where(
+            ex.c.slice.in_(slices), ex.c.minute.in_(minutes)
+        )
+    ).all()
+    for row in rows:
+        key = (row.slice, as_utc(row.minute))
+        if key in wanted:
+            held.setdefault(key, []).append(row)
     kept: list[Keep] = []
     displaced: list[str] = []
-    where = (ex.c.slice == slice_name, ex.c.minute == minute)
-    if bad:
-        have = conn.execute(select(ex.c.trace_id).where(*where, ex.c.kind == "bad")).scalars().all()
-        seen = set(have)
-        rows = [e for e in bad if e[1] not in seen][: max(0, limits.bad - len(have))]
-        _insert(conn, slice_name, minute, "bad", rows)
-        kept += [Keep(t, slice_name, minute, "bad", v) for v, t, _ in rows]
-    if slow:
-        held = conn.execute(select(ex.c.id, ex.c.value_seconds, ex.c.trace_id).where(*where, ex.c.kind == "slow")).all()
-        seen = {row.trace_id for row in held}
-        pool = [(row.value_seconds, row.trace_id, row.id) for row in held]
-        pool += [(v, t, None) for v, t, _ in slow if t not in seen]
-        top = sorted(pool, key=lambda p: (p[0], p[1]), reverse=True)[: limits.slow]
-        winners = {p[1] for p in top}
-        losers = [row for row in held if row.trace_id not in winners]
-        if losers:
-            conn.execute(delete(ex).where(ex.c.id.in_([row.id for row in losers])))
-            displaced += [row.trace_id for row in losers]
-        fresh = [e for e in slow if e[1] in winners and e[1] not in seen]
-        _insert(conn, slice_name, minute, "slow", fresh)
-        kept += [Keep(t, slice_name, minute, "slow", v) for v, t, _ in fresh]
+    inserts: list[dict] = []
+    losers: list[int] = []
+    for (slice_name, minute), (bad, slow) in sorted(wanted.items()):
+        have = held.get((slice_name, minute), [])
+        if bad:
+            seen = {row.trace_id for row in have if row.kind == "bad"}
+            room = max(0, limits.bad - sum(1 for row in have if row.kind == "bad"))
+            fresh_bad = [e for e in bad if e[1] not in seen][:room]
+            inserts += _rows(slice_name, minute, "bad", fresh_bad)
+            kept += [Keep(t, slice_name, minute, "bad", v) for v, t, _ in fresh_bad]
+        if slow:
+            slow_held = [row for row in have if row.kind == "slow"]
+            seen = {row.trace_id for row in slow_held}
+            pool = [(row.value_seconds, row.trace_id) for row in slow_held]
+            pool += [(v, t) for v, t, _ in slow if t not in seen]
+            winners = {p[1] for p in sorted(pool, reverse=True)[: limits.slow]}
+            gone = [row for row in slow_held if row.trace_id not in winners]
+            losers += [row.id for row in gone]
+            displaced += [row.trace_id for row in gone]
+            fresh_slow = [e for e in slow if e[1] in winners and e[1] not in seen]
+            inserts += _rows(slice_name, minute, "slow", fresh_slow)
+            kept += [Keep(t, slice_name, minute, "slow", v) for v, t, _ in fresh_slow]
+    if losers:
+        conn.execute(delete(ex).where(ex.c.id.in_(losers)))
+    if inserts:
+        conn.execute(ex.insert(), inserts)
     return kept, displaced
 
 
-def _insert(conn: Connection, slice_name: str, minute: datetime, kind: str, rows: list[Exemplar]) -> None:
-    if rows:
-        conn.execute(
-            table(SliExemplar).insert(),
-            [
-                {"slice": slice_name, "minute": minute, "kind": kind, "trace_id": t, "span_id": s, "value_seconds": v}
-                for v, t, s in rows
-            ],
-        )
+def _rows(slice_name: str, minute: datetime, kind: str, rows: list[Exemplar]) -> list[dict]:
+    return [
+        {"slice": slice_name, "minute": minute, "kind": kind, "trace_id": t, "span_id": s, "value_seconds": v}
+        for v, t, s in rows
+    ]
