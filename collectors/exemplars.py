@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, bindparam, delete, select
 
 from controlplane.clock import as_utc
 from controlplane.store import SliExemplar, table
@@ -34,6 +34,16 @@ def keep_slowest(kept: list[Exemplar], exemplar: Exemplar, limit: int) -> None:
         kept.append(exemplar)
 
 
+_ex = table(SliExemplar)
+# Built once. What the minutes hold: slices and minutes each as an IN list (the (slice, minute) index
+# serves both; pairs not asked for are dropped after).
+HELD = select(_ex.c.id, _ex.c.slice, _ex.c.minute, _ex.c.kind, _ex.c.value_seconds, _ex.c.trace_id).where(
+    _ex.c.slice.in_(bindparam("slices", expanding=True)), _ex.c.minute.in_(bindparam("minutes", expanding=True))
+)
+DISPLACE = delete(_ex).where(_ex.c.id.in_(bindparam("ids", expanding=True)))
+INSERT = _ex.insert()
+
+
 def add_exemplars(
     conn: Connection,
     candidates: dict[tuple[str, datetime], tuple[list[Exemplar], list[Exemplar]]],
@@ -45,16 +55,9 @@ def add_exemplars(
     wanted = {key: pair for key, pair in candidates.items() if pair[0] or pair[1]}
     if not wanted:
         return [], []
-    ex = table(SliExemplar)
-    # Slices and minutes each as an IN list (the (slice, minute) index serves both); pairs not wanted
-    # are dropped here.
     held: dict[tuple[str, datetime], list] = {}
-    slices, minutes = {k[0] for k in wanted}, {k[1] for k in wanted}
-    rows = conn.execute(
-        select(ex.c.id, ex.c.slice, ex.c.minute, ex.c.kind, ex.c.value_seconds, ex.c.trace_id).where(
-            ex.c.slice.in_(slices), ex.c.minute.in_(minutes)
-        )
-    ).all()
+    slices, minutes = sorted({k[0] for k in wanted}), sorted({k[1] for k in wanted})
+    rows = conn.execute(HELD, {"slices": slices, "minutes": minutes}).all()
     for row in rows:
         key = (row.slice, as_utc(row.minute))
         if key in wanted:
@@ -84,9 +87,9 @@ def add_exemplars(
             inserts += _rows(slice_name, minute, "slow", fresh_slow)
             kept += [Keep(t, slice_name, minute, "slow", v) for v, t, _ in fresh_slow]
     if losers:
-        conn.execute(delete(ex).where(ex.c.id.in_(losers)))
+        conn.execute(DISPLACE, {"ids": losers})
     if inserts:
-        conn.execute(ex.insert(), inserts)
+        conn.execute(INSERT, inserts)
     return kept, displaced
 
 

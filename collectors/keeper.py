@@ -140,6 +140,12 @@ def _service(resource: Any) -> str:
     return ""
 
 
+def _span_at(request: ExportTraceServiceRequest, where: int) -> Any:
+    """The span at `where` = resource << 64 | scope << 32 | index in `request`."""
+    r, c, k = where >> 64, (where >> 32) & 0xFFFFFFFF, where & 0xFFFFFFFF
+    return request.resource_spans[r].scope_spans[c].spans[k]
+
+
 class TraceKeeper:
     def __init__(
         self,
@@ -158,7 +164,9 @@ class TraceKeeper:
         self.remember = remember
         self.prune_every = prune_every
         self._lock = threading.Lock()
-        self._waiting: OrderedDict[bytes, list[tuple[str, Any, str]]] = OrderedDict()  # trace -> (kind, item, service)
+        # trace -> [item, where, service, ...], flat: a span as its request and its place in it (`where`), a
+        # log line as a dict (where -1). Buffering a span allocates nothing the garbage collector tracks.
+        self._waiting: OrderedDict[bytes, list[Any]] = OrderedDict()
         self._waiting_items = 0
         self._kept: OrderedDict[bytes, str] = OrderedDict()  # recently kept trace ids -> their slice
         self._last_prune = time.monotonic()
@@ -169,18 +177,29 @@ class TraceKeeper:
         chosen = {bytes.fromhex(k.trace_id): k for k in ranked}
         now_kept: list[tuple[Any, str]] = []
         with self._lock:
-            for resource_spans in request.resource_spans:
+            kept, waiting, added = self._kept, self._waiting, 0
+            for r, resource_spans in enumerate(request.resource_spans):
                 service = _service(resource_spans.resource)
-                for scope_spans in resource_spans.scope_spans:
-                    for span in scope_spans.spans:
+                for c, scope_spans in enumerate(resource_spans.scope_spans):
+                    base = (r << 64) | (c << 32)
+                    for k, span in enumerate(scope_spans.spans):  # the hot loop: every span of every request
                         trace_id = span.trace_id
-                        if trace_id in self._kept:
+                        if trace_id in kept:
                             now_kept.append((span, service))
                         elif len(trace_id) == 16 and len(span.span_id) == 8:
-                            self._wait(trace_id, ("span", span, service))
+                            # The request and the span's place in it, not the span's own wrapper: a
+                            # buffer of wrappers is what the garbage collector would walk again and again.
+                            found = waiting.get(trace_id)
+                            if found is None:
+                                waiting[trace_id] = [request, base | k, service]
+                            else:
+                                found += (request, base | k, service)
+                            added += 1
                             if span.links and trace_id not in chosen:
                                 self._linking(span, chosen)
+            self._waiting_items += added
             logs = self._choose(chosen, now_kept)
+            self._trim()  # after choosing: what this request chose is not evicted by its own spans
         self._write(list(chosen.values()), now_kept, logs, displaced=batch.displaced)
 
     def on_logs(self, request: ExportLogsServiceRequest, limits: ItemLimits) -> tuple[int, str]:
@@ -203,7 +222,7 @@ class TraceKeeper:
                         if trace_id in self._kept:
                             now_kept.append(row)
                         else:
-                            self._wait(trace_id, ("log", row, service))
+                            self._wait(trace_id, row, service)
         if now_kept:
             keep(self.engine, (), logs=now_kept)
         return rejected, reason
@@ -220,15 +239,18 @@ class TraceKeeper:
                 chosen[span.trace_id] = Keep(span.trace_id.hex(), slice_name, when, "linked", seconds)
                 return
 
-    def _wait(self, trace_id: bytes, item: tuple[str, Any, str]) -> None:
+    def _wait(self, trace_id: bytes, row: dict[str, Any], service: str) -> None:
         found = self._waiting.get(trace_id)
         if found is None:
             found = self._waiting[trace_id] = []
-        found.append(item)
+        found += (row, -1, service)
         self._waiting_items += 1
+        self._trim()
+
+    def _trim(self) -> None:
         while self._waiting_items > self.buffer_items and self._waiting:
             _, dropped = self._waiting.popitem(last=False)
-            self._waiting_items -= len(dropped)
+            self._waiting_items -= len(dropped) // 3
 
     def _choose(self, chosen: dict[bytes, Keep], spans: list[tuple[Any, str]]) -> list[dict[str, Any]]:
         """Mark `chosen` kept and move what waited for them into `spans` (returned: their log lines)."""
@@ -236,12 +258,13 @@ class TraceKeeper:
         for trace_id, why in chosen.items():
             self._kept[trace_id] = why.slice
             self._kept.move_to_end(trace_id)
-            for kind, item, service in self._waiting.pop(trace_id, []):
-                self._waiting_items -= 1
-                if kind == "span":
-                    spans.append((item, service))
-                else:
+            waited = self._waiting.pop(trace_id, [])
+            self._waiting_items -= len(waited) // 3
+            for item, where, service in zip(waited[::3], waited[1::3], waited[2::3], strict=True):
+                if where < 0:
                     logs.append(item)
+                else:
+                    spans.append((_span_at(item, where), service))
         while len(self._kept) > self.remember:
             self._kept.popitem(last=False)
         return logs

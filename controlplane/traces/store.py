@@ -14,9 +14,10 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, select, update
+from sqlalchemy import BindParameter, Connection, Engine, Insert, bindparam, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -46,8 +47,28 @@ def log_size(line: dict[str, Any]) -> int:
     return LOG_OVERHEAD_BYTES + len(line["body"]) + len(line["attributes"])
 
 
-def _insert(conn: Connection):
-    return pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+# Built once, each list of trace ids bound as one expanding parameter; sizes grow by an executemany.
+IDS: BindParameter[list[str]] = bindparam("ids", expanding=True)
+KNOWN = select(kept_traces_t.c.trace_id).where(kept_traces_t.c.trace_id.in_(IDS))
+SLOW = select(kept_traces_t.c.trace_id).where(kept_traces_t.c.trace_id.in_(IDS), kept_traces_t.c.reason == "slow")
+DROP_LOGS = delete(kept_logs_t).where(kept_logs_t.c.trace_id.in_(IDS))
+DROP_SPANS = delete(kept_spans_t).where(kept_spans_t.c.trace_id.in_(IDS))
+DROP_TRACES = delete(kept_traces_t).where(kept_traces_t.c.trace_id.in_(IDS))
+GROW = (
+    update(kept_traces_t)
+    .where(kept_traces_t.c.trace_id == bindparam("id"))
+    .values(size_bytes=kept_traces_t.c.size_bytes + bindparam("size"))
+)
+
+
+@cache
+def _inserts(dialect: str) -> tuple[Insert, Insert]:
+    """A kept trace, and kept spans saying which were new; each stored once, whoever sends it again."""
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    spans = insert(kept_spans_t).on_conflict_do_nothing()
+    return insert(kept_traces_t).on_conflict_do_nothing(), spans.returning(
+        kept_spans_t.c.trace_id, kept_spans_t.c.span_id
+    )
 
 
 def keep(
@@ -66,15 +87,11 @@ def keep(
         return 0
     now = utcnow()
     with engine.begin() as conn:
-        insert = _insert(conn)
         if unkeep:
-            slow = select(kept_traces_t.c.trace_id).where(
-                kept_traces_t.c.trace_id.in_(unkeep), kept_traces_t.c.reason == "slow"
-            )
-            drop(conn, list(conn.execute(slow).scalars()))
+            drop(conn, list(conn.execute(SLOW, {"ids": unkeep}).scalars()))
         if traces:
             conn.execute(
-                insert(kept_traces_t).on_conflict_do_nothing(),
+                _inserts(conn.dialect.name)[0],
                 [
                     {
                         "trace_id": k.trace_id,
@@ -89,16 +106,11 @@ def keep(
                 ],
             )
         wanted = {s["trace_id"] for s in spans} | {line["trace_id"] for line in logs}
-        known = (
-            set(conn.execute(select(kept_traces_t.c.trace_id).where(kept_traces_t.c.trace_id.in_(wanted))).scalars())
-            if wanted
-            else set()
-        )
+        known = set(conn.execute(KNOWN, {"ids": sorted(wanted)}).scalars()) if wanted else set()
         added: dict[str, int] = {}
         fresh_spans = [s for s in spans if s["trace_id"] in known]
         if fresh_spans:
-            ids = (kept_spans_t.c.trace_id, kept_spans_t.c.span_id)
-            inserted = conn.execute(insert(kept_spans_t).on_conflict_do_nothing().returning(*ids), fresh_spans).all()
+            inserted = conn.execute(_inserts(conn.dialect.name)[1], fresh_spans).all()
             by_id = {(s["trace_id"], s["span_id"]): s for s in fresh_spans}
             for trace_id, span_id in inserted:
                 added[trace_id] = added.get(trace_id, 0) + span_size(by_id[(trace_id, span_id)])
@@ -107,12 +119,8 @@ def keep(
             conn.execute(kept_logs_t.insert(), fresh_logs)
             for line in fresh_logs:
                 added[line["trace_id"]] = added.get(line["trace_id"], 0) + log_size(line)
-        for trace_id, size in sorted(added.items()):
-            conn.execute(
-                update(kept_traces_t)
-                .where(kept_traces_t.c.trace_id == trace_id)
-                .values(size_bytes=kept_traces_t.c.size_bytes + size)
-            )
+        if added:
+            conn.execute(GROW, [{"id": trace_id, "size": size} for trace_id, size in sorted(added.items())])
     return sum(added.values())
 
 
@@ -120,9 +128,9 @@ def drop(conn: Connection, trace_ids: Iterable[str]) -> int:
     ids = sorted(set(trace_ids))
     if not ids:
         return 0
-    conn.execute(delete(kept_logs_t).where(kept_logs_t.c.trace_id.in_(ids)))
-    conn.execute(delete(kept_spans_t).where(kept_spans_t.c.trace_id.in_(ids)))
-    return conn.execute(delete(kept_traces_t).where(kept_traces_t.c.trace_id.in_(ids))).rowcount or 0
+    conn.execute(DROP_LOGS, {"ids": ids})
+    conn.execute(DROP_SPANS, {"ids": ids})
+    return conn.execute(DROP_TRACES, {"ids": ids}).rowcount or 0
 
 
 def stored_bytes(engine: Engine) -> int:

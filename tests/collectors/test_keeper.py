@@ -4,6 +4,7 @@ records refused one by one, a size bound that holds under ten minutes of load, a
 
 from __future__ import annotations
 
+import random
 import time
 from collections import defaultdict
 from datetime import timedelta
@@ -21,7 +22,7 @@ from controlplane.clock import as_utc, utcnow
 from controlplane.slices import load_slices
 from controlplane.traces.store import prune, read_trace, stored_bytes
 from controlplane.traces.tables import kept_logs_t, kept_spans_t, kept_traces_t
-from tests.collectors.otlp_samples import BASE_NANOS, trace_request
+from tests.collectors.otlp_samples import BASE_NANOS, _kv, trace_request
 from tests.conftest import SLICES_PATH
 
 PB = {"Content-Type": otlp.PROTOBUF}
@@ -171,3 +172,52 @@ def test_kept_traces_stay_within_their_bound_for_ten_minutes_and_retention_remov
     with store.connect() as conn:
         for t in (kept_traces_t, kept_spans_t, kept_logs_t):
             assert conn.execute(select(func.count()).select_from(t)).scalar_one() == 0
+
+
+def _spread_request(trace_id: bytes, seed: int, *, others: int) -> ExportTraceServiceRequest:
+    """Two services with two scopes each; the trace's internal spans sit one in every scope, among
+    `others` spans of other traces."""
+    rng = random.Random(seed)
+    request = ExportTraceServiceRequest()
+    for service in ("edge", "ledger"):
+        resource = request.resource_spans.add()
+        resource.resource.attributes.append(_kv("service.name", service))
+        for scope_no in range(2):
+            scope = resource.scope_spans.add()
+            for n in range(others // 4):
+                other = scope.spans.add(trace_id=rng.randbytes(16), span_id=rng.randbytes(8), name="GET /other")
+                other.start_time_unix_nano, other.end_time_unix_nano = BASE_NANOS, BASE_NANOS + 10**6 * (n + 1)
+            span = scope.spans.add(trace_id=trace_id, span_id=rng.randbytes(8), name=f"{service} step {scope_no}")
+            span.kind = 1  # internal: in no slice
+            span.start_time_unix_nano, span.end_time_unix_nano = BASE_NANOS, BASE_NANOS + 10**6
+    return request
+
+
+def test_spans_that_waited_join_their_trace_from_every_service_and_scope_and_the_wait_is_bounded(store) -> None:
+    config = load_slices(SLICES_PATH)
+    keeper = TraceKeeper(store, max_bytes=2**20, buffer_items=60, prune_every=0)
+    chosen, evicted = bytes(range(16)), bytes(range(16, 32))
+
+    def export(request: ExportTraceServiceRequest) -> None:
+        batch = aggregate_spans(request, config, ItemLimits.now())
+        assert commit_batch(store, digest=content_digest(request), signal="traces", batch=batch)
+        keeper.on_spans(request, batch)
+
+    export(_spread_request(evicted, 1, others=8))  # waits, then falls out of the bounded buffer
+    export(_spread_request(chosen, 2, others=40))  # 44 spans wait: with the 12 before, 56 of 60
+    export(_spread_request(bytes(range(32, 48)), 3, others=8))  # 12 more: the oldest request's go
+    assert keeper._waiting_items <= 60
+    # Each trace then chosen by a failed bet of its own: the waiting spans come with it, from their places.
+    for trace_id, seed in ((chosen, 4), (evicted, 5)):
+        bet = trace_request(spans=1, seed=seed, names=("POST /v1/bets",))
+        span = bet.resource_spans[0].scope_spans[0].spans[0]
+        span.trace_id, span.status.code = trace_id, 2
+        export(bet)
+    view = read_trace(store, chosen.hex())
+    assert view is not None and view.reason == "bad"
+    assert sorted((s["service"], s["name"]) for s in view.spans) == [
+        ("edge", "edge step 0"), ("edge", "edge step 1"), ("ledger", "ledger step 0"), ("ledger", "ledger step 1"),
+        ("sample-platform", "POST /v1/bets"),
+    ]  # fmt: skip
+    gone = read_trace(store, evicted.hex())
+    assert gone is not None and [s["name"] for s in gone.spans] == ["POST /v1/bets"]
