@@ -20,6 +20,7 @@ import hashlib
 import json
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
@@ -163,10 +164,13 @@ def aggregate_spans(
     batch = Batch(exemplar_limits=exemplars or ExemplarLimits())
     most_bad, most_slow = batch.exemplar_limits.bad, batch.exemplar_limits.slow
     minutes: dict[int, datetime] = {}  # each minute's datetime made once per request
+    span_names = config.span_names
     for resource_spans in request.resource_spans:
         service = _attributes(resource_spans.resource.attributes).get("service.name")
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
+                if span.name not in span_names:  # most spans: in no slice, whatever their kind
+                    continue
                 kind = SPAN_KINDS[span.kind] if 0 <= span.kind < len(SPAN_KINDS) else "unspecified"
                 spec = config.for_span(service=service, name=span.name, kind=kind)  # type: ignore[arg-type]
                 if spec is None:
@@ -326,8 +330,11 @@ def commit_batch(
     signal: str,
     batch: Batch,
     points: list[HistogramPoint] | None = None,
+    then: Callable[[Connection], None] | None = None,
 ) -> bool:
-    """Add a request's counts to the store, once. Returns False if this content was counted before."""
+    """Add a request's counts to the store, once. Returns False if this content was counted before.
+    `then` runs in the same transaction after the counts (keeping the traces the batch chose), so a
+    request is counted and its traces kept together or not at all."""
     batches_t = table(IngestedBatch)
     with engine.begin() as conn:
         insert = _dialect_insert(conn)
@@ -351,6 +358,8 @@ def commit_batch(
                     delta.latency[le] += n
             batch.events += count
         _upsert(conn, batch)
+        if then is not None:
+            then(conn)
     return True
 
 

@@ -25,12 +25,12 @@ from typing import Any
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from collectors.ingest import Batch, ItemLimits, minute_of
 from controlplane.clock import utcnow
 from controlplane.slices import SPAN_KINDS
-from controlplane.traces.store import Keep, keep, prune
+from controlplane.traces.store import Keep, keep, keep_in, prune
 
 MAX_LOG_BODY_BYTES = 16 * 1024
 MAX_ATTRIBUTE_BYTES = 8 * 1024
@@ -171,7 +171,10 @@ class TraceKeeper:
         self._kept: OrderedDict[bytes, str] = OrderedDict()  # recently kept trace ids -> their slice
         self._last_prune = time.monotonic()
 
-    def on_spans(self, request: ExportTraceServiceRequest, batch: Batch) -> None:
+    def on_spans(self, request: ExportTraceServiceRequest, batch: Batch, conn: Connection | None = None) -> None:
+        """Buffer this request's spans and keep the traces its batch chose. With `conn`, written in that
+        transaction (the one counting the request, `commit_batch(then=...)`), and the caller prunes
+        (`prune_if_due`) once it has committed; without, in a transaction of its own, then pruned."""
         # A trace chosen twice is kept for its worst reason: bad, then probe, then slow.
         ranked = sorted((*batch.kept, *batch.probes), key=lambda k: REASONS.index(k.reason), reverse=True)
         chosen = {bytes.fromhex(k.trace_id): k for k in ranked}
@@ -186,7 +189,7 @@ class TraceKeeper:
                         trace_id = span.trace_id
                         if trace_id in kept:
                             now_kept.append((span, service))
-                        elif len(trace_id) == 16 and len(span.span_id) == 8:
+                        elif len(trace_id) == 16:  # a span's own id is checked when it is written
                             # The request and the span's place in it, not the span's own wrapper: a
                             # buffer of wrappers is what the garbage collector would walk again and again.
                             found = waiting.get(trace_id)
@@ -200,7 +203,7 @@ class TraceKeeper:
             self._waiting_items += added
             logs = self._choose(chosen, now_kept)
             self._trim()  # after choosing: what this request chose is not evicted by its own spans
-        self._write(list(chosen.values()), now_kept, logs, displaced=batch.displaced)
+        self._write(list(chosen.values()), now_kept, logs, displaced=batch.displaced, conn=conn)
 
     def on_logs(self, request: ExportLogsServiceRequest, limits: ItemLimits) -> tuple[int, str]:
         rejected, reason = 0, ""
@@ -270,11 +273,24 @@ class TraceKeeper:
         return logs
 
     def _write(
-        self, traces: list[Keep], spans: list[tuple[Any, str]], logs: list[dict[str, Any]], *, displaced: list[str]
+        self,
+        traces: list[Keep],
+        spans: list[tuple[Any, str]],
+        logs: list[dict[str, Any]],
+        *,
+        displaced: list[str],
+        conn: Connection | None = None,
     ) -> None:
         if traces or spans or logs or displaced:
-            rows = [span_record(s, service) for s, service in spans]
+            rows = [span_record(s, service) for s, service in spans if len(s.span_id) == 8]
+            if conn is not None:
+                keep_in(conn, traces, spans=rows, logs=logs, unkeep_slow=displaced)
+                return
             keep(self.engine, traces, spans=rows, logs=logs, unkeep_slow=displaced)
+        if conn is None:
+            self.prune_if_due()
+
+    def prune_if_due(self) -> None:
         if time.monotonic() - self._last_prune >= self.prune_every:
             self.prune()
 

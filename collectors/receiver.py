@@ -17,6 +17,7 @@ import hmac
 import logging
 from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -25,7 +26,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from pydantic import SecretStr
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
@@ -105,19 +106,24 @@ def create_receiver(
         limits = ItemLimits.now(max_skew_seconds=settings.collector_max_clock_skew_seconds)
         if isinstance(message, ExportLogsServiceRequest):
             return ingest_logs(message, limits)
+        then: Callable[[Connection], None] | None = None
         if isinstance(message, ExportTraceServiceRequest):
             batch, points = aggregate_spans(message, config, limits, exemplars), None
+            if keeper is not None:  # kept in the transaction that counts the request
+                then = partial(keeper.on_spans, message, batch)
         else:
             assert isinstance(message, ExportMetricsServiceRequest)
             points, batch = metric_points(message, config, limits)
-        counted = commit_batch(engine, digest=content_digest(message), signal=kind, batch=batch, points=points)
+        counted = commit_batch(
+            engine, digest=content_digest(message), signal=kind, batch=batch, points=points, then=then
+        )
         if not counted:
             metrics.duplicates.labels(signal=kind).inc()
         else:
             metrics.events.labels(signal=kind).inc(batch.events)
             metrics.synthetic.labels(signal=kind).inc(batch.synthetic)
-            if keeper is not None and isinstance(message, ExportTraceServiceRequest):
-                keeper.on_spans(message, batch)
+            if keeper is not None:
+                keeper.prune_if_due()
         metrics.rejected.labels(signal=kind).inc(batch.rejected)
         return batch.rejected, batch.rejected_reason
 

@@ -92,6 +92,11 @@ class SliceConfig:
                         self._spans.setdefault((name, kind), []).append(spec)
 
     @property
+    def span_names(self) -> frozenset[str]:
+        """The span names some slice counts (of some kind): any other span is in no slice."""
+        return frozenset(name for name, _ in self._spans)
+
+    @property
     def labels(self) -> list[str]:
         return [label(b) for b in self.boundaries] + ["+Inf"]
 

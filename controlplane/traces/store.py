@@ -82,45 +82,57 @@ def keep(
     """Record kept traces and add spans and log lines to traces kept (now or before); first drop the
     traces in `unkeep_slow` that were kept only for being slow. Spans and log lines of a trace that is
     not kept are dropped. Returns the bytes added. One transaction."""
+    with engine.begin() as conn:
+        return keep_in(conn, traces, spans=spans, logs=logs, unkeep_slow=unkeep_slow)
+
+
+def keep_in(
+    conn: Connection,
+    traces: Iterable[Keep],
+    *,
+    spans: Iterable[dict[str, Any]] = (),
+    logs: Iterable[dict[str, Any]] = (),
+    unkeep_slow: Iterable[str] = (),
+) -> int:
+    """`keep` inside the caller's transaction (the collector's: with the counts of the same request)."""
     traces, spans, logs, unkeep = list(traces), list(spans), list(logs), sorted(set(unkeep_slow))
     if not (traces or spans or logs or unkeep):
         return 0
     now = utcnow()
-    with engine.begin() as conn:
-        if unkeep:
-            drop(conn, list(conn.execute(SLOW, {"ids": unkeep}).scalars()))
-        if traces:
-            conn.execute(
-                _inserts(conn.dialect.name)[0],
-                [
-                    {
-                        "trace_id": k.trace_id,
-                        "slice": k.slice,
-                        "minute": k.minute,
-                        "reason": k.reason,
-                        "seconds": k.seconds,
-                        "kept_at": now,
-                        "size_bytes": 0,
-                    }
-                    for k in traces
-                ],
-            )
-        wanted = {s["trace_id"] for s in spans} | {line["trace_id"] for line in logs}
-        known = set(conn.execute(KNOWN, {"ids": sorted(wanted)}).scalars()) if wanted else set()
-        added: dict[str, int] = {}
-        fresh_spans = [s for s in spans if s["trace_id"] in known]
-        if fresh_spans:
-            inserted = conn.execute(_inserts(conn.dialect.name)[1], fresh_spans).all()
-            by_id = {(s["trace_id"], s["span_id"]): s for s in fresh_spans}
-            for trace_id, span_id in inserted:
-                added[trace_id] = added.get(trace_id, 0) + span_size(by_id[(trace_id, span_id)])
-        fresh_logs = [line for line in logs if line["trace_id"] in known]
-        if fresh_logs:
-            conn.execute(kept_logs_t.insert(), fresh_logs)
-            for line in fresh_logs:
-                added[line["trace_id"]] = added.get(line["trace_id"], 0) + log_size(line)
-        if added:
-            conn.execute(GROW, [{"id": trace_id, "size": size} for trace_id, size in sorted(added.items())])
+    if unkeep:
+        drop(conn, list(conn.execute(SLOW, {"ids": unkeep}).scalars()))
+    if traces:
+        conn.execute(
+            _inserts(conn.dialect.name)[0],
+            [
+                {
+                    "trace_id": k.trace_id,
+                    "slice": k.slice,
+                    "minute": k.minute,
+                    "reason": k.reason,
+                    "seconds": k.seconds,
+                    "kept_at": now,
+                    "size_bytes": 0,
+                }
+                for k in traces
+            ],
+        )
+    wanted = {s["trace_id"] for s in spans} | {line["trace_id"] for line in logs}
+    known = set(conn.execute(KNOWN, {"ids": sorted(wanted)}).scalars()) if wanted else set()
+    added: dict[str, int] = {}
+    fresh_spans = [s for s in spans if s["trace_id"] in known]
+    if fresh_spans:
+        inserted = conn.execute(_inserts(conn.dialect.name)[1], fresh_spans).all()
+        by_id = {(s["trace_id"], s["span_id"]): s for s in fresh_spans}
+        for trace_id, span_id in inserted:
+            added[trace_id] = added.get(trace_id, 0) + span_size(by_id[(trace_id, span_id)])
+    fresh_logs = [line for line in logs if line["trace_id"] in known]
+    if fresh_logs:
+        conn.execute(kept_logs_t.insert(), fresh_logs)
+        for line in fresh_logs:
+            added[line["trace_id"]] = added.get(line["trace_id"], 0) + log_size(line)
+    if added:
+        conn.execute(GROW, [{"id": trace_id, "size": size} for trace_id, size in sorted(added.items())])
     return sum(added.values())
 
 
