@@ -4,6 +4,7 @@
     .venv/bin/python -m bench.slo_eval --quick                 # D = 3, 7 (about 15 s)
     .venv/bin/python -m bench.slo_eval --days 7,30 --skip-postgres --repeats 5
     .venv/bin/python -m bench.slo_eval --profile                # + cProfile of one evaluation at the largest D
+    .venv/bin/python -m bench.slo_eval --skip-prometheus        # no promtool backfill to compare sizes with
     .venv/bin/python -m bench.slo_eval --format json > result.json
 
 Store: a fresh, migrated store per database: a SQLite file in a tempdir, and a fresh schema of
@@ -54,6 +55,11 @@ last 30 days and at a mid-hour "now" 23 minutes before AT (window 30 days; half 
 the fill is shorter than 60 days), per SLO. Sizes: bytes on disk of the
 minute tables and the rollup tables with their indexes (SQLite: dbstat; PostgreSQL:
 pg_total_relation_size), and the SQLite file or the PostgreSQL database.
+
+Prometheus (bench/slo_eval_prometheus.py): the same counts of the largest D, as the 24 counter series a
+Prometheus-instrumented service would export for them, backfilled with `promtool tsdb create-blocks-from
+openmetrics` (Debian's prometheus; skipped with a note without it, or with --skip-prometheus); its
+blocks' bytes beside the store's ("x TSDB": the store's minute and rollup tables over the TSDB).
 """
 
 from __future__ import annotations
@@ -80,8 +86,10 @@ import sqlalchemy
 from sqlalchemy import Engine, select, text
 from sqlalchemy.sql import Select
 
+from bench import slo_eval_prometheus as prometheus
 from bench import slo_eval_rollups as rollups
 from bench.postgres import ScratchSchema, postgres_skip_reason
+from bench.slo_eval_report import render_text
 from bench.support import REPO, BenchmarkParser, Clock, emit, log, setup_logging
 from controlplane.slices import load_slices
 from controlplane.slo.engine import BURN_WINDOWS, evaluate_all, slo_window
@@ -360,6 +368,7 @@ def run_database(
         result: dict[str, Any] = {"database": name, "fill": filled, "plan": query_plan(engine, latency_spec)}
         sqlite_path = engine.url.database if engine.dialect.name == "sqlite" else None
         result |= {"rollups": built, "sizes": rollups.store_sizes(engine, sqlite_path)}
+        result["vs_prometheus"] = prometheus.compare(args.prometheus, result["sizes"])
         curve_days = 30 if max(args.days) >= 60 else max(1, max(args.days) // 2)
         result["curves"] = rollups.measure_curves(engine, base, boundaries, AT, curve_days, args.repeats)
         rows = []
@@ -377,56 +386,6 @@ def run_database(
 
 
 # ---------------------------------------------------------------------------------------- output
-
-
-def render_text(report: dict[str, Any]) -> str:
-    cfg = report["config"]
-    lines = [
-        f"SLO evaluation over per-minute buckets: {cfg['slos']} SLOs on {cfg['slices']} slices, at {cfg['at']} "
-        f"(python {cfg['python']}, SQLAlchemy {cfg['sqlalchemy']}; median of {cfg['repeats']} after 1 warm-up)",
-        "read = the SELECTs of load_counts, execute + fetch only; evaluate = evaluate_all; "
-        "rollups = evaluate_all_from_rollups; wall seconds",
-    ]
-    for db in report["databases"]:
-        lines.append("")
-        if db.get("skipped"):
-            lines.append(f"{db['database']}: SKIPPED: {db['skipped']}")
-            continue
-        f = db["fill"]
-        lines.append(
-            f"{db['database']}: filled {f['days']} days = {f['sli_buckets_rows']:,} sli_buckets + "
-            f"{f['sli_latency_buckets_rows']:,} sli_latency_buckets rows in {f['fill_s']:.1f} s"
-        )
-        lines.append(f"  plan (latency SLO's query): {db['plan']}")
-        base_days = db["runs"][0]["days"]
-        grow = f"x {base_days}d"
-        lines.extend(rollups.render(db))
-        lines.append(
-            f"{'days':>6} {'rows read':>11} {'read s':>8} {'evaluate s':>11} {'eval/read':>10} "
-            f"{'rows ' + grow:>10} {'read ' + grow:>10} {'eval ' + grow:>10} {'us/row':>7} "
-            f"{'rollups s':>10} {'min/rollup':>10} {'rollup ' + grow:>12}  alerts"
-        )
-        for r in db["runs"]:
-            alerts = f"{len(r['alerts']['page'])} page, {len(r['alerts']['ticket'])} ticket"
-            lines.append(
-                f"{r['days']:>6} {r['rows_read']:>11,} {r['read_s']:>8.3f} {r['evaluate_s']:>11.3f} "
-                f"{r['eval_over_read']:>9.2f}x {r['rows_growth']:>9.2f}x {r['read_growth']:>9.2f}x "
-                f"{r['evaluate_growth']:>9.2f}x {r['evaluate_us_per_row']:>7.2f} {r['rollups_s']:>10.4f} "
-                f"{r['minutes_over_rollups']:>9.1f}x {r['rollups_growth']:>11.2f}x  {alerts}"
-            )
-        if db.get("profile"):
-            p = db["profile"]
-            lines.append(
-                f"  cProfile of one evaluate_all at {p['days']} days ({p['profiled_total_s']:.2f} s under the "
-                "profiler), top functions by own time:"
-            )
-            lines.append(f"  {'own s':>7} {'share':>6} {'cum s':>7} {'calls':>10}  function")
-            for e in p["top"]:
-                lines.append(
-                    f"  {e['tottime_s']:>7.3f} {e['share']:>6.1%} {e['cumtime_s']:>7.3f} {e['ncalls']:>10,}  "
-                    f"{e['function']}"
-                )
-    return "\n".join(lines)
 
 
 def parse_days(value: str) -> list[int]:
@@ -448,6 +407,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=1, help="random seed of the data (default 1)")
     parser.add_argument("--profile", action="store_true", help="cProfile one evaluation at the largest D")
     parser.add_argument("--profile-top", type=int, default=15, help="functions shown by --profile (default 15)")
+    parser.add_argument("--skip-prometheus", action="store_true", help="no Prometheus TSDB to compare sizes with")
     args = parser.parse(argv)
     if args.repeats < 1 or args.profile_top < 1:
         parser.error("--repeats and --profile-top must be at least 1")
@@ -478,8 +438,14 @@ def main(argv: list[str] | None = None) -> int:
         },
         "databases": [],
     }
+    if args.skip_prometheus:
+        report["prometheus"] = {"skipped": "--skip-prometheus"}
+    else:
+        log.info(f"Prometheus TSDB of the same {max(args.days)} days (promtool tsdb create-blocks-from) ...")
+        report["prometheus"] = prometheus.backfill(max(args.days), args.seed)
     with tempfile.TemporaryDirectory(prefix="bench-slo-") as tmp:
         url = f"sqlite:///{Path(tmp) / 'store.db'}"
+        args.prometheus = report["prometheus"]
         report["databases"].append(run_database("SQLite", url, base, slices.boundaries, args))
     if (why := postgres_skip_reason(args)) is not None:
         report["databases"].append({"database": "PostgreSQL", "skipped": why})

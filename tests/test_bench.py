@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -70,3 +71,15 @@ def test_slo_eval_reports_its_ratios_end_to_end() -> None:
             assert run["eval_over_read"] > 0
             assert run["evaluate_growth"] > 0 and run["rows_growth"] > 0
             assert set(run["alerts"]) == {"page", "ticket"}
+    # The store's size beside Prometheus's TSDB of the same counts (promtool's backfill), when promtool is here.
+    tsdb = report["prometheus"]
+    if shutil.which("promtool") is None:
+        assert os.environ.get("CONTROLPLANE_TEST_REQUIRE_PROMTOOL") != "1", "promtool is required in CI"
+        assert "promtool" in tsdb["skipped"]
+        return
+    assert tsdb["days"] == 2 and tsdb["series"] == 24 and tsdb["samples"] == 2 * 1440 * 24, tsdb
+    assert tsdb["blocks"] >= 24 and tsdb["tsdb_bytes"] > 0
+    for db in ran:
+        sizes, versus = db["sizes"], db["vs_prometheus"]
+        assert versus["store_bytes"] == sizes["minute_tables_bytes"] + sizes["rollup_tables_bytes"]
+        assert versus["x_tsdb"] == round(versus["store_bytes"] / tsdb["tsdb_bytes"], 2)
