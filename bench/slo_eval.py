@@ -56,6 +56,13 @@ the fill is shorter than 60 days), per SLO. Sizes: bytes on disk of the
 minute tables and the rollup tables with their indexes (SQLite: dbstat; PostgreSQL:
 pg_total_relation_size), and the SQLite file or the PostgreSQL database.
 
+Packing: after the rollups, `compact_minutes(before=AT)` packs every past hour's minute rows into one
+`sli_minute_blocks` row per slice-hour (as the scheduler's rollup job does an hour after each hour
+ends), then the space of the rows is given back (SQLite VACUUM, PostgreSQL VACUUM FULL), as in a store
+that packs hour by hour. `--rows` leaves the minutes as rows (the layout before packing): its sizes and
+times are the ones to compare with. Every read of minutes, the "read" baseline included, reads the
+rows and the packed hours in one statement and decodes the hours it needs.
+
 Prometheus (bench/slo_eval_prometheus.py): the same counts of the largest D, as the 24 counter series a
 Prometheus-instrumented service would export for them, backfilled with `promtool tsdb create-blocks-from
 openmetrics` (Debian's prometheus; skipped with a note without it, or with --skip-prometheus); its
@@ -76,15 +83,14 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy
-from sqlalchemy import Engine, select, text
-from sqlalchemy.sql import Select
+from sqlalchemy import Connection, Engine, text
 
 from bench import slo_eval_prometheus as prometheus
 from bench import slo_eval_rollups as rollups
@@ -93,6 +99,8 @@ from bench.slo_eval_report import render_text
 from bench.support import REPO, BenchmarkParser, Clock, emit, log, setup_logging
 from controlplane.slices import load_slices
 from controlplane.slo.engine import BURN_WINDOWS, evaluate_all, slo_window
+from controlplane.slo.minute_store import compact_minutes, minute_latency, minute_totals
+from controlplane.slo.periods import minute_start
 from controlplane.slo.spec import SloSpec, load_events, load_slos
 from controlplane.storage import make_engine, reader
 from controlplane.store import SliBucket, SliLatencyBucket, migrate_store
@@ -188,6 +196,16 @@ def fill(engine: Engine, days: int, seed: int) -> dict[str, Any]:
     }
 
 
+def reclaim(engine: Engine) -> None:
+    """Give back the space of the rows packed at once, as a store packing hour by hour never needed:
+    its minute rows are only the last hour or two's, and their pages are reused."""
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        if engine.dialect.name == "sqlite":
+            conn.exec_driver_sql("VACUUM")
+        else:
+            conn.exec_driver_sql("VACUUM FULL ANALYZE sli_buckets, sli_latency_buckets, sli_minute_blocks")
+
+
 # ---------------------------------------------------------------------------------------- specs
 
 
@@ -195,31 +213,27 @@ def specs_for(base: list[SloSpec], days: int) -> list[SloSpec]:
     return [SloSpec.model_validate({**s.model_dump(), "window": {"rolling_days": days}}) for s in base]
 
 
-def bucket_select(spec: SloSpec, at: datetime) -> Select:
-    """The SELECT `load_counts` issues for this spec in `evaluate_all(..., at=at)`."""
+def minutes_read(spec: SloSpec, at: datetime) -> Callable[[Connection], list[tuple]]:
+    """What `load_counts` reads for this spec in `evaluate_all(..., at=at)`: the slice's minutes in the
+    window (rows and packed hours, in one statement), as (slice, minute, ...) tuples."""
     _kind, start, _end, _days = slo_window(spec, at, {})
     earliest = min(start, at - max(BURN_WINDOWS.values()))
-    b, lat = SliBucket.__table__, SliLatencyBucket.__table__
     if spec.sli.kind == "ratio":
-        return select(b.c.minute, b.c.total, b.c.bad).where(
-            b.c.slice == spec.slice, b.c.minute >= earliest, b.c.minute < at
-        )
-    return select(lat.c.minute, lat.c.le, lat.c.count).where(
-        lat.c.slice == spec.slice, lat.c.minute >= earliest, lat.c.minute < at
-    )
+        return lambda conn: list(minute_totals(conn, spec.slice, [(earliest, at)]))
+    return lambda conn: list(minute_latency(conn, spec.slice, [(earliest, at)]))
 
 
 # ---------------------------------------------------------------------------------------- timing
 
 
-def read_only(engine: Engine, statements: list[Select]) -> tuple[Clock, list[list[Any]]]:
-    """(time spent, rows per statement): execute + fetch only, one pooled reader connection each."""
+def read_only(engine: Engine, reads: list[Callable[[Connection], list[tuple]]]) -> tuple[Clock, list[list[Any]]]:
+    """(time spent, minutes per read): the reads alone, one pooled reader connection each."""
     clock = Clock()
     results = []
-    for stmt in statements:
+    for read in reads:
         with reader(engine).connect() as conn, clock.measure():
-            rows = conn.execute(stmt).all()
-        results.append(list(rows))
+            rows = read(conn)
+        results.append(rows)
     return clock, results
 
 
@@ -234,26 +248,22 @@ def check(specs: list[SloSpec], rows: list[list[Any]], report: Any) -> None:
     """The evaluation counted what the store holds: events of ratio and latency SLOs match the rows read."""
     for spec, spec_rows, result in zip(specs, rows, report.slos, strict=True):
         start = AT - timedelta(days=spec.window.rolling_days or 0)
-        in_window = [r for r in spec_rows if _utc(r[0]) >= start]
+        in_window = [r for r in spec_rows if minute_start(r[1]) >= start]
         if spec.sli.kind == "ratio":
-            expected = sum(r[1] for r in in_window)
-        elif spec.sli.kind == "latency":
             expected = sum(r[2] for r in in_window)
+        elif spec.sli.kind == "latency":
+            expected = sum(r[3] for r in in_window)
         else:
-            expected = len({r[0] for r in in_window})  # freshness: one timeslice per minute with data
+            expected = len({r[1] for r in in_window})  # freshness: one timeslice per minute with data
         if result.events != expected or result.no_data:
             raise AssertionError(f"{spec.name}: evaluate counted {result.events} events, the rows hold {expected}")
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 def measure_days(
     engine: Engine, base: list[SloSpec], days: int, boundaries: tuple[float, ...], repeats: int
 ) -> dict[str, Any]:
     specs = specs_for(base, days)
-    statements = [bucket_select(s, AT) for s in specs]
+    statements = [minutes_read(s, AT) for s in specs]
     _clock, rows = read_only(engine, statements)  # warm-up
     _clock, report = evaluate_once(engine, specs, boundaries)  # warm-up
     check(specs, rows, report)
@@ -335,9 +345,8 @@ def _short(filename: str) -> str:
 
 
 def query_plan(engine: Engine, spec: SloSpec) -> str:
-    """How the database runs the SELECT of a latency-histogram SLO (the biggest one), one line."""
-    table = "sli_buckets" if spec.sli.kind == "ratio" else "sli_latency_buckets"
-    sql = f"SELECT minute, count FROM {table} WHERE slice = :slice AND minute >= :start AND minute < :end"
+    """How the database finds a slice's packed hours (what every read of minutes past the last hour does)."""
+    sql = "SELECT hour, minutes FROM sli_minute_blocks WHERE slice = :slice AND hour >= :start AND hour < :end"
     params = {"slice": spec.slice, "start": "2026-01-01 00:00:00", "end": "2026-03-01 00:00:00"}
     with reader(engine).connect() as conn:
         if engine.dialect.name == "sqlite":
@@ -360,6 +369,11 @@ def run_database(
         filled = fill(loader, max(args.days), args.seed)
         log.info(f"[{name}] building rollups ...")
         built = rollups.build(loader, base, AT)
+        if not args.rows:
+            log.info(f"[{name}] packing the minutes of past hours ...")
+            packed_at = time.perf_counter()
+            built["packed"] = compact_minutes(loader, before=AT) | {"s": round(time.perf_counter() - packed_at, 1)}
+            reclaim(loader)
     finally:
         loader.dispose()
     engine = make_engine(url)  # the product's defaults, fresh connections
@@ -407,6 +421,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=1, help="random seed of the data (default 1)")
     parser.add_argument("--profile", action="store_true", help="cProfile one evaluation at the largest D")
     parser.add_argument("--profile-top", type=int, default=15, help="functions shown by --profile (default 15)")
+    parser.add_argument("--rows", action="store_true", help="leave the minutes as rows (do not pack them)")
     parser.add_argument("--skip-prometheus", action="store_true", help="no Prometheus TSDB to compare sizes with")
     args = parser.parse(argv)
     if args.repeats < 1 or args.profile_top < 1:

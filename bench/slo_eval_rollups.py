@@ -24,7 +24,7 @@ from controlplane.slo.rolled import evaluate_all_from_rollups
 from controlplane.slo.rollups import refresh_rollups
 from controlplane.slo.spec import SloSpec
 
-MINUTE_TABLES = ("sli_buckets", "sli_latency_buckets")
+MINUTE_TABLES = ("sli_buckets", "sli_latency_buckets", "sli_minute_blocks")
 ROLLUP_TABLES = ("sli_rollups", "sli_latency_rollups", "sli_timeslice_rollups", "sli_rollup_changes")
 
 

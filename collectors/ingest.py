@@ -388,14 +388,13 @@ def _upsert(conn: Connection, batch: Batch) -> None:
         return
     buckets, latency = _upserts(conn.dialect.name)
     conn.execute(buckets, [{"slice": s, "minute": m, "total": d.total, "bad": d.bad} for (s, m), d in filled])
-    conn.execute(
-        latency,
-        [
-            {"slice": s, "minute": m, "le": le, "count": count}
-            for (s, m), d in filled
-            for le, count in sorted(d.latency.items())
-        ],
-    )
+    latency_rows = [
+        {"slice": s, "minute": m, "le": le, "count": count}
+        for (s, m), d in filled
+        for le, count in sorted(d.latency.items())
+    ]
+    if latency_rows:  # a batch of metric points without buckets has none
+        conn.execute(latency, latency_rows)
     kept, displaced = add_exemplars(
         conn, {key: (d.bad_exemplars, d.slow_exemplars) for key, d in filled}, batch.exemplar_limits
     )

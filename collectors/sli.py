@@ -8,14 +8,16 @@ Usage:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, select
 
 from controlplane.clock import as_utc, utc_text
+from controlplane.slo.minute_store import ALL_TIME, minute_latency, minute_totals
+from controlplane.slo.periods import floor_minute, minute_start
 from controlplane.storage import reader
-from controlplane.store import SliBucket, SliExemplar, SliLatencyBucket, table
+from controlplane.store import SliExemplar, table
 
 
 @dataclass
@@ -44,20 +46,12 @@ def sli_rows(
     engine: Engine, *, since: datetime, until: datetime | None = None, slice_name: str | None = None
 ) -> list[SliMinute]:
     """Each slice-minute from `since` (to `until`), by slice then minute."""
-    b, lat, ex = table(SliBucket), table(SliLatencyBucket), table(SliExemplar)
-    where = [b.c.minute >= since]
-    if until is not None:
-        where.append(b.c.minute <= until)
-    if slice_name:
-        where.append(b.c.slice == slice_name)
+    ex = table(SliExemplar)
+    end = floor_minute(until) + timedelta(minutes=1) if until is not None else ALL_TIME  # `until` is inclusive
+    ranges = [(since, end)]
     with reader(engine).connect() as conn:
-        buckets = conn.execute(select(b).where(*where).order_by(b.c.slice, b.c.minute)).all()
-        lat_where = (
-            [lat.c.minute >= since]
-            + ([lat.c.minute <= until] if until else [])
-            + ([lat.c.slice == slice_name] if slice_name else [])
-        )
-        latency = conn.execute(select(lat).where(*lat_where)).all()
+        buckets = sorted(minute_totals(conn, slice_name, ranges))
+        latency = list(minute_latency(conn, slice_name, ranges))
         ex_where = (
             [ex.c.minute >= since]
             + ([ex.c.minute <= until] if until else [])
@@ -65,13 +59,18 @@ def sli_rows(
         )
         exemplars = conn.execute(select(ex).where(*ex_where).order_by(ex.c.id)).all()
     by_key: dict[tuple[str, datetime], SliMinute] = {}
-    for row in buckets:
-        minute = as_utc(row.minute)
-        by_key[(row.slice, minute)] = SliMinute(row.slice, minute, row.total, row.bad)
-    for row in latency:
-        entry = by_key.get((row.slice, as_utc(row.minute)))
+    for name, m, total, bad in buckets:  # a minute may come twice: packed, and a late event since
+        minute = minute_start(m)
+        entry = by_key.get((name, minute))
+        if entry is None:
+            by_key[(name, minute)] = SliMinute(name, minute, total, bad)
+        else:
+            entry.total += total
+            entry.bad += bad
+    for name, m, le, count in latency:
+        entry = by_key.get((name, minute_start(m)))
         if entry is not None:
-            entry.latency[row.le] = row._mapping["count"]  # `row.count` is also the tuple method, to a type checker
+            entry.latency[le] = entry.latency.get(le, 0) + count
     for row in exemplars:
         entry = by_key.get((row.slice, as_utc(row.minute)))
         if entry is not None:

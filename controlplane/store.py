@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import cast
 
-from sqlalchemy import BigInteger, Column, DateTime, Engine, Float, Index, Integer, Table, Text, inspect
+from sqlalchemy import BigInteger, Column, DateTime, Engine, Float, Index, Integer, LargeBinary, Table, Text, inspect
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
@@ -49,6 +49,18 @@ class SliLatencyBucket(StoreModel, table=True):
     minute: datetime = Field(sa_column=_utc(primary_key=True))
     le: str = Field(primary_key=True, max_length=16)
     count: int = Field(default=0, sa_column=Column(BigInteger(), nullable=False, server_default="0"))
+
+
+class SliMinuteBlock(StoreModel, table=True):
+    """The minutes of one slice-hour packed in one row (`controlplane.slo.minute_store`): what
+    `sli_buckets` and `sli_latency_buckets` held for that hour, moved here once the hour is past."""
+
+    __tablename__ = "sli_minute_blocks"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    slice: str = Field(primary_key=True, max_length=64)
+    hour: datetime = Field(sa_column=_utc(primary_key=True))
+    minutes: bytes = Field(sa_column=Column(LargeBinary(), nullable=False))
 
 
 class SliExemplar(StoreModel, table=True):

@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from controlplane.checklist.records import list_runs
@@ -61,9 +61,10 @@ from controlplane.demo.seed import (
 from controlplane.demo.stack import Child, DemoError, Stack, child_env, free_port
 from controlplane.scraped import latest
 from controlplane.settings import Settings
-from controlplane.slo.periods import floor_minute
+from controlplane.slo.minute_store import ALL_TIME, minute_totals
+from controlplane.slo.periods import floor_minute, minute_start
 from controlplane.storage import make_engine, reader
-from controlplane.store import SliBucket, migrate_store, table
+from controlplane.store import migrate_store
 from sample_platform import db as platform_db
 from sample_platform.ledger import check_ledger
 from sample_platform.loadgen import LoadConfig, LoadReport, run_load_async
@@ -317,9 +318,8 @@ def _outbox_depth(store: Engine, since: datetime) -> float | None:
 
 
 def _settlement_events(store: Engine) -> int:
-    t = table(SliBucket)
     with reader(store).connect() as conn:
-        return int(conn.execute(select(func.sum(t.c.total)).where(t.c.slice == "settlement")).scalar() or 0)
+        return sum(total for *_, total, _bad in minute_totals(conn, "settlement", [(minute_start(0), ALL_TIME)]))
 
 
 def wait_for_full_time(store: Engine, settlements: int, say: Callable[[str], None], clock: Clock) -> list[str]:

@@ -31,6 +31,7 @@ from controlplane.cost.report import CostInputs
 from controlplane.scheduler.delivery import DeliveryStats
 from controlplane.scheduler.tables import scheduled_t, snapshots_t, transitions_t
 from controlplane.settings import Settings
+from controlplane.slo.minute_store import blocks_t, compact_minutes
 from controlplane.slo.periods import HOURLY, floor_minute
 from controlplane.slo.results import SloReport, SloStatus
 from controlplane.slo.rolled import evaluate_all_from_rollups
@@ -234,9 +235,15 @@ def run_due_checklists(settings: Settings, store: Engine, *, now: datetime, offs
     return results
 
 
+PACK_AFTER = timedelta(hours=1)  # an hour's minutes stay rows until it ended this long ago
+
+
 def refresh(settings: Settings, store: Engine, *, now: datetime) -> Any:
-    """Fold complete hours and days of SLI minutes into rollups (freshness SLOs get their series)."""
-    return refresh_rollups(store, until=now, specs=load_config(settings).specs)
+    """Fold complete hours and days of SLI minutes into rollups (freshness SLOs get their series), then
+    pack the minutes of hours that ended an hour ago or more (late events for them are packed later)."""
+    stats = refresh_rollups(store, until=now, specs=load_config(settings).specs)
+    compact_minutes(store, before=now - PACK_AFTER)
+    return stats
 
 
 def retention_horizon(settings: Settings, minute_retention: str, *, now: datetime) -> datetime:
@@ -274,16 +281,22 @@ def purge_minutes(settings: Settings, store: Engine, *, now: datetime, minute_re
             )
         ).all()
     deleted = {}
-    for name, t in (("sli_buckets", buckets_t), ("sli_latency_buckets", minutes_lat_t)):
+    for name, t, column in (
+        ("sli_buckets", buckets_t, buckets_t.c.minute),
+        ("sli_latency_buckets", minutes_lat_t, minutes_lat_t.c.minute),
+        ("sli_minute_blocks", blocks_t, blocks_t.c.hour),
+    ):
+        # A block goes with its whole hour: one that ends after the horizon stays.
+        before = horizon.replace(minute=0, second=0, microsecond=0) if t is blocks_t else horizon
         kept = or_(
             false(),
             *(
-                and_(t.c.slice == s, t.c.minute >= as_utc(start), t.c.minute < as_utc(start) + timedelta(hours=1))
+                and_(t.c.slice == s, column >= as_utc(start), column < as_utc(start) + timedelta(hours=1))
                 for s, start in pending
             ),
         )
         with store.begin() as conn:
-            deleted[name] = conn.execute(delete(t).where(t.c.minute < horizon, ~kept)).rowcount or 0
+            deleted[name] = conn.execute(delete(t).where(column < before, ~kept)).rowcount or 0
     ex = table(SliExemplar)
     with store.begin() as conn:
         deleted["sli_exemplars"] = conn.execute(delete(ex).where(ex.c.minute < horizon)).rowcount or 0

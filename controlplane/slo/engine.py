@@ -27,9 +27,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from controlplane.clock import as_utc
+from controlplane.slo.minute_store import minute_latency, minute_totals
 from controlplane.slo.periods import floor_minute, minute_index
 from controlplane.slo.results import (
     AlertThreshold,
@@ -42,7 +43,6 @@ from controlplane.slo.results import (
 )
 from controlplane.slo.spec import EventSpec, SloConfigError, SloSpec
 from controlplane.storage import reader
-from controlplane.store import SliBucket, SliLatencyBucket, table
 
 BURN_WINDOWS = {
     "5m": timedelta(minutes=5),
@@ -121,33 +121,20 @@ def load_counts(
     first, last = minute_index(start), minute_index(end)
     events, bad = [0] * max(last - first, 0), [0] * max(last - first, 0)
 
-    def index(minute: datetime) -> int:
-        return minute_index(minute) - first
-
-    b, lat = table(SliBucket), table(SliLatencyBucket)
     with reader(engine).connect() as conn:
         if spec.sli.kind == "ratio":
-            rows = conn.execute(
-                select(b.c.minute, b.c.total, b.c.bad).where(
-                    b.c.slice == spec.slice, b.c.minute >= start, b.c.minute < end
-                )
-            ).all()
-            for minute, total, bad_count in rows:
-                i = index(minute)
+            for _, minute, total, bad_count in minute_totals(conn, spec.slice, [(start, end)]):
+                i = minute - first
                 if 0 <= i < len(events):
                     events[i] += total
                     bad[i] += bad_count
             return MinuteCounts(first, events, bad)
-        rows = conn.execute(
-            select(lat.c.minute, lat.c.le, lat.c.count).where(
-                lat.c.slice == spec.slice, lat.c.minute >= start, lat.c.minute < end
-            )
-        ).all()
+        rows = [(m, le, count) for _, m, le, count in minute_latency(conn, spec.slice, [(start, end)])]
     threshold = spec.sli.threshold_seconds or 0.0
     check_threshold(threshold, boundaries, spec)
     per_minute: dict[int, list[int]] = {}  # [events, events over the threshold]
     for minute, le, count in rows:
-        i = index(minute)
+        i = minute - first
         if not 0 <= i < len(events):
             continue
         entry = per_minute.setdefault(i, [0, 0])

@@ -15,11 +15,12 @@ from datetime import datetime
 from sqlalchemy import Engine, select
 
 from controlplane.clock import as_utc
-from controlplane.slo.periods import HOUR
+from controlplane.slo.minute_store import minute_totals
+from controlplane.slo.periods import HOUR, minute_start
 from controlplane.slo.rolled import load_rolled_counts, rolled_series, snapshot
 from controlplane.slo.spec import SloSpec
 from controlplane.storage import reader
-from controlplane.store import SliBucket, SliExemplar, table
+from controlplane.store import SliExemplar, table
 
 
 @dataclass(frozen=True)
@@ -65,26 +66,22 @@ def worst_minutes(
     store: Engine, slice_name: str, start: datetime, end: datetime, *, limit: int = 5
 ) -> list[WorstMinute]:
     """The minutes of [start, end) with the most bad events, worst first, with their exemplar trace ids."""
-    buckets, exemplars = table(SliBucket), table(SliExemplar)
+    exemplars = table(SliExemplar)
     with reader(store).connect() as conn:
-        rows = conn.execute(
-            select(buckets.c.minute, buckets.c.total, buckets.c.bad)
-            .where(
-                buckets.c.slice == slice_name,
-                buckets.c.minute >= as_utc(start),
-                buckets.c.minute < as_utc(end),
-                buckets.c.bad > 0,
-            )
-            .order_by(buckets.c.bad.desc(), buckets.c.minute.desc())
-            .limit(limit)
-        ).all()
+        per_minute: dict[int, list[int]] = {}
+        for _, m, total, bad in minute_totals(conn, slice_name, [(as_utc(start), as_utc(end))]):
+            entry = per_minute.setdefault(m, [0, 0])
+            entry[0] += total
+            entry[1] += bad
+        ranked = sorted(((m, t, b) for m, (t, b) in per_minute.items() if b > 0), key=lambda r: (-r[2], -r[0]))
         worst = []
-        for minute, total, bad in rows:
+        for index, total, bad in ranked[:limit]:
+            minute = minute_start(index)
             traces = conn.execute(
                 select(exemplars.c.trace_id)
                 .where(exemplars.c.slice == slice_name, exemplars.c.minute == minute)
                 .order_by(exemplars.c.kind, exemplars.c.value_seconds.desc())
                 .limit(5)
             ).scalars()
-            worst.append(WorstMinute(as_utc(minute), int(total), int(bad), tuple(dict.fromkeys(traces))))
+            worst.append(WorstMinute(minute, int(total), int(bad), tuple(dict.fromkeys(traces))))
     return worst

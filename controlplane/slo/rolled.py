@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Engine, case, func, select
 
 from controlplane.clock import as_utc
 from controlplane.slo.engine import BURN_WINDOWS, check_threshold, evaluate, is_over, slo_window, timeslice_bad
+from controlplane.slo.minute_store import minute_latency, minute_totals
 from controlplane.slo.periods import (
     DAILY,
     HOURLY,
@@ -28,15 +29,14 @@ from controlplane.slo.periods import (
     in_runs,
     minute_index,
     minute_start,
+    runs_of,
 )
 from controlplane.slo.results import SloReport
 from controlplane.slo.spec import EventSpec, SloSpec
 from controlplane.slo.tables import (
     Series,
-    buckets_t,
     changes_t,
     latency_t,
-    minutes_lat_t,
     rollups_t,
     series_t,
     slices_t,
@@ -230,21 +230,16 @@ def load_periods(conn: Connection, spec: SloSpec, period: str, unit: int, into: 
 def load_minutes(conn: Connection, spec: SloSpec, into: dict[int, list[int]]) -> None:
     """Fill per-minute (events, bad) of the SLI, as `controlplane.slo.load_counts` derives them."""
     threshold = spec.sli.threshold_seconds or 0.0
+    ranges = [(minute_start(a), minute_start(b)) for a, b in runs_of(into)]
     if spec.sli.kind == "ratio":
-        query = select(buckets_t.c.minute, buckets_t.c.total, buckets_t.c.bad).where(
-            buckets_t.c.slice == spec.slice, in_runs(buckets_t.c.minute, set(into), 1)
-        )
-        for minute, total, bad in conn.execute(query):
-            entry = into[minute_index(minute)]
+        for _, minute, total, bad in minute_totals(conn, spec.slice, ranges):
+            entry = into[minute]
             entry[0] += total
             entry[1] += bad
         return
     split: dict[int, list[int]] = {}  # [events, events over the threshold]
-    query = select(minutes_lat_t.c.minute, minutes_lat_t.c.le, minutes_lat_t.c.count).where(
-        minutes_lat_t.c.slice == spec.slice, in_runs(minutes_lat_t.c.minute, set(into), 1)
-    )
-    for minute, le, count in conn.execute(query):
-        entry = split.setdefault(minute_index(minute), [0, 0])
+    for _, minute, le, count in minute_latency(conn, spec.slice, ranges):
+        entry = split.setdefault(minute, [0, 0])
         entry[0] += count
         if is_over(le, threshold):
             entry[1] += count

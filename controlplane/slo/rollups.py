@@ -40,6 +40,7 @@ from sqlalchemy import Connection, Engine, and_, bindparam, delete, select, text
 
 from controlplane.clock import as_utc
 from controlplane.slo.engine import is_over, timeslice_bad
+from controlplane.slo.minute_store import ALL_TIME, minute_latency, minute_totals
 from controlplane.slo.periods import (
     DAILY,
     HOURLY,
@@ -54,10 +55,8 @@ from controlplane.slo.periods import (
 from controlplane.slo.spec import SloSpec
 from controlplane.slo.tables import (
     Series,
-    buckets_t,
     changes_t,
     latency_t,
-    minutes_lat_t,
     rollups_t,
     series_t,
     slices_t,
@@ -185,15 +184,10 @@ def _timeslices(per_minute: dict[int, dict[str, int]], key: Series, unit: int) -
     return out
 
 
-def _latency_minutes(conn: Connection, slice_name: str, where: Any) -> dict[int, dict[str, int]]:
+def _latency_minutes(conn: Connection, slice_name: str, lo: datetime, hi: datetime) -> dict[int, dict[str, int]]:
     per_minute: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    rows = conn.execute(
-        select(minutes_lat_t.c.minute, minutes_lat_t.c.le, minutes_lat_t.c.count).where(
-            minutes_lat_t.c.slice == slice_name, where
-        )
-    )
-    for minute, le, count in rows:
-        per_minute[minute_index(minute)][le] += count
+    for _, minute, le, count in minute_latency(conn, slice_name, [(lo, hi)]):
+        per_minute[minute][le] += count
     return per_minute
 
 
@@ -239,15 +233,11 @@ def _roll_hours(conn: Connection, slice_name: str, run: tuple[int, int], series:
     """Recompute the hours of `run` from their minutes: totals, latency buckets, timeslices of each series."""
     lo, hi = minute_start(run[0] * MINUTES_PER_HOUR), minute_start(run[1] * MINUTES_PER_HOUR)
     totals: dict[int, list[int]] = defaultdict(lambda: [0, 0])
-    for minute, total, bad in conn.execute(
-        select(buckets_t.c.minute, buckets_t.c.total, buckets_t.c.bad).where(
-            buckets_t.c.slice == slice_name, buckets_t.c.minute >= lo, buckets_t.c.minute < hi
-        )
-    ):
-        entry = totals[minute_index(minute) // MINUTES_PER_HOUR]
+    for _, minute, total, bad in minute_totals(conn, slice_name, [(lo, hi)]):
+        entry = totals[minute // MINUTES_PER_HOUR]
         entry[0] += total
         entry[1] += bad
-    per_minute = _latency_minutes(conn, slice_name, and_(minutes_lat_t.c.minute >= lo, minutes_lat_t.c.minute < hi))
+    per_minute = _latency_minutes(conn, slice_name, lo, hi)
     les: dict[tuple[int, str], int] = defaultdict(int)
     for minute, buckets in per_minute.items():
         for le, count in buckets.items():
@@ -290,7 +280,7 @@ def _write_timeslices(
 
 def _build_series(conn: Connection, key: Series) -> None:
     """A new freshness series: its timeslices for every hour and day the minutes hold."""
-    per_minute = _latency_minutes(conn, key[0], True)
+    per_minute = _latency_minutes(conn, key[0], minute_start(0), ALL_TIME)
     _write_timeslices(conn, key, HOURLY, None, _timeslices(per_minute, key, MINUTES_PER_HOUR))
     _write_timeslices(conn, key, DAILY, None, _timeslices(per_minute, key, MINUTES_PER_DAY))
     conn.execute(

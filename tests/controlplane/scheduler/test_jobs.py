@@ -16,7 +16,8 @@ from controlplane.scheduler.config import SchedulerConfigError, load_scheduler_c
 from controlplane.scheduler.service import SchedulerService
 from controlplane.scheduler.tables import scheduled_t, snapshots_t, transitions_t
 from controlplane.settings import Settings
-from controlplane.slo.periods import floor_minute
+from controlplane.slo.minute_store import blocks_t
+from controlplane.slo.periods import floor_minute, minute_index
 from controlplane.store import SliBucket, table
 from tests.conftest import SLICES_PATH
 
@@ -149,24 +150,30 @@ def test_retention_purges_rolled_up_minutes_and_keeps_the_answers(sched_settings
     specs = load_slos(sched_settings.slos_path)
     boundaries = load_slices(SLICES_PATH).boundaries
     jobs.refresh(sched_settings, store, now=now)
+    # The refresh also packed the minutes of every past hour: one block per slice-hour, no rows left.
+    old_hours, recent_hours = (
+        len({minute_index(start + timedelta(minutes=i)) // 60 for i in range(600)})
+        for start in (now - timedelta(days=40), now - timedelta(days=3))
+    )
+    assert _count(store, table(SliBucket)) == 0 and _count(store, blocks_t) == old_hours + recent_hours
     before = evaluate_all_from_rollups(store, specs, events={}, boundaries=boundaries, at=now)
-    # A late change to an old minute after the refresh: retention folds it in before it deletes.
-    late_hour = floor_minute(now - timedelta(days=40) + timedelta(hours=2, minutes=7))
+    # A late event for an old minute after the refresh, upserted as a collector does (a minute row
+    # again beside its packed hour): retention folds it in before it deletes.
+    late = floor_minute(now - timedelta(days=40) + timedelta(hours=2, minutes=7))
     with store.begin() as conn:
-        conn.execute(table(SliBucket).update().where(table(SliBucket).c.minute == late_hour).values(total=101))
+        conn.execute(table(SliBucket).insert().values(slice="bet-placement", minute=late, total=1, bad=0))
 
     deleted = jobs.retention(sched_settings, store, now=now, minute_retention="35d")
-    assert deleted["sli_buckets"] == 600, "the minutes older than the horizon"
+    assert deleted["sli_buckets"] == 1 and deleted["sli_minute_blocks"] == old_hours, "older than the horizon"
     assert deleted["dashboard_sessions"] == 0
     with store.connect() as conn:
-        left = conn.execute(select(func.count()).select_from(table(SliBucket))).scalar()
         old_total = conn.execute(
             select(func.sum(rollups_t.c.total)).where(
                 rollups_t.c.period == "hour", rollups_t.c.start < now - timedelta(days=35)
             )
         ).scalar()
-    assert left == 600
-    assert old_total == 600 * 100 + 1, "the late change reached the rollups before its minute went"
+    assert _count(store, table(SliBucket)) == 0 and _count(store, blocks_t) == recent_hours
+    assert old_total == 600 * 100 + 1, "the late event reached the rollups before its minute went"
     after = evaluate_all_from_rollups(store, specs, events={}, boundaries=boundaries, at=now)
     assert after.to_dict() == before.to_dict()
     assert jobs.retention_horizon(sched_settings, "8d", now=now) == now - timedelta(days=32), "never under a month"
