@@ -20,8 +20,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    # The minute rows stay where they are: `compact_minutes` (the scheduler's rollup job, or
-    # `controlplane slo compact`) moves past hours here; readers see both meanwhile.
+    # The minute rows stay where they are: `compact_minutes` (the scheduler's rollup job) moves past
+    # hours here; readers see both meanwhile.
     op.create_table(
         "sli_minute_blocks",
         sa.Column("slice", sa.String(length=64), primary_key=True),
