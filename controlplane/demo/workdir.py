@@ -32,8 +32,12 @@ DIRECTORIES = ("keys", "logs", "bundles", "config", "nats")
 FILES = ("report.json", "env.sh", "logins.txt", "outbox.jsonl", "changes.jsonl")
 KEPT_ALWAYS = ("report.json", "bundles")
 FLAGS = {"platform": "--database-url", "store": "--store-url", "audit": "--audit-url"}
-# A table each database has once it holds anything: the demo refuses to mix its run with another.
-FILLED_BY = {"platform": "accounts", "store": "sli_buckets", "audit": "audit_entries"}
+# Tables each database has rows in once it holds anything: the demo refuses to mix its run with another.
+FILLED_BY = {
+    "platform": ("accounts",),
+    "store": ("sli_buckets", "sli_minute_blocks"),  # minutes as rows, or packed
+    "audit": ("audit_entries",),
+}
 
 
 def check_url(which: str, url: str) -> str:
@@ -126,27 +130,27 @@ def _cluster_urls(database_url: str | None, store_url: str | None, audit_url: st
 def _refuse_used(which: str, url: str) -> None:
     """A database given by URL must not hold an earlier run: its SLIs and alerts would mix with this one."""
     shown = make_url(url).render_as_string(hide_password=True)
-    name = FILLED_BY[which]
     try:
         engine = make_engine(url)
     except Exception as exc:  # the engine factory's own refusal names the problem
         raise DemoError(f"{FLAGS[which]}: {exc}") from None
     try:
         with engine.connect() as conn:
-            rows = (
-                conn.execute(select(func.count()).select_from(table(name))).scalar_one()
+            held = {
+                name: conn.execute(select(func.count()).select_from(table(name))).scalar_one()
+                for name in FILLED_BY[which]
                 if inspect(conn).has_table(name)
-                else 0
-            )
+            }
     except Exception as exc:  # an unreachable server, a refused login: say which database and why
         raise DemoError(f"{FLAGS[which]}: cannot use {shown}: {str(exc).splitlines()[0]}") from None
     finally:
         engine.dispose()
-    if rows:
-        raise DemoError(
-            f"{FLAGS[which]}: {shown} already holds data ({rows} rows in {name}); the demo needs empty databases "
-            "so that its alerts and costs are its own: create new ones (e.g. `createdb demo_platform`)"
-        )
+    for name, rows in held.items():
+        if rows:
+            raise DemoError(
+                f"{FLAGS[which]}: {shown} already holds data ({rows} rows in {name}); the demo needs empty "
+                "databases so that its alerts and costs are its own: create new ones (e.g. `createdb demo_platform`)"
+            )
 
 
 def write_env(workdir: Path, env: dict[str, str]) -> Path:

@@ -86,3 +86,27 @@ def test_bad_input_is_a_message_and_exit_3(tmp_path: Path, args: list[str], mess
     assert result.exit_code == 3, result.output
     assert message in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_a_store_holding_minutes_as_rows_or_packed_is_refused(tmp_path: Path, packed: bool) -> None:
+    from datetime import UTC, datetime
+
+    from controlplane.slo.minute_store import Block, blocks_t, buckets_t
+    from controlplane.storage import make_engine
+    from controlplane.store import migrate_store
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    engine = make_engine(url)
+    migrate_store(engine)
+    hour = datetime(2026, 12, 1, tzinfo=UTC)
+    with engine.begin() as conn:
+        if packed:
+            conn.execute(blocks_t.insert().values(slice="bets", hour=hour, minutes=Block().encode(0)))
+        else:
+            conn.execute(buckets_t.insert().values(slice="bets", minute=hour, total=1, bad=0))
+    engine.dispose()
+    with pytest.raises(
+        DemoError, match=f"--store-url: .* already holds data .1 rows in {blocks_t.name if packed else 'sli_buckets'}"
+    ):
+        prepare(tmp_path / "demo", **{**NONE, "store_url": url})
