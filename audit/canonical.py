@@ -28,6 +28,15 @@ def _utf16(key: str) -> bytes:
     return key.encode("utf-16-be")
 
 
+def _ordered(keys: Any) -> list[str]:
+    """Keys in JCS order: by UTF-16 code units, which is code point order unless a key holds a character
+    beyond U+FFFF (as two surrogates it sorts below U+E000-U+FFFF)."""
+    ordered = sorted(keys)
+    if all(key.isascii() for key in ordered):
+        return ordered
+    return sorted(ordered, key=_utf16)
+
+
 def _canonical(value: Any) -> Any:
     """The value with every object's members in JCS order (by UTF-16 code units), checked on the way:
     one pass over the value."""
@@ -35,7 +44,7 @@ def _canonical(value: Any) -> Any:
         return value
     if isinstance(value, dict):
         out = {}
-        for key in sorted(value, key=_utf16) if all(isinstance(k, str) for k in value) else _bad_keys(value):
+        for key in _ordered(value) if all(isinstance(k, str) for k in value) else _bad_keys(value):
             try:
                 out[key] = _canonical(value[key])
             except _Refused as exc:
@@ -61,17 +70,39 @@ def _bad_keys(value: dict) -> list[str]:
     raise _Refused(f"object keys must be strings, not {type(key).__name__}")
 
 
+_SORTED = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True, check_circular=False)
+_ORDERED = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def _plain(value: Any) -> bool:
+    """Only the built-in JSON types, no float, every key an ASCII string: then JCS order is json's own
+    `sort_keys` order and the value can be serialised as it is."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return True
+    if kind is dict:
+        return all(type(k) is str and k.isascii() and _plain(v) for k, v in value.items())
+    if kind is list or kind is tuple:
+        return all(_plain(v) for v in value)
+    return False
+
+
 def canonical_json(value: Any) -> str:
+    if _plain(value):
+        return _SORTED.encode(value)
     try:
         ordered = _canonical(value)
     except _Refused as exc:
         raise NotCanonical(f"${exc.path}: {exc.why}") from None
     # With ensure_ascii off, json escapes exactly what JCS escapes: '"', '\\' and control characters.
-    return json.dumps(ordered, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return _ORDERED.encode(ordered)
 
 
 def _string(value: str) -> str:
-    return json.dumps(value, ensure_ascii=False)
+    # Printable text without a quote or a backslash needs no escape in JCS: quoted as it is.
+    if value.isprintable() and '"' not in value and "\\" not in value:
+        return f'"{value}"'
+    return _ORDERED.encode(value)
 
 
 def canonical_entry(

@@ -1,6 +1,6 @@
 """Verification of the whole log at hash speed: the stored bytes of every entry are hashed as they are,
 never parsed and re-serialised, in one pass that also rebuilds every complete subtree and compares it
-with the stored one, and checks each signed checkpoint where the pass reaches its size.
+with the stored one (`audit.stored_tree`), and checks each signed checkpoint where the pass reaches its size.
 
     result = fast_verify(conn, origin, verifiers)       # a Verification; ok or not
     if not result.ok: ... the exact pass (AuditLog.verify) names the first bad entry
@@ -31,6 +31,7 @@ from audit.canonical import canonical_json
 from audit.merkle import leaf_hash, node_hash
 from audit.note import NoteError, Verifier, open_note, parse_checkpoint
 from audit.schema import checkpoints, entries, nodes
+from audit.stored_tree import STRIDE, is_stored_level
 
 GENESIS = "0" * 64
 CHUNK = 20_000  # entries read per statement
@@ -60,10 +61,9 @@ def node_ranges(lo: int, hi: int) -> list[tuple[int, int, int]]:
     return out
 
 
-def _batches(conn: Connection, chunk: int) -> Iterator[tuple[Sequence[Any], Sequence[Any], dict[tuple[int, int], str]]]:
-    """Entries in seq order, a chunk at a time, with the stored leaves of the same seqs (in seq order) and
-    the stored inner subtrees they complete. Read through the driver's own cursor: at hash speed the
-    rows' wrapping would cost more than the hashing."""
+def _batches(conn: Connection, chunk: int) -> Iterator[tuple[Sequence[Any], dict[tuple[int, int], str]]]:
+    """Entries in seq order, a chunk at a time, with the stored subtrees they complete. Read through the
+    driver's own cursor: at hash speed the rows' wrapping would cost more than the hashing."""
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     cursor = conn.connection.cursor()
     try:
@@ -77,20 +77,15 @@ def _batches(conn: Connection, chunk: int) -> Iterator[tuple[Sequence[Any], Sequ
             if not rows:
                 return
             lo, hi = rows[0][0], rows[-1][0]
-            cursor.execute(
-                f"SELECT idx, hash FROM audit_nodes WHERE level = 0 AND idx BETWEEN {mark} AND {mark} ORDER BY idx",
-                (lo, hi),
-            )
-            leaves = cursor.fetchall()
             inner: dict[tuple[int, int], str] = {}
-            ranges = [(lv, a, b) for lv, a, b in node_ranges(lo, hi) if lv > 0]
+            ranges = [(lv, a, b) for lv, a, b in node_ranges(lo, hi) if is_stored_level(lv)]
             if ranges:
                 where = " OR ".join(f"(level = {mark} AND idx BETWEEN {mark} AND {mark})" for _ in ranges)
                 cursor.execute(
                     f"SELECT level, idx, hash FROM audit_nodes WHERE {where}", [v for r in ranges for v in r]
                 )
                 inner = {(level, idx): value for level, idx, value in cursor.fetchall()}
-            yield rows, leaves, inner
+            yield rows, inner
             last = hi
     finally:
         cursor.close()
@@ -142,17 +137,15 @@ def fast_verify(
     bad = Verification(False, 0, 0)
     stack: list[bytes] = []  # hashes of the complete subtrees so far, left to right (largest first)
     expected, prev, checked = 0, GENESIS, 0
-    for rows, leaves, inner in _batches(conn, chunk):
-        if len(leaves) != len(rows):
-            return bad
-        for (seq, entry, leaf_hex), (leaf_idx, stored_leaf) in zip(rows, leaves, strict=True):
+    for rows, inner in _batches(conn, chunk):
+        for seq, entry, leaf_hex in rows:
             if progress is not None and seq and seq % progress_every == 0:
                 progress(seq)
-            if seq != expected or leaf_idx != seq:
+            if seq != expected:
                 return bad
             leaf = leaf_hash(entry.encode("utf-8"))
             hx = leaf.hex()
-            if hx != leaf_hex or stored_leaf != hx:
+            if hx != leaf_hex:
                 return bad
             if seq < signed_upto:
                 at = entry.rfind(_PREV)
@@ -163,7 +156,7 @@ def fast_verify(
             current = leaf
             for level in range(1, (seq ^ (seq + 1)).bit_length()):  # one merge per trailing 1 bit of seq
                 current = node_hash(stack.pop(), current)
-                if inner.get((level, seq >> level)) != current.hex():
+                if level % STRIDE == 0 and inner.get((level, seq >> level)) != current.hex():
                     return bad
             stack.append(current)
             size = seq + 1
@@ -178,7 +171,7 @@ def fast_verify(
     # their complete subtrees, and none lies beyond the log as it is now (appends may go on meanwhile).
     end = (nodes.c.idx + 1).op("<<")(nodes.c.level)
     within = conn.execute(select(func.count()).select_from(nodes).where(end <= expected)).scalar_one()
-    if within != sum(expected >> level for level in range(expected.bit_length())):
+    if within != sum(expected >> level for level in range(STRIDE, expected.bit_length(), STRIDE)):
         return bad
     size_now = select(func.coalesce(func.max(entries.c.seq), -1) + 1).scalar_subquery()
     if conn.execute(select(func.count()).select_from(nodes).where(end > size_now)).scalar_one():

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, func, select, text
+from sqlalchemy import ARRAY, ColumnElement, Connection, Engine, String, any_, bindparam, func, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from audit.canonical import canonical_entry, canonical_json
@@ -37,7 +37,7 @@ from audit.merkle import (
 )
 from audit.note import NoteSigner, Verifier, checkpoint_text, sign_note
 from audit.schema import checkpoints, entries, nodes
-from audit.stored_tree import MissingNode, aligned_nodes, stored_nodes, with_stored_nodes
+from audit.stored_tree import MissingNode, aligned_ranges, is_stored_level, with_stored_nodes
 
 T = TypeVar("T")
 
@@ -68,6 +68,13 @@ class AuditLog:
         # Reads open a plain BEGIN where the engine opens writes with BEGIN IMMEDIATE (SQLite, as
         # controlplane.storage does): a long verification must not hold the write lock from appends.
         self._reader = engine.execution_options(sqlite_begin="BEGIN")
+        # A proof or a root is one statement, consistent by itself: on PostgreSQL it needs no
+        # transaction around it (two round trips fewer).
+        self._one_read = (
+            engine.execution_options(isolation_level="AUTOCOMMIT")
+            if engine.dialect.name == "postgresql"
+            else self._reader
+        )
 
     # -- appending ----------------------------------------------------------------------------
     def append(self, *, kind: str, actor: str, subject: str, payload: dict, event_id: str | None = None) -> Appended:
@@ -97,6 +104,14 @@ class AuditLog:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": APPEND_LOCK_KEY})
 
+    @staticmethod
+    def _among(conn: Connection, event_ids: list[str]) -> ColumnElement[bool]:
+        # PostgreSQL: one array parameter, where an IN list would be a new statement of its own for
+        # the server to parse at every batch size.
+        if conn.dialect.name == "postgresql":
+            return entries.c.event_id == any_(bindparam("event_ids", event_ids, type_=ARRAY(String)))
+        return entries.c.event_id.in_(event_ids)
+
     def _append_locked(self, conn: Connection, items: list[dict], payloads: list[str]) -> list[Appended]:
         self._lock(conn)
         last = conn.execute(select(entries.c.seq, entries.c.leaf_hash).order_by(entries.c.seq.desc()).limit(1)).first()
@@ -106,7 +121,7 @@ class AuditLog:
             {
                 row.event_id: Appended(row.seq, row.leaf_hash, duplicate=True)
                 for row in conn.execute(
-                    select(entries.c.event_id, entries.c.seq, entries.c.leaf_hash).where(entries.c.event_id.in_(wanted))
+                    select(entries.c.event_id, entries.c.seq, entries.c.leaf_hash).where(self._among(conn, wanted))
                 )
             }
             if wanted
@@ -114,16 +129,18 @@ class AuditLog:
         )
         results: list[Appended] = []
         rows: list[dict] = []
-        new_nodes: dict[tuple[int, int], bytes] = {}
-        frontier = stored_nodes(conn, aligned_nodes(0, seq))  # every left sibling the new leaves can need
+        new_nodes: list[dict] = []
+        # The hashes of the complete subtrees so far, left to right: all a new leaf can merge with.
+        stack = self._with_nodes(conn, lambda subtree: [subtree(a, b) for a, b in aligned_ranges(0, seq)])
+        created = _now()  # one transaction, one commit: the batch's entries are written at one time
+        at = created.isoformat().replace("+00:00", "Z")
         for item, payload_json in zip(items, payloads, strict=True):
             event_id = item.get("event_id")
             if event_id and event_id in known:
                 results.append(known[event_id])
                 continue
-            created = _now()
             entry_text = canonical_entry(
-                seq=seq, time=created.isoformat().replace("+00:00", "Z"), kind=item["kind"], actor=item["actor"],
+                seq=seq, time=at, kind=item["kind"], actor=item["actor"],
                 subject=item["subject"], payload_json=payload_json, prev_hash=prev, event_id=event_id or None,
             )  # fmt: skip
             leaf = leaf_hash(entry_text.encode("utf-8"))
@@ -139,7 +156,12 @@ class AuditLog:
                     "leaf_hash": leaf.hex(),
                 }
             )
-            self._add_nodes(conn, seq, leaf, new_nodes, frontier)
+            current = leaf
+            for level in range(1, (seq ^ (seq + 1)).bit_length()):  # one merge per trailing 1 bit of seq
+                current = node_hash(stack.pop(), current)
+                if is_stored_level(level):
+                    new_nodes.append({"level": level, "idx": seq >> level, "hash": current.hex()})
+            stack.append(current)
             appended = Appended(seq, leaf.hex())
             results.append(appended)
             if event_id:
@@ -147,35 +169,9 @@ class AuditLog:
             prev, seq = leaf.hex(), seq + 1
         if rows:
             conn.execute(entries.insert(), rows)  # one executemany, not a statement built per row
-            conn.execute(
-                nodes.insert(), [{"level": lv, "idx": i, "hash": h.hex()} for (lv, i), h in sorted(new_nodes.items())]
-            )
+            if new_nodes:
+                conn.execute(nodes.insert(), new_nodes)
         return results
-
-    def _add_nodes(
-        self,
-        conn: Connection,
-        seq: int,
-        leaf: bytes,
-        pending: dict[tuple[int, int], bytes],
-        frontier: dict[tuple[int, int], bytes],
-    ) -> None:
-        """Store the leaf and every complete subtree it completes (at most log2(n) hashes)."""
-        level, idx, current = 0, seq, leaf
-        pending[(0, seq)] = leaf
-        while idx & 1:
-            key = (level, idx - 1)
-            sibling = pending.get(key) or frontier.get(key) or self._node(conn, level, idx - 1)
-            current = node_hash(sibling, current)
-            level, idx = level + 1, idx >> 1
-            pending[(level, idx)] = current
-
-    @staticmethod
-    def _node(conn: Connection, level: int, idx: int) -> bytes:
-        found = conn.execute(select(nodes.c.hash).where(nodes.c.level == level, nodes.c.idx == idx)).scalar()
-        if found is None:
-            raise AuditError(f"subtree hash ({level}, {idx}) is missing from the log")
-        return bytes.fromhex(found)
 
     # -- reading and proving ------------------------------------------------------------------
     def size(self, conn: Connection | None = None) -> int:
@@ -192,17 +188,17 @@ class AuditLog:
             raise AuditError(str(exc)) from None
 
     def root(self, size: int | None = None) -> bytes:
-        with self._reader.connect() as conn:
+        with (self._reader if size is None else self._one_read).connect() as conn:
             n = self.size(conn) if size is None else size
             return self._with_nodes(conn, lambda subtree: subtree(0, n))
 
     def inclusion_proof(self, seq: int, size: int) -> list[bytes]:
         """The proof with one read of the stored subtrees it needs."""
-        with self._reader.connect() as conn:
+        with self._one_read.connect() as conn:
             return self._with_nodes(conn, lambda subtree: inclusion_proof_from(subtree, seq, size))
 
     def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
-        with self._reader.connect() as conn:
+        with self._one_read.connect() as conn:
             return self._with_nodes(conn, lambda subtree: consistency_proof_from(subtree, old_size, new_size))
 
     def latest_checkpoint(self) -> tuple[int, str] | None:
@@ -293,8 +289,9 @@ class AuditLog:
         return {"checkpoint": note, "verifier_key": verifier_key, "tree_size": size, "entries": items}
 
     # -- verification -------------------------------------------------------------------------
-    def _rows(self, conn: Connection, chunk: int = 5000) -> Iterator[tuple[Any, bytes | None]]:
-        """Entries in seq order, each with its stored leaf node, read a chunk at a time."""
+    @staticmethod
+    def _rows(conn: Connection, chunk: int = 5000) -> Iterator[Any]:
+        """Entries in seq order, read a chunk at a time."""
         last = -1
         while True:
             batch = conn.execute(
@@ -305,16 +302,7 @@ class AuditLog:
             ).all()
             if not batch:
                 return
-            leaves = dict(
-                conn.execute(
-                    select(nodes.c.idx, nodes.c.hash).where(
-                        nodes.c.level == 0, nodes.c.idx >= batch[0].seq, nodes.c.idx <= batch[-1].seq
-                    )
-                ).all()
-            )
-            for row in batch:
-                stored = leaves.get(row.seq)
-                yield row, bytes.fromhex(stored) if stored else None
+            yield from batch
             last = batch[-1].seq
 
     def verify(
@@ -341,9 +329,10 @@ class AuditLog:
                 for r in conn.execute(select(checkpoints.c.tree_size, checkpoints.c.root_hash, checkpoints.c.note))
             }
             stack: list[tuple[int, bytes]] = []  # complete subtrees (size, hash), left to right
-            expected_seq, prev = 0, GENESIS
+            computed: dict[tuple[int, int], bytes] = {}  # every subtree hash the log must store
+            expected_seq, prev, prev_of_prev = 0, GENESIS, None
             checked = 0
-            for row, stored in self._rows(conn):
+            for row in self._rows(conn):
                 seq = row.seq
                 if progress is not None and seq and seq % progress_every == 0:
                     progress(seq)
@@ -364,14 +353,22 @@ class AuditLog:
                 if leaf.hex() != row.leaf_hash:
                     return Verification(False, seq, checked, seq, f"entry {seq} does not match its leaf hash")
                 if document.get("prev_hash") != prev:
+                    if seq and document.get("prev_hash") == prev_of_prev:  # two entries follow the same one
+                        before = f"entry {seq - 2}" if seq > 1 else "the start of the log"
+                        return Verification(
+                            False, seq - 1, checked, seq - 1,
+                            f"entry {seq - 1} was inserted: it and entry {seq} both follow {before}",
+                        )  # fmt: skip
                     return Verification(False, seq, checked, seq, f"entry {seq} does not link to entry {seq - 1}")
+                prev_of_prev = prev
                 stack.append((1, leaf))
                 while len(stack) > 1 and stack[-1][0] == stack[-2][0]:
                     (size, left), (_, right) = stack[-2], stack[-1]
                     stack[-2:] = [(size * 2, node_hash(left, right))]
+                    level = (size * 2).bit_length() - 1
+                    if is_stored_level(level):
+                        computed[(level, seq >> level)] = stack[-1][1]
                 size_now = seq + 1
-                if stored != leaf:
-                    return Verification(False, seq, checked, seq, f"stored leaf node of entry {seq} was altered")
                 if size_now in heads:
                     problem = head_problem(self.origin, size_now, [h for _, h in stack], heads[size_now], verifiers)
                     if problem:
@@ -388,25 +385,38 @@ class AuditLog:
                     f"a checkpoint signs tree size {min(beyond)} but the log ends at {expected_seq}: "
                     "entries were removed",
                 )
-            altered = self._altered_node(conn)
+            altered = self._altered_node(conn, computed, expected_seq)
             if altered is not None:
                 return Verification(False, expected_seq, checked, altered[0], altered[1])
         return Verification(True, expected_seq, checked)
 
     @staticmethod
-    def _node_or_none(conn: Connection, level: int, idx: int) -> bytes | None:
-        found = conn.execute(select(nodes.c.hash).where(nodes.c.level == level, nodes.c.idx == idx)).scalar()
-        return bytes.fromhex(found) if found else None
-
-    def _altered_node(self, conn: Connection) -> tuple[int, str] | None:
-        """Stored inner nodes must hash their children (proofs are built from them)."""
-        rows = conn.execute(select(nodes.c.level, nodes.c.idx, nodes.c.hash).order_by(nodes.c.level, nodes.c.idx)).all()
-        known = {(r.level, r.idx): r.hash for r in rows}
-        for (level, idx), value in known.items():
-            if level == 0:
-                continue
-            left, right = known.get((level - 1, idx * 2)), known.get((level - 1, idx * 2 + 1))
-            if left is None or right is None or node_hash(bytes.fromhex(left), bytes.fromhex(right)).hex() != value:
-                first = idx << level
-                return first, f"stored subtree hash over entries {first}-{first + (1 << level) - 1} was altered"
+    def _altered_node(conn: Connection, computed: dict[tuple[int, int], bytes], size: int) -> tuple[int, str] | None:
+        """Proofs are built from the stored subtree hashes: within the entries checked, exactly the
+        complete subtrees at stored levels are stored, each with the hash of its entries."""
+        end = (nodes.c.idx + 1).op("<<")(nodes.c.level)
+        stored = {
+            (r.level, r.idx): r.hash
+            for r in conn.execute(select(nodes.c.level, nodes.c.idx, nodes.c.hash).where(end <= size))
+        }
+        for level, idx in sorted(stored.keys() | computed.keys(), key=lambda key: (key[1] << key[0], key[0])):
+            first = idx << level
+            span = f"entries {first}-{first + (1 << level) - 1}"
+            value, wanted = stored.get((level, idx)), computed.get((level, idx))
+            if value is None:
+                return first, f"stored subtree hash over {span} is missing"
+            if wanted is None:
+                return first, f"a stored subtree hash over {span} is not one the log keeps"
+            if wanted.hex() != value:
+                return first, f"stored subtree hash over {span} was altered"
+        size_now = select(func.coalesce(func.max(entries.c.seq), -1) + 1).scalar_subquery()
+        beyond = conn.execute(
+            select(nodes.c.level, nodes.c.idx).where(end > size_now).order_by(nodes.c.idx, nodes.c.level).limit(1)
+        ).first()
+        if beyond is not None:
+            first = beyond.idx << beyond.level
+            return (
+                first,
+                f"a stored subtree hash over entries {first}-{first + (1 << beyond.level) - 1} lies beyond the log",
+            )
         return None

@@ -89,3 +89,27 @@ def test_a_refusal_names_where_the_value_is(value: object, message: str) -> None
     with pytest.raises(NotCanonical) as refused:
         canonical_json(value)
     assert str(refused.value).startswith(message)
+
+
+def _reference(value: object) -> object:
+    """JCS order written the plain way: every object's members sorted by UTF-16 code units."""
+    if isinstance(value, dict):
+        return {k: _reference(value[k]) for k in sorted(value, key=lambda k: k.encode("utf-16-be"))}
+    if isinstance(value, list):
+        return [_reference(v) for v in value]
+    return value
+
+
+@settings(max_examples=500)
+@given(value=_json, strings=st.lists(st.text(), max_size=3))
+def test_every_shortcut_gives_the_form_written_the_plain_way(value: object, strings: list[str]) -> None:
+    # ASCII keys take json's own key sorting, other keys the UTF-16 sort; quoted fields skip json for
+    # text that needs no escape: each must equal the form written without shortcuts.
+    import json
+
+    for each in (value, {"k": value, "strings": strings}, {s: value for s in strings}):
+        expected = json.dumps(_reference(each), ensure_ascii=False, separators=(",", ":"))
+        assert canonical_json(each) == expected
+    for s in strings:
+        entry = canonical_entry(seq=1, time=s, kind=s, actor=s, subject=s, payload_json="{}", prev_hash=s)
+        assert json.loads(entry)["actor"] == s and entry == canonical_json(json.loads(entry))

@@ -74,19 +74,16 @@ def _rewrite(engine: Engine, seq: int, entry: str, *, rehash: bool) -> None:
             return
         leaf = leaf_hash(entry.encode("utf-8"))
         conn.execute(text("UPDATE audit_entries SET leaf_hash = :h WHERE seq = :s"), {"h": leaf.hex(), "s": seq})
-        stored = {(r.level, r.idx): bytes.fromhex(r.hash) for r in conn.execute(text("SELECT * FROM audit_nodes"))}
-        stored[(0, seq)] = leaf
-        level, idx = 0, seq
-        while (level + 1, idx >> 1) in stored:
-            left, right = stored[(level, idx & ~1)], stored.get((level, idx | 1))
-            if right is None:
-                break
-            level, idx = level + 1, idx >> 1
-            stored[(level, idx)] = node_hash(left, right)
-        for (lv, i), h in stored.items():
-            conn.execute(
-                text("UPDATE audit_nodes SET hash = :h WHERE level = :l AND idx = :i"), {"h": h.hex(), "l": lv, "i": i}
-            )
+        level = [bytes.fromhex(h) for (h,) in conn.execute(text("SELECT leaf_hash FROM audit_entries ORDER BY seq"))]
+        depth = 0
+        while len(level) > 1:  # every complete subtree's hash from the leaves up; the stored ones rewritten
+            level = [node_hash(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+            depth += 1
+            for idx, value in enumerate(level):
+                conn.execute(
+                    text("UPDATE audit_nodes SET hash = :h WHERE level = :l AND idx = :i"),
+                    {"h": value.hex(), "l": depth, "i": idx},
+                )
 
 
 def test_a_sound_log_passes_the_fast_pass_itself(engine: Engine, signer: NoteSigner) -> None:
