@@ -31,7 +31,7 @@ from audit.canonical import canonical_json
 from audit.merkle import leaf_hash, node_hash
 from audit.note import NoteError, Verifier, open_note, parse_checkpoint
 from audit.schema import checkpoints, entries, nodes
-from audit.stored_tree import STRIDE, is_stored_level
+from audit.stored_tree import STRIDE, is_stored_level, push_leaf
 
 GENESIS = "0" * 64
 CHUNK = 20_000  # entries read per statement
@@ -153,12 +153,9 @@ def fast_verify(
                     return bad
             elif not _canonical_at(entry, seq, prev):
                 return bad
-            current = leaf
-            for level in range(1, (seq ^ (seq + 1)).bit_length()):  # one merge per trailing 1 bit of seq
-                current = node_hash(stack.pop(), current)
-                if level % STRIDE == 0 and inner.get((level, seq >> level)) != current.hex():
+            for level, idx, value in push_leaf(stack, seq, leaf):
+                if inner.get((level, idx)) != value.hex():
                     return bad
-            stack.append(current)
             size = seq + 1
             if size in heads:
                 if head_problem(origin, size, stack, heads[size], verifiers):

@@ -32,12 +32,11 @@ from audit.merkle import (
     consistency_proof_from,
     inclusion_proof_from,
     leaf_hash,
-    node_hash,
     verify_consistency,
 )
 from audit.note import NoteSigner, Verifier, checkpoint_text, sign_note
 from audit.schema import checkpoints, entries, nodes
-from audit.stored_tree import MissingNode, aligned_ranges, is_stored_level, with_stored_nodes
+from audit.stored_tree import MissingNode, aligned_ranges, push_leaf, with_stored_nodes
 
 T = TypeVar("T")
 
@@ -156,12 +155,8 @@ class AuditLog:
                     "leaf_hash": leaf.hex(),
                 }
             )
-            current = leaf
-            for level in range(1, (seq ^ (seq + 1)).bit_length()):  # one merge per trailing 1 bit of seq
-                current = node_hash(stack.pop(), current)
-                if is_stored_level(level):
-                    new_nodes.append({"level": level, "idx": seq >> level, "hash": current.hex()})
-            stack.append(current)
+            for level, idx, value in push_leaf(stack, seq, leaf):
+                new_nodes.append({"level": level, "idx": idx, "hash": value.hex()})
             appended = Appended(seq, leaf.hex())
             results.append(appended)
             if event_id:
@@ -328,7 +323,7 @@ class AuditLog:
                 r.tree_size: (r.root_hash, r.note)
                 for r in conn.execute(select(checkpoints.c.tree_size, checkpoints.c.root_hash, checkpoints.c.note))
             }
-            stack: list[tuple[int, bytes]] = []  # complete subtrees (size, hash), left to right
+            stack: list[bytes] = []  # hashes of the complete subtrees so far, left to right
             computed: dict[tuple[int, int], bytes] = {}  # every subtree hash the log must store
             expected_seq, prev, prev_of_prev = 0, GENESIS, None
             checked = 0
@@ -361,16 +356,11 @@ class AuditLog:
                         )  # fmt: skip
                     return Verification(False, seq, checked, seq, f"entry {seq} does not link to entry {seq - 1}")
                 prev_of_prev = prev
-                stack.append((1, leaf))
-                while len(stack) > 1 and stack[-1][0] == stack[-2][0]:
-                    (size, left), (_, right) = stack[-2], stack[-1]
-                    stack[-2:] = [(size * 2, node_hash(left, right))]
-                    level = (size * 2).bit_length() - 1
-                    if is_stored_level(level):
-                        computed[(level, seq >> level)] = stack[-1][1]
+                for level, idx, value in push_leaf(stack, seq, leaf):
+                    computed[(level, idx)] = value
                 size_now = seq + 1
                 if size_now in heads:
-                    problem = head_problem(self.origin, size_now, [h for _, h in stack], heads[size_now], verifiers)
+                    problem = head_problem(self.origin, size_now, stack, heads[size_now], verifiers)
                     if problem:
                         return Verification(False, seq, checked, seq, problem)
                     checked += 1

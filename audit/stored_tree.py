@@ -36,6 +36,19 @@ def is_stored_level(level: int) -> bool:
     return level > 0 and level % STRIDE == 0
 
 
+def push_leaf(stack: list[bytes], seq: int, leaf: bytes) -> list[tuple[int, int, bytes]]:
+    """Add leaf `seq` at the tree's right edge. `stack` holds the hashes of the complete subtrees so far,
+    left to right (largest first) and is updated in place; returned: the subtrees at stored levels this
+    leaf completes, as (level, idx, hash)."""
+    current, completed = leaf, []
+    for level in range(1, (seq ^ (seq + 1)).bit_length()):  # one merge per trailing 1 bit of seq
+        current = node_hash(stack.pop(), current)
+        if level % STRIDE == 0:
+            completed.append((level, seq >> level, current))
+    stack.append(current)
+    return completed
+
+
 def aligned_ranges(start: int, end: int) -> Iterator[tuple[int, int]]:
     """The complete, aligned subtrees [a, b) whose hashes make up MTH(leaves[start:end]), left to right."""
     n = end - start
