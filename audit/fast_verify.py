@@ -5,37 +5,45 @@ with the stored one (`audit.stored_tree`), and checks each signed checkpoint whe
     result = fast_verify(conn, origin, verifiers)       # a Verification; ok or not
     if not result.ok: ... the exact pass (AuditLog.verify) names the first bad entry
 
-Why hashing the stored text is enough where the exact pass re-canonicalises it: an entry's leaf is the
-hash of its stored UTF-8 bytes, the leaves and the stored subtrees must agree, and a checkpoint signs the
-root over them; so any changed byte of an entry under a checkpoint changes a leaf, then the subtrees,
-then the signed root (`tests/audit/test_fast_verify.py` changes every byte of an entry in turn). Only
-`AuditLog.append` writes entries, always as canonical JSON, and only it holds the signing key: what a
-valid signature covers was canonical when it was signed. Entries after the last checkpoint are signed by
-nothing yet, so they are still parsed and re-canonicalised here. The place of every entry (its `seq`
-and the `prev_hash` linking it to the entry before) is read from the canonical text's tail, whose
-members follow `payload` in canonical order and cannot hold an unescaped quote.
+Entries are read a power-of-two chunk at a time by primary-key range, so that each full chunk is one
+complete, aligned subtree: its leaves are hashed in one list, then each level from the one below, with
+the stored levels compared as whole lists; the chunk's root then joins the subtrees before it as a leaf
+would. Per entry that leaves the two hashes and little else for the interpreter to do.
+
+Why hashing the stored bytes is enough where the exact pass parses and re-checks them: an entry's leaf is
+the hash of its stored UTF-8 bytes, the leaves in `seq` order and the stored subtrees must agree, and a
+checkpoint signs the root over them; so any changed byte of an entry under a checkpoint changes a leaf,
+then the subtrees, then the signed root (`tests/audit/test_fast_verify.py` changes every byte of an entry
+in turn), and an entry moved, dropped or inserted changes the leaves' order. Only `AuditLog.append`
+writes entries, always as canonical JSON carrying their own `seq` and the `prev_hash` of the entry before,
+and only it holds the signing key: what a valid signature covers was canonical and linked when it was
+signed (whoever holds the key could rewrite the whole log, chain included, so the chain adds nothing
+under a signature). Entries after the last checkpoint are signed by nothing yet, so each is still parsed,
+re-canonicalised and checked for its place and link here.
 
 Any failure is reported by the exact pass, so both give the same answer and the same first bad entry.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, func, select
 
 from audit.canonical import canonical_json
-from audit.merkle import leaf_hash, node_hash
+from audit.merkle import node_hash
 from audit.note import NoteError, Verifier, open_note, parse_checkpoint
 from audit.schema import checkpoints, entries, nodes
-from audit.stored_tree import STRIDE, is_stored_level, push_leaf
+from audit.stored_tree import STRIDE, aligned_ranges, is_stored_level
 
 GENESIS = "0" * 64
-CHUNK = 20_000  # entries read per statement
-_PREV = ',"prev_hash":"'
+CHUNK = 4096  # entries read per statement, a power of two: small enough to stay in the CPU's caches
+
+Batch = tuple[Sequence[Any], dict[tuple[int, int], str]]
 
 
 @dataclass(frozen=True)
@@ -61,24 +69,35 @@ def node_ranges(lo: int, hi: int) -> list[tuple[int, int, int]]:
     return out
 
 
-def _batches(conn: Connection, chunk: int) -> Iterator[tuple[Sequence[Any], dict[tuple[int, int], str]]]:
-    """Entries in seq order, a chunk at a time, with the stored subtrees they complete. Read through the
-    driver's own cursor: at hash speed the rows' wrapping would cost more than the hashing."""
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    cursor = conn.connection.cursor()
+def _batches(conn: Connection, chunk: int) -> Generator[Batch, None, None]:
+    """Entries in seq order as (seq, UTF-8 bytes, leaf hash hex), a chunk of seqs at a time, with the
+    stored subtrees they complete. Read through the driver's own cursor (at hash speed the rows' wrapping
+    would cost more than the hashing), by primary-key range (a plan no table statistics can spoil), the
+    text read as its bytes, never decoded."""
+    raw = conn.connection.dbapi_connection
+    if conn.dialect.name == "postgresql":
+        from psycopg.types.string import ByteaBinaryLoader
+
+        mark, text = "%s", "entry"
+        cursor = raw.cursor(binary=True)  # type: ignore[union-attr]
+        cursor.adapters.register_loader("text", ByteaBinaryLoader)  # the text's own bytes, not decoded
+    else:
+        mark, text = "?", "CAST(entry AS BLOB)"
+        cursor = raw.cursor()  # type: ignore[union-attr]
+    columns = f"SELECT seq, {text}, leaf_hash FROM audit_entries WHERE seq >= {mark}"
+    lo = 0
     try:
-        last = -1
         while True:
-            cursor.execute(
-                f"SELECT seq, entry, leaf_hash FROM audit_entries WHERE seq > {mark} ORDER BY seq LIMIT {mark}",
-                (last, chunk),
-            )
+            cursor.execute(f"{columns} AND seq < {mark} ORDER BY seq", (lo, lo + chunk))
             rows = cursor.fetchall()
-            if not rows:
-                return
-            lo, hi = rows[0][0], rows[-1][0]
+            if not rows:  # the end, unless entries are missing from here on: then the first one after
+                cursor.execute(f"{columns} ORDER BY seq LIMIT 1", (lo,))
+                rows = cursor.fetchall()
+                if not rows:
+                    return
+            top = rows[-1][0]
             inner: dict[tuple[int, int], str] = {}
-            ranges = [(lv, a, b) for lv, a, b in node_ranges(lo, hi) if is_stored_level(lv)]
+            ranges = [(lv, a, b) for lv, a, b in node_ranges(lo, top) if is_stored_level(lv)]
             if ranges:
                 where = " OR ".join(f"(level = {mark} AND idx BETWEEN {mark} AND {mark})" for _ in ranges)
                 cursor.execute(
@@ -86,7 +105,7 @@ def _batches(conn: Connection, chunk: int) -> Iterator[tuple[Sequence[Any], dict
                 )
                 inner = {(level, idx): value for level, idx, value in cursor.fetchall()}
             yield rows, inner
-            last = hi
+            lo += chunk
     finally:
         cursor.close()
 
@@ -111,12 +130,37 @@ def head_problem(
     return None
 
 
-def _canonical_at(entry: str, seq: int, prev: str) -> bool:
+def _canonical_at(entry: bytes, seq: int, prev: str) -> bool:
     try:
         document = json.loads(entry)
-        return canonical_json(document) == entry and document.get("seq") == seq and document.get("prev_hash") == prev
+        return (
+            canonical_json(document).encode("utf-8") == entry
+            and document.get("seq") == seq
+            and document.get("prev_hash") == prev
+        )
     except (ValueError, TypeError):
         return False
+
+
+def _levels(leaves: list[bytes]) -> list[list[bytes]]:
+    """Every complete subtree of an aligned run of leaves, level by level: levels[L][i] covers leaves
+    [i * 2**L, (i + 1) * 2**L) of the run."""
+    sha256 = hashlib.sha256
+    levels = [leaves]
+    level = leaves
+    while len(level) > 1:
+        level = [sha256(b"\x01" + left + right).digest() for left, right in zip(level[::2], level[1::2], strict=False)]
+        levels.append(level)
+    return levels
+
+
+def _stack_at(levels: list[list[bytes]], lo: int, size: int) -> list[bytes]:
+    """The complete subtrees of leaves [lo, size) (lo aligned to the run's length), left to right."""
+    out = []
+    for a, b in aligned_ranges(lo, size):
+        level = (b - a).bit_length() - 1
+        out.append(levels[level][(a - lo) >> level])
+    return out
 
 
 def fast_verify(
@@ -128,40 +172,61 @@ def fast_verify(
     progress_every: int = 5000,
     chunk: int = CHUNK,
 ) -> Verification:
-    """Ok, or not ok without saying where (the exact pass says where)."""
+    """Ok, or not ok without saying where (the exact pass says where). Entries are read `chunk` (a power
+    of two) at a time: each full chunk is a complete subtree, hashed level by level."""
+    if chunk < 1 or chunk & (chunk - 1):
+        raise ValueError(f"chunk must be a power of two, not {chunk}")
     heads = {
         r.tree_size: (r.root_hash, r.note)
         for r in conn.execute(select(checkpoints.c.tree_size, checkpoints.c.root_hash, checkpoints.c.note))
     }
     signed_upto = max(heads, default=0)  # entries below this size are covered by a checkpoint
     bad = Verification(False, 0, 0)
-    stack: list[bytes] = []  # hashes of the complete subtrees so far, left to right (largest first)
+    sha256 = hashlib.sha256
+    top = chunk.bit_length() - 1  # a full chunk's root is at this level
+    stack: list[bytes] = []  # hashes of the complete subtrees of the chunks so far, left to right
     expected, prev, checked = 0, GENESIS, 0
-    for rows, inner in _batches(conn, chunk):
-        for seq, entry, leaf_hex in rows:
-            if progress is not None and seq and seq % progress_every == 0:
-                progress(seq)
-            if seq != expected:
+    batches = _batches(conn, chunk)
+    try:
+        for rows, inner in batches:
+            lo, k = expected, len(rows)
+            if [row[0] for row in rows] != list(range(lo, lo + k)):
                 return bad
-            leaf = leaf_hash(entry.encode("utf-8"))
-            hx = leaf.hex()
-            if hx != leaf_hex:
+            leaves = [sha256(b"\x00" + row[1]).digest() for row in rows]
+            if [leaf.hex() for leaf in leaves] != [row[2] for row in rows]:
                 return bad
-            if seq < signed_upto:
-                at = entry.rfind(_PREV)
-                if at < 0 or not entry.startswith(f'{_PREV}{prev}","seq":{seq},"subject":"', at):
+            for i in range(max(signed_upto - lo, 0), k):  # not yet signed: parsed, in its place, linked
+                if not _canonical_at(rows[i][1], lo + i, rows[i - 1][2] if i else prev):
                     return bad
-            elif not _canonical_at(entry, seq, prev):
-                return bad
-            for level, idx, value in push_leaf(stack, seq, leaf):
-                if inner.get((level, idx)) != value.hex():
+            levels = _levels(leaves)
+            for level in range(STRIDE, len(levels), STRIDE):
+                base = lo >> level
+                if [inner.get((level, base + i)) for i in range(len(levels[level]))] != [
+                    h.hex() for h in levels[level]
+                ]:
                     return bad
-            size = seq + 1
-            if size in heads:
-                if head_problem(origin, size, stack, heads[size], verifiers):
+            expected, prev = lo + k, rows[-1][2]
+            for at in sorted(h for h in heads if lo < h <= expected):
+                if head_problem(origin, at, stack + _stack_at(levels, lo, at), heads[at], verifiers):
                     return bad
                 checked += 1
-            prev, expected = hx, size
+            if k < chunk:
+                stack += _stack_at(levels, lo, expected)  # the last chunk: nothing after it to merge with
+            else:
+                current, n, level = levels[top][0], lo >> top, top
+                while n & 1:  # merge the chunk's root into the subtrees before it, as a leaf would be
+                    current = node_hash(stack.pop(), current)
+                    n >>= 1
+                    level += 1
+                    if level % STRIDE == 0 and inner.get((level, (expected - 1) >> level)) != current.hex():
+                        return bad
+                stack.append(current)
+            if progress is not None:
+                for done in range(-(-lo // progress_every) * progress_every, expected, progress_every):
+                    if done:
+                        progress(done)
+    finally:
+        batches.close()
     if any(s > expected for s in heads):
         return bad
     # Every stored subtree is one the log accounts for: those within the entries checked are exactly

@@ -90,12 +90,14 @@ def proof_rung(b: Backend, size: int, samples: int, rng: random.Random) -> dict[
 
 def verification(b: Backend, signer: NoteSigner) -> dict[str, Any]:
     log.info(f"[{b.name}] full verification ...")
-    clock = Clock()
-    with clock.measure():
-        result = b.log.verify(signer.verifier)
-    wall, cpu = clock.wall, clock.cpu
-    if not result.ok:
-        raise RuntimeError(f"verification failed on a log nobody tampered with: {result}")
+    wall = cpu = float("inf")
+    for _ in range(3):  # the best of three, as the floor below
+        clock = Clock()
+        with clock.measure():
+            result = b.log.verify(signer.verifier)
+        if not result.ok:
+            raise RuntimeError(f"verification failed on a log nobody tampered with: {result}")
+        wall, cpu = min(wall, clock.wall), min(cpu, clock.cpu)
     with b.engine.connect() as conn:
         data = [t.encode("utf-8") for t in conn.execute(select(entries.c.entry).order_by(entries.c.seq)).scalars()]
     sha256 = hashlib.sha256
@@ -122,17 +124,33 @@ def verification(b: Backend, signer: NoteSigner) -> dict[str, Any]:
 
 def _merkle_floor(data: list[bytes]) -> float:
     """Seconds to hash the same leaves into their Merkle tree (RFC 9162 leaf and node hashes, every
-    complete subtree once) from bytes in memory: what verification cannot go below."""
+    complete subtree once) from bytes in memory: what verification cannot go below. The faster of two
+    ways, each the best of three runs: leaf by leaf onto a stack of subtrees, and level by level over
+    aligned runs of 4,096 leaves (list comprehensions, fewer interpreter steps per hash; the few hashes
+    above the runs left out)."""
     sha256 = hashlib.sha256
-    h0 = time.perf_counter()
-    stack: list[tuple[int, bytes]] = []
-    for blob in data:
-        level, current = 0, sha256(b"\x00" + blob).digest()
-        while stack and stack[-1][0] == level:
-            current = sha256(b"\x01" + stack.pop()[1] + current).digest()
-            level += 1
-        stack.append((level, current))
-    return time.perf_counter() - h0
+
+    def by_leaf() -> None:
+        stack: list[tuple[int, bytes]] = []
+        for blob in data:
+            level, current = 0, sha256(b"\x00" + blob).digest()
+            while stack and stack[-1][0] == level:
+                current = sha256(b"\x01" + stack.pop()[1] + current).digest()
+                level += 1
+            stack.append((level, current))
+
+    def by_level() -> None:
+        for start in range(0, len(data), 4096):
+            level = [sha256(b"\x00" + blob).digest() for blob in data[start : start + 4096]]
+            while len(level) > 1:
+                level = [sha256(b"\x01" + a + b).digest() for a, b in zip(level[::2], level[1::2], strict=False)]
+
+    best = float("inf")
+    for way in (by_leaf, by_level) * 3:
+        h0 = time.perf_counter()
+        way()
+        best = min(best, time.perf_counter() - h0)
+    return best
 
 
 # --------------------------------------------------------------------------------------- appends
