@@ -74,21 +74,33 @@ _SORTED = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=
 _ORDERED = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
-def _plain(value: Any) -> bool:
+_SCALARS = frozenset({str, int, bool, type(None)})
+
+
+def is_plain(value: Any) -> bool:
     """Only the built-in JSON types, no float, every key an ASCII string: then JCS order is json's own
     `sort_keys` order and the value can be serialised as it is."""
     kind = type(value)
-    if kind is str or kind is int or kind is bool or value is None:
-        return True
     if kind is dict:
-        return all(type(k) is str and k.isascii() and _plain(v) for k, v in value.items())
+        try:
+            if not "".join(value).isascii():  # every key at once; a key that is not a str raises
+                return False
+        except TypeError:
+            return False
+        for item in value.values():
+            if type(item) not in _SCALARS and not is_plain(item):
+                return False
+        return True
     if kind is list or kind is tuple:
-        return all(_plain(v) for v in value)
-    return False
+        for item in value:
+            if type(item) not in _SCALARS and not is_plain(item):
+                return False
+        return True
+    return kind in _SCALARS
 
 
 def canonical_json(value: Any) -> str:
-    if _plain(value):
+    if is_plain(value):
         return _SORTED.encode(value)
     try:
         ordered = _canonical(value)
@@ -113,12 +125,11 @@ def canonical_entry(
     members' order is fixed: actor, event_id, kind, payload, prev_hash, seq, subject, time), so the
     payload is not sorted and serialised a second time. Equal to `canonical_json` of the document
     (`tests/audit/test_canonical.py`); a field that is not a string takes the general way."""
-    fields = (
-        (time, kind, actor, subject, prev_hash)
-        if event_id is None
-        else (time, kind, actor, subject, prev_hash, event_id)
-    )
-    if type(seq) is not int or not all(type(f) is str for f in fields):
+    strings = (
+        type(time) is str and type(kind) is str and type(actor) is str and type(subject) is str
+        and type(prev_hash) is str and (event_id is None or type(event_id) is str)
+    )  # fmt: skip
+    if type(seq) is not int or not strings:
         document = {"seq": seq, "time": time, "kind": kind, "actor": actor, "subject": subject,
                     "payload": json.loads(payload_json), "prev_hash": prev_hash}  # fmt: skip
         if event_id is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -113,3 +115,30 @@ def test_every_shortcut_gives_the_form_written_the_plain_way(value: object, stri
     for s in strings:
         entry = canonical_entry(seq=1, time=s, kind=s, actor=s, subject=s, payload_json="{}", prev_hash=s)
         assert json.loads(entry)["actor"] == s and entry == canonical_json(json.loads(entry))
+
+
+@settings(max_examples=300)
+@given(value=_json, key=st.text(max_size=4))
+def test_payloads_through_orjson_take_the_same_form(value: object, key: str) -> None:
+    from audit.log import canonical_payload
+
+    for each in (value, {"k": value}, {key: value, "z": [value]}):
+        assert canonical_payload(each) == canonical_json(each)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"big": 2**70, "neg": -(2**64)},  # beyond orjson's 64 bits
+        {"lone": "\ud800"},  # a lone surrogate orjson refuses
+        {"é": 1, "e": 2, "\U0001f600": 3, "\uffff": 4},  # keys sorted by UTF-16 code units, not by json
+        {"deep": functools.reduce(lambda inner, _: [inner], range(300), 0)},  # deeper than orjson goes
+        {"ctl": "\x00\x1f\x7f\u2028", "q": '"\\'},
+    ],
+)
+def test_payloads_orjson_cannot_take_fall_back_to_the_same_form(value: object) -> None:
+    from audit.log import canonical_payload
+
+    assert canonical_payload(value) == canonical_json(value)
+    with pytest.raises(NotCanonical):
+        canonical_payload({"odds": 1.5, "v": value})

@@ -76,6 +76,17 @@ def test_group_commit_and_event_dedup(log, signer) -> None:
     assert log.verify(signer.verifier).ok
 
 
+def test_duplicates_are_found_among_a_large_batch_of_event_ids(log, signer) -> None:
+    n = 3000  # the ids go to the database as one parameter, whatever their number
+    batch = [
+        {"kind": "money", "actor": "relay", "subject": "bet:b", "payload": {}, "event_id": f"b{i}"} for i in range(n)
+    ]
+    assert [a.seq for a in log.append_many(batch)] == list(range(n))
+    again = log.append_many([*batch[-3:], {**batch[0], "event_id": "new"}])
+    assert [a.duplicate for a in again] == [True, True, True, False] and log.size() == n + 1
+    assert [a.seq for a in again] == [n - 3, n - 2, n - 1, n]
+
+
 def test_floats_and_unknown_kinds_are_refused(log) -> None:
     with pytest.raises(Exception, match="floats"):
         log.append(kind="money", actor="a", subject="s", payload={"amount": 1.5})

@@ -57,8 +57,17 @@ def test_proofs_roots_and_appends_match_the_leaves_in_memory(log: AuditLog) -> N
     for old in range(1, size):
         assert log.consistency_proof(old, size) == consistency_proof(texts[:size], old)
     reads.clear()
-    log.append_many([{"kind": "money", "actor": "r", "subject": "bet:x", "payload": {}} for _ in range(40)])
+    more = [{"kind": "money", "actor": "r", "subject": "bet:x", "payload": {}} for _ in range(40)]
+    texts += [bytes.fromhex(a.leaf_hash) for a in log.append_many(more)]
+    assert reads == [], reads  # the frontier is kept from this log's own last append
+    other = AuditLog(log.engine, origin=ORIGIN, signer=log.signer)  # as another process would append
+    texts += [bytes.fromhex(a.leaf_hash) for a in other.append_many(more)]
     assert len(reads) == 1, reads  # the frontier, read once for the whole batch
+    texts += [bytes.fromhex(a.leaf_hash) for a in log.append_many(more)]  # after the other's: read again
+    assert len(reads) == 2, reads
+    assert log.root() == tree_hash(texts)
+    for seq in (0, size, len(texts) - 41, len(texts) - 1):
+        assert log.inclusion_proof(seq, len(texts)) == inclusion_proof(texts, seq)
     assert log.verify(log.signer.verifier).ok  # type: ignore[union-attr]
 
 
