@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import JSON, ColumnElement, Connection, Engine, any_, bindparam, cast, column, func, select, text
+from sqlalchemy import Connection, Engine, func, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from audit.canonical import canonical_entry, canonical_json, is_plain
@@ -42,6 +42,10 @@ from audit.stored_tree import MissingNode, aligned_ranges, push_leaf, with_store
 T = TypeVar("T")
 
 APPEND_LOCK_KEY = 0x4155444954  # 'AUDIT'
+_LAST = "SELECT seq, leaf_hash FROM audit_entries ORDER BY seq DESC LIMIT 1"
+_HOLDING = "SELECT event_id, seq, leaf_hash FROM audit_entries WHERE event_id"
+_HOLDING_SQLITE = f"{_HOLDING} IN (SELECT value FROM json_each(?))"
+_HOLDING_POSTGRES = f"{_HOLDING} = ANY(ARRAY(SELECT json_array_elements_text(%s::json)))"
 KINDS = ("change", "money", "checklist", "attestation", "access", "incident", "policy", "system")
 
 
@@ -129,33 +133,41 @@ class AuditLog:
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": APPEND_LOCK_KEY})
 
     @staticmethod
-    def _among(conn: Connection, event_ids: list[str]) -> ColumnElement[bool]:
-        # The ids as one JSON text, unpacked by the database: one parameter of any batch size, which
-        # costs the driver a tenth of an array of strings on PostgreSQL and stays under SQLite's limit
-        # on parameters.
+    def _head(conn: Connection, event_ids: list[str]) -> tuple[Any, Sequence[Any]]:
+        """Take the append lock (PostgreSQL; SQLite's BEGIN IMMEDIATE has taken it), then read the last
+        entry's (seq, leaf_hash) and the (event_id, seq, leaf_hash) of entries holding any of these
+        event ids. The ids go as one JSON text, unpacked by the database: one parameter whatever their
+        number, a tenth of the driver's cost of an array of strings. On PostgreSQL the three statements
+        go in one round trip, as a pipeline the server runs in order: both reads run after the lock."""
         ids = orjson.dumps(event_ids).decode("utf-8")
-        if conn.dialect.name == "postgresql":
-            unpacked = select(func.json_array_elements_text(cast(bindparam("event_ids", ids), JSON)))
-            return entries.c.event_id == any_(func.array(unpacked.scalar_subquery()))
-        return entries.c.event_id.in_(select(column("value")).select_from(func.json_each(bindparam("event_ids", ids))))
+        if conn.dialect.name != "postgresql":
+            last = conn.exec_driver_sql(_LAST).first()
+            return last, conn.exec_driver_sql(_HOLDING_SQLITE, (ids,)).all() if event_ids else []
+        import psycopg
+
+        raw = conn.connection.dbapi_connection
+        statement = "SELECT pg_advisory_xact_lock(%s)"
+        try:
+            with raw.pipeline():  # type: ignore[union-attr]
+                raw.cursor().execute(statement, (APPEND_LOCK_KEY,))  # type: ignore[union-attr]
+                last_cursor = raw.cursor()  # type: ignore[union-attr]
+                statement = _LAST
+                last_cursor.execute(statement)
+                known_cursor = raw.cursor()  # type: ignore[union-attr]
+                if event_ids:
+                    statement = _HOLDING_POSTGRES
+                    known_cursor.execute(statement, (ids,))
+            return last_cursor.fetchone(), known_cursor.fetchall() if event_ids else []
+        except psycopg.Error as exc:  # as SQLAlchemy would raise it, for the caller's retries
+            raise DBAPIError.instance(statement, None, exc, psycopg.Error) from exc
 
     def _append_locked(
         self, conn: Connection, items: list[dict], payloads: list[str]
     ) -> tuple[list[Appended], Frontier]:
-        self._lock(conn)
-        last = conn.execute(select(entries.c.seq, entries.c.leaf_hash).order_by(entries.c.seq.desc()).limit(1)).first()
-        seq, prev = (last.seq + 1, last.leaf_hash) if last else (0, GENESIS)
         wanted = [item["event_id"] for item in items if item.get("event_id")]
-        known = (
-            {
-                row.event_id: Appended(row.seq, row.leaf_hash, duplicate=True)
-                for row in conn.execute(
-                    select(entries.c.event_id, entries.c.seq, entries.c.leaf_hash).where(self._among(conn, wanted))
-                )
-            }
-            if wanted
-            else {}
-        )
+        last, holding = self._head(conn, wanted)
+        seq, prev = (last[0] + 1, last[1]) if last else (0, GENESIS)
+        known = {event_id: Appended(at, leaf, duplicate=True) for event_id, at, leaf in holding}
         results: list[Appended] = []
         rows: list[dict] = []
         new_nodes: list[dict] = []

@@ -47,8 +47,9 @@ not answer):
      "audit/plain" is the audit rate over the plain rate, measured in the same run. SQLite also gets a
      synchronous=FULL file (an fsync per commit, i.e. durable against power loss, which NORMAL is not)
      for the one-at-a-time mode. Rates are wall-clock; "cpu us" is this process's CPU time per entry
-     (PostgreSQL's own backend CPU is not in it). "stmts" counts statements executed per entry (an
-     executemany counts once).
+     (PostgreSQL's own backend CPU is not in it). "stmts" counts statements executed through SQLAlchemy
+     per entry (an executemany counts once); on PostgreSQL an append also sends its lock and its two
+     reads as one pipeline on the driver's connection (3 statements, 1 round trip), not counted there.
   4. Where an append's time goes: cProfile over --profile-entries more appends in batches of 512,
      own time grouped into SQLAlchemy, the driver and database, JSON, SHA-256, the log's own code and
      the rest (builtins are charged to whoever called them), plus the top functions. The profiler's
