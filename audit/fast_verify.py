@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from bisect import bisect_right
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,7 +42,7 @@ from audit.schema import checkpoints, entries, nodes
 from audit.stored_tree import STRIDE, aligned_ranges, is_stored_level
 
 GENESIS = "0" * 64
-CHUNK = 4096  # entries read per statement, a power of two: small enough to stay in the CPU's caches
+CHUNK = 2048  # entries read per statement, a power of two: small enough to stay in the CPU's caches
 
 Batch = tuple[Sequence[Any], dict[tuple[int, int], str]]
 
@@ -69,45 +70,92 @@ def node_ranges(lo: int, hi: int) -> list[tuple[int, int, int]]:
     return out
 
 
+class _Reads:
+    """The two statements that read a chunk: its entries, and the stored subtrees whose last leaf lies
+    in it, each as (SQL, parameters) in the driver's own parameter style."""
+
+    def __init__(self, postgres: bool) -> None:
+        self.mark = "%s" if postgres else "?"
+        text = "entry" if postgres else "CAST(entry AS BLOB)"  # PostgreSQL: bytes by the loader
+        self.entries = f"SELECT seq, {text}, leaf_hash FROM audit_entries WHERE seq >= {self.mark}"
+
+    def chunk(self, lo: int, size: int) -> tuple[str, tuple[int, int]]:
+        return f"{self.entries} AND seq < {self.mark} ORDER BY seq", (lo, lo + size)
+
+    def after(self, lo: int) -> tuple[str, tuple[int]]:
+        """The first entry at or after lo: is anything there when a chunk came back empty?"""
+        return f"{self.entries} ORDER BY seq LIMIT 1", (lo,)
+
+    def nodes(self, lo: int, size: int) -> tuple[str, list[int]] | None:
+        ranges = [(lv, a, b) for lv, a, b in node_ranges(lo, lo + size - 1) if is_stored_level(lv)]
+        if not ranges:
+            return None
+        m = self.mark
+        where = " OR ".join(f"(level = {m} AND idx BETWEEN {m} AND {m})" for _ in ranges)
+        return f"SELECT level, idx, hash FROM audit_nodes WHERE {where}", [v for r in ranges for v in r]
+
+
 def _batches(conn: Connection, chunk: int) -> Generator[Batch, None, None]:
     """Entries in seq order as (seq, UTF-8 bytes, leaf hash hex), a chunk of seqs at a time, with the
-    stored subtrees they complete. Read through the driver's own cursor (at hash speed the rows' wrapping
-    would cost more than the hashing), by primary-key range (a plan no table statistics can spoil), the
-    text read as its bytes, never decoded."""
-    raw = conn.connection.dbapi_connection
+    stored subtrees whose last leaf lies in the chunk. Read through the driver's own cursor (at hash
+    speed the rows' wrapping would cost more than the hashing), by primary-key range (a plan no table
+    statistics can spoil), the text read as its bytes, never decoded."""
+    raw: Any = conn.connection.dbapi_connection
     if conn.dialect.name == "postgresql":
-        from psycopg.types.string import ByteaBinaryLoader
-
-        mark, text = "%s", "entry"
-        cursor = raw.cursor(binary=True)  # type: ignore[union-attr]
-        cursor.adapters.register_loader("text", ByteaBinaryLoader)  # the text's own bytes, not decoded
-    else:
-        mark, text = "?", "CAST(entry AS BLOB)"
-        cursor = raw.cursor()  # type: ignore[union-attr]
-    columns = f"SELECT seq, {text}, leaf_hash FROM audit_entries WHERE seq >= {mark}"
-    lo = 0
+        yield from _pipelined(raw, chunk)
+        return
+    reads = _Reads(postgres=False)
+    cursor = raw.cursor()
     try:
+        lo = 0
         while True:
-            cursor.execute(f"{columns} AND seq < {mark} ORDER BY seq", (lo, lo + chunk))
-            rows = cursor.fetchall()
+            rows = cursor.execute(*reads.chunk(lo, chunk)).fetchall()
             if not rows:  # the end, unless entries are missing from here on: then the first one after
-                cursor.execute(f"{columns} ORDER BY seq LIMIT 1", (lo,))
-                rows = cursor.fetchall()
+                rows = cursor.execute(*reads.after(lo)).fetchall()
                 if not rows:
                     return
-            top = rows[-1][0]
-            inner: dict[tuple[int, int], str] = {}
-            ranges = [(lv, a, b) for lv, a, b in node_ranges(lo, top) if is_stored_level(lv)]
-            if ranges:
-                where = " OR ".join(f"(level = {mark} AND idx BETWEEN {mark} AND {mark})" for _ in ranges)
-                cursor.execute(
-                    f"SELECT level, idx, hash FROM audit_nodes WHERE {where}", [v for r in ranges for v in r]
-                )
-                inner = {(level, idx): value for level, idx, value in cursor.fetchall()}
+            nodes_read = reads.nodes(lo, chunk)
+            inner = {(lv, i): h for lv, i, h in cursor.execute(*nodes_read).fetchall()} if nodes_read else {}
             yield rows, inner
             lo += chunk
     finally:
         cursor.close()
+
+
+def _pipelined(raw: Any, chunk: int) -> Generator[Batch, None, None]:
+    """`_batches` on PostgreSQL: the next chunk's statements are sent before this chunk is handed on, in
+    one pipeline, so that the server reads and sends it while this process hashes."""
+    from psycopg.types.string import ByteaBinaryLoader
+
+    reads = _Reads(postgres=True)
+
+    def cursor() -> Any:
+        c = raw.cursor(binary=True)
+        c.adapters.register_loader("text", ByteaBinaryLoader)  # the text's own bytes, not decoded
+        return c
+
+    def send(pair: tuple[Any, Any], lo: int) -> bool:
+        pair[0].execute(*reads.chunk(lo, chunk))
+        nodes_read = reads.nodes(lo, chunk)
+        if nodes_read:
+            pair[1].execute(*nodes_read)
+        return nodes_read is not None
+
+    pairs = ((cursor(), cursor()), (cursor(), cursor()))
+    with raw.pipeline():
+        lo, k = 0, 0
+        has_nodes = send(pairs[0], lo)
+        while True:
+            now, ahead = pairs[k % 2], pairs[(k + 1) % 2]
+            next_has_nodes = send(ahead, lo + chunk)
+            rows = now[0].fetchall()
+            inner = {(lv, i): h for lv, i, h in now[1].fetchall()} if has_nodes else {}
+            if not rows:  # the end, unless entries are missing from here on: then the first one after
+                rows = now[0].execute(*reads.after(lo)).fetchall()
+                if not rows:
+                    return
+            yield rows, inner
+            lo, k, has_nodes = lo + chunk, k + 1, next_has_nodes
 
 
 def head_problem(
@@ -180,6 +228,7 @@ def fast_verify(
         r.tree_size: (r.root_hash, r.note)
         for r in conn.execute(select(checkpoints.c.tree_size, checkpoints.c.root_hash, checkpoints.c.note))
     }
+    sizes = sorted(heads)
     signed_upto = max(heads, default=0)  # entries below this size are covered by a checkpoint
     bad = Verification(False, 0, 0)
     sha256 = hashlib.sha256
@@ -206,7 +255,7 @@ def fast_verify(
                 ]:
                     return bad
             expected, prev = lo + k, rows[-1][2]
-            for at in sorted(h for h in heads if lo < h <= expected):
+            for at in sizes[bisect_right(sizes, lo) : bisect_right(sizes, expected)]:
                 if head_problem(origin, at, stack + _stack_at(levels, lo, at), heads[at], verifiers):
                     return bad
                 checked += 1
