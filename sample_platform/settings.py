@@ -24,7 +24,7 @@ class PlatformSettings(BaseSettings):
 
     environment: Literal["development", "test", "production"] = Field(
         "development",
-        description="`production` refuses development defaults such as the admin token 'changethis'.",
+        description="Anything but `development` refuses development defaults such as the admin token 'changethis'.",
     )
     database_url: str = Field(
         "sqlite:///./var/platform.db",
@@ -164,9 +164,10 @@ class PlatformSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_development_secrets(self) -> PlatformSettings:
-        if self.environment == "production" and self.admin_token.get_secret_value() == DEFAULT_ADMIN_TOKEN:
+        if self.environment != "development" and self.admin_token.get_secret_value() == DEFAULT_ADMIN_TOKEN:
             raise ValueError(
-                "PLATFORM_ADMIN_TOKEN is still 'changethis'; set a long random token "
-                "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`) before running in production"
+                f"PLATFORM_ADMIN_TOKEN is still 'changethis' with PLATFORM_ENVIRONMENT={self.environment}; set a long "
+                "random token (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`), or run with "
+                "PLATFORM_ENVIRONMENT=development on a machine of your own"
             )
         return self

@@ -122,12 +122,17 @@ def test_settings_read_environment(monkeypatch) -> None:
     assert not hasattr(Settings(), "max_stake_minor")
 
 
-def test_production_refuses_the_development_admin_token(monkeypatch) -> None:
-    monkeypatch.setenv("PLATFORM_ENVIRONMENT", "production")
+@pytest.mark.parametrize("environment", ["production", "test"])
+def test_only_development_accepts_the_development_admin_token(monkeypatch, environment: str) -> None:
+    monkeypatch.delenv("PLATFORM_ADMIN_TOKEN", raising=False)
+    monkeypatch.setenv("PLATFORM_ENVIRONMENT", environment)
     with pytest.raises(ValidationError, match="PLATFORM_ADMIN_TOKEN"):
         PlatformSettings()
     monkeypatch.setenv("PLATFORM_ADMIN_TOKEN", "a-long-random-production-token")
-    assert PlatformSettings().environment == "production"
+    assert PlatformSettings().environment == environment
+    monkeypatch.delenv("PLATFORM_ADMIN_TOKEN")
+    monkeypatch.setenv("PLATFORM_ENVIRONMENT", "development")
+    assert PlatformSettings().admin_token.get_secret_value() == "changethis"
 
 
 @pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
