@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -46,6 +47,8 @@ MAX_UNIX_NANO = 2**63 - 1  # what the store's BIGINT columns hold
 MAX_EVENTS_PER_POINT = 10**12  # a million a second for eleven days: more in one point is not a measurement
 SYNTHETIC_ATTRIBUTE = "user_agent.synthetic.type"  # OpenTelemetry semantic conventions
 STATUS_ATTRIBUTE = "http.response.status_code"
+BAD_STATUS = -1  # an http.response.status_code that is no HTTP status code: the item is refused
+BAD_STATUS_REASON = f"{STATUS_ATTRIBUTE} must be an HTTP status code: a whole number from 0 to 999"
 
 
 @dataclass(frozen=True)
@@ -112,13 +115,18 @@ def _span_marks(attrs) -> tuple[bool, int]:
 
 
 def _status_code(attrs: dict[str, object]) -> int:
+    """The HTTP status code an item carries, 0 without one (or with text that is no number), or
+    BAD_STATUS for a number no HTTP status can be: not finite, fractional, or beyond 0-999."""
     value = attrs.get(STATUS_ATTRIBUTE)
     if not isinstance(value, int | float | str):
         return 0
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        return BAD_STATUS
     try:
-        return int(value)
+        code = int(value)
     except ValueError:
         return 0
+    return code if 0 <= code <= 999 else BAD_STATUS
 
 
 @dataclass
@@ -184,6 +192,9 @@ def aggregate_spans(
                     batch.reject(f"a span {problem}")
                     continue
                 synthetic, status = _span_marks(span.attributes)
+                if status == BAD_STATUS:
+                    batch.reject(f"a span's {BAD_STATUS_REASON}")
+                    continue
                 minute = minutes.get(end // NANOS_PER_MINUTE) or minutes.setdefault(
                     end // NANOS_PER_MINUTE, minute_of(end)
                 )
@@ -251,8 +262,15 @@ def metric_points(
                         point.time_unix_nano == 0
                         or (counts and len(counts) != len(bounds) + 1)
                         or (counts and sum(counts) != point.count)
+                        or not all(map(math.isfinite, bounds))
                     ):
-                        rejections.reject("histogram points need a time and bucket_counts matching explicit_bounds")
+                        rejections.reject(
+                            "histogram points need a time, finite explicit_bounds and bucket_counts matching them"
+                        )
+                        continue
+                    status = _status_code(attrs)
+                    if status == BAD_STATUS:
+                        rejections.reject(f"a histogram point's {BAD_STATUS_REASON}")
                         continue
                     problem = (
                         limits.time_problem(point.time_unix_nano)
@@ -269,7 +287,6 @@ def metric_points(
                     identity = json.dumps(
                         [sorted(resource.items(), key=str), metric.name, sorted(attrs.items(), key=str)], default=str
                     )
-                    status = _status_code(attrs)
                     points.append(
                         HistogramPoint(
                             slice=spec.name,

@@ -13,6 +13,8 @@ import base64
 import binascii
 import json
 import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf import json_format
@@ -104,9 +106,79 @@ def _hex_id(key: str, value: str) -> str:
     return base64.b64encode(raw).decode()
 
 
+@dataclass(frozen=True)
+class RequestLimits:
+    """What one request may hold, by count: checked before the work that grows with it (a few bytes of
+    protobuf or JSON can stand for an empty span, and millions of them for minutes of CPU). Over: 413."""
+
+    max_items: int = 50_000  # spans, metric data points or log records
+    max_resources: int = 1_000
+    max_attributes: int = 1_000_000  # on resources, scopes and items together
+
+    @property
+    def json_objects(self) -> int:
+        """JSON objects a body may hold, counted before it is parsed: 32 for each item or resource."""
+        return 32 * (self.max_items + self.max_resources)
+
+
+def count_problem(message: Message, limits: RequestLimits) -> str | None:
+    """Why the request holds more than `limits` allow, or None. Stops counting at the first limit passed."""
+    resources = list(getattr(message, _RESOURCES[type(message).__name__]))
+    if len(resources) > limits.max_resources:
+        return _over(f"{len(resources)} resources", limits.max_resources, "RESOURCES")
+    items = attributes = 0
+    for resource in resources:
+        attributes += len(resource.resource.attributes)
+        for scope, members in _scoped_items(resource):
+            attributes += len(scope.scope.attributes)
+            for item in members:
+                items += 1
+                attributes += len(item.attributes)
+            if items > limits.max_items:
+                return _over(f"over {limits.max_items} items", limits.max_items, "ITEMS")
+            if attributes > limits.max_attributes:
+                return (
+                    f"holds over {limits.max_attributes} attributes; the limit is COLLECTOR_MAX_ATTRIBUTES_PER_REQUEST"
+                )
+    return None
+
+
+def _over(held: str, limit: int, what: str) -> str:
+    return f"holds {held}; the limit is {limit} (CONTROLPLANE_COLLECTOR_MAX_{what}_PER_REQUEST)"
+
+
+_RESOURCES = {
+    "ExportTraceServiceRequest": "resource_spans",
+    "ExportMetricsServiceRequest": "resource_metrics",
+    "ExportLogsServiceRequest": "resource_logs",
+}
+
+
+def _scoped_items(resource: Any) -> Iterator[tuple[Any, Iterable[Any]]]:
+    """(scope, its spans, data points or log records) of one resource's entry."""
+    if hasattr(resource, "scope_spans"):
+        for scope in resource.scope_spans:
+            yield scope, scope.spans
+    elif hasattr(resource, "scope_logs"):
+        for scope in resource.scope_logs:
+            yield scope, scope.log_records
+    else:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                which = metric.WhichOneof("data")
+                yield scope, getattr(metric, which).data_points if which else ()
+
+
 def decode_request(
-    body: bytes, *, content_type: str | None, encoding: str | None, kind: str, max_bytes: int
+    body: bytes,
+    *,
+    content_type: str | None,
+    encoding: str | None,
+    kind: str,
+    max_bytes: int,
+    limits: RequestLimits | None = None,
 ) -> Message:
+    limits = limits or RequestLimits()
     media = media_type(content_type)
     data = inflate(body, encoding, max_bytes)
     message = REQUESTS[kind]()
@@ -115,18 +187,43 @@ def decode_request(
             message.ParseFromString(data)
         except (DecodeError, ValueError, RecursionError) as exc:
             raise OtlpError(400, f"body is not a valid {message.DESCRIPTOR.name} protobuf: {exc}") from None
+        problem = count_problem(message, limits)
+        if problem:
+            raise OtlpError(413, f"the request {problem}")
         return message
+    objects = data.count(b"{")  # an upper bound on its objects, before parsing makes each one
+    if objects > limits.json_objects:
+        raise OtlpError(
+            413,
+            f"the JSON body holds up to {objects} objects; the limit is {limits.json_objects} "
+            "(32 for each item or resource a request may hold)",
+        )
     try:
         document = json.loads(data)
     except (ValueError, RecursionError) as exc:
         raise OtlpError(400, f"body is not valid JSON: {exc}") from None
     if not isinstance(document, dict):
         raise OtlpError(400, f"body must be a JSON object ({message.DESCRIPTOR.name})")
+    problem = _json_count_problem(document, limits)
+    if problem:
+        raise OtlpError(413, f"the request {problem}")
     try:
         json_format.ParseDict(_hex_ids_to_base64(document), message, ignore_unknown_fields=True)
     except (json_format.ParseError, ValueError, TypeError, RecursionError) as exc:
         raise OtlpError(400, f"body is not a valid OTLP JSON {message.DESCRIPTOR.name}: {exc}") from None
+    problem = count_problem(message, limits)
+    if problem:
+        raise OtlpError(413, f"the request {problem}")
     return message
+
+
+def _json_count_problem(document: dict, limits: RequestLimits) -> str | None:
+    """The resources a JSON body lists, counted before the (slow) conversion to protobuf."""
+    for key in ("resourceSpans", "resourceMetrics", "resourceLogs"):
+        listed = document.get(key)
+        if isinstance(listed, list) and len(listed) > limits.max_resources:
+            return _over(f"{len(listed)} resources", limits.max_resources, "RESOURCES")
+    return None
 
 
 def encode(message: Message, media: str) -> bytes:

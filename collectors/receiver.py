@@ -7,8 +7,10 @@ Usage:
 
 Following the OTLP specification: protobuf or JSON bodies, optional gzip; the answer is in the
 request's content type; items that cannot be counted are reported as partial success; an
-undecodable body is 400 with a google.rpc.Status; a body over the limit once inflated is 413; other
-content types are 415; when the store already has `collector_max_pending_writes` requests in hand
+undecodable body is 400 with a google.rpc.Status; a body over the limit once inflated, or holding more
+resources, items or attributes than the `collector_max_*_per_request` settings allow, is 413 (counted
+before the work that grows with them); other content types are 415; when the store already has
+`collector_max_pending_writes` requests in hand, or `collector_max_large_requests` bodies over 1 MiB,
 the answer is 503 with Retry-After, which exporters retry. Re-sent content is never counted twice.
 Log records are not counted into SLIs: the ones inside a kept trace are kept with it (`collectors.keeper`).
 """
@@ -24,7 +26,7 @@ from fastapi import FastAPI, Request
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pydantic import SecretStr
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
@@ -41,6 +43,7 @@ from controlplane.storage import make_engine
 
 log = logging.getLogger(__name__)
 GRPC_INVALID_ARGUMENT, GRPC_UNAVAILABLE, GRPC_RESOURCE_EXHAUSTED, GRPC_UNAUTHENTICATED = 3, 14, 8, 16
+LARGE_BODY_BYTES = 2**20  # a request body over this (as sent) is large: settings.collector_max_large_requests
 
 
 class ReceiverMetrics:
@@ -69,6 +72,11 @@ class ReceiverMetrics:
         self.ingest_seconds = Histogram(
             "collector_ingest_seconds", "Decode, aggregate and store one request.", ["signal"], registry=r
         )
+        self.large_in_flight = Gauge(
+            "collector_large_requests_in_flight",
+            "Requests with a body over 1 MiB being decoded and stored now (at most collector_max_large_requests).",
+            registry=r,
+        )
 
 
 def create_receiver(
@@ -84,7 +92,12 @@ def create_receiver(
     metrics = ReceiverMetrics()
     if extra_metrics is not None:
         extra_metrics(metrics.registry)
-    pending = {"writes": 0}
+    pending = {"writes": 0, "large": 0}
+    request_limits = otlp.RequestLimits(
+        max_items=settings.collector_max_items_per_request,
+        max_resources=settings.collector_max_resources_per_request,
+        max_attributes=settings.collector_max_attributes_per_request,
+    )
     exemplars = ExemplarLimits(bad=settings.collector_keep_errors, slow=settings.collector_keep_slowest)
     keeper = None
     if settings.collector_keep_traces:
@@ -101,7 +114,12 @@ def create_receiver(
     def ingest(kind: str, body: bytes, content_type: str | None, encoding: str | None) -> tuple[int, str]:
         """Decode and count one request in a worker thread; returns (rejected items, events)."""
         message = otlp.decode_request(
-            body, content_type=content_type, encoding=encoding, kind=kind, max_bytes=settings.collector_max_body_bytes
+            body,
+            content_type=content_type,
+            encoding=encoding,
+            kind=kind,
+            max_bytes=settings.collector_max_body_bytes,
+            limits=request_limits,
         )
         limits = ItemLimits.now(max_skew_seconds=settings.collector_max_clock_skew_seconds)
         if isinstance(message, ExportLogsServiceRequest):
@@ -181,8 +199,24 @@ def create_receiver(
             response.headers["Retry-After"] = "1"
             return response
         pending["writes"] += 1
+        large = False
         try:
             body = await _read_limited(request, settings.collector_max_body_bytes)
+            if len(body) > LARGE_BODY_BYTES:  # few of these at once: each can take a core and memory a while
+                if pending["large"] >= settings.collector_max_large_requests:
+                    response = _error(
+                        metrics,
+                        kind,
+                        media,
+                        503,
+                        "too many large requests at once; retry after the delay",
+                        GRPC_UNAVAILABLE,
+                    )
+                    response.headers["Retry-After"] = "1"
+                    return response
+                large = True
+                pending["large"] += 1
+                metrics.large_in_flight.set(pending["large"])
             with metrics.ingest_seconds.labels(signal=kind).time():
                 rejected, reason = await run_in_threadpool(
                     ingest, kind, body, content_type, request.headers.get("content-encoding")
@@ -196,6 +230,9 @@ def create_receiver(
             return response
         finally:
             pending["writes"] -= 1
+            if large:
+                pending["large"] -= 1
+                metrics.large_in_flight.set(pending["large"])
         metrics.requests.labels(signal=kind, code="200").inc()
         return Response(otlp.success_body(kind, media, rejected=rejected, error_message=reason), 200, media_type=media)
 

@@ -102,6 +102,18 @@ class Settings(BaseSettings):
     collector_max_pending_writes: int = Field(
         8, ge=1, description="OTLP requests written to the store at once; more get 503 with Retry-After."
     )
+    collector_max_large_requests: int = Field(
+        2, ge=1, description="OTLP requests over 1 MiB decoded at once; more get 503 with Retry-After."
+    )
+    collector_max_items_per_request: int = Field(
+        50_000, ge=1, description="Spans, metric data points or log records in one OTLP request (413 above)."
+    )
+    collector_max_resources_per_request: int = Field(
+        1_000, ge=1, description="Resources in one OTLP request (413 above)."
+    )
+    collector_max_attributes_per_request: int = Field(
+        1_000_000, ge=1, description="Attributes of resources, scopes and items in one OTLP request (413 above)."
+    )
     collector_max_clock_skew_seconds: float = Field(
         300.0,
         gt=0,
