@@ -178,6 +178,11 @@ class Settings(BaseSettings):
         description="That platform's admin bearer token (for load, faults and checklist probes); unset: no admin "
         "calls, and probes report unknown.",
     )
+    platform_probe_token: SecretStr | None = Field(
+        None,
+        description="One of the platform's PLATFORM_PROBE_TOKENS, sent as X-Probe-Token so that its probes count "
+        "as synthetic; unset: the admin token is sent instead.",
+    )
 
     alertmanager_url: str = Field(
         "",

@@ -52,6 +52,12 @@ class PlatformMetrics:
             ["method", "route", "code"],
             registry=r,
         )
+        self.synthetic_ignored = Counter(
+            "platform_synthetic_header_ignored",
+            "Requests whose X-Synthetic header was ignored: sent without the admin token or a probe token "
+            "(PLATFORM_PROBE_TOKENS) in X-Probe-Token, so served and measured as players' requests.",
+            registry=r,
+        )
         self.idempotency_replays = Counter(
             "platform_idempotency_replays", "Bet requests answered from a stored Idempotency-Key response.", registry=r
         )

@@ -104,6 +104,11 @@ class PlatformSettings(BaseSettings):
     read_max_in_flight: int = Field(
         64, ge=1, description="Reads that touch the database processed at once; more are shed with 503 and Retry-After."
     )
+    probe_tokens: SecretStr | None = Field(
+        None,
+        description="Comma-separated tokens with which a request's X-Synthetic header counts, sent as X-Probe-Token "
+        "(the admin token counts too); from anyone else the header is ignored, and counted.",
+    )
     synthetic_max_in_flight: int = Field(
         2,
         ge=1,

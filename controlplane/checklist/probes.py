@@ -26,6 +26,7 @@ from controlplane.checklist.results import Outcome
 from controlplane.checklist.spec import ProbeIdempotency, ProbeLatency, ProbeLoginLimit, ProbeShedding
 
 SYNTHETIC = {"X-Synthetic": "checklist", "User-Agent": "controlplane-checklist-probe/1"}
+PROBE_HEADER = "X-Probe-Token"  # the platform's sample_platform.synthetic.PROBE_HEADER (it stands alone)
 FAULT_TTL_SECONDS = 60
 MAX_SHEDDING_BOUND = 32
 
@@ -44,7 +45,11 @@ class Platform:
         self.url = ctx.settings.platform_url.rstrip("/")
         self.admin = {"Authorization": f"Bearer {token.get_secret_value()}"}
         self.transport = ctx.transport
-        self.client = httpx.Client(base_url=self.url, headers=SYNTHETIC, timeout=timeout, transport=ctx.transport)
+        # The platform honours X-Synthetic only beside a probe token; the admin token is one when no
+        # probe token of its own is set (CONTROLPLANE_PLATFORM_PROBE_TOKEN).
+        probe = ctx.settings.platform_probe_token or token
+        self.synthetic = {**SYNTHETIC, PROBE_HEADER: probe.get_secret_value()}
+        self.client = httpx.Client(base_url=self.url, headers=self.synthetic, timeout=timeout, transport=ctx.transport)
         self.label = f"checklist-{ctx.run_id}"
 
     def call(self, method: str, path: str, *, admin: bool = False, **kwargs: Any) -> httpx.Response:
@@ -300,7 +305,11 @@ def probe_shedding(params: ProbeShedding, ctx: CheckContext, platform: Platform)
         limits = httpx.Limits(max_connections=sends, max_keepalive_connections=sends)
         with (
             httpx.Client(
-                base_url=platform.url, headers=SYNTHETIC, timeout=30.0, limits=limits, transport=platform.transport
+                base_url=platform.url,
+                headers=platform.synthetic,
+                timeout=30.0,
+                limits=limits,
+                transport=platform.transport,
             ) as burst,
             ThreadPoolExecutor(max_workers=sends) as pool,
         ):

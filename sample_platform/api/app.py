@@ -44,7 +44,7 @@ from sample_platform.odds_feed import PriceMover
 from sample_platform.outbox import OutboxSink
 from sample_platform.problems import Problem, install_problem_handlers
 from sample_platform.settings import PlatformSettings
-from sample_platform.synthetic import is_synthetic
+from sample_platform.synthetic import SyntheticGate, is_synthetic
 from sample_platform.telemetry import ServerSpans, flush_telemetry
 
 log = logging.getLogger(__name__)
@@ -127,7 +127,9 @@ def create_app(
             "(`PLATFORM_IDEMPOTENCY_TTL_SECONDS`) per account.\n\n"
             "**Game days**: while a fault is injected (`POST /v1/admin/faults`), any route but the fault "
             "routes and `/metrics` may answer with the fault's status (503 unless set otherwise).\n\n"
-            "**Synthetic requests**: a probe sends `X-Synthetic: <label>`. It is served as usual but left out "
+            "**Synthetic requests**: a probe sends `X-Synthetic: <label>` with `X-Probe-Token: <a probe token "
+            "(PLATFORM_PROBE_TOKENS) or the admin token>`; without one the label is ignored. It is served as "
+            "usual but left out "
             "of the SLO metrics, admitted through a pool of its own (`PLATFORM_SYNTHETIC_MAX_IN_FLIGHT`), and "
             "alone touched by `synthetic_only` faults.\n\n"
             f"**Timeouts**: a request not answered within {settings.request_timeout_seconds:g} seconds "
@@ -163,6 +165,12 @@ def create_app(
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=p.metrics)
     app.add_middleware(ServerSpans, streaming=STREAMING_ROUTES)
+    probe_tokens = settings.probe_tokens.get_secret_value().split(",") if settings.probe_tokens else []
+    app.add_middleware(
+        SyntheticGate,
+        tokens=[settings.admin_token.get_secret_value(), *(t.strip() for t in probe_tokens)],
+        ignored=p.metrics.synthetic_ignored.inc,
+    )
     return app
 
 

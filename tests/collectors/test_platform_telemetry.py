@@ -137,6 +137,7 @@ def test_synthetic_requests_are_marked_and_never_counted(start_receiver, store, 
                     "Authorization": f"Bearer {player['token']}",
                     "Idempotency-Key": str(uuid.uuid4()),
                     "X-Synthetic": "checklist",
+                    "X-Probe-Token": ADMIN_TOKEN,
                 },
             ).status_code
             for _ in range(3)

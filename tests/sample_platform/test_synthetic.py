@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import select
 
 from sample_platform.db import reader
@@ -20,7 +21,7 @@ from tests.conftest import ADMIN_TOKEN, bet_body
 from tests.support import wait_until
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-PROBE = {"X-Synthetic": "checklist"}
+PROBE = {"X-Synthetic": "checklist", "X-Probe-Token": ADMIN_TOKEN}
 MARKET = "/v1/markets/{market_id}"
 
 
@@ -78,6 +79,34 @@ def test_synthetic_requests_stay_out_of_the_slo_metrics(server, client, market) 
     assert (
         'platform_synthetic_requests_total{code="200",method="GET",route="/v1/markets/{market_id}"} 3.0' in exposition
     )
+
+
+def test_x_synthetic_counts_only_with_a_probe_token(start_platform) -> None:
+    server, client = start_platform(probe_tokens=SecretStr("probe-one, probe-two"))
+    player = client.create_account(f"p{uuid.uuid4().hex[:8]}")
+    client.deposit(player["id"], 100_000)
+    market = client.create_market("Gate cup", [("A", "2.00"), ("B", "2.00")])
+    labels = {"method": "POST", "route": "/v1/bets", "code": "201"}
+
+    def bet(**headers: str) -> int:
+        base = {"Authorization": f"Bearer {player['token']}", "Idempotency-Key": str(uuid.uuid4())}
+        return client.http.post("/v1/bets", json=bet_body(market, stake=100), headers={**base, **headers}).status_code
+
+    def counted() -> tuple[float, float, float]:
+        return (
+            sample(server, "platform_http_requests_total", **labels),
+            sample(server, "platform_synthetic_requests_total", **labels),
+            sample(server, "platform_synthetic_header_ignored_total"),
+        )
+
+    # A player's token alone, or a wrong probe token: the label is ignored, the bet measured as a player's.
+    assert bet(**{"X-Synthetic": "checklist"}) == 201
+    assert bet(**{"X-Synthetic": "checklist", "X-Probe-Token": "probe-three"}) == 201
+    wait_until(lambda: counted() == (2, 0, 2), "both bets counted as players'")
+    # A probe token, either of them, or the admin token: synthetic.
+    assert bet(**{"X-Synthetic": "checklist", "X-Probe-Token": "probe-two"}) == 201
+    assert bet(**{"X-Synthetic": "drill", "X-Probe-Token": ADMIN_TOKEN}) == 201
+    wait_until(lambda: counted() == (2, 2, 2), "the probes' bets counted apart")
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
