@@ -20,15 +20,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine, delete, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from sample_platform.accounts import token_hash
 from sample_platform.clock import as_utc, utcnow
 from sample_platform.db import reader
-from sample_platform.models import Account, LoginSession, table
+from sample_platform.models import Account, LoginFailure, LoginSession, table
 from sample_platform.problems import Problem
 
 accounts_t = table(Account)
 sessions_t = table(LoginSession)
+failures_t = table(LoginFailure)
 SCRYPT_R, SCRYPT_P, SCRYPT_LEN = 8, 1, 32
 
 
@@ -102,8 +105,19 @@ def _too_many(limit: str, retry_after: float, detail: str) -> Problem:
     return Problem(429, limit, "Too many login attempts", detail, headers={"Retry-After": str(seconds)}, limit=limit)
 
 
+def name_key(username: str) -> str:
+    """The key failed logins count under: a hash of the submitted name folded to lower case (the name
+    itself, maybe a password typed in the wrong field, is never stored)."""
+    return hashlib.sha256(b"login:" + username.strip().lower().encode()).hexdigest()
+
+
 def login(engine: Engine, policy: LoginPolicy, *, username: str, password: str, address: str) -> tuple[str, datetime]:
-    """Returns (session token, expiry) or raises Problem 401 (wrong credentials) / 429 (limits, lockout)."""
+    """Returns (session token, expiry) or raises Problem 401 (wrong credentials) / 429 (limits, lockout).
+
+    A known name with a wrong password and an unknown name get the same answers in the same order, in
+    about the same time: the password is checked with scrypt either way (against a dummy hash for an
+    unknown name, and during a lockout too), and failures count per submitted name, known or not, in
+    the database, so a lockout says nothing of which names exist."""
     wait = policy.per_address.acquire(f"addr:{address}")
     if wait:
         raise _too_many("address-rate-limit", wait, "too many login attempts from this address; retry later")
@@ -111,28 +125,30 @@ def login(engine: Engine, policy: LoginPolicy, *, username: str, password: str, 
     if wait:
         raise _too_many("account-rate-limit", wait, "too many login attempts for this account; retry later")
     now = utcnow()
+    key = name_key(username)
     with reader(engine).connect() as conn:
         row = conn.execute(
-            select(accounts_t.c.id, accounts_t.c.password_hash, accounts_t.c.locked_until).where(
-                accounts_t.c.username == username
-            )
+            select(accounts_t.c.id, accounts_t.c.password_hash).where(accounts_t.c.username == username)
         ).one_or_none()
-    if row is not None and row.locked_until is not None and as_utc(row.locked_until) > now:
-        raise _too_many(
-            "account-locked",
-            (as_utc(row.locked_until) - now).total_seconds(),
-            "this account is locked after repeated failed logins; retry after the lockout or ask support to reset "
-            "the password",
-        )
+        locked_until = conn.execute(select(failures_t.c.locked_until).where(failures_t.c.name_key == key)).scalar()
     ok = verify_password(password, row.password_hash if row is not None and row.password_hash else policy.dummy_hash)
+    if locked_until is not None and as_utc(locked_until) > now:
+        raise _locked(as_utc(locked_until), now)
     if row is None or not row.password_hash or not ok:
-        if row is not None:
-            _record_failure(engine, policy, row.id, now)
+        _record_failure(engine, policy, key, now)
         raise Problem(401, "invalid-credentials", "Invalid credentials", "the username or password is wrong")
     token = secrets.token_urlsafe(32)
     expires_at = now + policy.session_ttl
     with engine.begin() as conn:
-        conn.execute(update(accounts_t).where(accounts_t.c.id == row.id).values(failed_logins=0, locked_until=None))
+        # Locked meanwhile by failures that came in while this password was checked? Then refused: the
+        # row is held until this commits, so no failure can slip in between the check and the session.
+        held = select(failures_t.c.locked_until).where(failures_t.c.name_key == key)
+        if conn.dialect.name == "postgresql":
+            held = held.with_for_update()
+        locked_until = conn.execute(held).scalar()
+        if locked_until is not None and as_utc(locked_until) > now:
+            raise _locked(as_utc(locked_until), now)
+        conn.execute(delete(failures_t).where(failures_t.c.name_key == key))
         conn.execute(
             sessions_t.insert().values(
                 account_id=row.id, token_hash=token_hash(token), created_at=now, expires_at=expires_at
@@ -141,19 +157,31 @@ def login(engine: Engine, policy: LoginPolicy, *, username: str, password: str, 
     return token, expires_at
 
 
-def _record_failure(engine: Engine, policy: LoginPolicy, account_id: int, now: datetime) -> None:
+def _locked(until: datetime, now: datetime) -> Problem:
+    return _too_many(
+        "account-locked",
+        (until - now).total_seconds(),
+        "this account is locked after repeated failed logins; retry after the lockout or ask support to reset "
+        "the password",
+    )
+
+
+def _record_failure(engine: Engine, policy: LoginPolicy, key: str, now: datetime) -> None:
+    """One more failure for the name, in one statement (concurrent failures each count); at the limit
+    the name is locked and its count starts again."""
+    insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+    counted = (
+        insert(failures_t)
+        .values(name_key=key, failures=1, locked_until=None)
+        .on_conflict_do_update(index_elements=[failures_t.c.name_key], set_={"failures": failures_t.c.failures + 1})
+        .returning(failures_t.c.failures)
+    )
     with engine.begin() as conn:
-        failures = conn.execute(
-            update(accounts_t)
-            .where(accounts_t.c.id == account_id)
-            .values(failed_logins=accounts_t.c.failed_logins + 1)
-            .returning(accounts_t.c.failed_logins)
-        ).scalar_one()
-        if failures >= policy.max_failures:
+        if conn.execute(counted).scalar_one() >= policy.max_failures:
             conn.execute(
-                update(accounts_t)
-                .where(accounts_t.c.id == account_id)
-                .values(locked_until=now + policy.lockout, failed_logins=0)
+                update(failures_t)
+                .where(failures_t.c.name_key == key)
+                .values(locked_until=now + policy.lockout, failures=0)
             )
 
 
@@ -161,13 +189,11 @@ def set_password(engine: Engine, *, account_id: int, password: str, log2_n: int)
     """An admin reset: new password, lockout lifted, every login session revoked."""
     hashed = hash_password(password, log2_n=log2_n)
     with engine.begin() as conn:
-        found = conn.execute(
-            update(accounts_t)
-            .where(accounts_t.c.id == account_id)
-            .values(password_hash=hashed, failed_logins=0, locked_until=None)
-        ).rowcount
-        if not found:
+        username = conn.execute(select(accounts_t.c.username).where(accounts_t.c.id == account_id)).scalar()
+        if username is None:
             raise Problem(404, "unknown-account", "Unknown account", f"no account has id {account_id}")
+        conn.execute(update(accounts_t).where(accounts_t.c.id == account_id).values(password_hash=hashed))
+        conn.execute(delete(failures_t).where(failures_t.c.name_key == name_key(username)))
         conn.execute(delete(sessions_t).where(sessions_t.c.account_id == account_id))
 
 

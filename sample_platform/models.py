@@ -79,6 +79,18 @@ class Account(SQLModel, table=True):
     synthetic: bool = Field(default=False, sa_column=_flag_column())
 
 
+class LoginFailure(SQLModel, table=True):
+    """Consecutive failed logins for a submitted username, whether an account has it or not (so a
+    lockout says nothing of which names exist), keyed by a hash of the name folded to lower case.
+    Supersedes the `failed_logins` and `locked_until` columns of accounts, no longer written."""
+
+    __tablename__ = "login_failures"
+
+    name_key: str = Field(max_length=64, primary_key=True)
+    failures: int = Field(default=0, sa_column=Column(Integer(), nullable=False, server_default="0"))
+    locked_until: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+
+
 class LoginSession(SQLModel, table=True):
     """A short-lived bearer token issued by POST /v1/login; only its hash is stored."""
 

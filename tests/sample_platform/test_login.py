@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 
 from sample_platform.db import reader
-from sample_platform.login import SlidingWindowLimiter, hash_password, verify_password
-from sample_platform.models import Account, LoginSession
+from sample_platform.login import SlidingWindowLimiter, hash_password, name_key, verify_password
+from sample_platform.models import LoginFailure, LoginSession
 from tests.conftest import ADMIN_TOKEN
 
 PASSWORD = "correct horse battery"
@@ -61,6 +62,31 @@ def test_wrong_password_and_unknown_user_look_the_same(client) -> None:
     assert wrong.json()["detail"] == unknown.json()["detail"]
 
 
+def test_a_known_name_and_an_unknown_one_get_the_same_answers_in_the_same_order(client, settings) -> None:
+    account = _account(client)
+    attempts = settings.login_max_failures + 3
+    known = [_login(client, account["username"], "not the password") for _ in range(attempts)]
+    ghost = f"nobody-{uuid.uuid4().hex[:8]}"
+    unknown = [_login(client, ghost, "not the password") for _ in range(attempts)]
+    answers = [(r.status_code, r.json()["type"], r.json()["detail"]) for r in known]
+    assert answers == [(r.status_code, r.json()["type"], r.json()["detail"]) for r in unknown]
+    assert [a[0] for a in answers] == [401] * settings.login_max_failures + [429] * 3  # locked, both of them
+    # Names differing only in case are one name to the lockout, as to the rate limit.
+    assert _login(client, account["username"].upper(), PASSWORD).status_code == 429
+
+
+def test_concurrent_failures_each_count_and_a_right_password_after_the_limit_is_refused(client, settings) -> None:
+    account = _account(client)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(
+            pool.map(
+                lambda _i: _login(client, account["username"], "wrong").status_code, range(settings.login_max_failures)
+            )
+        )
+    assert sorted(statuses) == [401] * settings.login_max_failures  # each one counted, none lost to a race
+    assert _login(client, account["username"], PASSWORD).status_code == 429
+
+
 def test_hundred_wrong_passwords_lock_the_account(client, engine, settings, caplog) -> None:
     caplog.set_level(logging.DEBUG)
     account = _account(client)
@@ -78,7 +104,9 @@ def test_hundred_wrong_passwords_lock_the_account(client, engine, settings, capl
     assert all(s == 429 for s in statuses[first_429:])
     with reader(engine).connect() as conn:
         locked_until = conn.execute(
-            select(Account.__table__.c.locked_until).where(Account.__table__.c.id == account["id"])
+            select(LoginFailure.__table__.c.locked_until).where(
+                LoginFailure.__table__.c.name_key == name_key(account["username"])
+            )
         ).scalar_one()
     assert locked_until is not None
     refused = _login(client, account["username"], PASSWORD)

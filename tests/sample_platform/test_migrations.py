@@ -97,3 +97,44 @@ def test_existing_accounts_and_markets_stay_players_after_0005(database_url) -> 
         flags = [conn.execute(text(f"SELECT synthetic FROM {table}")).scalar_one() for table in ("accounts", "markets")]
     engine.dispose()
     assert flags == [False, False]
+
+
+def test_locks_in_force_move_to_login_failures_with_0007_and_back(database_url) -> None:
+    from alembic import command
+
+    from sample_platform.db import alembic_config, make_engine
+    from sample_platform.login import name_key
+
+    engine = make_engine(database_url)
+    migrate(engine, "0006")
+    until = "2099-01-01 00:00:00+00:00"
+    with engine.begin() as conn:
+        for name, failures, locked in (("Locked", 0, until), ("counting", 3, None), ("calm", 0, None)):
+            conn.execute(
+                text(
+                    "INSERT INTO accounts (username, token_hash, created_at, failed_logins, locked_until) "
+                    "VALUES (:n, :h, CURRENT_TIMESTAMP, :f, :u)"
+                ),
+                {"n": name, "h": f"h-{name}", "f": failures, "u": locked},
+            )
+    migrate(engine)
+    with engine.connect() as conn:
+        moved = {
+            r.name_key: (r.failures, r.locked_until is not None)
+            for r in conn.execute(text("SELECT * FROM login_failures"))
+        }
+        left = conn.execute(
+            text("SELECT count(*) FROM accounts WHERE failed_logins > 0 OR locked_until IS NOT NULL")
+        ).scalar()
+    assert moved == {name_key("locked"): (0, True), name_key("COUNTING"): (3, False)} and left == 0
+    config = alembic_config(engine)
+    with engine.connect() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0006")
+        connection.commit()
+        back = {
+            r.username: (r.failed_logins, r.locked_until is not None)
+            for r in connection.execute(text("SELECT * FROM accounts"))
+        }
+    engine.dispose()
+    assert back == {"Locked": (0, True), "counting": (3, False), "calm": (0, False)}
