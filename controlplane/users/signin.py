@@ -72,12 +72,22 @@ def authenticate(engine: Engine, username: str, password: str, now: datetime | N
         return SignIn(False, None, WRONG_CREDENTIALS, user.username, at, _count_failure(engine, user.username, at))
     if user.disabled:
         return SignIn(False, None, DISABLED, user.username, at)
+    not_locked = or_(users_t.c.locked_until.is_(None), users_t.c.locked_until <= at)
     with engine.begin() as conn:
-        conn.execute(
+        # Only if no failure locked the account while this password was checked: one statement, so
+        # a right password after the limit is refused however the attempts interleave.
+        signed = conn.execute(
             update(users_t)
-            .where(users_t.c.username == user.username)
+            .where(users_t.c.username == user.username, not_locked)
             .values(failed_attempts=0, locked_until=None, last_login_at=at)
-        )
+            .returning(users_t.c.username)
+        ).scalar_one_or_none()
+        until = None
+        if signed is None:
+            until = conn.execute(select(users_t.c.locked_until).where(users_t.c.username == user.username)).scalar()
+    if signed is None:
+        locked = as_utc(until) if until is not None else at
+        return SignIn(False, None, f"account locked until {utc_text(locked)}", user.username, at, locked)
     signed_in = User(user.username, user.role, False, 0, None, user.created_at, at)
     return SignIn(True, signed_in, None, user.username, at)
 

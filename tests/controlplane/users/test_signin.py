@@ -26,6 +26,7 @@ from controlplane.users import (
     set_role,
 )
 from controlplane.users import passwords as passwords_module
+from controlplane.users import signin as signin_module
 from controlplane.users.tables import sessions_t, users_t
 from tests.controlplane.users.conftest import NOW, PASSWORD, store_texts
 
@@ -81,6 +82,28 @@ def test_five_failures_lock_for_fifteen_minutes_then_release(store: Engine, ana)
     assert not locked.ok, "the right password does not sign in while locked"
     assert locked.reason == "account locked until 2030-03-01T12:15:04Z"
     assert authenticate(store, "ana", PASSWORD, now=until).ok
+
+
+def test_a_right_password_is_refused_when_failures_locked_the_account_while_it_was_checked(
+    store: Engine,
+    ana,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real, interleaved = signin_module.verify_password, []
+
+    def checked_while_others_fail(password: str, encoded: str) -> bool:
+        ok = real(password, encoded)
+        if password == PASSWORD and not interleaved:  # the failures land between the check and the sign-in
+            interleaved.append(True)
+            for _ in range(MAX_FAILED_ATTEMPTS):
+                authenticate(store, "ana", "not the password", now=NOW)
+        return ok
+
+    monkeypatch.setattr(signin_module, "verify_password", checked_while_others_fail)
+    attempt = authenticate(store, "ana", PASSWORD, now=NOW)
+    assert (attempt.ok, attempt.user, attempt.locked_until) == (False, None, NOW + LOCKOUT)
+    assert attempt.reason == "account locked until 2030-03-01T12:15:00Z"
+    assert find_user(store, "ana").last_login_at is None  # type: ignore[union-attr]
 
 
 def test_a_success_resets_the_count(store: Engine, ana) -> None:  # type: ignore[no-untyped-def]
