@@ -4,19 +4,51 @@ coercion of money); responses describe exactly the JSON the routes send."""
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import Path
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import JsonDict
 
-ODDS_PATTERN = r"^[0-9]{1,4}(\.[0-9]{1,3})?$"
+# Decimal odds above 1 and at most 1000, up to 3 decimals, no leading zero: what _check_odds accepts, in
+# the document too (1.xxx but not 1.000; 2 to 999.999; 1000 with zeros only).
+ODDS_PATTERN = (
+    r"^(1\.([1-9][0-9]{0,2}|0[1-9][0-9]?|00[1-9])|[2-9](\.[0-9]{1,3})?|[1-9][0-9]{1,2}(\.[0-9]{1,3})?"
+    r"|1000(\.0{1,3})?)$"
+)
 MAX_ODDS = Decimal("1000")
 USERNAME_PATTERN = r"^[A-Za-z0-9_.\-]+$"
 MAX_ID = 2**63 - 1  # every id column is a signed 64-bit integer (BIGINT, SQLite INTEGER)
 MAX_VERSION = 2**31 - 1  # price versions are 32-bit
 MAX_MINOR = 2**63 - 1  # money columns are BIGINT minor units
-Id = Annotated[StrictInt, Field(gt=0, le=MAX_ID, description=f"An id: 1 to {MAX_ID}.")]
-PathId = Annotated[int, Path(gt=0, le=MAX_ID, description=f"An id: 1 to {MAX_ID}.")]
+
+
+def _whole(value: object) -> object:
+    """A number with no fraction, such as 100.0, is the integer it equals: JSON does not tell 100.0 from
+    100, and the document's "integer" admits both. Anything else goes on to strict validation (a
+    string, a boolean or 2.5 is still refused)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, Decimal) and value.is_finite() and abs(value) <= MAX_ID and value == value.to_integral_value():
+        return int(value)  # the API reads JSON numbers with a fraction part as Decimal
+    return value
+
+
+# An integer field is Annotated[StrictInt, Field(bounds), Whole]: the bounds before the validator, so
+# that they reach the document as minimum and maximum.
+Whole = BeforeValidator(_whole)
+Id = Annotated[StrictInt, Field(ge=1, le=MAX_ID, description=f"An id: 1 to {MAX_ID}."), Whole]
+PathId = Annotated[int, Path(ge=1, le=MAX_ID, description=f"An id: 1 to {MAX_ID}.")]
 
 
 def _check_odds(value: str) -> str:
@@ -26,8 +58,20 @@ def _check_odds(value: str) -> str:
     return value
 
 
+NO_NUL = "^[^\\u0000]*$"  # JSON Schema (ECMA-262) for: no NUL character
+
+
+def _document_no_nul(schema: JsonDict) -> None:
+    """Say in the document what StrictModel enforces: no string field holds a NUL character."""
+    properties: Any = schema.get("properties", {})
+    for prop in properties.values():
+        for branch in [prop, *prop.get("anyOf", [])]:
+            if isinstance(branch, dict) and branch.get("type") == "string" and "pattern" not in branch:
+                branch["pattern"] = NO_NUL
+
+
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_document_no_nul)
 
     @field_validator("*", mode="after")
     @classmethod
@@ -59,7 +103,9 @@ class LoginRequest(StrictModel):
 
 class DepositCreate(StrictModel):
     account_id: Id
-    amount_minor: StrictInt = Field(gt=0, le=10**12, description="Integer minor units (pence/cents).")
+    amount_minor: Annotated[StrictInt, Field(ge=1, le=10**12), Whole] = Field(
+        description="Integer minor units (pence/cents)."
+    )
     reference: str | None = Field(default=None, max_length=200)
 
 
@@ -85,37 +131,62 @@ class OddsChange(StrictModel):
     _odds = field_validator("odds")(_check_odds)
 
 
+# The two shapes of a result, for the document (ResultCreate._winner_or_void enforces them).
+_WINNER_ONLY: JsonDict = {"winner_selection_id": {"type": "integer"}, "void": {"const": False}}
+_VOID_ONLY: JsonDict = {"void": {"const": True}, "winner_selection_id": {"type": "null"}}
+WINNER: JsonDict = {"required": ["winner_selection_id"], "properties": _WINNER_ONLY}
+VOID: JsonDict = {"required": ["void"], "properties": _VOID_ONLY}
+
+
 class ResultCreate(StrictModel):
+    """A winner, or void: exactly one of the two (the document says so with oneOf)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"oneOf": [WINNER, VOID]})
+
     winner_selection_id: Id | None = None
     void: StrictBool = False
+
+    @model_validator(mode="after")
+    def _winner_or_void(self) -> ResultCreate:
+        if (self.winner_selection_id is not None) == self.void:
+            raise ValueError('send either {"winner_selection_id": <id>} or {"void": true}, not both and not neither')
+        return self
 
 
 class BetCreate(StrictModel):
     market_id: Id
     selection_id: Id
-    stake_minor: StrictInt = Field(gt=0, le=MAX_MINOR, description="Integer minor units; must be above zero.")
+    stake_minor: Annotated[StrictInt, Field(ge=1, le=MAX_MINOR), Whole] = Field(
+        description="Integer minor units; must be above zero."
+    )
     odds: str = Field(pattern=ODDS_PATTERN, description="The odds the client saw, e.g. '2.50'.")
-    price_version: StrictInt = Field(ge=1, le=MAX_VERSION)
+    price_version: Annotated[StrictInt, Field(ge=1, le=MAX_VERSION), Whole]
     accept_price_change: Literal["none", "better", "any"] = "none"
     _odds = field_validator("odds")(_check_odds)
 
 
 class FaultCreate(StrictModel):
     kind: Literal["latency", "error_rate", "db_latency", "cache_off", "broker_slow", "lock_wait"]
-    ttl_seconds: StrictInt | StrictFloat = Field(gt=0, description="The fault ends by itself after this long.")
+    ttl_seconds: Annotated[StrictInt, Field(ge=1)] | Annotated[StrictFloat, Field(gt=0, allow_inf_nan=False)] = Field(
+        description="The fault ends by itself after this long."
+    )
     route: str = Field(
         default="*",
         max_length=200,
         description='For latency and error_rate: "POST /v1/bets", "/v1/bets" (every method) or "*".',
     )
-    latency_ms: StrictInt = Field(
-        default=0, ge=0, le=60_000, description="Added delay (latency, db_latency, broker_slow)."
+    latency_ms: Annotated[StrictInt, Field(ge=0, le=60_000), Whole] = Field(
+        default=0, description="Added delay (latency, db_latency, broker_slow)."
     )
-    jitter_ms: StrictInt = Field(default=0, ge=0, le=60_000, description="Uniform jitter around latency_ms.")
-    error_rate: StrictFloat | StrictInt = Field(
-        default=0, ge=0, le=1, description="Share of requests failed (error_rate)."
+    jitter_ms: Annotated[StrictInt, Field(ge=0, le=60_000), Whole] = Field(
+        default=0, description="Uniform jitter around latency_ms."
     )
-    error_status: StrictInt = Field(default=503, ge=400, le=599, description="Status of injected errors.")
+    error_rate: Annotated[StrictFloat, Field(ge=0, le=1)] | Annotated[StrictInt, Field(ge=0, le=1)] = Field(
+        default=0, description="Share of requests failed (error_rate)."
+    )
+    error_status: Annotated[StrictInt, Field(ge=400, le=599), Whole] = Field(
+        default=503, description="Status of injected errors."
+    )
     actor: str = Field(default="admin", max_length=100, description="Who set the fault (for the audit log).")
     reason: str | None = Field(default=None, max_length=500)
     synthetic_only: StrictBool = Field(

@@ -12,6 +12,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from sample_platform.middleware import UNTIMED_PATHS
 from sample_platform.problems import PROBLEM_JSON
+from sample_platform.schemas import MAX_ID
 
 ResponseDocs = dict[int | str, dict[str, Any]]
 # Optional members are left out of a problem, never sent as null.
@@ -119,8 +120,29 @@ def platform_openapi(app: FastAPI) -> dict[str, Any]:
     components = schema.get("components", {}).get("schemas", {})
     for unused in ("HTTPValidationError", "ValidationError"):
         components.pop(unused, None)
+    _exact_integer_bounds(schema)
     app.openapi_schema = schema
     return schema
+
+
+_BOUNDS = ("maximum", "minimum", "exclusiveMaximum", "exclusiveMinimum")
+_EXACT = {float(bound): bound for bound in (MAX_ID,)}  # bounds past 2**53 that a float would round
+
+
+def _exact_integer_bounds(node: Any) -> None:
+    """Integer bounds as integers: FastAPI's document model carries them as floats, and 2**63 - 1 as a
+    float is 2**63, a value the server refuses (a client generating from the document would send it)."""
+    if isinstance(node, dict):
+        if node.get("type") == "integer":
+            for key in _BOUNDS:
+                value = node.get(key)
+                if isinstance(value, float) and value.is_integer():
+                    node[key] = _EXACT.get(value, int(value))
+        for child in node.values():
+            _exact_integer_bounds(child)
+    elif isinstance(node, list):
+        for child in node:
+            _exact_integer_bounds(child)
 
 
 def _timeout_response() -> dict[str, Any]:

@@ -3,7 +3,8 @@
 Schemathesis generates valid and invalid requests from the document (coverage and fuzzing phases,
 undocumented methods included) and checks every answer: its status is documented, so are its media
 type and headers, its body matches the documented schema, invalid requests are refused, valid ones
-are not refused as malformed, and auth is not ignored.
+are not refused as malformed nor by the server's own validation (every limit it enforces is in the
+document), and auth is not ignored.
 """
 
 from __future__ import annotations
@@ -29,6 +30,21 @@ MAX_EXAMPLES = 50
 ACCEPTED_VALID_STATUSES = ["2xx", "401", "403", "404", "409", "422", "429", "503"]
 # Fault kinds that slow the database or the outbox, which the fault routes themselves write to.
 SELF_DISTURBING_FAULT_KINDS = {"db_latency", "lock_wait", "broker_slow"}
+
+
+@schemathesis.check
+def valid_requests_pass_validation(ctx: schemathesis.CheckContext, response: schemathesis.Response, case: Case) -> None:
+    """A request the document calls valid is never refused by the server's own request validation (422
+    `validation`): every limit and exclusive choice the server enforces is in the document. A business
+    rule (unknown market, risk limit) may still refuse it, with a problem type of its own."""
+    if case.meta is None or case.meta.generation.mode.is_negative or response.status_code != 422:
+        return
+    try:
+        problem = response.json()
+    except ValueError:
+        return
+    if isinstance(problem, dict) and str(problem.get("type", "")).endswith("validation"):
+        raise AssertionError(f"a request the document calls valid was refused as invalid: {problem.get('detail')}")
 
 
 def contract_config(player_token: str, operations: list[dict[str, Any]]) -> schemathesis.Config:

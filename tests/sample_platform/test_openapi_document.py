@@ -4,13 +4,18 @@ Idempotency-Key, bearer auth; and that a wrong method is answered with every met
 from __future__ import annotations
 
 import json
+import re
 import socket
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
 
 import sample_platform.api
 from sample_platform.client import PlatformClient
+from sample_platform.schemas import ODDS_PATTERN, DepositCreate, ResultCreate, SelectionCreate
 from sample_platform.server import PlatformServer
 from tests.conftest import ADMIN_TOKEN
 
@@ -203,3 +208,76 @@ def test_malformed_json_is_400_after_authentication(client: PlatformClient) -> N
         response = client.http.post("/v1/admin/markets", content=content, headers=admin)
         assert response.status_code == 400, response.text
         assert response.json()["type"] == "/problems/malformed-json"
+
+
+def _walk(node: Any, path: str = "") -> Any:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield f"{path}/{key}", key, value
+            yield from _walk(value, f"{path}/{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _walk(value, f"{path}/{i}")
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_document_states_limits_as_json_schema_with_exact_integers(document: dict[str, Any]) -> None:
+    wrong = [where for where, key, _value in _walk(document) if key in ("gt", "ge", "lt", "le")]
+    assert wrong == [], "pydantic-only keywords where JSON Schema ones belong"
+    rounded = [
+        where
+        for where, key, value in _walk(document)
+        if key in ("maximum", "minimum") and isinstance(value, float) and value > 2**53
+    ]
+    assert rounded == [], "an integer bound past 2**53 as a float is not the bound"
+    deposit = document["components"]["schemas"]["DepositCreate"]["properties"]["account_id"]
+    assert (deposit["minimum"], deposit["maximum"]) == (1, 2**63 - 1)
+    assert [set(b["properties"]) for b in document["components"]["schemas"]["ResultCreate"]["oneOf"]] == [
+        {"winner_selection_id", "void"}
+    ] * 2
+
+
+@given(text=st.from_regex(r"^[0-9]{1,4}(\.[0-9]{0,4})?$", fullmatch=True) | st.text(max_size=8))
+def test_the_odds_pattern_admits_exactly_the_odds_the_server_takes(text: str) -> None:
+    try:
+        SelectionCreate.model_validate({"name": "x", "odds": text})
+        taken = True
+    except ValidationError:
+        taken = False
+    assert taken == bool(re.fullmatch(ODDS_PATTERN.strip("^$"), text)), text
+
+
+@pytest.mark.parametrize(
+    ("body", "taken"),
+    [
+        ({"account_id": 1, "amount_minor": 100.0}, True),  # JSON does not tell 100.0 from 100
+        ({"account_id": 1.0, "amount_minor": 100}, True),
+        ({"account_id": 1, "amount_minor": 100.5}, False),
+        ({"account_id": 1, "amount_minor": "100"}, False),
+        ({"account_id": True, "amount_minor": 100}, False),
+        ({"account_id": 1, "amount_minor": 10**12 + 1}, False),
+    ],
+)
+def test_whole_numbers_are_integers_and_nothing_else_is(body: dict[str, Any], taken: bool) -> None:
+    try:
+        DepositCreate.model_validate(body)
+        assert taken
+    except ValidationError:
+        assert not taken
+
+
+@pytest.mark.parametrize(
+    ("body", "taken"),
+    [
+        ({"winner_selection_id": 3}, True),
+        ({"void": True}, True),
+        ({}, False),
+        ({"winner_selection_id": 3, "void": True}, False),
+    ],
+)
+def test_a_result_is_a_winner_or_void_exactly(body: dict[str, Any], taken: bool) -> None:
+    try:
+        ResultCreate.model_validate(body)
+        assert taken
+    except ValidationError:
+        assert not taken
