@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 
 import httpx
 import pytest
@@ -107,11 +106,11 @@ def test_large_requests_beyond_the_bound_wait_their_turn_with_503(start_receiver
     release = threading.Event()
     real_commit = collectors.receiver.commit_batch
 
-    held = []
+    holding = threading.Event()
 
     def held_commit(*args, **kwargs):  # type: ignore[no-untyped-def]
-        if not held:  # the first request to commit, the first large one, stays in flight until let go
-            held.append(True)
+        if kwargs["batch"].events > 1000 and not holding.is_set():  # the first large one stays in flight
+            holding.set()
             release.wait(timeout=120)
         return real_commit(*args, **kwargs)
 
@@ -126,10 +125,8 @@ def test_large_requests_beyond_the_bound_wait_their_turn_with_503(start_receiver
     )
     sender.start()
     with httpx.Client(base_url=receiver.url, timeout=60) as http:
-        deadline = time.monotonic() + 120
-        while _in_flight(http) < 1:
-            assert time.monotonic() < deadline, "the first large request never got in flight"
-            time.sleep(0.05)
+        assert holding.wait(timeout=120), "the first large request never got to its commit"
+        assert _in_flight(http) == 1
         second = trace_request(spans=12_000, seed=3).SerializeToString()
         busy = http.post("/v1/traces", content=second, headers=PB)
         assert busy.status_code == 503 and busy.headers["Retry-After"] == "1"
