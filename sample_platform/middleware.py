@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
+import anyio
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -19,38 +20,72 @@ log = logging.getLogger(__name__)
 
 
 class BodySizeLimit:
-    """Refuse bodies above `limit` bytes with 413, whether or not Content-Length tells the truth."""
+    """Read the whole request body before anything inside runs (admission control included): bodies above
+    `limit` bytes get 413 whether or not Content-Length tells the truth, and a body not whole within
+    `read_timeout` seconds gets 408. So a client sending its body slowly never holds a place in an
+    in-flight bound: it is refused here, and only requests whose body has arrived are admitted."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, read_timeout: float = 10.0) -> None:
         self.app = app
         self.limit = limit
+        self.read_timeout = read_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        too_big = Problem(
-            413, "body-too-large", "Request body too large", f"request bodies are limited to {self.limit} bytes"
-        )
         declared = dict(scope.get("headers", [])).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await too_big.response(scope.get("path"))(scope, receive, send)
+            await self._too_big().response(scope.get("path"))(scope, receive, send)
             return
-        received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise _BodyTooLarge(too_big)
-            return message
-
         try:
-            await self.app(scope, limited_receive, send)
+            with anyio.fail_after(self.read_timeout):
+                first = await self._read_body(receive)
+        except TimeoutError:
+            slow = Problem(
+                408,
+                "body-timeout",
+                "Request body too slow",
+                f"the request body did not arrive whole within {self.read_timeout:g} seconds "
+                "(PLATFORM_BODY_READ_TIMEOUT_SECONDS); send it at once",
+                headers={"Connection": "close"},
+            )
+            await slow.response(scope.get("path"))(scope, receive, send)
+            return
         except _BodyTooLarge as exc:
             await exc.problem.response(scope.get("path"))(scope, receive, send)
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return first
+            return await receive()  # after the body: the disconnect, when it comes
+
+        await self.app(scope, replay, send)
+
+    def _too_big(self) -> Problem:
+        return Problem(
+            413, "body-too-large", "Request body too large", f"request bodies are limited to {self.limit} bytes"
+        )
+
+    async def _read_body(self, receive: Receive) -> Message:
+        """The body as one `http.request` message (or the disconnect that cut it short)."""
+        chunks: list[bytes] = []
+        received = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return message
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if received > self.limit:
+                raise _BodyTooLarge(self._too_big())
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
 
 
 class _BodyTooLarge(Exception):

@@ -55,6 +55,12 @@ class PlatformSettings(BaseSettings):
     max_liability_minor: int = Field(
         5_000_000, ge=1, description="Largest total liability (payout minus stake) per selection, minor units."
     )
+    body_read_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="A request body not whole within this is refused with 408, before the request takes a place in "
+        "any in-flight bound: slow senders cannot fill them.",
+    )
     max_body_bytes: int = Field(65_536, ge=1024, description="Largest request body the platform reads.")
     outbox_sink: Literal["jsonl", "nats"] = Field(
         "jsonl",

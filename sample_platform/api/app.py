@@ -162,7 +162,7 @@ def create_app(
         routes=lambda: routes,
         metrics=p.metrics,
     )
-    app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
+    app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes, read_timeout=settings.body_read_timeout_seconds)
     app.add_middleware(RequestMetrics, metrics=p.metrics)
     app.add_middleware(ServerSpans, streaming=STREAMING_ROUTES)
     probe_tokens = settings.probe_tokens.get_secret_value().split(",") if settings.probe_tokens else []

@@ -23,6 +23,8 @@ PROBLEM_DESCRIPTIONS = {
     401: "No bearer token, or one the platform does not know (`unauthenticated`).",
     403: "A valid token that may not call this route (`forbidden`): admin routes need the admin token.",
     404: "The resource named in the path or the body does not exist.",
+    408: "The body did not arrive whole within `PLATFORM_BODY_READ_TIMEOUT_SECONDS` (`body-timeout`): it is "
+    "read before the request takes a place in any in-flight bound. Send it at once.",
     409: "The request conflicts with the current state; `type` says how.",
     413: "The body is larger than `PLATFORM_MAX_BODY_BYTES` (`body-too-large`).",
     422: "Not valid: `validation` names each bad field in `errors`; other types name the rule refused.",
@@ -111,6 +113,8 @@ def platform_openapi(app: FastAPI) -> dict[str, Any]:
             # refused document theirs as a Problem; the rest (free-text query strings) never send one.
             if _is_fastapi_validation_error(responses.get("422")):
                 del responses["422"]
+            if "413" in responses:  # a route that takes a body: it may come too slowly, too
+                responses.setdefault("408", _timeout_response(408))
             for status, response in responses.items():
                 content = response.get("content", {})
                 # FastAPI files every `model=` response under the route's media type; errors are not JSON.
@@ -145,10 +149,10 @@ def _exact_integer_bounds(node: Any) -> None:
             _exact_integer_bounds(child)
 
 
-def _timeout_response() -> dict[str, Any]:
+def _timeout_response(status: int = 504) -> dict[str, Any]:
     return {
-        "description": PROBLEM_DESCRIPTIONS[504],
-        "headers": PROBLEM_HEADERS[504],
+        "description": PROBLEM_DESCRIPTIONS[status],
+        "headers": PROBLEM_HEADERS.get(status, {}),
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
     }
 

@@ -118,3 +118,37 @@ def test_reads_and_writes_are_shed_past_their_bound(start_platform, setting: str
         "platform_http_requests_total", {"method": method, "route": route, "code": "503"}
     )
     assert counted == len(shed)
+
+
+def test_slow_bodies_take_no_place_in_the_bets_bound_and_get_408(start_platform) -> None:
+    import socket
+
+    from tests.conftest import bet_body
+
+    server, client = start_platform(bet_max_in_flight=2, body_read_timeout_seconds=3)
+    player = client.create_account(f"s{uuid.uuid4().hex[:8]}")
+    client.deposit(player["id"], 100_000)
+    market = client.create_market("Slow cup", [("A", "2.00"), ("B", "2.00")])
+    host, port = server.url.removeprefix("http://").split(":")
+    slow: list[socket.socket] = []
+    for _ in range(6):  # three times the bound: strangers sending a bet body a byte at a time, or not at all
+        conn = socket.create_connection((host, int(port)), timeout=60)
+        conn.sendall(
+            b"POST /v1/bets HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 200\r\n"
+            b"Idempotency-Key: k\r\n\r\n{"
+        )
+        slow.append(conn)
+    try:
+        bets = [client.place_bet(player["token"], bet_body(market, stake=100)).status_code for _ in range(3)]
+        assert bets == [201, 201, 201]  # the bound is free: the slow bodies hold no place in it
+        registry = server.app.state.platform.metrics.registry
+        shed = [s.value for m in registry.collect() for s in m.samples if s.name == "platform_shed_requests_total"]
+        assert sum(shed) == 0
+        answers = []
+        for conn in slow:  # each slow sender is told, once its deadline has passed
+            conn.settimeout(60)
+            answers.append(conn.recv(200).split(b"\r\n", 1)[0])
+        assert answers == [b"HTTP/1.1 408 Request Timeout"] * 6
+    finally:
+        for conn in slow:
+            conn.close()

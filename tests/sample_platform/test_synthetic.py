@@ -14,6 +14,7 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import select
 
+from sample_platform import accounts as accounts_module
 from sample_platform.db import reader
 from sample_platform.models import OutboxEvent
 from sample_platform.synthetic import synthetic_label
@@ -23,6 +24,7 @@ from tests.support import wait_until
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 PROBE = {"X-Synthetic": "checklist", "X-Probe-Token": ADMIN_TOKEN}
 MARKET = "/v1/markets/{market_id}"
+HELD_AMOUNT = 101  # the probes' deposits held inside the platform by the pool test
 
 
 def sample(server, name: str, **labels: str) -> float:  # type: ignore[no-untyped-def]
@@ -117,36 +119,28 @@ def test_the_service_index_advertises_the_limits_a_probe_plans_around(start_plat
     assert index["synthetic_max_in_flight"] == 3
 
 
-class HeldBody:
-    """A JSON body sent in two parts, the second only after `release()`: the request is admitted and its
-    handler waits for the rest of the body until then (slow on purpose, for exactly as long as needed)."""
-
-    def __init__(self, document: dict[str, Any]) -> None:
-        self.data = json.dumps(document).encode()
-        self.released = threading.Event()
-
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        yield self.data[:1]
-        self.released.wait(120)
-        yield self.data[1:]
-
-    def release(self) -> None:
-        self.released.set()
-
-
-def test_synthetic_requests_have_a_pool_of_their_own(start_platform) -> None:
+def test_synthetic_requests_have_a_pool_of_their_own(start_platform, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     # Players get one write and one read slot; the probes' pool (2, the default) is apart from both.
     server, client = start_platform(write_max_in_flight=1, read_max_in_flight=1, request_timeout_seconds=600)
     market = client.create_market("Pool cup", [("A", "2.00"), ("B", "2.00")])
     player = client.create_account(f"pool-{uuid.uuid4().hex[:8]}")
-    held = [HeldBody({"account_id": player["id"], "amount_minor": 100}) for _ in range(2)]
+    release = threading.Event()
+    real_deposit = accounts_module.deposit
+
+    def held_deposit(*args: Any, **kwargs: Any) -> Any:  # the probes' deposits (101) wait inside, admitted
+        if kwargs.get("amount_minor") == HELD_AMOUNT:
+            release.wait(120)
+        return real_deposit(*args, **kwargs)
+
+    monkeypatch.setattr(accounts_module, "deposit", held_deposit)
     answers: list[int] = []
 
-    def deposit(body: HeldBody) -> None:
+    def deposit() -> None:
         with httpx.Client(base_url=server.url, timeout=120) as http:
-            answers.append(http.post("/v1/admin/deposit", content=body, headers=ADMIN | PROBE).status_code)
+            body = {"account_id": player["id"], "amount_minor": HELD_AMOUNT}
+            answers.append(http.post("/v1/admin/deposit", json=body, headers=ADMIN | PROBE).status_code)
 
-    senders = [threading.Thread(target=deposit, args=(body,)) for body in held]
+    senders = [threading.Thread(target=deposit) for _ in range(2)]
     try:
         for sender in senders:
             sender.start()
@@ -166,12 +160,11 @@ def test_synthetic_requests_have_a_pool_of_their_own(start_platform) -> None:
         assert problem["type"] == "/problems/overloaded" and problem["retryable"] is True
         assert "synthetic" in problem["detail"]
     finally:
-        for body in held:
-            body.release()
+        release.set()
         for sender in senders:
             sender.join()
     assert answers == [200, 200]
-    assert client.wallet(player["token"])["balance_minor"] == 300
+    assert client.wallet(player["token"])["balance_minor"] == 100 + 2 * HELD_AMOUNT
     deposits = {"method": "POST", "route": "/v1/admin/deposit", "code": "200"}
     wait_until(lambda: sample(server, "platform_synthetic_requests_total", **deposits) == 2, "the probes counted")
     # The shed probe is not a shed player: neither the shed counter nor the SLO series saw it.
