@@ -39,7 +39,7 @@ from audit.canonical import canonical_json
 from audit.merkle import node_hash
 from audit.note import NoteError, Verifier, open_note, parse_checkpoint
 from audit.schema import checkpoints, entries, nodes
-from audit.stored_tree import STRIDE, aligned_ranges, is_stored_level
+from audit.stored_tree import STRIDE, aligned_ranges, is_stored_level, push_leaf
 
 GENESIS = "0" * 64
 CHUNK = 2048  # entries read per statement, a power of two: small enough to stay in the CPU's caches
@@ -262,14 +262,10 @@ def fast_verify(
             if k < chunk:
                 stack += _stack_at(levels, lo, expected)  # the last chunk: nothing after it to merge with
             else:
-                current, n, level = levels[top][0], lo >> top, top
-                while n & 1:  # merge the chunk's root into the subtrees before it, as a leaf would be
-                    current = node_hash(stack.pop(), current)
-                    n >>= 1
-                    level += 1
-                    if level % STRIDE == 0 and inner.get((level, (expected - 1) >> level)) != current.hex():
+                # The chunk's root joins the subtrees before it as a leaf would, a level `top` higher.
+                for level, idx, value in push_leaf(stack, lo >> top, levels[top][0], top):
+                    if inner.get((level, idx)) != value.hex():
                         return bad
-                stack.append(current)
             if progress is not None:
                 for done in range(-(-lo // progress_every) * progress_every, expected, progress_every):
                     if done:

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import Connection, Engine, func, select, text
+from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from audit.canonical import canonical_entry, canonical_json, is_plain
@@ -42,6 +42,7 @@ from audit.stored_tree import MissingNode, aligned_ranges, push_leaf, with_store
 T = TypeVar("T")
 
 APPEND_LOCK_KEY = 0x4155444954  # 'AUDIT'
+_LOCK = "SELECT pg_advisory_xact_lock(%s)"  # PostgreSQL; SQLite's BEGIN IMMEDIATE is the lock there
 _LAST = "SELECT seq, leaf_hash FROM audit_entries ORDER BY seq DESC LIMIT 1"
 _HOLDING = "SELECT event_id, seq, leaf_hash FROM audit_entries WHERE event_id"
 _HOLDING_SQLITE = f"{_HOLDING} IN (SELECT value FROM json_each(?))"
@@ -130,7 +131,7 @@ class AuditLog:
 
     def _lock(self, conn: Connection) -> None:
         if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": APPEND_LOCK_KEY})
+            conn.exec_driver_sql(_LOCK, (APPEND_LOCK_KEY,))
 
     @staticmethod
     def _head(conn: Connection, event_ids: list[str]) -> tuple[Any, Sequence[Any]]:
@@ -146,7 +147,7 @@ class AuditLog:
         import psycopg
 
         raw = conn.connection.dbapi_connection
-        statement = "SELECT pg_advisory_xact_lock(%s)"
+        statement = _LOCK
         try:
             with raw.pipeline():  # type: ignore[union-attr]
                 raw.cursor().execute(statement, (APPEND_LOCK_KEY,))  # type: ignore[union-attr]

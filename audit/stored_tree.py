@@ -36,15 +36,16 @@ def is_stored_level(level: int) -> bool:
     return level > 0 and level % STRIDE == 0
 
 
-def push_leaf(stack: list[bytes], seq: int, leaf: bytes) -> list[tuple[int, int, bytes]]:
-    """Add leaf `seq` at the tree's right edge. `stack` holds the hashes of the complete subtrees so far,
-    left to right (largest first) and is updated in place; returned: the subtrees at stored levels this
-    leaf completes, as (level, idx, hash)."""
-    current, completed = leaf, []
-    for level in range(1, (seq ^ (seq + 1)).bit_length()):  # one merge per trailing 1 bit of seq
+def push_leaf(stack: list[bytes], idx: int, node: bytes, level: int = 0) -> list[tuple[int, int, bytes]]:
+    """Add the complete subtree `idx` of `level` (0: leaf `idx`) at the tree's right edge. `stack` holds
+    the hashes of the complete subtrees before it, left to right (largest first), each at least as high,
+    and is updated in place; returned: the subtrees at stored levels this one completes, as
+    (level, idx, hash)."""
+    current, completed = node, []
+    for up in range(1, (idx ^ (idx + 1)).bit_length()):  # one merge per trailing 1 bit of idx
         current = node_hash(stack.pop(), current)
-        if level % STRIDE == 0:
-            completed.append((level, seq >> level, current))
+        if (level + up) % STRIDE == 0:
+            completed.append((level + up, idx >> up, current))
     stack.append(current)
     return completed
 

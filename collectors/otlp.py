@@ -137,9 +137,7 @@ def count_problem(message: Message, limits: RequestLimits) -> str | None:
             if items > limits.max_items:
                 return _over(f"over {limits.max_items} items", limits.max_items, "ITEMS")
             if attributes > limits.max_attributes:
-                return (
-                    f"holds over {limits.max_attributes} attributes; the limit is COLLECTOR_MAX_ATTRIBUTES_PER_REQUEST"
-                )
+                return _over(f"over {limits.max_attributes} attributes", limits.max_attributes, "ATTRIBUTES")
     return None
 
 

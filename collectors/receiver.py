@@ -193,30 +193,17 @@ def create_receiver(
         if declared.isdigit() and int(declared) > settings.collector_max_body_bytes:
             return _error(metrics, kind, media, 413, f"body of {declared} bytes is over the limit")
         if pending["writes"] >= settings.collector_max_pending_writes:
-            response = _error(
-                metrics, kind, media, 503, "the store is busy; retry after the Retry-After delay", GRPC_UNAVAILABLE
-            )
-            response.headers["Retry-After"] = "1"
-            return response
+            return _busy(metrics, kind, media, "the store is busy; retry after the Retry-After delay")
         pending["writes"] += 1
         large = False
         try:
             body = await _read_limited(request, settings.collector_max_body_bytes)
             if len(body) > LARGE_BODY_BYTES:  # few of these at once: each can take a core and memory a while
                 if pending["large"] >= settings.collector_max_large_requests:
-                    response = _error(
-                        metrics,
-                        kind,
-                        media,
-                        503,
-                        "too many large requests at once; retry after the delay",
-                        GRPC_UNAVAILABLE,
-                    )
-                    response.headers["Retry-After"] = "1"
-                    return response
+                    return _busy(metrics, kind, media, "too many large requests at once; retry after the delay")
                 large = True
                 pending["large"] += 1
-                metrics.large_in_flight.set(pending["large"])
+                metrics.large_in_flight.inc()
             with metrics.ingest_seconds.labels(signal=kind).time():
                 rejected, reason = await run_in_threadpool(
                     ingest, kind, body, content_type, request.headers.get("content-encoding")
@@ -225,14 +212,12 @@ def create_receiver(
             return _error(metrics, kind, media, exc.status, exc.message)
         except DBAPIError as exc:
             log.warning("store unavailable while ingesting %s: %s", kind, type(exc.orig).__name__)
-            response = _error(metrics, kind, media, 503, "the store did not answer in time; retry", GRPC_UNAVAILABLE)
-            response.headers["Retry-After"] = "1"
-            return response
+            return _busy(metrics, kind, media, "the store did not answer in time; retry")
         finally:
             pending["writes"] -= 1
             if large:
                 pending["large"] -= 1
-                metrics.large_in_flight.set(pending["large"])
+                metrics.large_in_flight.dec()
         metrics.requests.labels(signal=kind, code="200").inc()
         return Response(otlp.success_body(kind, media, rejected=rejected, error_message=reason), 200, media_type=media)
 
@@ -274,3 +259,10 @@ def _error(
 ) -> Response:
     metrics.requests.labels(signal=kind, code=str(status)).inc()
     return Response(otlp.status_body(code, message, media), status, media_type=media)
+
+
+def _busy(metrics: ReceiverMetrics, kind: str, media: str, message: str) -> Response:
+    """503 with Retry-After: exporters retry it."""
+    response = _error(metrics, kind, media, 503, message, GRPC_UNAVAILABLE)
+    response.headers["Retry-After"] = "1"
+    return response

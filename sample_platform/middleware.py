@@ -52,8 +52,8 @@ class BodySizeLimit:
             )
             await slow.response(scope.get("path"))(scope, receive, send)
             return
-        except _BodyTooLarge as exc:
-            await exc.problem.response(scope.get("path"))(scope, receive, send)
+        except Problem as too_big:
+            await too_big.response(scope.get("path"))(scope, receive, send)
             return
         replayed = False
 
@@ -82,15 +82,10 @@ class BodySizeLimit:
             chunk = message.get("body", b"")
             received += len(chunk)
             if received > self.limit:
-                raise _BodyTooLarge(self._too_big())
+                raise self._too_big()
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-
-
-class _BodyTooLarge(Exception):
-    def __init__(self, problem: Problem) -> None:
-        self.problem = problem
 
 
 class AdmissionControl:

@@ -3,27 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from audit.log import AuditError, AuditLog
 from audit.note import NoteSigner
-from audit.schema import migrate_audit
 from audit.verify import verify_bundle
 from controlplane.storage import make_engine
 
 ORIGIN = "audit.test/betting"
-
-
-@pytest.fixture
-def audit_engine(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(database_url)
-    migrate_audit(engine)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

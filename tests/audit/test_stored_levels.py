@@ -5,8 +5,6 @@ the earlier layout (every level stored) migrates with the same roots, proofs and
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from alembic import command
 from alembic.config import Config
@@ -15,20 +13,11 @@ from sqlalchemy import Engine, text
 from audit.log import AuditLog
 from audit.merkle import consistency_proof, inclusion_proof, node_hash, tree_hash
 from audit.note import NoteSigner
-from audit.schema import MIGRATIONS, migrate_audit
+from audit.schema import MIGRATIONS
 from audit.stored_tree import STRIDE
-from controlplane.storage import make_engine
 
 ORIGIN = "audit.test/levels"
 BATCHES = (1, 15, 1, 17, 30, 200, 3, 62)  # 329 entries: levels 4 and 8 stored, batches ending everywhere
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(database_url)
-    migrate_audit(engine)
-    yield engine
-    engine.dispose()
 
 
 def _filled(engine: Engine) -> tuple[AuditLog, list[bytes]]:
@@ -75,12 +64,12 @@ def _alembic(engine: Engine, step: str, revision: str) -> None:
         connection.commit()
 
 
-def test_only_subtrees_at_stored_levels_are_written_and_proofs_match_the_leaves(engine: Engine) -> None:
-    log, leaves = _filled(engine)
+def test_only_subtrees_at_stored_levels_are_written_and_proofs_match_the_leaves(audit_engine: Engine) -> None:
+    log, leaves = _filled(audit_engine)
     size = len(leaves)
     wanted = {key: h for key, h in _every_subtree(leaves).items() if key[0] > 0 and key[0] % STRIDE == 0}
     assert {key[0] for key in wanted} == {4, 8}
-    assert _rows(engine) == wanted
+    assert _rows(audit_engine) == wanted
     root, proofs, consistency = _answers(log, size)
     assert root == tree_hash(leaves)
     sample = [0, 1, 15, 16, 17, 255, 256, 257, size - 2, size - 1]
@@ -113,23 +102,25 @@ def _unguarded(engine: Engine, sql: str, params: dict) -> None:
         ("INSERT INTO audit_nodes (level, idx, hash) VALUES (4, 40, :h)", 640, "beyond the log"),
     ],
 )
-def test_a_changed_missing_or_extra_stored_subtree_is_found(engine: Engine, sql: str, first: int, problem: str) -> None:
-    log, _ = _filled(engine)
+def test_a_changed_missing_or_extra_stored_subtree_is_found(
+    audit_engine: Engine, sql: str, first: int, problem: str
+) -> None:
+    log, _ = _filled(audit_engine)
     assert log.verify(log.signer.verifier).ok  # type: ignore[union-attr]
-    _unguarded(engine, sql, {"h": "ab" * 32})
+    _unguarded(audit_engine, sql, {"h": "ab" * 32})
     result = log.verify(log.signer.verifier)  # type: ignore[union-attr]
     assert not result.ok and result.first_bad_seq == first and problem in (result.problem or ""), result
 
 
-def test_a_log_written_with_every_level_stored_migrates_with_the_same_answers(engine: Engine) -> None:
-    log, leaves = _filled(engine)
+def test_a_log_written_with_every_level_stored_migrates_with_the_same_answers(audit_engine: Engine) -> None:
+    log, leaves = _filled(audit_engine)
     size = len(leaves)
     before = _answers(log, size)
     verified = log.verify(log.signer.verifier)  # type: ignore[union-attr]
-    _alembic(engine, "downgrade", "a0002")  # the earlier layout: every complete subtree, leaves included
-    assert _rows(engine) == _every_subtree(leaves)
-    _alembic(engine, "upgrade", "head")
-    assert {key[0] for key in _rows(engine)} == {4, 8}
+    _alembic(audit_engine, "downgrade", "a0002")  # the earlier layout: every complete subtree, leaves included
+    assert _rows(audit_engine) == _every_subtree(leaves)
+    _alembic(audit_engine, "upgrade", "head")
+    assert {key[0] for key in _rows(audit_engine)} == {4, 8}
     assert _answers(log, size) == before
     assert log.verify(log.signer.verifier) == verified  # type: ignore[union-attr]
     log.append_many([{"kind": "money", "actor": "r", "subject": "bet:after", "payload": {}}] * 40)
