@@ -145,6 +145,8 @@ class Batch:
     rejected_reason: str = ""
     events: int = 0
     synthetic: int = 0  # spans or points of a slice left out because they are marked synthetic
+    # spans or points of a slice left out because the client caused their refusal (401, 408, 413, 429), by slice
+    client_refused: dict[str, int] = field(default_factory=dict)
     exemplar_limits: ExemplarLimits = field(default_factory=ExemplarLimits)
     probes: list[Keep] = field(default_factory=list)  # synthetic slice spans: their traces are kept
     kept: list[Keep] = field(default_factory=list)  # set by commit_batch: traces chosen as exemplars
@@ -160,6 +162,9 @@ class Batch:
     def reject(self, reason: str) -> None:
         self.rejected += 1
         self.rejected_reason = self.rejected_reason or reason
+
+    def refused_by_client(self, slice_name: str, count: int = 1) -> None:
+        self.client_refused[slice_name] = self.client_refused.get(slice_name, 0) + count
 
 
 def aggregate_spans(
@@ -203,6 +208,9 @@ def aggregate_spans(
                     batch.synthetic += 1
                     if len(batch.probes) < PROBES_KEPT_PER_REQUEST:
                         batch.probes.append(Keep(span.trace_id.hex(), spec.name, minute, "probe", seconds))
+                    continue
+                if 400 <= status < 500 and status in spec.bad.excluded_statuses:
+                    batch.refused_by_client(spec.name)
                     continue
                 bad = (spec.bad.span_status_error and span.status.code == STATUS_ERROR) or (
                     spec.bad.http_status_min > 0 and status >= spec.bad.http_status_min
@@ -282,6 +290,9 @@ def metric_points(
                         continue
                     if _synthetic(point.attributes):
                         rejections.synthetic += 1
+                        continue
+                    if 400 <= status < 500 and status in spec.bad.excluded_statuses:
+                        rejections.refused_by_client(spec.name, point.count)
                         continue
                     labels = (*(config.latency_label(b) for b in bounds), "+Inf")
                     identity = json.dumps(

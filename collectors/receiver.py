@@ -66,6 +66,13 @@ class ReceiverMetrics:
             ["signal"],
             registry=r,
         )
+        self.client_refused = Counter(
+            "collector_client_refusals",
+            "Requests of a slice left out of its SLI because the client caused their refusal (a status in the "
+            "slice's excluded_statuses: by default 401, 408, 413 and 429), by slice.",
+            ["signal", "slice"],
+            registry=r,
+        )
         self.duplicates = Counter(
             "collector_duplicate_requests", "Requests whose content was already counted.", ["signal"], registry=r
         )
@@ -140,6 +147,8 @@ def create_receiver(
         else:
             metrics.events.labels(signal=kind).inc(batch.events)
             metrics.synthetic.labels(signal=kind).inc(batch.synthetic)
+            for slice_name, refused in batch.client_refused.items():
+                metrics.client_refused.labels(signal=kind, slice=slice_name).inc(refused)
             if keeper is not None:
                 keeper.prune_if_due()
         metrics.rejected.labels(signal=kind).inc(batch.rejected)

@@ -24,10 +24,27 @@ class SliceConfigError(ValueError):
     """slices.yaml is wrong; the message names the file, the slice and the field, and the fix."""
 
 
+CLIENT_REFUSALS = (401, 408, 413, 429)  # refused because of the client: no valid token, too slow, too big, too many
+
+
 class BadRule(BaseModel):
     model_config = ConfigDict(extra="forbid")
     http_status_min: int = Field(500, ge=0, le=600)
     span_status_error: bool = True
+    # Counted apart, neither good nor bad (as the SRE Workbook leaves client errors out of an SLI); a
+    # genuine overload (503) still counts as bad.
+    excluded_statuses: list[int] = Field(default_factory=lambda: list(CLIENT_REFUSALS))
+
+    @field_validator("excluded_statuses")
+    @classmethod
+    def _client_statuses(cls, value: list[int]) -> list[int]:
+        wrong = [code for code in value if not 400 <= code <= 499]
+        if wrong:
+            raise ValueError(
+                f"excluded_statuses takes client error codes (400-499) only, not {wrong}: a server's failure "
+                "must count against its SLO"
+            )
+        return sorted(set(value))
 
 
 class SliceSpec(BaseModel):

@@ -59,7 +59,10 @@ def _selector(spec: SloSpec, slices: SliceConfig) -> str:
     routes = sorted({r for _, r in pairs})
     method = f'method="{methods[0]}"' if len(methods) == 1 else f'method=~"{"|".join(methods)}"'
     route = f'route="{routes[0]}"' if len(routes) == 1 else f'route=~"{"|".join(re.escape(r) for r in routes)}"'
-    return f"{method},{route}"
+    # Refusals the client caused are neither good nor bad events, as in the stored SLI.
+    excluded = slice_spec.bad.excluded_statuses
+    code = f',code!~"{"|".join(str(c) for c in excluded)}"' if excluded else ""
+    return f"{method},{route}{code}"
 
 
 def _bad_codes(spec: SloSpec, slices: SliceConfig) -> str:

@@ -107,6 +107,20 @@ def _series(traffic) -> list[dict]:  # type: ignore[no-untyped-def]
         }
         for le, values in cumulative.items()
     ]
+    # Refusals the client caused, which the collector leaves out of the stored SLI: the rules must too.
+    refused = " ".join(str(37 * i) for i in range(len(traffic) + 1))
+    for code in ("401", "429"):
+        out.append({"series": f'platform_http_requests_total{{{SELECTOR},code="{code}"}}', "values": refused})
+        out.append(
+            {"series": f'platform_http_request_duration_seconds_count{{{SELECTOR},code="{code}"}}', "values": refused}
+        )
+        out += [
+            {
+                "series": f'platform_http_request_duration_seconds_bucket{{{SELECTOR},code="{code}",le="{le}"}}',
+                "values": refused,
+            }
+            for le in LES
+        ]
     return out
 
 
