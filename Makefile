@@ -56,6 +56,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.odds_fanout --quick $(BENCH_ARGS)
 	$(BIN)/python -m bench.otlp_ingest --quick $(BENCH_ARGS)
 	$(BIN)/python -m bench.slo_eval --quick $(BENCH_ARGS)
+	$(BIN)/python -m bench.slow_clients --quick $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var/*.db var/*.db-* var/*.jsonl var/demo

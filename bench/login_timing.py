@@ -27,7 +27,7 @@ from typing import Any
 
 import httpx
 
-from bench.postgres import ScratchSchema, postgres_skip_reason, redact
+from bench.postgres import on_each_database
 from bench.support import BenchmarkParser, PlatformServer, emit, log, percentile, setup_logging
 
 QUICK = {"attempts": 12}
@@ -105,20 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {"attempts": args.attempts, "databases": []}
     with tempfile.TemporaryDirectory(prefix="bench-login-") as tmp:
         workdir = Path(tmp)
-        report["databases"].append(
-            run_database("SQLite", f"sqlite:///{workdir / 'platform.db'}", workdir, args.attempts)
+        report["databases"] = on_each_database(
+            args, workdir, "bench_login", lambda label, url: run_database(label, url, workdir, args.attempts)
         )
-        why = postgres_skip_reason(args)
-        if why is not None:
-            report["databases"].append({"database": "PostgreSQL", "skipped": why})
-        else:
-            try:
-                with ScratchSchema(args.postgres_url, "bench_login") as schema:
-                    report["databases"].append(run_database("PostgreSQL", schema.url, workdir, args.attempts))
-            except Exception as exc:
-                report["databases"].append(
-                    {"database": "PostgreSQL", "failed": f"{redact(args.postgres_url)}: {exc!r}"}
-                )
     emit(report, args.format, render_text, started)
     return 0
 

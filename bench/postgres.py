@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-from typing import Self
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Self
 
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
@@ -104,3 +106,20 @@ class ScratchSchema:
         assert self.admin is not None, "use the schema inside its `with` block"
         with self.admin.connect() as conn:
             return {name: str(conn.exec_driver_sql(f"SHOW {name}").scalar()) for name in names}
+
+
+def on_each_database(
+    args: argparse.Namespace, workdir: Path, prefix: str, run: Callable[[str, str], dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """`run(label, url)` on a SQLite file in `workdir`, then on a scratch PostgreSQL schema unless this run
+    leaves PostgreSQL out; a PostgreSQL that is skipped or fails gets a line of its own in the result."""
+    results = [run("SQLite", f"sqlite:///{workdir / f'{prefix}.db'}")]
+    why = postgres_skip_reason(args)
+    if why is not None:
+        return [*results, {"database": "PostgreSQL", "skipped": why}]
+    try:
+        with ScratchSchema(args.postgres_url, prefix) as schema:
+            results.append(run("PostgreSQL", schema.url))
+    except Exception as exc:
+        results.append({"database": "PostgreSQL", "failed": f"{redact(args.postgres_url)}: {exc!r}"})
+    return results

@@ -1,15 +1,13 @@
-"""ASGI middleware of the platform: body size limit, admission control (load shedding), request timeout,
-request metrics."""
+"""ASGI middleware of the platform: body size limit, request timeout, request metrics (admission control
+and per-client limits: `sample_platform.admission`)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
 
 import anyio
-from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sample_platform.metrics import PlatformMetrics
@@ -86,102 +84,6 @@ class BodySizeLimit:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-
-
-class AdmissionControl:
-    """Bound the work in progress per class of route; past a bound, shed at once with 503 + Retry-After.
-
-    It runs on the event loop before any thread is taken, so excess requests never queue for the
-    worker pool: they are answered immediately and the client retries later. It finds the route
-    itself first and leaves it in the scope, so a shed request is still labelled with its route
-    template (metrics, server span) and counts against that route's SLO like any other 5xx.
-    Routes in no class (health, metrics, the fault switches, the odds stream's redirect) are never shed.
-    Synthetic requests on a bounded route, whatever its class, share a pool of their own
-    (`synthetic_limit`): a probe can prove that shedding works without taking a player's slot.
-    """
-
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        classes: dict[str, int],
-        synthetic_limit: int,
-        route_class: Callable[[str, str], str | None],
-        routes: Callable[[], Sequence[BaseRoute]],
-        metrics: PlatformMetrics,
-    ) -> None:
-        self.app = app
-        self.limits = classes
-        self.synthetic_limit = synthetic_limit
-        self.route_class = route_class
-        self.routes = routes
-        self.metrics = metrics
-        self.in_flight = dict.fromkeys(classes, 0)
-        self.synthetic_in_flight = 0
-
-    def _match(self, scope: Scope) -> BaseRoute | None:
-        for route in self.routes():
-            match, child = route.matches(scope)
-            if match is Match.FULL:
-                scope.update(child)  # what the router would set: the outer layers see the route too
-                return route
-        return None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        route = self._match(scope)
-        template = getattr(route, "path", None)
-        kind = self.route_class(scope["method"], template) if template else None
-        if kind is None:
-            await self.app(scope, receive, send)
-            return
-        if is_synthetic(scope):
-            await self._admit_synthetic(scope, receive, send)
-            return
-        label = f"{scope['method']} {template}"
-        limit = self.limits[kind]
-        if self.in_flight[kind] >= limit:
-            self.metrics.shed_requests.labels(route=label).inc()
-            await _overloaded(f"{limit} requests of this kind ({kind}) are already in progress")(scope, receive, send)
-            return
-        self.in_flight[kind] += 1
-        admitted = self.metrics.admitted_in_flight.labels(route=label)
-        admitted.inc()
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            self.in_flight[kind] -= 1
-            admitted.dec()
-
-    async def _admit_synthetic(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # Neither counted as shed nor as admitted: those series describe what players get.
-        if self.synthetic_in_flight >= self.synthetic_limit:
-            detail = f"{self.synthetic_limit} synthetic requests are already in progress (their own pool)"
-            await _overloaded(detail)(scope, receive, send)
-            return
-        self.synthetic_in_flight += 1
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            self.synthetic_in_flight -= 1
-
-
-def _overloaded(why: str) -> ASGIApp:
-    problem = Problem(
-        503,
-        "overloaded",
-        "Overloaded",
-        f"{why}; retry after the Retry-After delay (bets: with the same Idempotency-Key)",
-        headers={"Retry-After": "1"},
-        retryable=True,
-    )
-
-    async def answer(scope: Scope, receive: Receive, send: Send) -> None:
-        await problem.response(scope["path"])(scope, receive, send)
-
-    return answer
 
 
 class RequestTimeout:

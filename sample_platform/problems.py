@@ -67,6 +67,42 @@ class Problem(Exception):
         )
 
 
+def missing_token() -> Problem:
+    return Problem(
+        401,
+        "unauthenticated",
+        "Authentication required",
+        "send Authorization: Bearer <token>",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+def unknown_token() -> Problem:
+    return Problem(
+        401,
+        "unauthenticated",
+        "Unknown or expired token",
+        "the bearer token is not valid; log in again with POST /v1/login",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+def admin_only() -> Problem:
+    return Problem(403, "forbidden", "Forbidden", "this call needs the admin token")
+
+
+def database_busy() -> Problem:
+    """Transient: nothing was committed, and a retry is safe."""
+    return Problem(
+        503,
+        "database-busy",
+        "Database busy",
+        "the database did not answer in time; nothing was written, retry with the same Idempotency-Key",
+        headers={"Retry-After": "1"},
+        retryable=True,
+    )
+
+
 def http_problem(status: int, detail: str, **extensions: Any) -> Problem:
     """A problem with no type of its own (`about:blank`): the status code says it all."""
     return Problem(status, "about:blank", HTTPStatus(status).phrase, detail, **extensions)

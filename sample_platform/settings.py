@@ -110,6 +110,50 @@ class PlatformSettings(BaseSettings):
     read_max_in_flight: int = Field(
         64, ge=1, description="Reads that touch the database processed at once; more are shed with 503 and Retry-After."
     )
+    client_max_in_flight: int = Field(
+        16,
+        ge=1,
+        description="Requests of one player (by token) in progress at once, body reading included; more get 429 "
+        "with Retry-After. The admin token is not limited per client.",
+    )
+    client_bets_per_second: float = Field(
+        20.0, gt=0, description="Bet requests one player may start per second (a token bucket); more get 429."
+    )
+    client_writes_per_second: float = Field(
+        10.0, gt=0, description="Other writes one player may start per second (a token bucket); more get 429."
+    )
+    client_reads_per_second: float = Field(
+        50.0, gt=0, description="Reads one player may start per second (a token bucket); more get 429."
+    )
+    client_burst_seconds: float = Field(
+        5.0, gt=0, description="A player's token buckets hold this many seconds of their rate (at least 1 request)."
+    )
+    anonymous_max_in_flight: int = Field(
+        64,
+        ge=1,
+        description="Requests without a valid token (logins, sign-ups, market reads) in progress at once, from all "
+        "addresses together, body reading included; more are shed with 503 and Retry-After.",
+    )
+    anonymous_max_in_flight_per_address: int = Field(
+        32,
+        ge=1,
+        description="Requests without a valid token in progress at once from one client address; more get 429 with "
+        "Retry-After. Behind a reverse proxy, set PLATFORM_TRUSTED_PROXIES so the address is the client's.",
+    )
+    trusted_proxies: str = Field(
+        "",
+        description="Comma-separated addresses of reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are "
+        "believed (uvicorn's forwarded_allow_ips; '*' for any); empty: the peer address is the client's.",
+    )
+    header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="A connection must send a request's whole header within this from its first byte (or from "
+        "being opened); otherwise it is closed. Slow senders of headers hold no connection for long.",
+    )
+    keep_alive_seconds: int = Field(
+        5, ge=1, description="An idle keep-alive connection is closed after this many seconds."
+    )
     probe_tokens: SecretStr | None = Field(
         None,
         description="Comma-separated tokens with which a request's X-Synthetic header counts, sent as X-Probe-Token "

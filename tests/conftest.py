@@ -98,8 +98,9 @@ def settings(database_url: str, tmp_path: Path) -> PlatformSettings:
         password_scrypt_log2_n=12,  # cheaper hashing; the format and checks are the same
         max_bets_per_minute=100_000,
         # These tests are about correctness under concurrency (50 requests at once with one key);
-        # shedding has its own tests with a small bound.
+        # shedding and the per-client limits have their own tests with small bounds.
         bet_max_in_flight=100,
+        client_max_in_flight=100,
     )
 
 

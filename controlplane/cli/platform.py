@@ -89,6 +89,7 @@ def platform_serve(
     from sample_platform.api import create_app
     from sample_platform.db import migrate
     from sample_platform.logs import setup_logging
+    from sample_platform.server import uvicorn_options
     from sample_platform.telemetry import setup_telemetry
 
     setup_logging(log_format)
@@ -113,6 +114,7 @@ def platform_serve(
         port=port,
         log_level="warning",
         timeout_graceful_shutdown=5,
+        **uvicorn_options(settings),
     )
 
 

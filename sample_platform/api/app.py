@@ -23,11 +23,12 @@ from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from starlette.responses import Response
 from starlette.routing import Route
 
+from sample_platform.admission import AdmissionControl, Auth, ClientGate, ClientLimits
 from sample_platform.api import accounts, admin, bets, faults, markets, ops
-from sample_platform.api.deps import get_platform
+from sample_platform.api.deps import current_player, get_platform, player_account, require_admin
 from sample_platform.api.openapi import platform_openapi
 from sample_platform.api.platform import Platform, build_platform
-from sample_platform.api.routing import method_not_allowed
+from sample_platform.api.routing import method_not_allowed, route_class
 from sample_platform.db import make_engine
 from sample_platform.faults import KINDS as FAULT_KINDS
 from sample_platform.idempotency import purge_expired
@@ -35,14 +36,13 @@ from sample_platform.login import purge_expired_sessions
 from sample_platform.middleware import (
     STREAMING_ROUTES,
     UNTIMED_PATHS,
-    AdmissionControl,
     BodySizeLimit,
     RequestMetrics,
     RequestTimeout,
 )
 from sample_platform.odds_feed import PriceMover
 from sample_platform.outbox import OutboxSink
-from sample_platform.problems import Problem, install_problem_handlers
+from sample_platform.problems import Problem, database_busy, install_problem_handlers
 from sample_platform.settings import PlatformSettings
 from sample_platform.synthetic import SyntheticGate, is_synthetic
 from sample_platform.telemetry import ServerSpans, flush_telemetry
@@ -148,6 +148,7 @@ def create_app(
 
     # The routes themselves, not the wrappers of included routers: the bound is found per route template.
     routes = [r for r in (*app.router.routes, *(r for x in routers for r in x.routes)) if isinstance(r, Route)]
+    auth = {(m, r.path): route_auth(r) for r in routes for m in getattr(r, "methods", None) or ()}
     # Inside admission control: a timed-out request keeps its slot until its work has really finished.
     app.add_middleware(RequestTimeout, seconds=settings.request_timeout_seconds, exempt=UNTIMED_PATHS)
     app.add_middleware(
@@ -158,11 +159,30 @@ def create_app(
             "reads": settings.read_max_in_flight,
         },
         synthetic_limit=settings.synthetic_max_in_flight,
-        route_class=route_class,
-        routes=lambda: routes,
         metrics=p.metrics,
     )
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes, read_timeout=settings.body_read_timeout_seconds)
+    # Outside the body's reading: who is calling, and their own limits, are settled before it.
+    app.add_middleware(
+        ClientGate,
+        route_class=route_class,
+        route_auth=lambda method, template: auth.get((method, template)),
+        routes=lambda: routes,
+        admin_token=settings.admin_token.get_secret_value(),
+        identify=lambda token: player_account(engine, token),
+        limits=ClientLimits(
+            max_in_flight=settings.client_max_in_flight,
+            per_second={
+                "bets": settings.client_bets_per_second,
+                "writes": settings.client_writes_per_second,
+                "reads": settings.client_reads_per_second,
+            },
+            burst_seconds=settings.client_burst_seconds,
+            anonymous_max_in_flight=settings.anonymous_max_in_flight,
+            anonymous_max_in_flight_per_address=settings.anonymous_max_in_flight_per_address,
+        ),
+        metrics=p.metrics,
+    )
     app.add_middleware(RequestMetrics, metrics=p.metrics)
     app.add_middleware(ServerSpans, streaming=STREAMING_ROUTES)
     probe_tokens = settings.probe_tokens.get_secret_value().split(",") if settings.probe_tokens else []
@@ -174,17 +194,19 @@ def create_app(
     return app
 
 
-NEVER_SHED = frozenset({"/v1/health", "/metrics", "/v1/admin/faults", "/v1/odds/stream", "/", "/openapi.json", "/docs"})
-
-
-def route_class(method: str, template: str) -> str | None:
-    """Which in-flight bound a route's requests count against; None: never shed (no database, or the
-    switches a game day is stopped with)."""
-    if template in NEVER_SHED or template.startswith("/docs"):
-        return None
-    if (method, template) == ("POST", "/v1/bets"):
-        return "bets"
-    return "reads" if method in ("GET", "HEAD") else "writes"
+def route_auth(route: Route) -> Auth:
+    """Which token a route needs: "admin", "player", or None (anyone)."""
+    pending = [getattr(route, "dependant", None)]
+    while pending:
+        dependant = pending.pop()
+        if dependant is None:
+            continue
+        if dependant.call is require_admin:
+            return "admin"
+        if dependant.call is current_player:
+            return "player"
+        pending.extend(dependant.dependencies)
+    return None
 
 
 async def inject_faults(request: Request) -> None:
@@ -218,14 +240,7 @@ async def _database_busy(request: Request, exc: Exception) -> Response:
         type(orig).__name__,
         extra={"problem.type": "database-busy", "http.response.status_code": 503, "http.route": route},
     )
-    return Problem(
-        503,
-        "database-busy",
-        "Database busy",
-        "the database did not answer in time; nothing was written, retry with the same Idempotency-Key",
-        headers={"Retry-After": "1"},
-        retryable=True,
-    ).response(request.url.path)
+    return database_busy().response(request.url.path)
 
 
 async def _data_refused(request: Request, exc: Exception) -> Response:

@@ -8,13 +8,15 @@ from typing import Annotated, Any, cast
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Engine
 
 from sample_platform import accounts
+from sample_platform.admission import CALLER_KEY, Caller
 from sample_platform.api.platform import Platform
 from sample_platform.db import reader
 from sample_platform.idempotency import MAX_KEY_LENGTH, parse_key_header
 from sample_platform.login import account_for_session
-from sample_platform.problems import Problem
+from sample_platform.problems import admin_only, missing_token, unknown_token
 
 # auto_error=False: a missing or malformed header is answered by us, as problem+json.
 admin_bearer = HTTPBearer(
@@ -34,42 +36,51 @@ def get_platform(request: Request) -> Platform:
 PlatformDep = Annotated[Platform, Depends(get_platform)]
 
 
-def _token(credentials: HTTPAuthorizationCredentials | None) -> str:
-    if credentials is None:
-        raise Problem(
-            401,
-            "unauthenticated",
-            "Authentication required",
-            "send Authorization: Bearer <token>",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    return credentials.credentials
+def _caller(request: Request) -> Caller | None:
+    """Who the admission gate found the caller to be, on the routes it bounds."""
+    return cast(Caller | None, request.scope.get(CALLER_KEY))
 
 
 def require_admin(
-    platform: PlatformDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(admin_bearer)]
+    request: Request,
+    platform: PlatformDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(admin_bearer)],
 ) -> None:
-    token = _token(credentials)
-    if not hmac.compare_digest(token.encode(), platform.settings.admin_token.get_secret_value().encode()):
-        raise Problem(403, "forbidden", "Forbidden", "this call needs the admin token")
+    caller = _caller(request)
+    if caller is not None:
+        if caller.kind != "admin":
+            raise admin_only() if caller.token_sent else missing_token()
+        return
+    if credentials is None:
+        raise missing_token()
+    admin = platform.settings.admin_token.get_secret_value().encode()
+    if not hmac.compare_digest(credentials.credentials.encode(), admin):
+        raise admin_only()
 
 
 def current_player(
-    platform: PlatformDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(player_bearer)]
+    request: Request,
+    platform: PlatformDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(player_bearer)],
 ) -> int:
-    """The id of the calling player's account."""
-    token = _token(credentials)
-    with reader(platform.engine).connect() as conn:
-        account_id = accounts.account_for_token(conn, token) or account_for_session(conn, token)
+    """The id of the calling player's account (as the gate identified it, on the routes it bounds)."""
+    caller = _caller(request)
+    if caller is not None:
+        if caller.kind != "player" or caller.account_id is None:
+            raise unknown_token() if caller.token_sent else missing_token()
+        return caller.account_id
+    if credentials is None:
+        raise missing_token()
+    account_id = player_account(platform.engine, credentials.credentials)
     if account_id is None:
-        raise Problem(
-            401,
-            "unauthenticated",
-            "Unknown or expired token",
-            "the bearer token is not valid; log in again with POST /v1/login",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        raise unknown_token()
     return account_id
+
+
+def player_account(engine: Engine, token: str) -> int | None:
+    """The account of a player's long-lived token or of a live session; one indexed read each."""
+    with reader(engine).connect() as conn:
+        return accounts.account_for_token(conn, token) or account_for_session(conn, token)
 
 
 AdminOnly = Depends(require_admin)

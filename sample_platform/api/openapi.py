@@ -10,6 +10,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
+from sample_platform.api.routing import route_class
 from sample_platform.middleware import UNTIMED_PATHS
 from sample_platform.problems import PROBLEM_JSON
 from sample_platform.schemas import MAX_ID
@@ -28,7 +29,9 @@ PROBLEM_DESCRIPTIONS = {
     409: "The request conflicts with the current state; `type` says how.",
     413: "The body is larger than `PLATFORM_MAX_BODY_BYTES` (`body-too-large`).",
     422: "Not valid: `validation` names each bad field in `errors`; other types name the rule refused.",
-    429: "Too many requests; retry after `Retry-After` seconds.",
+    429: "Too many requests (`too-many-requests`: past this player's in-flight cap or rate for this kind of "
+    "route, or past the cap for requests without a valid token from one address; or a login or bet limit). "
+    "Retry after `Retry-After` seconds.",
     503: "Overloaded, database busy or a game-day fault; nothing was written. Retry after `Retry-After` seconds.",
     504: "No answer within `PLATFORM_REQUEST_TIMEOUT_SECONDS` (`timeout`, retryable); the work may still "
     "complete: retry (bets: with the same Idempotency-Key).",
@@ -115,6 +118,10 @@ def platform_openapi(app: FastAPI) -> dict[str, Any]:
                 del responses["422"]
             if "413" in responses:  # a route that takes a body: it may come too slowly, too
                 responses.setdefault("408", _timeout_response(408))
+            for method in operations:
+                if route_class(method.upper(), path) is not None:  # admitted: per-client limits and bounds
+                    responses.setdefault("429", _timeout_response(429))
+                    responses.setdefault("503", _timeout_response(503))
             for status, response in responses.items():
                 content = response.get("content", {})
                 # FastAPI files every `model=` response under the route's media type; errors are not JSON.

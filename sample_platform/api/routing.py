@@ -3,6 +3,7 @@
 `JsonBodyRoute` reads every body as JSON, as the platform always has: whatever the Content-Type says,
 with decimals kept exact, and a body that is not JSON is 400 `malformed-json` (after authentication,
 like any other body error). `method_not_allowed` answers 405 with every method the path answers in `Allow`.
+`route_class` says which in-flight bound a route counts against.
 """
 
 from __future__ import annotations
@@ -135,3 +136,16 @@ def method_not_allowed(routes: Iterable[BaseRoute]) -> ExceptionHandler:
         return problem.response(request.url.path)
 
     return answer
+
+
+NEVER_SHED = frozenset({"/v1/health", "/metrics", "/v1/admin/faults", "/v1/odds/stream", "/", "/openapi.json", "/docs"})
+
+
+def route_class(method: str, template: str) -> str | None:
+    """Which in-flight bound a route's requests count against; None: never shed (no database, or the
+    switches a game day is stopped with)."""
+    if template in NEVER_SHED or template.startswith("/docs"):
+        return None
+    if (method, template) == ("POST", "/v1/bets"):
+        return "bets"
+    return "reads" if method in ("GET", "HEAD") else "writes"

@@ -10,7 +10,7 @@ import uuid
 import httpx
 import pytest
 
-from sample_platform.api.app import route_class
+from sample_platform.api.routing import route_class
 from tests.conftest import ADMIN_TOKEN
 
 HOLD_SECONDS = 3  # long enough that every concurrent request arrives while the first ones are held
@@ -120,24 +120,30 @@ def test_reads_and_writes_are_shed_past_their_bound(start_platform, setting: str
     assert counted == len(shed)
 
 
-def test_slow_bodies_take_no_place_in_the_bets_bound_and_get_408(start_platform) -> None:
+def _slow_bet(host: str, port: int, token: str | None):  # type: ignore[no-untyped-def]
+    """A connection that sends a bet's headers, then one byte of a 200-byte body, and no more."""
     import socket
 
+    conn = socket.create_connection((host, port), timeout=60)
+    auth = f"Authorization: Bearer {token}\r\n".encode() if token else b""
+    conn.sendall(
+        b"POST /v1/bets HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 200\r\n"
+        + auth
+        + b"Idempotency-Key: k\r\n\r\n{"
+    )
+    return conn
+
+
+def test_slow_bodies_take_no_place_in_the_bets_bound_and_get_408(start_platform) -> None:
     from tests.conftest import bet_body
 
     server, client = start_platform(bet_max_in_flight=2, body_read_timeout_seconds=3)
-    player = client.create_account(f"s{uuid.uuid4().hex[:8]}")
+    player, stranger = (client.create_account(f"s{uuid.uuid4().hex[:8]}") for _ in range(2))
     client.deposit(player["id"], 100_000)
     market = client.create_market("Slow cup", [("A", "2.00"), ("B", "2.00")])
     host, port = server.url.removeprefix("http://").split(":")
-    slow: list[socket.socket] = []
-    for _ in range(6):  # three times the bound: strangers sending a bet body a byte at a time, or not at all
-        conn = socket.create_connection((host, int(port)), timeout=60)
-        conn.sendall(
-            b"POST /v1/bets HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 200\r\n"
-            b"Idempotency-Key: k\r\n\r\n{"
-        )
-        slow.append(conn)
+    # Three times the bound: a player of its own sending bet bodies a byte at a time, or not at all.
+    slow = [_slow_bet(host, int(port), stranger["token"]) for _ in range(6)]
     try:
         bets = [client.place_bet(player["token"], bet_body(market, stake=100)).status_code for _ in range(3)]
         assert bets == [201, 201, 201]  # the bound is free: the slow bodies hold no place in it
@@ -152,3 +158,16 @@ def test_slow_bodies_take_no_place_in_the_bets_bound_and_get_408(start_platform)
     finally:
         for conn in slow:
             conn.close()
+
+
+@pytest.mark.parametrize("token", [None, "not-a-token"])
+def test_a_bet_without_a_valid_token_is_refused_before_its_body(start_platform, token: str | None) -> None:
+    server, _client = start_platform(body_read_timeout_seconds=60)
+    host, port = server.url.removeprefix("http://").split(":")
+    conn = _slow_bet(host, int(port), token)
+    try:
+        head = conn.recv(4096)  # answered at once, though 199 bytes of the body have not come
+    finally:
+        conn.close()
+    assert head.startswith(b"HTTP/1.1 401 Unauthorized"), head
+    assert b"application/problem+json" in head and b"www-authenticate: bearer" in head.lower()
