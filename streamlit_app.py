@@ -1,4 +1,6 @@
-"""The control plane's web dashboard: `controlplane dashboard` (or `streamlit run streamlit_app.py`).
+"""The control plane's web dashboard's pages: `controlplane dashboard` serves them with the routes of
+`dashboards/webapp.py` (the server-set session cookie, recorded exports); a bare `streamlit run
+streamlit_app.py` serves the pages alone, without exports, and a reload signs you out.
 
 A router: the signed-in user's role decides which pages exist (`dashboards.shell.role_pages`); signed out,
 only the login page does. Pages read only through the control plane's and the audit log's APIs.

@@ -196,7 +196,8 @@ class Settings(BaseSettings):
     )
     dashboard_url: str = Field(
         "http://127.0.0.1:8501",
-        description="The dashboard's base URL as on-call engineers reach it; alerts link to its on-call page.",
+        description="The dashboard's base URL as on-call engineers reach it; alerts link to its on-call page. An "
+        "https URL also marks the dashboard's session cookie Secure (as does a request that arrives over https).",
     )
     dashboard_role_claim: str = Field(
         "roles",

@@ -24,8 +24,11 @@ from audit.schema import checkpoints, entries
 from controlplane.auditing import AuditUnavailable, open_audit
 from controlplane.formatting import count, utc
 from controlplane.proofs import ProofError, export_bundle, seqs_for_bet, seqs_for_checklist_run, seqs_for_range
+from dashboards.handoff_page import offer_export
 from dashboards.links import at_caption, pinned_at
-from dashboards.shell import audit_store, problem, record_export, require, settings
+from dashboards.shell import audit_store, problem, require, settings
+
+ROLES = ("compliance", "admin")
 
 KINDS = ("any", *AUDIT_KINDS)
 PAGE_SIZES = (100, 500)
@@ -254,10 +257,9 @@ def _bundle() -> None:
     if not isinstance(prepared, PreparedBundle) or prepared.request != request:
         return  # nothing prepared yet, or prepared for what the fields no longer say
     st.caption(f"{prepared.subject}: {count(prepared.entries)} entries with their inclusion proofs.")
-    st.download_button(
+    offer_export(
         "Download bundle (JSON)", prepared.text, file_name=prepared.file_name, mime="application/json",
-        on_click=record_export, args=("proof-bundle",),
-        kwargs={"entries": prepared.entries, "for": prepared.subject, "file": prepared.file_name},
+        what="proof-bundle", roles=ROLES, detail={"entries": prepared.entries, "for": prepared.subject},
     )  # fmt: skip
     st.code(
         f"python -m audit.verify {prepared.file_name} --key '{prepared.verifier_key}'", language="sh", wrap_lines=True
@@ -280,7 +282,7 @@ def _header(status: dict[str, Any]) -> None:
 
 
 def render() -> None:
-    require("compliance", "admin")
+    require(*ROLES)
     st.title("Audit log")
     at, pinned = pinned_at()
     if pinned:

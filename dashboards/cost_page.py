@@ -34,8 +34,11 @@ from controlplane.cost.results import Bucketing, CostReport
 from controlplane.formatting import money, utc
 from dashboards import data
 from dashboards.charts import cost as charts
+from dashboards.handoff_page import offer_export
 from dashboards.links import at_caption, pinned_at
-from dashboards.shell import audit_store, problem, record_export, require, settings, store
+from dashboards.shell import audit_store, problem, require, settings, store
+
+ROLES = ("oncall", "admin")
 
 WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 BUCKETINGS = ("minute", "hour", "day")
@@ -124,7 +127,7 @@ def _headline(report: CostReport) -> None:
 
 
 def render() -> None:
-    require("oncall", "admin")
+    require(*ROLES)
     st.title("Cost per settled bet")
     at, pinned = pinned_at()
     st.caption(at_caption(at, pinned))
@@ -156,11 +159,12 @@ def render() -> None:
         st.markdown(f"Idle headroom paid: **{money(report.event.headroom_cost, cur)}**")
         st.dataframe(event_rows(report), hide_index=True)
     left, right = st.columns(2)
-    left.download_button(
-        "Download report (JSON)", data=json.dumps(report.to_dict(), indent=2), file_name="cost-report.json",
-        on_click=record_export, args=("cost-report",), kwargs={"window": report.window.to_dict()},
+    window = {"window": report.window.to_dict()}
+    offer_export(
+        "Download report (JSON)", json.dumps(report.to_dict(), indent=2), file_name="cost-report.json",
+        mime="application/json", what="cost-report", roles=ROLES, detail=window, where=left,
     )  # fmt: skip
-    right.download_button(
-        "Download report (CSV)", data=render_csv(report), file_name="cost-report.csv", mime="text/csv",
-        on_click=record_export, args=("cost-report-csv",), kwargs={"window": report.window.to_dict()},
+    offer_export(
+        "Download report (CSV)", render_csv(report), file_name="cost-report.csv", mime="text/csv",
+        what="cost-report-csv", roles=ROLES, detail=window, where=right,
     )  # fmt: skip

@@ -20,8 +20,11 @@ from controlplane.incidents.render import render_markdown
 from controlplane.incidents.tracker import IncidentError
 from dashboards import data
 from dashboards.charts.common import layout
+from dashboards.handoff_page import offer_export
 from dashboards.links import at_caption, pinned_at, trace_link
-from dashboards.shell import problem, record_export, require
+from dashboards.shell import problem, require
+
+ROLES = ("oncall", "compliance", "admin")
 
 HISTORY = timedelta(days=90)
 SLICE_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
@@ -96,14 +99,14 @@ def _detail(record: IncidentRecord) -> None:
         st.caption("The collector kept no trace of a bad event of this slice during the impact.")
     st.markdown("**Timeline**")
     st.table([{"Time": utc(t.at), "Source": t.source, "What": t.text} for t in record.timeline], hide_index=True)
-    st.download_button(
+    offer_export(
         "Post-incident review (Markdown)",
         render_markdown(record),
         file_name=f"incident-{record.id}-review.md",
         mime="text/markdown",
-        on_click=record_export,
-        args=("incident-review",),
-        kwargs={"incident": record.id},
+        what="incident-review",
+        roles=ROLES,
+        detail={"incident": record.id},
     )
 
 
@@ -143,7 +146,7 @@ def _declare(slices: list[str], username: str) -> None:
 
 
 def render() -> None:
-    user = require("oncall", "compliance", "admin")
+    user = require(*ROLES)
     st.title("Incidents")
     at, pinned = pinned_at()
     st.caption(at_caption(at, pinned))

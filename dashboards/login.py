@@ -8,25 +8,16 @@ import streamlit as st
 from controlplane.auditing import AuditUnavailable
 from controlplane.clock import utcnow
 from controlplane.users import SESSION_TTL, audit_sign_in, authenticate, create_session, revoke_session
+from dashboards.handoff_page import grant_for, hand_cookie, revoke_grant
 from dashboards.links import remember_link
 from dashboards.shell import COOKIE, SESSION_KEY, oidc_configured, settings, store
-
-
-def _cookie(value: str, max_age: int) -> None:
-    """Set (or, with max_age 0, clear) the session cookie: a tiny same-origin frame writes it, as Streamlit
-    has no call for it. SameSite=Strict keeps it off other sites' requests; the token is URL-safe base64."""
-    secure = "; Secure" if st.context.url and st.context.url.startswith("https:") else ""
-    st.iframe(
-        f"<script>document.cookie = '{COOKIE}={value}; Path=/; Max-Age={max_age}; SameSite=Strict{secure}';</script>",
-        height=1,
-    )
 
 
 def render_login() -> None:
     st.title("Betting control plane")
     remember_link()
-    if st.session_state.get("cookie_cleared"):
-        _cookie("", 0)
+    if st.session_state.get("cookie_cleared") and st.context.cookies.get(COOKIE):
+        hand_cookie(COOKIE, "", 0)  # the server clears it: no script can
     if reason := st.session_state.pop("signed_out_reason", None):
         st.info(reason)
     with st.form("login"):
@@ -71,7 +62,8 @@ def render_account(username: str, role: str, source: str = "local") -> None:
     with st.sidebar:
         st.caption(f"Signed in as **{username}** ({role})")
         if source == "oidc":
-            st.button("Log out", key="logout", on_click=st.logout)
+            grant_for(username, role, SESSION_TTL.total_seconds())
+            st.button("Log out", key="logout", on_click=_sso_logout)
             return
         if st.button("Log out", key="logout"):
             st.session_state.pop(SESSION_KEY, None)
@@ -79,5 +71,10 @@ def render_account(username: str, role: str, source: str = "local") -> None:
             if token:
                 revoke_session(store(), token, utcnow())
             st.rerun()
-        if st.context.cookies.get(COOKIE) != token:  # the cookie this browser sent when it connected
-            _cookie(token, int(SESSION_TTL.total_seconds()))
+        if token and st.context.cookies.get(COOKIE) != token:  # the cookie this browser sent when it connected
+            hand_cookie(COOKIE, token, int(SESSION_TTL.total_seconds()))
+
+
+def _sso_logout() -> None:
+    revoke_grant()
+    st.logout()

@@ -3,7 +3,7 @@ use already imported. Streamlit looks up `sys.modules["pandas"]` from every sess
 importing pandas for the first time while another session runs could let that session see a
 half-initialised module. Importing it here, before any session, rules that out.
 
-    python -m dashboards.server run streamlit_app.py --server.port 8501     (what `controlplane dashboard` runs)
+    python -m dashboards.server run dashboards/webapp.py --server.port 8501   (what `controlplane dashboard` runs)
 """
 
 import sys

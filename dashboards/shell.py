@@ -24,6 +24,7 @@ from controlplane.settings import Settings
 from controlplane.storage import make_engine
 from controlplane.store import migrate_store
 from controlplane.users import SESSION_TTL, session_user
+from dashboards.handoff import SESSION_COOKIE
 from dashboards.links import WANTED_LINK, return_to_link
 
 
@@ -37,7 +38,7 @@ class Viewer:
 
 
 SESSION_KEY = "controlplane_session"
-COOKIE = "controlplane_session"  # the same token, so a reload or a pasted link keeps the sign-in
+COOKIE = SESSION_COOKIE  # the same token, set by the server (HttpOnly), so a reload or a pasted link keeps the sign-in
 
 
 @dataclass(frozen=True)
@@ -230,21 +231,6 @@ def require(*roles: str) -> Viewer:
         st.stop()
     assert user is not None
     return user
-
-
-def record_export(what: str, **detail: object) -> None:
-    """A download is an export: an `access` entry naming who took what (called when the button is pressed)."""
-
-    viewer = current_user()
-    if viewer is None:
-        st.stop()
-    try:
-        audit_append(
-            settings(), kind="access", actor=viewer.username, subject=f"export:{what}",
-            payload={"type": "export", "what": what, "via": "dashboard", **detail},
-        )  # fmt: skip
-    except AuditUnavailable as exc:
-        st.error(f"The download could not be recorded in the audit log: {exc}")
 
 
 def problem(message: str, fix: str) -> None:

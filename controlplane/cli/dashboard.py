@@ -1,4 +1,5 @@
-"""`controlplane dashboard`: serve the Streamlit dashboard (`streamlit_app.py`)."""
+"""`controlplane dashboard`: serve the Streamlit dashboard (`streamlit_app.py`, with the routes of
+`dashboards/webapp.py`: the server-set session cookie and recorded exports)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import typer
 
 from controlplane.cli.common import fail
 
-APP = Path(__file__).resolve().parents[2] / "streamlit_app.py"
+ROOT = Path(__file__).resolve().parents[2]
+APP = ROOT / "dashboards" / "webapp.py"
+PAGES = ROOT / "streamlit_app.py"
 
 
 AUTH_KEYS = ("redirect_uri", "cookie_secret", "client_id", "client_secret", "server_metadata_url")
@@ -45,8 +48,9 @@ def dashboard(
     ] = None,
 ) -> None:
     """Serve the dashboard in a browser-facing Streamlit server until interrupted."""
-    if not APP.exists():
-        raise fail(f"{APP} is missing; run the dashboard from a checkout of the project")
+    missing = [str(p) for p in (APP, PAGES) if not p.exists()]
+    if missing:
+        raise fail(f"{', '.join(missing)} missing; run the dashboard from a checkout of the project")
     if secrets is not None:
         _check_secrets(secrets)
     command = [
@@ -68,7 +72,7 @@ def dashboard(
         "--client.toolbarMode",
         "minimal",  # no "Deploy" or developer options: the people using it are not its developers
         # Tables offer no CSV download or copy of their own: such an export would leave no `access` entry
-        # in the audit log. The pages' download buttons record each export (dashboards.shell.record_export).
+        # in the audit log. The pages' exports go through the export route, which records each fetch.
         # .streamlit/config.toml says the same for `streamlit run streamlit_app.py`.
         "--client.disableDataExport",
         "true",

@@ -1,12 +1,13 @@
 """The audit page, and every export from the dashboard recorded: tables offer no export of their own
-(Streamlit's `client.disableDataExport`, from the command line and from .streamlit/config.toml), every
-download button records its export, a proof bundle is named for what it proves and its verify command
+(Streamlit's `client.disableDataExport`, from the command line and from .streamlit/config.toml), no page
+hands out a file but through the export route, which records each fetch, a proof bundle is named for what it proves and its verify command
 stays on screen after the download, the latest checkpoint says when it was signed, and entries page back
 past the first 500. In Streamlit's AppTest, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import os
 import re
@@ -19,7 +20,6 @@ from typing import Any
 import pytest
 import streamlit as st
 from sqlalchemy import Engine, func, select
-from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 from typer.testing import CliRunner
 
@@ -30,8 +30,8 @@ from controlplane.auditing import open_audit
 from controlplane.cli import app
 from controlplane.formatting import utc
 from controlplane.settings import Settings
-from tests.dashboards.test_browser import _settled, _sign_in, browser, serving_dashboard  # noqa: F401
-from tests.dashboards.test_pages import _assert_clean, _open, _signed_in, dashboard  # noqa: F401
+from tests.dashboards.test_browser import _settled, _sign_in, browser, prepare_bundle, serving_dashboard  # noqa: F401
+from tests.dashboards.test_pages import _assert_clean, _fetch, _open, _signed_in, dashboard, served  # noqa: F401
 
 ROOT = Path(__file__).parents[2]
 APP = ROOT / "streamlit_app.py"
@@ -103,44 +103,19 @@ def _download_buttons(tree: ast.AST) -> list[ast.Call]:
     ]
 
 
-def test_every_download_button_in_the_dashboard_records_its_export() -> None:
-    """A guard beside the behaviour tests: a new download button that forgets `on_click=record_export`
-    would be an export with no `access` entry."""
-    calls = {
-        f"{path.relative_to(ROOT)}:{call.lineno}": call
-        for path in sorted((ROOT / "dashboards").rglob("*.py"))
+def test_no_page_hands_out_a_file_but_through_the_export_route() -> None:
+    """A guard beside the behaviour tests: a download button would hand its file to whoever has its media
+    URL, unrecorded; every export is offered through `offer_export`, whose route records each fetch."""
+    pages = [ROOT / "streamlit_app.py", *sorted((ROOT / "dashboards").rglob("*.py"))]
+    found = [
+        f"{path.relative_to(ROOT)}:{call.lineno}"
+        for path in pages
         for call in _download_buttons(ast.parse(path.read_text(), filename=str(path)))
-    }
-    assert "dashboards/audit_page.py" in " ".join(calls)  # the scan sees the page it guards
-    unrecorded = [
-        where
-        for where, call in calls.items()
-        if not any(
-            k.arg == "on_click" and isinstance(k.value, ast.Name) and k.value.id == "record_export"
-            for k in call.keywords
-        )
     ]
-    assert not unrecorded, f"download buttons without on_click=record_export: {unrecorded}"
+    assert not found, f"download buttons: {found}"
 
 
 # -- proof bundles ------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def downloads(monkeypatch: pytest.MonkeyPatch) -> dict[str, bytes]:
-    """What the page's download buttons hand the browser: file name -> content (AppTest's media storage)."""
-    served: dict[str, bytes] = {}
-    original = MemoryMediaFileStorage.load_and_get_id
-
-    def spy(
-        self: MemoryMediaFileStorage, path_or_data: Any, mimetype: str, kind: Any, filename: str | None = None
-    ) -> str:
-        if filename is not None and isinstance(path_or_data, bytes):
-            served[filename] = path_or_data
-        return original(self, path_or_data, mimetype, kind, filename)
-
-    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", spy)
-    return served
 
 
 def _seed_and_sign(engine: Engine) -> None:
@@ -191,7 +166,7 @@ def _ask(at: AppTest, what: str) -> None:
 )
 def test_a_bundle_is_named_for_what_it_proves_and_its_command_stays_after_the_download(
     dashboard: Engine,  # noqa: F811
-    downloads: dict[str, bytes],
+    served: None,  # noqa: F811
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     what: str,
@@ -207,24 +182,35 @@ def test_a_bundle_is_named_for_what_it_proves_and_its_command_stays_after_the_do
     assert not at.error, [e.value for e in at.error]
     command = at.code[0].value
     assert command.startswith(f"python -m audit.verify {file_name} --key ")
-    assert list(downloads) == [file_name]
+    assert _exports(dashboard) == []  # offered, not taken
 
-    at.download_button[0].click().run()  # the click records the export, and Streamlit runs the page again
+    saved, data = _fetch(at, "Download bundle (JSON)")
+    assert saved == file_name
+    at.run()
     _assert_clean(at)
     assert [c.value for c in at.code] == [command]
-    assert [d.label for d in at.download_button] == ["Download bundle (JSON)"]
     [export] = _exports(dashboard)
     assert export["actor"] == "cleo"
     assert (export["payload"]["for"], export["payload"]["file"]) == (proves, file_name)
+    assert export["payload"]["sha256"] == hashlib.sha256(data).hexdigest()
 
     # The command on screen verifies the file the browser saved, offline.
-    bundle = json.loads(downloads[file_name])
+    bundle = json.loads(data)
     assert {json.loads(e["entry"])["subject"] for e in bundle["entries"]} == subjects
-    (tmp_path / file_name).write_bytes(downloads[file_name])
+    (tmp_path / file_name).write_bytes(data)
     monkeypatch.chdir(tmp_path)
     argv = shlex.split(command)
     assert argv[:3] == ["python", "-m", "audit.verify"]
     assert verify_main(argv[3:]) == 0
+
+
+def test_without_the_export_route_the_page_offers_no_file(dashboard: Engine) -> None:  # noqa: F811
+    _seed_and_sign(dashboard)
+    at = _open(_signed_in("cleo"), "audit").run()
+    _ask(at, "a bet")
+    _field(at.button, "Prepare bundle").click().run()
+    assert not at.get("link_button")
+    assert any("controlplane dashboard" in c.value for c in at.caption)
 
 
 def test_a_new_request_replaces_the_prepared_bundle_and_bad_input_is_said_beside_the_field(
@@ -238,7 +224,7 @@ def test_a_new_request_replaces_the_prepared_bundle_and_bad_input_is_said_beside
     _field(at.button, "Prepare bundle").click().run()
     assert at.code[0].value.startswith("python -m audit.verify bet-3-bundle.json")
     _field(at.text_input, "Bet id").input("4").run()
-    assert not at.code and not at.download_button  # the bundle on screen is always for what the field says
+    assert not at.code and not at.get("link_button")  # the bundle on screen is always for what the field says
     _field(at.text_input, "Bet id").input("99").run()
     _field(at.button, "Prepare bundle").click().run()
     assert any("no audit entry about bet 99" in e.value for e in at.error) and not at.code
@@ -347,14 +333,10 @@ def test_in_a_browser_tables_offer_no_download_and_the_bundle_keeps_its_name(
         labels = [b.get_attribute("aria-label") for b in toolbar.get_by_role("button").all()]
         assert labels and "Download as CSV" not in labels, labels
 
-        page.get_by_role("textbox", name="Bet id").fill("3")
-        page.get_by_role("textbox", name="Bet id").press("Enter")
-        _settled(page)
-        page.get_by_role("button", name="Prepare bundle").click()
-        download_button = page.get_by_role("button", name="Download bundle (JSON)")
-        download_button.wait_for(timeout=60_000)
+        link = prepare_bundle(page, 3)
         with page.expect_download() as download:
-            download_button.click()
+            page.evaluate("href => { const a = document.createElement('a'); a.href = href; a.click(); }",
+                          link.get_attribute("href"))  # fmt: skip
         assert download.value.suggested_filename == "bet-3-bundle.json"
         _settled(page)
         assert "python -m audit.verify bet-3-bundle.json --key" in page.locator('[data-testid="stCode"]').inner_text()

@@ -187,12 +187,12 @@ def _sign_in(browser: Any, url: str, name: str, password: str = PASSWORD) -> Any
     page.get_by_role("textbox", name="Password").fill(password)
     page.get_by_role("button", name="Log in").click()
     page.get_by_text(f"Signed in as {name}").wait_for(timeout=60_000)
-    # The session cookie is written by the page once signed in; a reload or a link needs it.
+    # The session cookie is set by the server once signed in (HttpOnly); a reload or a link needs it.
     wait_until(lambda: any(c["name"] == "controlplane_session" for c in context.cookies()), "the session cookie")
     return page
 
 
-def test_every_role_in_a_real_browser(browser: Any, dashboard: tuple[str, dict[str, str], int]) -> None:
+def test_every_role_in_a_real_browser(browser: Any, dashboard: tuple[str, dict[str, str], int], tmp_path: Path) -> None:
     url, env, bet_id, incident = dashboard
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     pinned = f"?at={incident:%Y-%m-%dT%H:%MZ}&range=1h"  # the on-call page as of just after the incident
@@ -217,7 +217,7 @@ def test_every_role_in_a_real_browser(browser: Any, dashboard: tuple[str, dict[s
             _settled(page)
             assert page.get_by_role("heading", name=title, exact=True).count() == 0, f"{role} reached {path}"
         if role == "compliance":
-            _bundle_verifies_offline(page, url, env, bet_id)
+            _bundle_verifies_offline(page, url, env, bet_id, tmp_path)
         page.context.close()
 
 
@@ -236,17 +236,25 @@ def _incident_first(page: Any) -> None:
     assert tile_box is not None and tile_box["y"] + tile_box["height"] <= 900, ("the tile is below the fold", tile_box)
 
 
-def _bundle_verifies_offline(page: Any, url: str, env: dict[str, str], bet_id: int) -> None:
-    page.goto(f"{url}/audit")
-    _settled(page)
+def prepare_bundle(page: Any, bet_id: int) -> Any:
+    """On the audit page: ask for a bet's proof bundle; the link the page then offers to it."""
     page.get_by_role("textbox", name="Bet id").fill(str(bet_id))
     page.get_by_role("textbox", name="Bet id").press("Enter")
     _settled(page)
     page.get_by_role("button", name="Prepare bundle").click()
-    page.get_by_role("button", name="Download bundle (JSON)").wait_for(timeout=60_000)
-    with page.expect_download() as download:
-        page.get_by_role("button", name="Download bundle (JSON)").click()
-    saved = Path(download.value.path())
+    link = page.get_by_role("link", name="Download bundle (JSON)")
+    link.wait_for(timeout=60_000)
+    return link
+
+
+def _bundle_verifies_offline(page: Any, url: str, env: dict[str, str], bet_id: int, workdir: Path) -> None:
+    page.goto(f"{url}/audit")
+    _settled(page)
+    link = prepare_bundle(page, bet_id)
+    fetched = page.context.request.get(f"{url}{link.get_attribute('href')}")  # with this browser's session
+    assert fetched.status == 200, fetched.text()
+    saved = workdir / "bundle.json"
+    saved.write_bytes(fetched.body())
     bundle = json.loads(saved.read_text())
     assert {json.loads(e["entry"])["subject"] for e in bundle["entries"]} == {f"bet:{bet_id}"}
     key = _cli(env, "audit", "verifier-key").stdout.strip()
