@@ -34,6 +34,7 @@ from controlplane.cost.results import Bucketing, CostReport
 from controlplane.formatting import money, utc
 from dashboards import data
 from dashboards.charts import cost as charts
+from dashboards.charts.common import CHART_CONFIG
 from dashboards.handoff_page import offer_export
 from dashboards.links import at_caption, pinned_at
 from dashboards.shell import audit_store, problem, require, settings, store
@@ -146,8 +147,8 @@ def render() -> None:
     st.caption(f"{window_title(report)}. The same report from the command line: `{_command(view, at)}`")
     _headline(report)
     left, right = st.columns(2)
-    left.plotly_chart(charts.cost_per_bet(report.buckets, cur, report.window))
-    right.plotly_chart(charts.cost_by_component(report.components, cur))
+    left.plotly_chart(charts.cost_per_bet(report.buckets, cur, report.window), config=CHART_CONFIG)
+    right.plotly_chart(charts.cost_by_component(report.components, cur), config=CHART_CONFIG)
     st.subheader("Components")
     st.dataframe(component_rows(report), hide_index=True)
     with st.expander(f"Each {view.by} of the window"):

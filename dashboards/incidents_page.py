@@ -19,7 +19,7 @@ from controlplane.incidents.record import IncidentRecord
 from controlplane.incidents.render import render_markdown
 from controlplane.incidents.tracker import IncidentError
 from dashboards import data
-from dashboards.charts.common import layout
+from dashboards.charts.common import CHART_CONFIG, layout
 from dashboards.handoff_page import offer_export
 from dashboards.links import at_caption, pinned_at, trace_link
 from dashboards.shell import problem, require
@@ -181,7 +181,7 @@ def render() -> None:
     st.query_params["incident"] = chosen
     _detail(records[ids.index(chosen)])
     st.subheader("History (90 days)")
-    st.plotly_chart(_history_chart(records), key="chart-incident-history")
+    st.plotly_chart(_history_chart(records), key="chart-incident-history", config=CHART_CONFIG)
     st.dataframe(
         [{"Incident": r.id, "Slice": r.slice, "State": r.state, "Opened": utc(r.opened_at),
           "Detected in": duration(r.kpis.time_to_detect_s),

@@ -16,6 +16,7 @@ from controlplane.runbooks import is_url
 from controlplane.slo.results import AlertThreshold, SloStatus
 from dashboards import data
 from dashboards.charts import slo as charts
+from dashboards.charts.common import CHART_CONFIG
 from dashboards.links import trace_link
 
 
@@ -69,12 +70,16 @@ def _charts(status: SloStatus, span: tuple[datetime, datetime], markers: list[Ch
     start, end = (t.isoformat() for t in span)
     series = data.series(status.name, start, end)
     left, right = st.columns(2)
-    left.plotly_chart(charts.error_ratio(series, markers), key="chart-error-ratio")
-    right.plotly_chart(charts.burn_rate(series, status.alert_thresholds, markers), key="chart-burn-rate")
-    left, right = st.columns(2)
-    left.plotly_chart(charts.sli(series, markers), key="chart-sli")
+    left.plotly_chart(charts.error_ratio(series, markers), key="chart-error-ratio", config=CHART_CONFIG)
     right.plotly_chart(
-        charts.budget_burndown(data.budget_points(status.name, start, end), status.name, markers), key="chart-budget"
+        charts.burn_rate(series, status.alert_thresholds, markers), key="chart-burn-rate", config=CHART_CONFIG
+    )
+    left, right = st.columns(2)
+    left.plotly_chart(charts.sli(series, markers), key="chart-sli", config=CHART_CONFIG)
+    right.plotly_chart(
+        charts.budget_burndown(data.budget_points(status.name, start, end), status.name, markers),
+        key="chart-budget",
+        config=CHART_CONFIG,
     )
 
 

@@ -13,6 +13,7 @@ import streamlit as st
 from controlplane.formatting import utc, utc_minute
 from controlplane.traces.store import TraceView, read_trace
 from dashboards import data
+from dashboards.charts.common import CHART_CONFIG
 from dashboards.charts.trace import tree_order, waterfall
 from dashboards.links import trace_link
 from dashboards.shell import require, store
@@ -52,7 +53,7 @@ def render() -> None:
         f"{len(view.spans)} spans · {len(view.logs)} log lines · {errors} with an error"
     )
     if view.spans:
-        st.plotly_chart(waterfall(view.spans), use_container_width=True)
+        st.plotly_chart(waterfall(view.spans), use_container_width=True, config=CHART_CONFIG)
     _spans(view)
     _links(view)
     _changes(view.minute)

@@ -9,6 +9,9 @@ import plotly.graph_objects as go
 PAGE_COLOUR, TICKET_COLOUR, OK_COLOUR = "#d62728", "#ff7f0e", "#2ca02c"
 BAD_COLOUR = "rgba(214, 39, 40, 0.15)"
 CHANGE_COLOUR = "#7f7f7f"
+# Every st.plotly_chart takes this: no "Download plot as png" in the chart's toolbar, which would be an
+# export of the page's data with no `access` entry (exports go through dashboards.handoff_page.offer_export).
+CHART_CONFIG = {"modeBarButtonsToRemove": ["toImage"], "displaylogo": False}
 
 
 def layout(

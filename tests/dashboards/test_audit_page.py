@@ -30,6 +30,7 @@ from controlplane.auditing import open_audit
 from controlplane.cli import app
 from controlplane.formatting import utc
 from controlplane.settings import Settings
+from dashboards.charts.common import CHART_CONFIG
 from tests.dashboards.test_browser import _settled, _sign_in, browser, prepare_bundle, serving_dashboard  # noqa: F401
 from tests.dashboards.test_pages import _assert_clean, _fetch, _open, _signed_in, dashboard, served  # noqa: F401
 
@@ -113,6 +114,28 @@ def test_no_page_hands_out_a_file_but_through_the_export_route() -> None:
         for call in _download_buttons(ast.parse(path.read_text(), filename=str(path)))
     ]
     assert not found, f"download buttons: {found}"
+
+
+def test_every_chart_hides_the_image_download() -> None:
+    """Plotly's "Download plot as png" would export a page's data unrecorded: every chart is drawn with
+    `CHART_CONFIG`, which removes it."""
+    pages = [ROOT / "streamlit_app.py", *sorted((ROOT / "dashboards").rglob("*.py"))]
+    charts = [
+        (path, node)
+        for path in pages
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path)))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "plotly_chart"
+    ]
+    assert len(charts) >= 8
+    bare = [
+        f"{path.relative_to(ROOT)}:{call.lineno}"
+        for path, call in charts
+        if not any(
+            k.arg == "config" and isinstance(k.value, ast.Name) and k.value.id == "CHART_CONFIG" for k in call.keywords
+        )
+    ]
+    assert not bare, f"charts with the image download: {bare}"
+    assert "toImage" in CHART_CONFIG["modeBarButtonsToRemove"]
 
 
 # -- proof bundles ------------------------------------------------------------------------------------
