@@ -44,7 +44,9 @@ from audit.stored_tree import STRIDE, aligned_ranges, is_stored_level, push_leaf
 GENESIS = "0" * 64
 CHUNK = 2048  # entries read per statement, a power of two: small enough to stay in the CPU's caches
 
-Batch = tuple[Sequence[Any], dict[tuple[int, int], str]]
+# (first seq, last seq, rows of (UTF-8 bytes, leaf hash hex), stored subtrees): a chunk's entries in seq
+# order; no rows and no seqs when entries are missing here but there are more after.
+Batch = tuple[int | None, int | None, Sequence[Any], dict[tuple[int, int], str]]
 
 
 @dataclass(frozen=True)
@@ -71,20 +73,27 @@ def node_ranges(lo: int, hi: int) -> list[tuple[int, int, int]]:
 
 
 class _Reads:
-    """The two statements that read a chunk: its entries, and the stored subtrees whose last leaf lies
-    in it, each as (SQL, parameters) in the driver's own parameter style."""
+    """The statements that read a chunk: its entries, the stored subtrees whose last leaf lies in it, and
+    for a chunk that is not full, its first and last seq; each as (SQL, parameters) in the driver's own
+    parameter style. A full chunk needs no seqs: seq is the primary key, so `chunk` rows read from
+    [lo, lo + chunk) are exactly the seqs lo, lo + 1, ..., lo + chunk - 1."""
 
     def __init__(self, postgres: bool) -> None:
         self.mark = "%s" if postgres else "?"
         text = "entry" if postgres else "CAST(entry AS BLOB)"  # PostgreSQL: bytes by the loader
-        self.entries = f"SELECT seq, {text}, leaf_hash FROM audit_entries WHERE seq >= {self.mark}"
+        self.entries = f"SELECT {text}, leaf_hash FROM audit_entries WHERE seq >= {self.mark}"
 
     def chunk(self, lo: int, size: int) -> tuple[str, tuple[int, int]]:
         return f"{self.entries} AND seq < {self.mark} ORDER BY seq", (lo, lo + size)
 
-    def after(self, lo: int) -> tuple[str, tuple[int]]:
-        """The first entry at or after lo: is anything there when a chunk came back empty?"""
-        return f"{self.entries} ORDER BY seq LIMIT 1", (lo,)
+    def bounds(self, lo: int, size: int) -> tuple[str, tuple[int, int, int]]:
+        """The first and last seq in [lo, lo + size), and the first at or after lo (a chunk came back short)."""
+        m = self.mark
+        return (
+            f"SELECT (SELECT min(seq) FROM audit_entries WHERE seq >= {m}),"
+            f" (SELECT max(seq) FROM audit_entries WHERE seq >= {m} AND seq < {m})",
+            (lo, lo, lo + size),
+        )
 
     def nodes(self, lo: int, size: int) -> tuple[str, list[int]] | None:
         ranges = [(lv, a, b) for lv, a, b in node_ranges(lo, lo + size - 1) if is_stored_level(lv)]
@@ -93,6 +102,20 @@ class _Reads:
         m = self.mark
         where = " OR ".join(f"(level = {m} AND idx BETWEEN {m} AND {m})" for _ in ranges)
         return f"SELECT level, idx, hash FROM audit_nodes WHERE {where}", [v for r in ranges for v in r]
+
+
+def _bounded(
+    cursor: Any, reads: _Reads, rows: Sequence[Any], lo: int, chunk: int, inner: dict[tuple[int, int], str]
+) -> Batch | None:
+    """The batch of a chunk's rows: its seqs by construction when it is full; otherwise read (None at the end)."""
+    if len(rows) == chunk:
+        return lo, lo + chunk - 1, rows, inner
+    first, last = cursor.execute(*reads.bounds(lo, chunk)).fetchone()
+    if first is None:
+        return None  # nothing at or after lo: the end
+    if not rows:
+        return None, None, rows, inner  # missing here, more after
+    return first, last, rows, inner
 
 
 def _batches(conn: Connection, chunk: int) -> Generator[Batch, None, None]:
@@ -110,13 +133,12 @@ def _batches(conn: Connection, chunk: int) -> Generator[Batch, None, None]:
         lo = 0
         while True:
             rows = cursor.execute(*reads.chunk(lo, chunk)).fetchall()
-            if not rows:  # the end, unless entries are missing from here on: then the first one after
-                rows = cursor.execute(*reads.after(lo)).fetchall()
-                if not rows:
-                    return
             nodes_read = reads.nodes(lo, chunk)
             inner = {(lv, i): h for lv, i, h in cursor.execute(*nodes_read).fetchall()} if nodes_read else {}
-            yield rows, inner
+            batch = _bounded(cursor, reads, rows, lo, chunk, inner)
+            if batch is None:
+                return
+            yield batch
             lo += chunk
     finally:
         cursor.close()
@@ -150,11 +172,10 @@ def _pipelined(raw: Any, chunk: int) -> Generator[Batch, None, None]:
             next_has_nodes = send(ahead, lo + chunk)
             rows = now[0].fetchall()
             inner = {(lv, i): h for lv, i, h in now[1].fetchall()} if has_nodes else {}
-            if not rows:  # the end, unless entries are missing from here on: then the first one after
-                rows = now[0].execute(*reads.after(lo)).fetchall()
-                if not rows:
-                    return
-            yield rows, inner
+            batch = _bounded(now[0], reads, rows, lo, chunk, inner)
+            if batch is None:
+                return
+            yield batch
             lo, k, has_nodes = lo + chunk, k + 1, next_has_nodes
 
 
@@ -237,15 +258,17 @@ def fast_verify(
     expected, prev, checked = 0, GENESIS, 0
     batches = _batches(conn, chunk)
     try:
-        for rows, inner in batches:
+        for first, last, rows, inner in batches:
             lo, k = expected, len(rows)
-            if [row[0] for row in rows] != list(range(lo, lo + k)):
+            # seq is the primary key and the rows come sorted from [lo, lo + chunk): k unique seqs from lo
+            # to lo + k - 1 are exactly the seqs lo, lo + 1, ..., with none missing.
+            if not k or first != lo or last != lo + k - 1:
                 return bad
-            leaves = [sha256(b"\x00" + row[1]).digest() for row in rows]
-            if [leaf.hex() for leaf in leaves] != [row[2] for row in rows]:
+            leaves = [sha256(b"\x00" + entry).digest() for entry, _ in rows]
+            if b"".join(leaves).hex() != "".join([stored for _, stored in rows]):
                 return bad
             for i in range(max(signed_upto - lo, 0), k):  # not yet signed: parsed, in its place, linked
-                if not _canonical_at(rows[i][1], lo + i, rows[i - 1][2] if i else prev):
+                if not _canonical_at(rows[i][0], lo + i, rows[i - 1][1] if i else prev):
                     return bad
             levels = _levels(leaves)
             for level in range(STRIDE, len(levels), STRIDE):
@@ -254,7 +277,7 @@ def fast_verify(
                     h.hex() for h in levels[level]
                 ]:
                     return bad
-            expected, prev = lo + k, rows[-1][2]
+            expected, prev = lo + k, rows[-1][1]
             for at in sizes[bisect_right(sizes, lo) : bisect_right(sizes, expected)]:
                 if head_problem(origin, at, stack + _stack_at(levels, lo, at), heads[at], verifiers):
                     return bad
