@@ -119,8 +119,8 @@ def _bounded(
 
 
 def _batches(conn: Connection, chunk: int) -> Generator[Batch, None, None]:
-    """Entries in seq order as (seq, UTF-8 bytes, leaf hash hex), a chunk of seqs at a time, with the
-    stored subtrees whose last leaf lies in the chunk. Read through the driver's own cursor (at hash
+    """Entries in seq order as `Batch`es (rows of UTF-8 bytes and leaf hash hex), a chunk of seqs at a
+    time, with the stored subtrees whose last leaf lies in the chunk. Read through the driver's own cursor (at hash
     speed the rows' wrapping would cost more than the hashing), by primary-key range (a plan no table
     statistics can spoil), the text read as its bytes, never decoded."""
     raw: Any = conn.connection.dbapi_connection

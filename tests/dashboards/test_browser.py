@@ -238,13 +238,22 @@ def _incident_first(page: Any) -> None:
 
 def prepare_bundle(page: Any, bet_id: int) -> Any:
     """On the audit page: ask for a bet's proof bundle; the link the page then offers to it."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     page.get_by_role("textbox", name="Bet id").fill(str(bet_id))
     page.get_by_role("textbox", name="Bet id").press("Enter")
     _settled(page)
-    page.get_by_role("button", name="Prepare bundle").click()
     link = page.get_by_role("link", name="Download bundle (JSON)")
-    link.wait_for(timeout=60_000)
-    return link
+    # On a busy machine a click can land while the field's own rerun redraws the button, and be lost;
+    # preparing again is harmless, so click until the link is there (three minutes in all at most).
+    for _ in range(6):
+        page.get_by_role("button", name="Prepare bundle").click()
+        try:
+            link.wait_for(timeout=30_000)
+            return link
+        except PlaywrightTimeout:
+            _settled(page)
+    raise AssertionError("the audit page offered no bundle link after six clicks of Prepare bundle")
 
 
 def _bundle_verifies_offline(page: Any, url: str, env: dict[str, str], bet_id: int, workdir: Path) -> None:
