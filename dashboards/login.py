@@ -62,7 +62,10 @@ def render_account(username: str, role: str, source: str = "local") -> None:
     with st.sidebar:
         st.caption(f"Signed in as **{username}** ({role})")
         if source == "oidc":
-            grant_for(username, role, SESSION_TTL.total_seconds())
+            issued = st.user.get("iat")  # the grant ends with the single sign-on session it stands for
+            since = utcnow().timestamp() - issued if isinstance(issued, int | float) else 0.0
+            left = SESSION_TTL.total_seconds() - since
+            grant_for(username, role, max(left, 1.0))
             st.button("Log out", key="logout", on_click=_sso_logout)
             return
         if st.button("Log out", key="logout"):
