@@ -47,7 +47,7 @@ def test_slow_strangers_hold_no_place_a_bettor_needs(receiver, store, tmp_path, 
         tmp_path / "outbox.jsonl",
         PLATFORM_OTLP_ENDPOINT=receiver.url,
         PLATFORM_OTLP_METRIC_INTERVAL_SECONDS="1",
-        PLATFORM_BODY_READ_TIMEOUT_SECONDS="20",
+        PLATFORM_BODY_READ_TIMEOUT_SECONDS="10",
         PLATFORM_CLIENT_MAX_IN_FLIGHT=str(CLIENT_MAX_IN_FLIGHT),
     )
     slow: list[socket.socket] = []
