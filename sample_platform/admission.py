@@ -61,24 +61,20 @@ class TokenBuckets:
     def __init__(self, clock: Callable[[], float] = time.monotonic, max_keys: int = 100_000) -> None:
         self.clock = clock
         self.max_keys = max_keys
-        self._buckets: dict[object, tuple[float, float]] = {}  # key -> (tokens, when counted)
+        self._buckets: dict[object, tuple[float, float, float]] = {}  # key -> (tokens, when counted, when full)
 
     def take(self, key: object, rate: float, capacity: float) -> float:
         """0.0 when a token was taken; otherwise the seconds until one is there (nothing is taken)."""
         now = self.clock()
-        tokens, then = self._buckets.get(key, (capacity, now))
+        tokens, then, _ = self._buckets.get(key, (capacity, now, now))
         tokens = min(capacity, tokens + (now - then) * rate)
-        if tokens >= 1.0:
-            self._buckets[key] = (tokens - 1.0, now)
-            if len(self._buckets) > self.max_keys:
-                self._forget_full(now, rate, capacity)
-            return 0.0
-        self._buckets[key] = (tokens, now)
-        return (1.0 - tokens) / rate
-
-    def _forget_full(self, now: float, rate: float, capacity: float) -> None:
-        refill = capacity / rate
-        self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < refill}
+        taken = tokens >= 1.0
+        if taken:
+            tokens -= 1.0
+        self._buckets[key] = (tokens, now, now + (capacity - tokens) / rate)
+        if taken and len(self._buckets) > self.max_keys:  # a full bucket is what a forgotten one becomes
+            self._buckets = {k: v for k, v in self._buckets.items() if v[2] > now}
+        return 0.0 if taken else (1.0 - tokens) / rate
 
     def __len__(self) -> int:
         return len(self._buckets)
@@ -159,7 +155,7 @@ class ClientGate:
         template = getattr(route, "path", None)
         kind = self.route_class(scope["method"], template) if template else None
         scope[CLASS_KEY] = kind
-        if kind is None or template is None:
+        if kind is None or template is None:  # (the second: for the type checker; no class without a route)
             await self.app(scope, receive, send)
             return
         try:
