@@ -5,10 +5,12 @@ with the stored one (`audit.stored_tree`), and checks each signed checkpoint whe
     result = fast_verify(conn, origin, verifiers)       # a Verification; ok or not
     if not result.ok: ... the exact pass (AuditLog.verify) names the first bad entry
 
-Entries are read a power-of-two chunk at a time by primary-key range, so that each full chunk is one
-complete, aligned subtree: its leaves are hashed in one list, then each level from the one below, with
-the stored levels compared as whole lists; the chunk's root then joins the subtrees before it as a leaf
-would. Per entry that leaves the two hashes and little else for the interpreter to do.
+Entries are read a power-of-two chunk at a time by primary-key range (`audit.chunk_reads`: by a thread
+of its own while the chunk before is hashed, all in one state of the log), so that each full chunk is one
+complete, aligned subtree: its leaves are hashed in one list, then each level from the one
+below, with the stored leaves and levels compared as whole strings and lists; the chunk's root then joins
+the subtrees before it as a leaf would. Per entry that leaves the two hashes and little else for the
+interpreter to do.
 
 Why hashing the stored bytes is enough where the exact pass parses and re-checks them: an entry's leaf is
 the hash of its stored UTF-8 bytes, the leaves in `seq` order and the stored subtrees must agree, and a
@@ -29,24 +31,23 @@ from __future__ import annotations
 import hashlib
 import json
 from bisect import bisect_right
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import Connection, func, select
 
 from audit.canonical import canonical_json
+from audit.chunk_reads import chunks, node_ranges
 from audit.merkle import node_hash
 from audit.note import NoteError, Verifier, open_note, parse_checkpoint
 from audit.schema import checkpoints, entries, nodes
 from audit.stored_tree import STRIDE, aligned_ranges, is_stored_level, push_leaf
 
+__all__ = ["GENESIS", "Verification", "fast_verify", "head_problem", "node_ranges"]
+
 GENESIS = "0" * 64
 CHUNK = 2048  # entries read per statement, a power of two: small enough to stay in the CPU's caches
-
-# (first seq, last seq, rows of (UTF-8 bytes, leaf hash hex), stored subtrees): a chunk's entries in seq
-# order; no rows and no seqs when entries are missing here but there are more after.
-Batch = tuple[int | None, int | None, Sequence[Any], dict[tuple[int, int], str]]
+HEX = 64  # hex digits of a leaf hash
 
 
 @dataclass(frozen=True)
@@ -56,127 +57,6 @@ class Verification:
     checkpoints: int
     first_bad_seq: int | None = None
     problem: str | None = None
-
-
-def node_ranges(lo: int, hi: int) -> list[tuple[int, int, int]]:
-    """(level, first idx, last idx) of every complete subtree whose last leaf is in [lo, hi]."""
-    out = []
-    level = 0
-    while (1 << level) <= hi + 1:
-        first = -(-(lo + 1) >> level) - 1 if level else lo  # ceil((lo + 1) / 2**level) - 1
-        first = max(first, 0)
-        last = ((hi + 1) >> level) - 1
-        if first <= last:
-            out.append((level, first, last))
-        level += 1
-    return out
-
-
-class _Reads:
-    """The statements that read a chunk: its entries, the stored subtrees whose last leaf lies in it, and
-    for a chunk that is not full, its first and last seq; each as (SQL, parameters) in the driver's own
-    parameter style. A full chunk needs no seqs: seq is the primary key, so `chunk` rows read from
-    [lo, lo + chunk) are exactly the seqs lo, lo + 1, ..., lo + chunk - 1."""
-
-    def __init__(self, postgres: bool) -> None:
-        self.mark = "%s" if postgres else "?"
-        text = "entry" if postgres else "CAST(entry AS BLOB)"  # PostgreSQL: bytes by the loader
-        self.entries = f"SELECT {text}, leaf_hash FROM audit_entries WHERE seq >= {self.mark}"
-
-    def chunk(self, lo: int, size: int) -> tuple[str, tuple[int, int]]:
-        return f"{self.entries} AND seq < {self.mark} ORDER BY seq", (lo, lo + size)
-
-    def bounds(self, lo: int, size: int) -> tuple[str, tuple[int, int, int]]:
-        """The first and last seq in [lo, lo + size), and the first at or after lo (a chunk came back short)."""
-        m = self.mark
-        return (
-            f"SELECT (SELECT min(seq) FROM audit_entries WHERE seq >= {m}),"
-            f" (SELECT max(seq) FROM audit_entries WHERE seq >= {m} AND seq < {m})",
-            (lo, lo, lo + size),
-        )
-
-    def nodes(self, lo: int, size: int) -> tuple[str, list[int]] | None:
-        ranges = [(lv, a, b) for lv, a, b in node_ranges(lo, lo + size - 1) if is_stored_level(lv)]
-        if not ranges:
-            return None
-        m = self.mark
-        where = " OR ".join(f"(level = {m} AND idx BETWEEN {m} AND {m})" for _ in ranges)
-        return f"SELECT level, idx, hash FROM audit_nodes WHERE {where}", [v for r in ranges for v in r]
-
-
-def _bounded(
-    cursor: Any, reads: _Reads, rows: Sequence[Any], lo: int, chunk: int, inner: dict[tuple[int, int], str]
-) -> Batch | None:
-    """The batch of a chunk's rows: its seqs by construction when it is full; otherwise read (None at the end)."""
-    if len(rows) == chunk:
-        return lo, lo + chunk - 1, rows, inner
-    first, last = cursor.execute(*reads.bounds(lo, chunk)).fetchone()
-    if first is None:
-        return None  # nothing at or after lo: the end
-    if not rows:
-        return None, None, rows, inner  # missing here, more after
-    return first, last, rows, inner
-
-
-def _batches(conn: Connection, chunk: int) -> Generator[Batch, None, None]:
-    """Entries in seq order as `Batch`es (rows of UTF-8 bytes and leaf hash hex), a chunk of seqs at a
-    time, with the stored subtrees whose last leaf lies in the chunk. Read through the driver's own cursor (at hash
-    speed the rows' wrapping would cost more than the hashing), by primary-key range (a plan no table
-    statistics can spoil), the text read as its bytes, never decoded."""
-    raw: Any = conn.connection.dbapi_connection
-    if conn.dialect.name == "postgresql":
-        yield from _pipelined(raw, chunk)
-        return
-    reads = _Reads(postgres=False)
-    cursor = raw.cursor()
-    try:
-        lo = 0
-        while True:
-            rows = cursor.execute(*reads.chunk(lo, chunk)).fetchall()
-            nodes_read = reads.nodes(lo, chunk)
-            inner = {(lv, i): h for lv, i, h in cursor.execute(*nodes_read).fetchall()} if nodes_read else {}
-            batch = _bounded(cursor, reads, rows, lo, chunk, inner)
-            if batch is None:
-                return
-            yield batch
-            lo += chunk
-    finally:
-        cursor.close()
-
-
-def _pipelined(raw: Any, chunk: int) -> Generator[Batch, None, None]:
-    """`_batches` on PostgreSQL: the next chunk's statements are sent before this chunk is handed on, in
-    one pipeline, so that the server reads and sends it while this process hashes."""
-    from psycopg.types.string import ByteaBinaryLoader
-
-    reads = _Reads(postgres=True)
-
-    def cursor() -> Any:
-        c = raw.cursor(binary=True)
-        c.adapters.register_loader("text", ByteaBinaryLoader)  # the text's own bytes, not decoded
-        return c
-
-    def send(pair: tuple[Any, Any], lo: int) -> bool:
-        pair[0].execute(*reads.chunk(lo, chunk))
-        nodes_read = reads.nodes(lo, chunk)
-        if nodes_read:
-            pair[1].execute(*nodes_read)
-        return nodes_read is not None
-
-    pairs = ((cursor(), cursor()), (cursor(), cursor()))
-    with raw.pipeline():
-        lo, k = 0, 0
-        has_nodes = send(pairs[0], lo)
-        while True:
-            now, ahead = pairs[k % 2], pairs[(k + 1) % 2]
-            next_has_nodes = send(ahead, lo + chunk)
-            rows = now[0].fetchall()
-            inner = {(lv, i): h for lv, i, h in now[1].fetchall()} if has_nodes else {}
-            batch = _bounded(now[0], reads, rows, lo, chunk, inner)
-            if batch is None:
-                return
-            yield batch
-            lo, k, has_nodes = lo + chunk, k + 1, next_has_nodes
 
 
 def head_problem(
@@ -203,7 +83,8 @@ def _canonical_at(entry: bytes, seq: int, prev: str) -> bool:
     try:
         document = json.loads(entry)
         return (
-            canonical_json(document).encode("utf-8") == entry
+            isinstance(document, dict)
+            and canonical_json(document).encode("utf-8") == entry
             and document.get("seq") == seq
             and document.get("prev_hash") == prev
         )
@@ -232,6 +113,21 @@ def _stack_at(levels: list[list[bytes]], lo: int, size: int) -> list[bytes]:
     return out
 
 
+def _read_one_state(conn: Connection) -> None:
+    """Every statement of the pass must read the same state of the log, as appends go on: a chunk is read
+    ahead of the hashing, in more than one statement. SQLite's transaction is one snapshot already;
+    PostgreSQL's is at REPEATABLE READ, asked for here when the connection has not begun."""
+    if conn.dialect.name != "postgresql":
+        return
+    if not conn.in_transaction():
+        conn.execution_options(isolation_level="REPEATABLE READ")
+    elif conn.get_isolation_level() not in ("REPEATABLE READ", "SERIALIZABLE"):
+        raise ValueError(
+            "fast_verify reads one state of the log: pass a connection that has not begun, or one begun at"
+            " REPEATABLE READ (PostgreSQL reads committed rows anew at each statement otherwise)"
+        )
+
+
 def fast_verify(
     conn: Connection,
     origin: str,
@@ -245,6 +141,7 @@ def fast_verify(
     of two) at a time: each full chunk is a complete subtree, hashed level by level."""
     if chunk < 1 or chunk & (chunk - 1):
         raise ValueError(f"chunk must be a power of two, not {chunk}")
+    _read_one_state(conn)
     heads = {
         r.tree_size: (r.root_hash, r.note)
         for r in conn.execute(select(checkpoints.c.tree_size, checkpoints.c.root_hash, checkpoints.c.note))
@@ -252,32 +149,32 @@ def fast_verify(
     sizes = sorted(heads)
     signed_upto = max(heads, default=0)  # entries below this size are covered by a checkpoint
     bad = Verification(False, 0, 0)
-    sha256 = hashlib.sha256
     top = chunk.bit_length() - 1  # a full chunk's root is at this level
     stack: list[bytes] = []  # hashes of the complete subtrees of the chunks so far, left to right
     expected, prev, checked = 0, GENESIS, 0
-    batches = _batches(conn, chunk)
+    read = chunks(conn, chunk, is_stored_level)
     try:
-        for first, last, rows, inner in batches:
-            lo, k = expected, len(rows)
-            # seq is the primary key and the rows come sorted from [lo, lo + chunk): k unique seqs from lo
-            # to lo + k - 1 are exactly the seqs lo, lo + 1, ..., with none missing.
-            if not k or first != lo or last != lo + k - 1:
+        for part in read:
+            lo, k, hashes = expected, part.found, part.leaf_hashes
+            # seq is the primary key: k unique seqs from lo to lo + k - 1 in [lo, lo + chunk) are exactly
+            # the seqs lo, lo + 1, ..., with none missing; and there is one entry read for each.
+            if not k or part.odd or part.first != lo or part.last != lo + k - 1 or part.parts != k:
                 return bad
-            leaves = [sha256(b"\x00" + entry).digest() for entry, _ in rows]
-            if b"".join(leaves).hex() != "".join([stored for _, stored in rows]):
+            leaves = part.leaves()
+            if b"".join(leaves).hex().encode() != hashes:
                 return bad
             for i in range(max(signed_upto - lo, 0), k):  # not yet signed: parsed, in its place, linked
-                if not _canonical_at(rows[i][0], lo + i, rows[i - 1][1] if i else prev):
+                before = hashes[(i - 1) * HEX : i * HEX].decode() if i else prev
+                if not _canonical_at(part.entry(i), lo + i, before):
                     return bad
             levels = _levels(leaves)
             for level in range(STRIDE, len(levels), STRIDE):
                 base = lo >> level
-                if [inner.get((level, base + i)) for i in range(len(levels[level]))] != [
+                if [part.inner.get((level, base + i)) for i in range(len(levels[level]))] != [
                     h.hex() for h in levels[level]
                 ]:
                     return bad
-            expected, prev = lo + k, rows[-1][1]
+            expected, prev = lo + k, hashes[-HEX:].decode()
             for at in sizes[bisect_right(sizes, lo) : bisect_right(sizes, expected)]:
                 if head_problem(origin, at, stack + _stack_at(levels, lo, at), heads[at], verifiers):
                     return bad
@@ -287,14 +184,14 @@ def fast_verify(
             else:
                 # The chunk's root joins the subtrees before it as a leaf would, a level `top` higher.
                 for level, idx, value in push_leaf(stack, lo >> top, levels[top][0], top):
-                    if inner.get((level, idx)) != value.hex():
+                    if part.inner.get((level, idx)) != value.hex():
                         return bad
             if progress is not None:
                 for done in range(-(-lo // progress_every) * progress_every, expected, progress_every):
                     if done:
                         progress(done)
     finally:
-        batches.close()
+        read.close()
     if any(s > expected for s in heads):
         return bad
     # Every stored subtree is one the log accounts for: those within the entries checked are exactly

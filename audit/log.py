@@ -388,11 +388,11 @@ class AuditLog:
                     canonical = canonical_json(document) == row.entry
                 except (ValueError, TypeError):
                     document, canonical = {}, False
-                leaf = leaf_hash(row.entry.encode("utf-8"))
-                if not canonical or document.get("seq") != seq:
+                if not canonical or not isinstance(document, dict) or document.get("seq") != seq:
                     return Verification(
                         False, seq, checked, seq, f"entry {seq} is not the canonical entry for its place"
                     )
+                leaf = leaf_hash(row.entry.encode("utf-8"))
                 if leaf.hex() != row.leaf_hash:
                     return Verification(False, seq, checked, seq, f"entry {seq} does not match its leaf hash")
                 if document.get("prev_hash") != prev:

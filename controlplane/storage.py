@@ -125,9 +125,9 @@ def _sqlite_engine(url: str, *, lock_timeout_ms: int, statement_timeout_ms: int,
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
-        deadline = _StatementDeadline(statement_timeout_ms / 1000)
-        dbapi_connection.set_progress_handler(deadline, 10_000)
-        record.info["statement_deadline"] = deadline
+        # Installed around each statement SQLAlchemy runs (below), not for good: a handler is Python, and
+        # a statement a thread runs on the driver's own cursor would stop for the interpreter's lock.
+        record.info["statement_deadline"] = _StatementDeadline(statement_timeout_ms / 1000)
 
     # SQLite's busy handler polls with growing sleeps, so under steady contention one writer can
     # starve past its timeout while others keep winning. Writers of this process therefore queue on
@@ -156,16 +156,26 @@ def _sqlite_engine(url: str, *, lock_timeout_ms: int, statement_timeout_ms: int,
             writer.release()
 
     @event.listens_for(engine, "before_cursor_execute")
-    def _before(conn, *_args):
+    def _before(conn, cursor, *_args):
         deadline = conn.info.get("statement_deadline")
         if deadline is not None:
             deadline.start()
+            cursor.connection.set_progress_handler(deadline, 10_000)
 
     @event.listens_for(engine, "after_cursor_execute")
-    def _after(conn, *_args):
+    def _after(conn, cursor, *_args):
         deadline = conn.info.get("statement_deadline")
         if deadline is not None:
             deadline.stop()
+            cursor.connection.set_progress_handler(None, 0)
+
+    @event.listens_for(engine, "handle_error")
+    def _failed(context):
+        deadline = context.connection.info.get("statement_deadline") if context.connection is not None else None
+        cursor = getattr(context.execution_context, "cursor", None)
+        if deadline is not None and cursor is not None:
+            deadline.stop()
+            cursor.connection.set_progress_handler(None, 0)
 
     return engine
 

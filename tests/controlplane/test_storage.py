@@ -151,3 +151,22 @@ def test_long_statements_are_cancelled(factory, database_url: str) -> None:
     with engine.connect() as conn:  # the connection is usable again afterwards
         assert conn.execute(text("SELECT 1")).scalar() == 1
     engine.dispose()
+
+
+@FACTORIES
+def test_the_sqlite_deadline_is_for_the_statements_sqlalchemy_runs(factory, tmp_path) -> None:
+    """A statement run on the driver's own cursor (the audit log's verification reads so, from a thread)
+    has no deadline and no Python callback in its way; SQLAlchemy's statements keep theirs, also after one
+    was cancelled."""
+    engine = factory.make_engine(f"sqlite:///{tmp_path}/deadline.db", statement_timeout_ms=1)
+    long = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1000000) SELECT count(*) FROM c"
+    with engine.connect() as conn:
+        with pytest.raises(OperationalError):
+            conn.execute(text(long))
+        raw = conn.connection.dbapi_connection
+        assert raw.execute(long).fetchone()[0] == 1_000_000
+        conn.rollback()
+        with pytest.raises(OperationalError):
+            conn.execute(text(long))
+        assert raw.execute(long).fetchone()[0] == 1_000_000
+    engine.dispose()
