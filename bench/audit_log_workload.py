@@ -177,7 +177,7 @@ def sqlite_engine(path: Path, synchronous: str | None = None) -> Engine:
     if synchronous is not None:
 
         @event.listens_for(engine, "connect")
-        def _sync(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        def _sync(dbapi_connection, _record):
             dbapi_connection.execute(f"PRAGMA synchronous={synchronous}")  # after make_engine's NORMAL
 
     return engine

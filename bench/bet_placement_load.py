@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from bench.support import CpuMark, CpuUse, PlatformServer, fmt, log, percentile
 from sample_platform.client import PlatformClient
 from sample_platform.db import make_engine, reader
-from sample_platform.models import Bet
+from sample_platform.models import Bet, table
 
 STAKE_MINOR = 100
 DEPOSIT_MINOR = 10**10
@@ -37,7 +37,7 @@ def _round(value: float | None, digits: int) -> float | None:
 
 def summarise_ms(values: list[float]) -> dict[str, float | None]:
     ordered = sorted(values)
-    out: dict[str, float | None] = {"n": len(ordered)}  # type: ignore[dict-item]
+    out: dict[str, float | None] = {"n": len(ordered)}
     for p in (50, 95, 99):
         v = percentile(ordered, p)
         out[f"p{p}_ms"] = None if v is None else round(v * 1000, 2)
@@ -264,7 +264,7 @@ class BetCounter:
     def count(self) -> int | None:
         try:
             with self.reader.connect() as conn:
-                return conn.execute(select(func.count()).select_from(Bet.__table__)).scalar_one()
+                return conn.execute(select(func.count()).select_from(table(Bet))).scalar_one()
         except Exception as exc:  # a failed count must not stop the benchmark
             log.info(f"  (could not count bets: {type(exc).__name__}: {exc})")
             return None

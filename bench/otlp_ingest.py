@@ -83,7 +83,7 @@ from collectors.otlp import PROTOBUF, TRACES, decode_request
 from controlplane.settings import Settings
 from controlplane.slices import SliceConfig, load_slices
 from controlplane.storage import make_engine
-from controlplane.store import SliBucket, migrate_store
+from controlplane.store import SliBucket, migrate_store, table
 from controlplane.traces.store import stored_bytes
 
 OTEL_COLLECTOR_SPANS_PER_CORE = 15_000  # the OpenTelemetry Collector's published sizing, per core
@@ -138,6 +138,7 @@ def full_path(
     def step(body: bytes, tally: Tally) -> None:
         t0 = time.process_time()
         message = decode_request(body, content_type=PROTOBUF, encoding=None, kind=TRACES, max_bytes=MAX_BYTES)
+        assert isinstance(message, ExportTraceServiceRequest)
         t1 = time.process_time()
         batch = aggregate_spans(message, config)
         t2 = time.process_time()
@@ -237,7 +238,7 @@ class BackendCpu:
 
 def bucket_count(engine: Engine) -> int:
     with engine.connect() as conn:
-        return conn.execute(select(func.count()).select_from(SliBucket.__table__)).scalar_one()
+        return conn.execute(select(func.count()).select_from(table(SliBucket))).scalar_one()
 
 
 # ---------------------------------------------------------------------------------------- memory

@@ -103,7 +103,7 @@ from controlplane.slo.minute_store import compact_minutes, minute_latency, minut
 from controlplane.slo.periods import minute_start
 from controlplane.slo.spec import SloSpec, load_events, load_slos
 from controlplane.storage import make_engine, reader
-from controlplane.store import SliBucket, SliLatencyBucket, migrate_store
+from controlplane.store import SliBucket, SliLatencyBucket, migrate_store, table
 
 AT = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)  # the fixed "now" of every evaluation; data ends here
 LE_LABELS = ("0.1", "0.5", "1.0", "+Inf")  # labels of boundaries of config/slices.yaml, per-bucket counts
@@ -169,7 +169,7 @@ def day_chunks(days: int, seed: int) -> Iterator[tuple[list[dict], list[dict]]]:
 
 def fill(engine: Engine, days: int, seed: int) -> dict[str, Any]:
     """Bulk-load `days` days of buckets (one transaction per day), then ANALYZE."""
-    b, lat = SliBucket.__table__, SliLatencyBucket.__table__
+    b, lat = table(SliBucket), table(SliLatencyBucket)
     t0 = time.perf_counter()
     n_buckets = n_latency = 0
     for day, (buckets, latency) in enumerate(day_chunks(days, seed), 1):
