@@ -21,8 +21,9 @@ import hashlib
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 SESSION_COOKIE = "controlplane_session"  # a local account's session token
 GRANT_COOKIE = "controlplane_grant"  # a single-sign-on viewer's grant
@@ -30,10 +31,40 @@ CLAIM_SECONDS = 60.0
 EXPORT_SECONDS = 15 * 60.0
 MAX_EXPORT_BYTES = 256 * 1024 * 1024  # all exports on the shelf together; the oldest go first past it
 SERVED = threading.Event()
+V = TypeVar("V")
 
 
 def digest(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
+
+
+class Lapsing(Generic[V]):
+    """A map, behind a lock, whose entries lapse after the seconds each was given."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._items: dict[str, tuple[V, float]] = {}
+
+    def put(self, key: str, value: V, seconds: float, too_many: Callable[[list[V]], bool] | None = None) -> None:
+        """Keep `value` under `key`; with `too_many`, the oldest entries go while it holds for those kept."""
+        with self._lock:
+            now = self.clock()
+            items = {k: v for k, v in self._items.items() if v[1] > now}
+            items[key] = (value, now + seconds)
+            while too_many is not None and len(items) > 1 and too_many([v for v, _ in items.values()]):
+                del items[next(iter(items))]
+            self._items = items
+
+    def get(self, key: str) -> V | None:
+        with self._lock:
+            found = self._items.get(key)
+        return found[0] if found is not None and found[1] > self.clock() else None
+
+    def pop(self, key: str) -> V | None:
+        with self._lock:
+            found = self._items.pop(key, None)
+        return found[0] if found is not None and found[1] > self.clock() else None
 
 
 @dataclass(frozen=True)
@@ -46,37 +77,23 @@ class Claim:
 class Claims:
     """Nonces for cookies not yet handed to the browser; each is taken at most once."""
 
-    def __init__(self, clock: Any = time.monotonic) -> None:
-        self.clock = clock
-        self._lock = threading.Lock()
-        self._pending: dict[str, tuple[Claim, float]] = {}
-        self._taken: dict[str, float] = {}
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._pending: Lapsing[Claim] = Lapsing(clock)
+        self._taken: Lapsing[bool] = Lapsing(clock)
 
     def register(self, cookie: str, value: str, max_age: int) -> str:
         nonce = secrets.token_urlsafe(24)
-        now = self.clock()
-        with self._lock:
-            self._prune(now)
-            self._pending[nonce] = (Claim(cookie, value, max_age), now + CLAIM_SECONDS)
+        self._pending.put(nonce, Claim(cookie, value, max_age), CLAIM_SECONDS)
         return nonce
 
     def take(self, nonce: str) -> Claim | None:
-        now = self.clock()
-        with self._lock:
-            self._prune(now)
-            found = self._pending.pop(nonce, None)
-            if found is None:
-                return None
-            self._taken[nonce] = now + CLAIM_SECONDS
-            return found[0]
+        found = self._pending.pop(nonce)
+        if found is not None:
+            self._taken.put(nonce, True, CLAIM_SECONDS)
+        return found
 
     def taken(self, nonce: str) -> bool:
-        with self._lock:
-            return nonce in self._taken
-
-    def _prune(self, now: float) -> None:
-        self._pending = {n: v for n, v in self._pending.items() if v[1] > now}
-        self._taken = {n: t for n, t in self._taken.items() if t > now}
+        return self._taken.get(nonce) is not None
 
 
 @dataclass(frozen=True)
@@ -89,27 +106,19 @@ class Grantee:
 class Grants:
     """Single-sign-on viewers' grants, by the sha256 of the cookie's value, until they expire or are revoked."""
 
-    def __init__(self, clock: Any = time.time) -> None:
-        self.clock = clock
-        self._lock = threading.Lock()
-        self._grants: dict[str, tuple[Grantee, float]] = {}
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._grants: Lapsing[Grantee] = Lapsing(clock)
 
     def issue(self, grantee: Grantee, seconds: float) -> str:
         value = secrets.token_urlsafe(32)
-        with self._lock:
-            now = self.clock()
-            self._grants = {k: v for k, v in self._grants.items() if v[1] > now}
-            self._grants[digest(value)] = (grantee, now + seconds)
+        self._grants.put(digest(value), grantee, seconds)
         return value
 
     def find(self, value: str) -> Grantee | None:
-        with self._lock:
-            found = self._grants.get(digest(value))
-        return found[0] if found is not None and found[1] > self.clock() else None
+        return self._grants.get(digest(value))
 
     def revoke(self, value: str) -> None:
-        with self._lock:
-            self._grants.pop(digest(value), None)
+        self._grants.pop(digest(value))
 
 
 @dataclass(frozen=True)
@@ -128,30 +137,20 @@ class Export:
 
 
 class Shelf:
-    """Exports prepared by pages, until fetched by their owner or `EXPORT_SECONDS` have passed (an export may
-    be fetched more than once while it lasts: each fetch is recorded)."""
+    """Exports prepared by pages, until `EXPORT_SECONDS` have passed (an export may be fetched more than once
+    while it lasts: each fetch is recorded); past `max_bytes` in all, the oldest go first."""
 
-    def __init__(self, clock: Any = time.monotonic, max_bytes: int = MAX_EXPORT_BYTES) -> None:
-        self.clock = clock
+    def __init__(self, clock: Callable[[], float] = time.monotonic, max_bytes: int = MAX_EXPORT_BYTES) -> None:
         self.max_bytes = max_bytes
-        self._lock = threading.Lock()
-        self._items: dict[str, tuple[Export, float]] = {}
+        self._items: Lapsing[Export] = Lapsing(clock)
 
     def put(self, export: Export) -> str:
         key = secrets.token_urlsafe(24)
-        now = self.clock()
-        with self._lock:
-            items = {k: v for k, v in self._items.items() if v[1] > now}
-            items[key] = (export, now + EXPORT_SECONDS)
-            while sum(len(e.data) for e, _ in items.values()) > self.max_bytes and len(items) > 1:
-                del items[next(iter(items))]  # the oldest first
-            self._items = items
+        self._items.put(key, export, EXPORT_SECONDS, lambda kept: sum(len(e.data) for e in kept) > self.max_bytes)
         return key
 
     def get(self, key: str) -> Export | None:
-        with self._lock:
-            found = self._items.get(key)
-        return found[0] if found is not None and found[1] > self.clock() else None
+        return self._items.get(key)
 
 
 CLAIMS = Claims()
