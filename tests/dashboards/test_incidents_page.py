@@ -9,60 +9,37 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from sqlalchemy import Engine
 
 import audit.log
 from audit.query import find_entries
-from audit.schema import migrate_audit
 from controlplane.incidents.tracker import Tracker
 from controlplane.settings import Settings
-from controlplane.storage import make_engine
-from controlplane.store import migrate_store
 from controlplane.traces.store import Keep, keep
-from controlplane.users import add_user
 from tests.controlplane.incidents.conftest import AVAILABILITY, FAILURES, append_change, minute, write_minutes
 from tests.controlplane.scheduler.alerting import add_transition
-from tests.dashboards.test_pages import PASSWORD, _assert_clean, _open, _signed_in
+from tests.dashboards.test_pages import _assert_clean, _open, _signed_in, dashboard_store
 
 FAILING = "fa" * 16  # a kept trace of a failed bet during the impact
 
 
 @pytest.fixture
 def staged(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
-    for name, value in {
-        "CONTROLPLANE_STORE_URL": database_url,
-        "CONTROLPLANE_AUDIT_URL": database_url,
-        "CONTROLPLANE_AUDIT_KEY_DIR": str(tmp_path / "keys"),
-        "CONTROLPLANE_AUDIT_ORIGIN": "audit.test/incidents",
-    }.items():
-        monkeypatch.setenv(name, value)
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    engine = make_engine(database_url)
-    migrate_store(engine)
-    migrate_audit(engine)
-    for name, role in {"ana": "oncall", "cleo": "compliance", "ada": "admin"}.items():
-        add_user(engine, name, role=role, password=PASSWORD, by="test")
-    t0 = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=3)
-    write_minutes(engine, t0, FAILURES)
-    add_transition(engine, at=minute(t0, 63), slo=AVAILABILITY)
-    add_transition(engine, at=minute(t0, 75), started_at=minute(t0, 63), state="resolved", slo=AVAILABILITY)
-    log = audit.log.AuditLog(engine, origin="audit.test/incidents")
-    append_change(
-        monkeypatch, log, minute(t0, 59.5), kind="change", actor="riley.gameday", subject="fault:f1",
-        payload={"type": "fault_set", "fault": {"kind": "lock_wait", "route": "*"}, "reason": "game day"},
-    )  # fmt: skip
-    keep(engine, [Keep(FAILING, "bet-placement", minute(t0, 62), "bad", 0.4)])
-    keep(engine, [Keep("0b" * 16, "bet-placement", minute(t0, 20), "bad", 0.4)])  # before the impact
-    Tracker(Settings(), engine).track(now=minute(t0, 95))
-    yield engine
-    from dashboards import shell
-
-    shell.store().dispose()
-    shell.audit_store().dispose()
-    st.cache_resource.clear()
-    engine.dispose()
+    users = {"ana": "oncall", "cleo": "compliance", "ada": "admin"}
+    with dashboard_store(database_url, tmp_path, monkeypatch, "audit.test/incidents", users) as engine:
+        t0 = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=3)
+        write_minutes(engine, t0, FAILURES)
+        add_transition(engine, at=minute(t0, 63), slo=AVAILABILITY)
+        add_transition(engine, at=minute(t0, 75), started_at=minute(t0, 63), state="resolved", slo=AVAILABILITY)
+        log = audit.log.AuditLog(engine, origin="audit.test/incidents")
+        append_change(
+            monkeypatch, log, minute(t0, 59.5), kind="change", actor="riley.gameday", subject="fault:f1",
+            payload={"type": "fault_set", "fault": {"kind": "lock_wait", "route": "*"}, "reason": "game day"},
+        )  # fmt: skip
+        keep(engine, [Keep(FAILING, "bet-placement", minute(t0, 62), "bad", 0.4)])
+        keep(engine, [Keep("0b" * 16, "bet-placement", minute(t0, 20), "bad", 0.4)])  # before the impact
+        Tracker(Settings(), engine).track(now=minute(t0, 95))
+        yield engine
 
 
 def test_the_page_shows_the_staged_figures_and_changes(staged: Engine) -> None:

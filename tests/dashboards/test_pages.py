@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -35,13 +36,18 @@ PAGES = {
 }
 
 
-@pytest.fixture
-def dashboard(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
+@contextmanager
+def dashboard_store(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, origin: str, users: dict[str, str]
+) -> Iterator[Engine]:
+    """A fresh store and audit log where the pages look for them (the environment's URLs, caches cleared),
+    with `users` (name: role) signed up; afterwards the app's own engines are disposed too, so that no
+    connection outlives the test's schema."""
     for name, value in {
         "CONTROLPLANE_STORE_URL": database_url,
         "CONTROLPLANE_AUDIT_URL": database_url,
         "CONTROLPLANE_AUDIT_KEY_DIR": str(tmp_path / "keys"),
-        "CONTROLPLANE_AUDIT_ORIGIN": "audit.test/dashboard",
+        "CONTROLPLANE_AUDIT_ORIGIN": origin,
     }.items():
         monkeypatch.setenv(name, value)
     st.cache_data.clear()
@@ -49,23 +55,31 @@ def dashboard(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     engine = make_engine(database_url)
     migrate_store(engine)
     migrate_audit(engine)
-    for name, role in USERS.items():
+    for name, role in users.items():
         add_user(engine, name, role=role, password=PASSWORD, by="test")
-    now = datetime.now(UTC).replace(second=0, microsecond=0)
-    with engine.begin() as conn:
-        conn.execute(
-            table(SliBucket).insert(),
-            [{"slice": "bet-placement", "minute": now - timedelta(minutes=m), "total": 100, "bad": 5 if m < 3 else 0}
-             for m in range(1, 90)],
-        )  # fmt: skip
-    yield engine
-    from dashboards import shell
+    try:
+        yield engine
+    finally:
+        from dashboards import shell
 
-    routes.close_engines()
-    shell.store().dispose()  # the app's engines, so no connection outlives the test's schema
-    shell.audit_store().dispose()
-    st.cache_resource.clear()
-    engine.dispose()
+        routes.close_engines()
+        shell.store().dispose()
+        shell.audit_store().dispose()
+        st.cache_resource.clear()
+        engine.dispose()
+
+
+@pytest.fixture
+def dashboard(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
+    with dashboard_store(database_url, tmp_path, monkeypatch, "audit.test/dashboard", USERS) as engine:
+        now = datetime.now(UTC).replace(second=0, microsecond=0)
+        with engine.begin() as conn:
+            conn.execute(
+                table(SliBucket).insert(),
+                [{"slice": "bet-placement", "minute": now - timedelta(minutes=m), "total": 100,
+                  "bad": 5 if m < 3 else 0} for m in range(1, 90)],
+            )  # fmt: skip
+        yield engine
 
 
 @pytest.fixture

@@ -10,17 +10,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from sqlalchemy import Engine
 
 import audit.log
-from audit.schema import migrate_audit
-from controlplane.storage import make_engine
-from controlplane.store import migrate_store
 from controlplane.traces.store import Keep, keep
-from controlplane.users import add_user
 from tests.controlplane.incidents.conftest import append_change
-from tests.dashboards.test_pages import PASSWORD, _assert_clean, _open, _signed_in
+from tests.dashboards.test_pages import _assert_clean, _open, _signed_in, dashboard_store
 
 PLACED, SETTLED = "a1" * 16, "b2" * 16
 
@@ -41,49 +36,31 @@ MINUTE = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=
 
 @pytest.fixture
 def kept(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
-    for name, value in {
-        "CONTROLPLANE_STORE_URL": database_url,
-        "CONTROLPLANE_AUDIT_URL": database_url,
-        "CONTROLPLANE_AUDIT_KEY_DIR": str(tmp_path / "keys"),
-        "CONTROLPLANE_AUDIT_ORIGIN": "audit.test/traces",
-    }.items():
-        monkeypatch.setenv(name, value)
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    engine = make_engine(database_url)
-    migrate_store(engine)
-    migrate_audit(engine)
-    add_user(engine, "ana", role="oncall", password=PASSWORD, by="test")
-    spans = [
-        _span(PLACED, "0000000000000001", "POST /v1/bets", 0, 310, kind="server", status=2,
-              attributes={"http.response.status_code": 503, "bet.outcome": "refused"}),
-        _span(PLACED, "0000000000000002", "ledger commit", 5, 300, parent="0000000000000001", status=2),
-        _span(SETTLED, "0000000000000003", "settlement batch", 0, 40,
-              links=[{"trace_id": PLACED, "span_id": "0000000000000001", "attributes": {}}]),
-    ]  # fmt: skip
-    log_line = {
-        "trace_id": PLACED, "span_id": "0000000000000001", "time_unix_nano": spans[0]["end_unix_nano"],
-        "severity": "WARNING", "service": "sample-platform", "body": "request refused: database busy",
-        "attributes": json.dumps({"problem.type": "database-busy"}),
-    }  # fmt: skip
-    keep(
-        engine,
-        [Keep(PLACED, "bet-placement", MINUTE, "bad", 0.31), Keep(SETTLED, "settlement", MINUTE, "slow", 0.04)],
-        spans=spans,
-        logs=[log_line],
-    )
-    log = audit.log.AuditLog(engine, origin="audit.test/traces")
-    append_change(
-        monkeypatch, log, MINUTE - timedelta(minutes=2), kind="change", actor="riley.gameday", subject="fault:f1",
-        payload={"type": "fault_set", "fault": {"kind": "lock_wait", "route": "*"}, "reason": "game day"},
-    )  # fmt: skip
-    yield engine
-    from dashboards import shell
-
-    shell.store().dispose()
-    shell.audit_store().dispose()
-    st.cache_resource.clear()
-    engine.dispose()
+    with dashboard_store(database_url, tmp_path, monkeypatch, "audit.test/traces", {"ana": "oncall"}) as engine:
+        spans = [
+            _span(PLACED, "0000000000000001", "POST /v1/bets", 0, 310, kind="server", status=2,
+                  attributes={"http.response.status_code": 503, "bet.outcome": "refused"}),
+            _span(PLACED, "0000000000000002", "ledger commit", 5, 300, parent="0000000000000001", status=2),
+            _span(SETTLED, "0000000000000003", "settlement batch", 0, 40,
+                  links=[{"trace_id": PLACED, "span_id": "0000000000000001", "attributes": {}}]),
+        ]  # fmt: skip
+        log_line = {
+            "trace_id": PLACED, "span_id": "0000000000000001", "time_unix_nano": spans[0]["end_unix_nano"],
+            "severity": "WARNING", "service": "sample-platform", "body": "request refused: database busy",
+            "attributes": json.dumps({"problem.type": "database-busy"}),
+        }  # fmt: skip
+        keep(
+            engine,
+            [Keep(PLACED, "bet-placement", MINUTE, "bad", 0.31), Keep(SETTLED, "settlement", MINUTE, "slow", 0.04)],
+            spans=spans,
+            logs=[log_line],
+        )
+        log = audit.log.AuditLog(engine, origin="audit.test/traces")
+        append_change(
+            monkeypatch, log, MINUTE - timedelta(minutes=2), kind="change", actor="riley.gameday", subject="fault:f1",
+            payload={"type": "fault_set", "fault": {"kind": "lock_wait", "route": "*"}, "reason": "game day"},
+        )  # fmt: skip
+        yield engine
 
 
 def _trace_page(trace_id: str | None):  # type: ignore[no-untyped-def]
