@@ -4,12 +4,13 @@ a time, by a thread of its own, ahead of the hashing.
     for chunk in chunks(conn, 2048, is_stored_level):   # a Chunk: its entries, leaf hashes, subtrees
         leaves = chunk.leaves()
 
-Per chunk, one statement sums up the rows in [lo, lo + size): how many there are, their first and last
-seq, how many have a leaf hash that is not 64 characters (two neighbours' hashes could otherwise trade
-digits and still join into one string), their leaf hashes joined into one hex string, their entries'
-UTF-8 bytes joined into one, each behind a 0x00 byte, and the length of each such part; a second reads
-the stored subtrees whose last leaf lies in the chunk. A part is exactly a leaf's input (RFC 9162: 0x00,
-then the entry), so leaves are hashed from views of the joined bytes, copying nothing.
+Per chunk, one statement sums up the rows in [lo, lo + size): how many there are, how many are odd (a
+leaf hash that is not 64 characters, since two neighbours' hashes could otherwise trade digits and still
+join into one string; a NULL; on SQLite, which keeps any type in any column, a value of another type),
+their leaf hashes joined into one hex string, their entries' UTF-8 bytes joined into one, each behind a
+0x00 byte, and for each such part its length and its row's seq; a second reads the stored subtrees whose
+last leaf lies in the chunk. A part is exactly a leaf's input (RFC 9162: 0x00, then the entry), so leaves
+are hashed from views of the joined bytes, copying nothing.
 
 The database walks and joins the rows while this process hashes the chunk before: SQLite does it without
 Python's lock, in the reading thread; PostgreSQL in its own process. PostgreSQL joins the rows of a chunk
@@ -17,11 +18,10 @@ in groups of `GROUP`: a row per entry costs the client as much again as its hash
 costs the server more than the groups do.
 
 Why joined entries are as good as rows: the parts are cut by their lengths as the database counts them,
-never at a separator, so an entry may hold any byte; an entry that is NULL is left out of both joins, and
-the parts then fall short of the rows counted. Rows are joined in the order of the seq index (an ordered
-subquery); had a database joined them in another order, the leaves would not make the stored subtrees or
-the signed roots, and the chunk would be refused, never accepted. All statements of a pass must read one
-state of the log (`fast_verify` sees to it): they read ahead of the hashing, and appends go on.
+never at a separator, so an entry may hold any byte; and each part carries its seq, so `fast_verify` sees
+the order the database joined them in, whatever plan it chose: seqs lo, lo + 1, ... or the chunk is
+refused. All statements of a pass must read one state of the log (`fast_verify` sees to it): they read
+ahead of the hashing, and appends go on.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import queue
 import sqlite3
 import struct
 import threading
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from itertools import accumulate, islice
 from typing import Any, NamedTuple, TypeVar
 
@@ -40,17 +40,16 @@ from sqlalchemy import Connection
 T = TypeVar("T")
 GROUP = 16  # PostgreSQL: entries joined into one row (about 8 KiB)
 
-# A chunk's summary as read: rows found, first seq, last seq, odd rows, leaf hashes joined (hex), entries
-# joined (each behind 0x00), and each part's length (4 bytes big-endian; SQLite: 8 hex digits).
-Summary = tuple[int, int | None, int | None, int, bytes, bytes, bytes | str]
+# A chunk's summary: rows found, odd rows, leaf hashes joined (hex), entries joined (each behind 0x00),
+# and each part's length and seq, in the order joined.
+Summary = tuple[int, int, bytes, bytes, Sequence[int], Sequence[int]]
 
 
 class Chunk(NamedTuple):
     found: int  # rows in the chunk's range of seqs
-    first: int | None  # their first and last seq (None when none was found)
-    last: int | None
-    odd: int  # rows whose leaf hash is not 64 characters, or (PostgreSQL) whose entry is NULL
+    odd: int  # rows with a leaf hash that is not 64 characters, a NULL, or (SQLite) a value of another type
     parts: int  # entries read: `found` again, unless the entries do not add up to the rows
+    seqs: tuple[int, ...]  # the seq of each part, in the order joined
     joined: bytes  # each entry's UTF-8 bytes behind a 0x00 byte, in seq order: the leaves' inputs
     ends: list[int]  # part i of `joined` is joined[ends[i]:ends[i + 1]]
     leaf_hashes: bytes  # their stored leaf hashes, 64 hex digits each, joined in seq order
@@ -86,22 +85,25 @@ class _Reads:
     def __init__(self, postgres: bool, is_stored_level: Callable[[int], bool]) -> None:
         self.mark = m = "%s" if postgres else "?"
         self.is_stored_level = is_stored_level
-        ordered = f"SELECT seq, entry, leaf_hash FROM audit_entries WHERE seq >= {m} AND seq < {m} ORDER BY seq"
+        rows = f"FROM audit_entries WHERE seq >= {m} AND seq < {m}"
         if postgres:  # text comes as its bytes (the cursor's loader), never decoded
-            joins = (
-                "count(*) FILTER (WHERE octet_length(leaf_hash) <> 64 OR entry IS NULL), string_agg(leaf_hash, ''),"
-                " '\\x00'::bytea || string_agg(convert_to(entry, 'UTF8'), '\\x00'::bytea),"
-                " string_agg(int4send(octet_length(entry) + 1), ''::bytea)"
+            # The subquery converts each entry once (its bytes and their length), and its order spares the
+            # server a sort when the groups are joined.
+            ordered = f"SELECT seq, convert_to(entry, 'UTF8') AS bytes, leaf_hash {rows} ORDER BY seq"
+            summary = (
+                "count(*), count(*) FILTER (WHERE octet_length(leaf_hash) <> 64 OR bytes IS NULL),"
+                " string_agg(leaf_hash, ''), '\\x00'::bytea || string_agg(bytes, '\\x00'::bytea),"
+                " string_agg(int4send(octet_length(bytes) + 1) || int8send(seq), ''::bytea)"
             )
-            groups = f" GROUP BY seq / {GROUP} ORDER BY seq / {GROUP}"
+            self.summary = f"SELECT {summary} FROM ({ordered}) AS chunk GROUP BY seq / {GROUP} ORDER BY seq / {GROUP}"
         else:
-            joins = (
-                "total(length(leaf_hash) <> 64), CAST(group_concat(leaf_hash, '') AS BLOB),"
+            summary = (
+                "count(*), total(typeof(entry) <> 'text' OR typeof(leaf_hash) <> 'text' OR length(leaf_hash) <> 64"
+                " OR typeof(seq) <> 'integer'), CAST(group_concat(leaf_hash, '') AS BLOB),"
                 " CAST(char(0) || group_concat(entry, char(0)) AS BLOB),"
-                " group_concat(printf('%08x', length(CAST(entry AS BLOB)) + 1), '')"
+                " group_concat(length(CAST(entry AS BLOB)) + 1), group_concat(seq)"
             )
-            groups = ""
-        self.summary = f"SELECT count(*), min(seq), max(seq), {joins} FROM ({ordered}) AS chunk{groups}"
+            self.summary = f"SELECT {summary} {rows}"
         self.after = f"SELECT min(seq) FROM audit_entries WHERE seq >= {m}"
 
     def nodes(self, lo: int, size: int) -> tuple[str, list[int]] | None:
@@ -114,30 +116,32 @@ class _Reads:
 
 
 def _chunk(summary: Summary, inner: dict[tuple[int, int], str]) -> Chunk:
-    found, first, last, odd, hashes, joined, lengths = summary
-    joined = bytes(joined or b"")
-    try:
-        sizes = struct.unpack(f">{found}I", bytes.fromhex(lengths) if isinstance(lengths, str) else lengths or b"")
-    except (struct.error, ValueError):
-        sizes = ()  # parts missing (a NULL entry) or unreadable: the chunk is refused
+    found, odd, hashes, joined, sizes, seqs = summary
     ends = list(accumulate(sizes, initial=0))
-    parts = len(sizes) if ends[-1] == len(joined) else -1
-    return Chunk(found, first, last, int(odd or 0), parts, joined, ends, bytes(hashes or b""), inner)
+    read = len(sizes) if ends[-1] == len(joined) else -1  # parts missing (a NULL entry) or not adding up
+    return Chunk(found, int(odd or 0), read, tuple(seqs), joined, ends, hashes, inner)
 
 
-def _one(groups: list[Any]) -> Summary:
-    """PostgreSQL's rows of a chunk, one per group of entries, as the one row SQLite gives."""
-    if not groups:
-        return 0, None, None, 0, b"", b"", b""
-    return (
-        sum(g[0] for g in groups),
-        groups[0][1],
-        groups[-1][2],
-        sum(g[3] for g in groups),
-        b"".join(g[4] or b"" for g in groups),
-        b"".join(g[5] or b"" for g in groups),
-        b"".join(g[6] or b"" for g in groups),
-    )
+def _from_sqlite(row: Any) -> Summary:
+    """SQLite's one row of a chunk, its lengths and seqs as decimal lists."""
+    found, odd, hashes, joined, sizes, seqs = row
+    try:
+        sizes, seqs = (tuple(map(int, sizes.split(","))), tuple(map(int, seqs.split(",")))) if found else ((), ())
+    except (AttributeError, ValueError):  # a list missing or unreadable: the chunk is refused
+        sizes = seqs = ()
+    return found, odd, bytes(hashes or b""), bytes(joined or b""), sizes, seqs
+
+
+def _from_postgres(groups: list[Any]) -> Summary:
+    """PostgreSQL's rows of a chunk, one per group of entries, each part's length and seq as 4 and 8 bytes."""
+    found = sum(g[0] for g in groups)
+    parts = b"".join(g[4] or b"" for g in groups)
+    try:
+        pairs = struct.unpack(">" + "Iq" * found, parts)
+    except struct.error:  # parts missing (a NULL entry): the chunk is refused
+        pairs = ()
+    joined = b"".join(g[3] or b"" for g in groups)
+    return found, sum(g[1] for g in groups), b"".join(g[2] or b"" for g in groups), joined, pairs[0::2], pairs[1::2]
 
 
 def chunks(conn: Connection, size: int, is_stored_level: Callable[[int], bool]) -> Generator[Chunk, None, None]:
@@ -153,12 +157,13 @@ def chunks(conn: Connection, size: int, is_stored_level: Callable[[int], bool]) 
         read = _read_ahead(read)
     try:
         for summary, inner in read:
-            yield _chunk(summary, inner)
+            yield _chunk(summary if postgres else _from_sqlite(summary), inner)
     finally:
         read.close()
 
 
-def _summaries(raw: Any, size: int, reads: _Reads, postgres: bool) -> Generator[tuple[Summary, dict], None, None]:
+def _summaries(raw: Any, size: int, reads: _Reads, postgres: bool) -> Generator[tuple[Any, dict], None, None]:
+    """Each chunk's summary (SQLite's row as read; PostgreSQL's groups as a `Summary`) and its stored subtrees."""
     if not postgres:
         cursor = raw.cursor()
     else:
@@ -177,7 +182,7 @@ def _summaries(raw: Any, size: int, reads: _Reads, postgres: bool) -> Generator[
         lo = 0
         while True:
             rows = cursor.execute(reads.summary, (lo, lo + size), **options).fetchall()
-            summary = _one(rows) if postgres else rows[0]
+            summary = _from_postgres(rows) if postgres else rows[0]
             if not summary[0] and cursor.execute(reads.after, (lo,)).fetchone()[0] is None:
                 return  # nothing at or after lo: the end
             nodes_read = reads.nodes(lo, size)
@@ -250,4 +255,11 @@ def _read_ahead(source: Iterator[T], depth: int = 2) -> Generator[T, None, None]
             yield item
     finally:
         stop.set()
-        thread.join()
+        interrupted: BaseException | None = None
+        while thread.is_alive():  # an interrupt while waiting must not leave the connection in use
+            try:
+                thread.join()
+            except BaseException as exc:
+                interrupted = exc
+        if interrupted is not None:
+            raise interrupted

@@ -285,3 +285,24 @@ def test_a_null_entry_is_named_not_a_crash(engine: Engine, signer: NoteSigner) -
     assert not _fast(log, signer).ok
     result = log.verify(signer.verifier)
     assert not result.ok and result.first_bad_seq == 5 and "canonical" in (result.problem or ""), result
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # PostgreSQL's columns hold their own type
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        "UPDATE audit_entries SET leaf_hash = CAST(leaf_hash AS BLOB) WHERE seq = 5",  # the same digits, as bytes
+        "UPDATE audit_entries SET entry = CAST(entry AS BLOB) WHERE seq = 5",  # a signed entry's bytes, as a blob
+        "UPDATE audit_entries SET entry = CAST(entry AS BLOB) WHERE seq = 45",  # and one after the checkpoint
+        "UPDATE audit_entries SET seq = 4.5 WHERE seq = 5",  # a seq that is no integer, still in its place
+    ],
+)
+def test_sqlite_values_of_another_type_are_caught(engine: Engine, signer: NoteSigner, tamper: str) -> None:
+    """SQLite keeps any type in any column: what the exact pass refuses, the fast pass must refuse too."""
+    log = _log(engine, signer, signed=40, tail=10)
+    assert _fast(log, signer, chunk=16).ok
+    with engine.begin() as conn:
+        conn.execute(text(tamper))
+    for chunk in (16, 4096):
+        assert not _fast(log, signer, chunk).ok, chunk
+    assert not log.verify(signer.verifier).ok
