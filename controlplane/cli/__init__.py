@@ -13,7 +13,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from controlplane.cli.common import EXIT_UNKNOWN
+from controlplane.cli.common import EXIT_UNKNOWN, cut_short_by_ctrl_c
 
 # Each command group is imported when it is run, not before: `controlplane slo status` from cron loads
 # the SLO engine, not the platform, the collector, the scheduler and the demo too (together they add
@@ -88,4 +88,8 @@ def main() -> None:
         else:
             typer.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_UNKNOWN)
+    except Exception as exc:
+        if cut_short_by_ctrl_c(exc):  # Ctrl-C inside a transaction: the rollback's error, not a bug
+            sys.exit(130)
+        raise
     sys.exit(code if isinstance(code, int) else 0)

@@ -156,3 +156,17 @@ def config_or_exit(settings: Settings) -> ControlPlaneConfig:
         return load_config(settings)
     except CONFIG_ERRORS as exc:
         raise fail(str(exc)) from None
+
+
+def cut_short_by_ctrl_c(exc: BaseException) -> bool:
+    """Whether a Ctrl-C is behind `exc`: one that lands inside a database transaction comes out as the
+    error of the rollback it cut short (SQLAlchemy's PendingRollbackError), with the interrupt as its
+    context."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False

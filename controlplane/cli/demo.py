@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from controlplane.cli.common import EXIT_CRITICAL, EXIT_OK, EXIT_UNKNOWN, fail, format_option
+from controlplane.cli.common import EXIT_CRITICAL, EXIT_OK, EXIT_UNKNOWN, cut_short_by_ctrl_c, fail, format_option
 
 EXIT_INTERRUPTED = 130
 WorkDir = Annotated[
@@ -115,19 +115,20 @@ def demo(
             while dashboard.running():
                 time.sleep(0.5)
             _say(f"the dashboard stopped (exit code {dashboard.proc.returncode}); its log is {dashboard.log}")
-    except KeyboardInterrupt:
-        stop.set()
-        if reported:  # Ctrl-C is how the dashboard is closed: the run's outcome stands
-            _say("stopping the dashboard and the demo's processes")
-        else:
-            _say("interrupted: stopping the demo's processes")
-            code = EXIT_INTERRUPTED
-    except DemoError as exc:
-        _say(f"error: {exc}")
-        code = code if reported else EXIT_UNKNOWN  # a dashboard that cannot start leaves the report's code
-    except Exception as exc:  # a bug or an environment problem: say what, point at the logs, no traceback
-        _say(f"error: the demo failed: {type(exc).__name__}: {exc}; the processes' logs are in {workdir / 'logs'}")
-        code = code if reported else EXIT_UNKNOWN
+    except (KeyboardInterrupt, Exception) as exc:
+        if isinstance(exc, KeyboardInterrupt) or cut_short_by_ctrl_c(exc):
+            stop.set()
+            if reported:  # Ctrl-C is how the dashboard is closed: the run's outcome stands
+                _say("stopping the dashboard and the demo's processes")
+            else:
+                _say("interrupted: stopping the demo's processes")
+                code = EXIT_INTERRUPTED
+        elif isinstance(exc, DemoError):
+            _say(f"error: {exc}")
+            code = code if reported else EXIT_UNKNOWN  # a dashboard that cannot start leaves the report's code
+        else:  # a bug or an environment problem: say what, point at the logs, no traceback
+            _say(f"error: the demo failed: {type(exc).__name__}: {exc}; the processes' logs are in {workdir / 'logs'}")
+            code = code if reported else EXIT_UNKNOWN
     finally:
         # A second Ctrl-C (or a kill) must not cut the clean-up short.
         previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}

@@ -52,3 +52,30 @@ def test_ctrl_c_stops_every_child_and_says_what_was_kept(tmp_path: Path) -> None
     assert "Traceback" not in said
     wait_until(lambda: not _processes_mentioning(str(work)), "every child process to end", timeout=60)
     assert (work / "logs").is_dir() and not (work / "store.db").exists(), "an interrupted run keeps its logs only"
+
+
+def test_ctrl_c_inside_a_transaction_is_still_ctrl_c(tmp_path: Path) -> None:
+    """A Ctrl-C that lands inside a database transaction comes out of it as the error of the rollback it cut
+    short; the demo (and every command) must still take it for Ctrl-C: exit 130, not "the demo failed"."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import PendingRollbackError
+
+    from controlplane.cli.common import cut_short_by_ctrl_c
+    from controlplane.storage import make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'ctrl-c.db'}")
+    execute = engine.dialect.do_execute
+
+    def interrupted(cursor, statement, parameters, context=None):  # type: ignore[no-untyped-def]
+        if statement.startswith("SELECT 2"):
+            raise KeyboardInterrupt  # as the signal handler raises it mid-statement
+        return execute(cursor, statement, parameters, context)
+
+    engine.dialect.do_execute = interrupted  # type: ignore[method-assign]
+    with pytest.raises(BaseException) as raised, engine.begin() as conn:
+        conn.execute(text("SELECT 1"))
+        conn.execute(text("SELECT 2"))
+    assert isinstance(raised.value, (KeyboardInterrupt, PendingRollbackError)), raised.value
+    assert cut_short_by_ctrl_c(raised.value)
+    assert not cut_short_by_ctrl_c(RuntimeError("a bug"))
+    engine.dispose()
