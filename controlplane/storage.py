@@ -155,6 +155,13 @@ def _sqlite_engine(url: str, *, lock_timeout_ms: int, statement_timeout_ms: int,
         if conn.info.pop("holds_writer", False):
             writer.release()
 
+    # A connection an interrupt cut short mid-transaction is invalidated, without a rollback event: its
+    # place in the writer queue is given back all the same, or no writer of this process would pass again.
+    @event.listens_for(engine, "invalidate")
+    def _on_invalidate(_dbapi_connection, record, _exception):
+        if record.info.pop("holds_writer", False):
+            writer.release()
+
     @event.listens_for(engine, "before_cursor_execute")
     def _before(conn, cursor, *_args):
         deadline = conn.info.get("statement_deadline")

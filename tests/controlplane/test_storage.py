@@ -13,7 +13,7 @@ import time
 import pytest
 from pydantic import ValidationError
 from sqlalchemy import text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, PendingRollbackError
 
 from controlplane import storage
 from controlplane.settings import Settings
@@ -169,4 +169,25 @@ def test_the_sqlite_deadline_is_for_the_statements_sqlalchemy_runs(factory, tmp_
         with pytest.raises(OperationalError):
             conn.execute(text(long))
         assert raw.execute(long).fetchone()[0] == 1_000_000
+    engine.dispose()
+
+
+@FACTORIES
+def test_a_writer_an_interrupt_cuts_short_gives_its_place_back(factory, tmp_path) -> None:
+    """SQLite's writers of a process queue on one lock; a Ctrl-C mid-transaction invalidates the connection
+    without a rollback event, and must not keep the lock from every later writer."""
+    engine = factory.make_engine(f"sqlite:///{tmp_path}/writer.db", lock_timeout_ms=500)
+    execute = engine.dialect.do_execute
+
+    def interrupted(cursor, statement, parameters, context=None):  # type: ignore[no-untyped-def]
+        if statement.startswith("SELECT 2"):
+            raise KeyboardInterrupt
+        return execute(cursor, statement, parameters, context)
+
+    engine.dialect.do_execute = interrupted
+    with pytest.raises((KeyboardInterrupt, PendingRollbackError)), engine.begin() as conn:
+        conn.execute(text("SELECT 1"))
+        conn.execute(text("SELECT 2"))
+    with engine.begin() as conn:  # before: "database is locked (writer queue)" after 0.5 s
+        conn.execute(text("CREATE TABLE later (x INTEGER)"))
     engine.dispose()
