@@ -88,20 +88,18 @@ def is_sqlite(engine: Engine) -> bool:
 
 
 class _StatementDeadline:
-    """SQLite has no statement timeout; its progress handler aborts a statement past its deadline."""
+    """SQLite has no statement timeout; as its progress handler, installed for one statement from `start`
+    to its end, this aborts the statement past its deadline."""
 
     def __init__(self, timeout_s: float) -> None:
         self.timeout_s = timeout_s
-        self.deadline: float | None = None
+        self.deadline = 0.0
 
     def start(self) -> None:
         self.deadline = time.monotonic() + self.timeout_s
 
-    def stop(self) -> None:
-        self.deadline = None
-
     def __call__(self) -> int:
-        return 1 if self.deadline is not None and time.monotonic() > self.deadline else 0
+        return 1 if time.monotonic() > self.deadline else 0
 
 
 def _sqlite_engine(url: str, *, lock_timeout_ms: int, statement_timeout_ms: int, pool_size: int) -> Engine:
@@ -170,18 +168,13 @@ def _sqlite_engine(url: str, *, lock_timeout_ms: int, statement_timeout_ms: int,
             cursor.connection.set_progress_handler(deadline, 10_000)
 
     @event.listens_for(engine, "after_cursor_execute")
-    def _after(conn, cursor, *_args):
-        deadline = conn.info.get("statement_deadline")
-        if deadline is not None:
-            deadline.stop()
-            cursor.connection.set_progress_handler(None, 0)
+    def _after(_conn, cursor, *_args):
+        cursor.connection.set_progress_handler(None, 0)
 
     @event.listens_for(engine, "handle_error")
     def _failed(context):
-        deadline = context.connection.info.get("statement_deadline") if context.connection is not None else None
         cursor = getattr(context.execution_context, "cursor", None)
-        if deadline is not None and cursor is not None:
-            deadline.stop()
+        if cursor is not None:
             cursor.connection.set_progress_handler(None, 0)
 
     return engine

@@ -17,7 +17,8 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import DBAPIError
 
 from audit.canonical import canonical_json
-from audit.fast_verify import fast_verify, node_ranges
+from audit.chunk_reads import node_ranges
+from audit.fast_verify import fast_verify
 from audit.log import AuditLog
 from audit.merkle import leaf_hash, node_hash
 from audit.note import NoteSigner
