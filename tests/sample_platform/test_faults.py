@@ -249,7 +249,9 @@ def test_shedding_bounds_in_flight_bets(start_platform, engine) -> None:
     # A bet that got in may still time out waiting for the (slowed) database: also a retryable 503.
     assert all(r[2]["type"].endswith(("overloaded", "database-busy")) for r in shed)
     assert overloaded
-    assert max(r[1] for r in overloaded) < 1.0  # refused at once, not after queueing
+    # Refused at once, not after queueing for a place: a refusal takes less time than a bet it made way
+    # for, whatever the machine's load does to both.
+    assert statistics.median(r[1] for r in overloaded) < statistics.median(r[1] for r in accepted)
     assert all(r[2]["retryable"] is True for r in shed)
     assert 1 <= peak["in_flight"] <= limit
     assert {r[0] for r in results} <= {201, 503}

@@ -21,6 +21,7 @@ import httpx
 from sqlalchemy import Engine, func, select
 
 from sample_platform.client import PlatformClient
+from sample_platform.db import reader
 from sample_platform.ledger import check_ledger
 from sample_platform.models import Bet, table
 from sample_platform.outbox import all_event_ids
@@ -64,7 +65,7 @@ def _outbox_entries(env: dict[str, str]) -> list[str]:
 
 def _settled(engine: Engine, market_id: int) -> int:
     bets = table(Bet)
-    with engine.connect() as conn:
+    with reader(engine).connect() as conn:  # a read: it does not queue behind the replicas' writers
         query = select(func.count()).where(bets.c.market_id == market_id, bets.c.settlement_version > 0)
         return int(conn.execute(query).scalar_one())
 
@@ -145,7 +146,7 @@ def test_a_cluster_loses_no_event_through_killed_processes(
     assert money.returncode == 0, money.stdout + money.stderr
     verified = _cli(env, "audit", "verify")
     assert verified.returncode == 0 and "OK" in verified.stdout, verified.stdout + verified.stderr
-    with engine.connect() as conn:
+    with reader(engine).connect() as conn:
         ledger = check_ledger(conn)
     assert not ledger.problems, ledger.problems[:5]
 
