@@ -1,5 +1,5 @@
 """How the hash-speed verification (`audit.fast_verify`) reads the log: a power-of-two chunk of seqs at
-a time, by a thread of its own, ahead of the hashing.
+a time, the database reading ahead of the hashing.
 
     for chunk in chunks(conn, 2048, is_stored_level):   # a Chunk: its entries, leaf hashes, subtrees
         leaves = chunk.leaves()
@@ -200,8 +200,8 @@ def _from_postgres(groups: list[Any]) -> Summary:
 def chunks(conn: Connection, size: int, is_stored_level: Callable[[int], bool]) -> Generator[Chunk, None, None]:
     """The log's chunks of `size` seqs from seq 0, until one is empty with no entry after it. Read through
     the driver's own cursor (at hash speed SQLAlchemy's row wrapping would cost more than the hashing), by
-    primary-key range (a plan no table statistics can spoil), in a thread of its own where the connection
-    may be used from one (a SQLite connection made with check_same_thread is read in this thread)."""
+    primary-key range (a plan no table statistics can spoil). SQLite is read in a thread of its own where
+    the connection may be used from one (one made with check_same_thread is read in this thread)."""
     raw: Any = conn.connection.dbapi_connection
     if conn.dialect.name == "postgresql":
         read = _postgres_summaries(raw, size, is_stored_level)

@@ -5,8 +5,8 @@ with the stored one (`audit.stored_tree`), and checks each signed checkpoint whe
     result = fast_verify(conn, origin, verifiers)       # a Verification; ok or not
     if not result.ok: ... the exact pass (AuditLog.verify) names the first bad entry
 
-Entries are read a power-of-two chunk at a time by primary-key range (`audit.chunk_reads`: by a thread
-of its own while the chunk before is hashed, all in one state of the log), so that each full chunk is one
+Entries are read a power-of-two chunk at a time by primary-key range (`audit.chunk_reads`: the database
+reads ahead while the chunk before is hashed, all in one state of the log), so that each full chunk is one
 complete, aligned subtree: its leaves are hashed in one list, then each level from the one
 below, with the stored leaves and levels compared as whole strings and lists; the chunk's root then joins
 the subtrees before it as a leaf would. Per entry that leaves the two hashes and little else for the

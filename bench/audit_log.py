@@ -28,11 +28,13 @@ not answer):
      and of n.
   2. Full verification at the 10^5 rung (or the last rung below it): `log.verify(signer.verifier)`
      (hash every stored entry, check its place, every stored leaf and inner node and every checkpoint
-     signature), the best of 3 runs, in entries/s, beside the Merkle floor: the leaf and node hashes
-     of the same entries' bytes, already in memory, the faster of two ways, best of 3 ("x merkle" =
-     verify rate / floor rate), and beside hashing every stored entry text once with hashlib.sha256
-     ("x sha256"). On PostgreSQL the two tables are vacuumed and analysed first, as autovacuum would
-     after the bulk load (so that it does not start during the timed runs).
+     signature) in entries/s, beside the Merkle floor: the leaf and node hashes of the same entries'
+     bytes, already in memory, the faster of two ways ("x merkle" = verify rate / floor rate), and
+     beside hashing every stored entry text once with hashlib.sha256 ("x sha256"). Verification and
+     the floor take turns, 5 rounds, the best of each kept, so that a slow spell of the machine falls
+     on both. Before them, PostgreSQL's two tables are vacuumed and analysed, as autovacuum would
+     after the bulk load (so that it does not start during the timed runs), and checkpointed, and the
+     bulk load's writes are synced to disk (their writeback would otherwise take CPU from the runs).
   3. Durable appends, on the log as it stands (10^5 entries by default), each mode for about
      --seconds of audit appends (whole calls) in 3 blocks. After each block, the very same rows (read
      back from audit_entries, not timed) go in as plain inserts through the same engine, in calls
