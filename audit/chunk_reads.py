@@ -294,6 +294,8 @@ def _streamed_chunks(cursor: Any, statement: str, params: tuple, per_chunk: int)
             if len(rows) == per_chunk:
                 yield rows
                 rows = []
+        if rows:  # a span is whole chunks; should the statement give fewer rows, they go on as a chunk
+            yield rows
     except GeneratorExit:
         for _ in stream:
             pass

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import DBAPIError
 
+from audit import chunk_reads
 from audit.canonical import canonical_json
 from audit.chunk_reads import node_ranges
 from audit.fast_verify import fast_verify
@@ -96,6 +97,35 @@ def test_a_sound_log_passes_the_fast_pass_itself(engine: Engine, signer: NoteSig
         assert fast.ok and (fast.entries, fast.checkpoints) == (43, 2), (chunk, fast)
     exact = log.verify_exact(signer.verifier)
     assert (exact.ok, exact.entries, exact.checkpoints) == (True, 43, 2)
+
+
+@pytest.mark.parametrize(("group", "span"), [(2, 8), (1, 4), (4, 16)])
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        "UPDATE audit_entries SET seq = seq + 100 WHERE seq = 16",  # the first of a span gone, entries after it
+        "DELETE FROM audit_entries WHERE seq = 20",  # the first of a group gone, inside a span
+    ],
+)
+def test_a_log_read_in_many_statements_and_groups_is_read_whole(
+    engine: Engine, signer: NoteSigner, monkeypatch: pytest.MonkeyPatch, group: int, span: int, tamper: str
+) -> None:
+    """PostgreSQL reads a span of entries per statement and joins them in groups: with both made small,
+    a log is read in many spans of many groups. SQLite reads a chunk per statement either way."""
+    monkeypatch.setattr(chunk_reads, "GROUP", group)
+    monkeypatch.setattr(chunk_reads, "SPAN", span)
+    log = _log(engine, signer, signed=37, tail=6)
+    for chunk in (1, 2, 4, 8):
+        fast = _fast(log, signer, chunk)
+        assert fast.ok and (fast.entries, fast.checkpoints) == (43, 2), (chunk, fast)
+    with engine.begin() as conn:
+        conn.execute(text(tamper))
+    for chunk in (2, 8):
+        assert not _fast(log, signer, chunk).ok, chunk
+    assert not log.verify(signer.verifier).ok
+    with engine.connect() as conn:  # a pass stopped by a bad chunk leaves its connection usable
+        assert not fast_verify(conn, ORIGIN, (signer.verifier,), chunk=2).ok
+        assert conn.execute(text("SELECT count(*) FROM audit_entries")).scalar_one() in (42, 43)
 
 
 def test_every_changed_byte_of_a_signed_entry_is_caught(engine: Engine, signer: NoteSigner) -> None:
