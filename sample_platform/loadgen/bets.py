@@ -72,8 +72,10 @@ class Bettor:
                 delay = self.backoff(attempt, response)
                 if run.loop.time() + delay >= run.retry_horizon:
                     break
-                run.report.bet_retries += 1
                 await asyncio.sleep(delay)
+                if run.loop.time() >= run.retry_horizon:
+                    break  # a stop came during the backoff
+                run.report.bet_retries += 1
                 start = run.loop.time()
             response = await run.request(
                 BETS, "POST", "/v1/bets", start=start, headers=self.headers(player, key), json=body

@@ -105,7 +105,7 @@ class LoadReport:
     accepted_bet_ids: set[int] = field(default_factory=set)
     unknown_keys: set[str] = field(default_factory=set)  # bets whose outcome no answer ever settled
     bets_resent_after_load: int = 0  # bets without an answer at the end, re-sent with their keys
-    bet_retries: int = 0
+    bet_retries: int = 0  # bet attempts sent again under the same key during the load (not the re-sends after it)
     price_change_requotes: int = 0
     bet_latency: Histogram = field(default_factory=Histogram)  # scheduled -> final outcome, retries included
     sse_events: Counter[str] = field(default_factory=Counter)  # by SSE event name (odds, overflow ...)

@@ -244,21 +244,73 @@ def test_a_stop_set_before_the_run_sends_no_arrivals_and_still_settles() -> None
     assert len(out["settlement"]["markets"]) == 2 and out["settlement"]["all_settled"]
 
 
-@pytest.mark.timing
-def test_after_a_stop_no_retry_starts_so_the_drain_is_bounded_from_the_stop() -> None:
-    fake = HangingBets()
+class StopAtThirdBet(HangingBets):
+    """Hanging bets, and the stop set by the third bet's arrival, in the run's own loop: the stop is seen
+    at the schedule's next poll (0.25 s), before any first attempt can time out (1 s) and be retried."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        super().__init__()
+        self.stop = stop
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:  # type: ignore[override]
+        if (request.method, request.url.path) == ("POST", "/v1/bets") and len(self.bets) >= 2:
+            self.stop.set()
+        return await super().__call__(request)
+
+
+def test_after_a_stop_no_retry_starts_and_the_drain_cuts_nothing() -> None:
+    stop = threading.Event()
+    fake = StopAtThirdBet(stop)
     config = LoadConfig(
         "http://fake", "steady", 120.0, 20.0, "admin", players=2, markets=1, sse_subscribers=0,
         request_timeout=1.0, settle_timeout=3.0,
     )  # fmt: skip
-    stop = threading.Event()
-    came = stop_when(lambda: len(fake.bets) >= 3, stop, "three hanging bets")
     report = run_in_loop(config, fake, stop=stop)
-    assert came.is_set() and report.stopped_at is not None
-    # One request timeout after the stop at most, not the retries a bet would still have had before the 120 s.
-    assert report.elapsed <= report.stopped_at + 1.0 + 1.5
+    assert report.stopped_at is not None and report.arrivals >= 3
+    # The bets in flight at the stop ended by their own deadline, and none was tried again under the
+    # retries it would still have had before the 120 s: the drain had nothing left to cut.
+    assert report.bet_retries == 0
+    assert report.cancelled_at_end == 0
     assert report.bets_unknown > 0  # said honestly
     assert report.to_dict()["settlement"]["markets"]
+
+
+class RefusedFirstTries(FakePlatform):
+    """Each bet's first try is refused 503 with Retry-After: 1 (nothing committed) and any later try
+    commits; the stop is set by the third bet's first try, while the first two wait out their backoff."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        super().__init__()
+        self.stop = stop
+
+    def bet(self, request: httpx.Request, body: dict) -> httpx.Response:
+        key = request.headers["idempotency-key"]
+        sent = self.attempts.setdefault(key, [])
+        sent.append(request.content.decode())
+        if len(sent) > 1:
+            self.bets.setdefault(key, (self.new_id(), sent[0]))
+            return httpx.Response(201, json={"id": self.bets[key][0], "status": "open"})
+        if len(self.attempts) >= 3:
+            self.stop.set()
+        problem = b'{"type": "/problems/database-busy", "status": 503, "retryable": true}'
+        return httpx.Response(
+            503, headers={"Retry-After": "1", "content-type": "application/problem+json"}, content=problem
+        )
+
+
+def test_a_retry_waiting_out_its_backoff_at_the_stop_is_not_sent() -> None:
+    stop = threading.Event()
+    fake = RefusedFirstTries(stop)
+    config = LoadConfig("http://fake", "steady", 120.0, 20.0, "admin", players=2, markets=1, sse_subscribers=0)
+    report = run_in_loop(config, fake, stop=stop)
+    assert report.stopped_at is not None and len(fake.attempts) >= 3
+    # Every bet's backoff (at least the 1 s asked) outlasted the stop: each bet was left for the
+    # re-send after the load, with its key, and committed then; none was retried during the drain.
+    assert report.bet_retries == 0
+    assert report.bets_resent_after_load == len(fake.attempts)
+    assert all(len(sent) == 2 for sent in fake.attempts.values()), fake.attempts
+    assert report.bets_accepted == len(fake.attempts) == len(fake.bets) and report.bets_unknown == 0
+    assert report.to_dict()["settlement"]["all_settled"]
 
 
 def test_the_first_ctrl_c_stops_the_arrivals_and_the_report_still_comes_back() -> None:
