@@ -39,6 +39,15 @@ USERINFO = re.compile(r"(://)[^/@\s:]+:[^/@\s]+@")  # credentials in a URL (a sc
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
 
+class NotAboutExporting(logging.Filter):
+    """Keeps the OpenTelemetry SDK's and exporters' own records out of the OTLP log export (they still go
+    to standard error): while the collector is unreachable, each failed export would queue its own
+    warnings for export, and the buffer would never drain."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name == "opentelemetry" or record.name.startswith("opentelemetry."))
+
+
 class Scrub(logging.Filter):
     """Adds the current span's ids to a record, redacts attributes named like a secret or a person and
     masks bearer tokens and URL credentials in the message."""
@@ -121,6 +130,7 @@ def setup_logging(
     exporter = OTLPLogExporter(endpoint=f"{otlp_endpoint.rstrip('/')}/v1/logs", headers=headers)
     provider.add_log_record_processor(BatchLogRecordProcessor(exporter))
     exporting = LoggingHandler(level=level, logger_provider=provider)
+    exporting.addFilter(NotAboutExporting())
     exporting.addFilter(Scrub())
     root.addHandler(exporting)
     atexit.register(provider.shutdown)

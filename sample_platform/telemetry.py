@@ -16,6 +16,7 @@ span, the spans inside it and their `http.server.request.duration` points, so a 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any
 
@@ -44,6 +45,29 @@ odds_publish_lag = meter.create_histogram(
 )
 _installed = False
 _logs: Any = None  # the LoggerProvider, once exporting
+_endpoint = ""  # where it exports to, once exporting
+
+
+class NotAboutExporting(logging.Filter):
+    """Keeps the OpenTelemetry SDK's and exporters' own records out of the export. They are about the
+    export itself: while the collector is unreachable each failed export would queue its warnings
+    behind it, the queue would never empty, and a flush (the SDK's ignores its timeout) never end.
+    They still go to standard error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name == "opentelemetry" or record.name.startswith("opentelemetry."))
+
+
+def exporting_handler(provider: Any, level: int) -> logging.Handler:
+    """The logging handler that turns records into OTLP logs of `provider`: scrubbed, and without
+    the exporters' own records."""
+    # local: see setup_telemetry
+    from opentelemetry.instrumentation.logging.handler import LoggingHandler
+
+    handler = LoggingHandler(level=level, logger_provider=provider)
+    handler.addFilter(NotAboutExporting())
+    handler.addFilter(Redact())
+    return handler
 
 
 def setup_telemetry(settings: PlatformSettings) -> bool:
@@ -51,7 +75,7 @@ def setup_telemetry(settings: PlatformSettings) -> bool:
 
     Log records of INFO and above also go out as OTLP logs, with the trace and span ids of the span
     they were written in, scrubbed by the same filter as the log lines on standard error."""
-    global _installed
+    global _installed, _logs, _endpoint
     if _installed or not settings.otlp_endpoint:
         return _installed
     # local: the SDK and the OTLP exporter cost ~50-100 ms at import (measured, -X importtime) in every
@@ -59,7 +83,6 @@ def setup_telemetry(settings: PlatformSettings) -> bool:
     from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    from opentelemetry.instrumentation.logging.handler import LoggingHandler
     from opentelemetry.sdk._logs import LoggerProvider
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
     from opentelemetry.sdk.metrics import MeterProvider
@@ -95,15 +118,12 @@ def setup_telemetry(settings: PlatformSettings) -> bool:
     ]
     trace.set_tracer_provider(traces)
     metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[reader], views=views))
-    global _logs
     _logs = LoggerProvider(resource=resource)
     _logs.add_log_record_processor(
         BatchLogRecordProcessor(OTLPLogExporter(endpoint=f"{endpoint}/v1/logs", headers=headers))
     )
-    handler = LoggingHandler(level=logging.INFO, logger_provider=_logs)
-    handler.addFilter(Redact())
-    logging.getLogger().addHandler(handler)
-    _installed = True
+    logging.getLogger().addHandler(exporting_handler(_logs, logging.INFO))
+    _installed, _endpoint = True, endpoint
     log.info("exporting OpenTelemetry traces, metrics and logs to %s", endpoint)
     return True
 
@@ -136,12 +156,34 @@ def shutdown_telemetry() -> None:
     _installed, _logs = False, None
 
 
-def flush_telemetry(timeout_millis: int = 10_000) -> None:
-    """Export what is buffered now (the app calls it as it shuts down: uvicorn ends the process by
-    re-raising SIGTERM, so nothing after the server loop would run)."""
-    for provider in (trace.get_tracer_provider(), metrics.get_meter_provider(), _logs):
-        if hasattr(provider, "force_flush"):
-            provider.force_flush(timeout_millis)
+def flush_telemetry(timeout_millis: int = 10_000) -> bool:
+    """Export what is buffered now, for at most `timeout_millis` in all (the app calls it as it shuts
+    down: uvicorn ends the process by re-raising SIGTERM, so nothing after the server loop would run).
+    Returns False, and says so on the log, if the exports did not end in time (a collector that is down
+    or slow): what they still held is lost with the process, which stops anyway."""
+    every = (trace.get_tracer_provider(), metrics.get_meter_provider(), _logs)
+    providers = [provider for provider in every if hasattr(provider, "force_flush")]
+    done = threading.Event()
+
+    def flush() -> None:
+        try:
+            for provider in providers:
+                provider.force_flush(timeout_millis)
+        finally:
+            done.set()
+
+    # The SDK's flushes retry each batch until the exporter's own timeout, batch after batch: they run
+    # in a thread of their own, which the process does not wait for once the time is up.
+    threading.Thread(target=flush, name="telemetry-flush", daemon=True).start()
+    if done.wait(timeout_millis / 1000):
+        return True
+    log.warning(
+        "telemetry not exported within %g s of the stop (is the collector at %s reachable?); "
+        "the spans, metrics and logs still buffered are dropped",
+        timeout_millis / 1000,
+        _endpoint,
+    )
+    return False
 
 
 class ServerSpans:

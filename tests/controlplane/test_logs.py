@@ -111,6 +111,8 @@ def test_with_an_otlp_endpoint_lines_also_go_out_as_otlp_logs_scrubbed() -> None
             logging.getLogger("controlplane.scheduler").warning(
                 "delivery to http://am:s3cret@alerts/ failed", extra={"token": "abc", "slo": "login"}
             )
+        # An exporter's own complaint is not exported (it would feed the queue it is about).
+        logging.getLogger("opentelemetry.exporter.otlp.proto.http._log_exporter").warning("Transient error")
         provider.force_flush()
     finally:
         for handler in list(root.handlers):
