@@ -8,8 +8,6 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import nats
-
 STREAM = "PLATFORM_EVENTS"
 SUBJECTS = "platform.events.>"
 EVENT_PREFIX = "platform.events."
@@ -65,6 +63,8 @@ async def connect_once(url: str, *, timeout: float = 3.0) -> Any:
     """A connection for one request: a server that does not answer raises (NoServersError or OSError)
     after two tries. (nats-py retries an unanswered first connect forever unless
     max_reconnect_attempts is positive, whatever allow_reconnect says.)"""
+    import nats  # local: nats-py costs ~0.2 s at import, and only a process that connects needs it
+
     return await nats.connect(
         url, connect_timeout=timeout, allow_reconnect=False, max_reconnect_attempts=1, reconnect_time_wait=0.1,
         error_cb=quiet_error,
