@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -28,9 +29,10 @@ def _env() -> dict:
 def test_eight_processes_append_one_unbroken_chain(database_url) -> None:
     engine = make_engine(database_url)
     migrate_audit(engine)
+    each = 250  # appends per process: enough for the eight to interleave all the way through
     procs = [
         subprocess.Popen(
-            [sys.executable, APPENDER, database_url, "500", str(w)],
+            [sys.executable, APPENDER, database_url, str(each), str(w)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=_env(),
@@ -40,12 +42,17 @@ def test_eight_processes_append_one_unbroken_chain(database_url) -> None:
     outputs = [p.communicate(timeout=600) for p in procs]
     assert all(p.returncode == 0 for p in procs), [err.decode()[-500:] for _, err in outputs]
     confirmed = sorted(int(line) for out, _ in outputs for line in out.split())
-    assert confirmed == list(range(4000))
+    assert confirmed == list(range(8 * each))
+    with engine.connect() as conn:
+        actors = list(conn.execute(select(entries.c.actor).order_by(entries.c.seq)).scalars())
+    # The eight appended at once, not one after another (that would pass the chain on 7 times).
+    switches = sum(a != b for a, b in itertools.pairwise(actors))
+    assert switches > 7, switches
     signer = NoteSigner.generate("audit.test/concurrent")
     log = AuditLog(engine, origin="audit.test/concurrent", signer=signer)
     log.checkpoint()
     result = log.verify(signer.verifier)
-    assert result.ok and result.entries == 4000, result.problem
+    assert result.ok and result.entries == 8 * each, result.problem
     engine.dispose()
 
 
