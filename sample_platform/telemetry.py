@@ -145,7 +145,7 @@ def _synthetic_children() -> Any:
 
 def shutdown_telemetry() -> None:
     """Export what is buffered and stop exporting (before the collector it talks to goes away)."""
-    global _installed, _logs
+    global _installed, _logs, _endpoint
     for provider in (trace.get_tracer_provider(), metrics.get_meter_provider(), _logs):
         if hasattr(provider, "shutdown"):
             provider.shutdown()
@@ -153,7 +153,7 @@ def shutdown_telemetry() -> None:
         root = logging.getLogger()
         for handler in [h for h in root.handlers if type(h).__name__ == "LoggingHandler"]:
             root.removeHandler(handler)
-    _installed, _logs = False, None
+    _installed, _logs, _endpoint = False, None, ""
 
 
 def flush_telemetry(timeout_millis: int = 10_000) -> bool:
